@@ -1,0 +1,56 @@
+/**
+ * Byte-level line framing for Dovecot's LF-terminated protocols.
+ *
+ * Splits on 0x0A before decoding, so a UTF-8 character cut between two socket reads is decoded
+ * whole (see effect-stack.md trap 2). Enforces a maximum line length in bytes; a longer line is a
+ * protocol error for that connection only.
+ *
+ * @since 0.1.0
+ */
+
+/** Thrown by {@link LineSplitter.push} when a line exceeds the limit (the caller closes the connection). */
+export class LineTooLongError extends Error {
+  constructor(readonly limit: number) {
+    super(`line longer than ${limit} bytes`)
+    this.name = "LineTooLongError"
+  }
+}
+
+export class LineSplitter {
+  private parts: Array<Buffer> = []
+  private len = 0
+  /** @param maxLine maximum line length in bytes, without the LF */
+  constructor(private readonly maxLine: number) {}
+
+  /** Feed one chunk; `onLine` is called for every complete line (without LF, CR kept). */
+  push(chunk: Uint8Array, onLine: (line: string) => void): void {
+    const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
+    let start = 0
+    for (let nl = buf.indexOf(10); nl !== -1; nl = buf.indexOf(10, start)) {
+      const lineLen = this.len + nl - start
+      if (lineLen > this.maxLine) throw new LineTooLongError(this.maxLine)
+      let line: string
+      if (this.len === 0) {
+        line = buf.toString("utf8", start, nl)
+      } else {
+        this.parts.push(buf.subarray(start, nl))
+        line = Buffer.concat(this.parts, lineLen).toString("utf8")
+        this.parts = []
+        this.len = 0
+      }
+      start = nl + 1
+      onLine(line)
+    }
+    if (start < buf.length) {
+      this.len += buf.length - start
+      if (this.len > this.maxLine) throw new LineTooLongError(this.maxLine)
+      // copy: the caller may reuse its buffer
+      this.parts.push(Buffer.from(buf.subarray(start)))
+    }
+  }
+
+  /** Bytes buffered of an unfinished line. */
+  get pending(): number {
+    return this.len
+  }
+}

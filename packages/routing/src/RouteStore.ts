@@ -1,0 +1,54 @@
+/**
+ * The store interface the routing core depends on. Implementations live in `@doveroute/store`
+ * (SQLite, PostgreSQL, MySQL/MariaDB); all work on the Lua director's own tables.
+ *
+ * @since 0.1.0
+ */
+import { Context, Data, type Effect, type Option } from "effect"
+import type { Backend } from "./Backend.js"
+import type { RouteKey, Strategy } from "./Strategy.js"
+
+/**
+ * A store failure, classified once at the store boundary. Every front-end turns it into a
+ * temporary failure (`temp_fail` / dict `F`), never into a wrong backend or "unknown user".
+ *
+ * - `Unavailable`: cannot reach or open the database (connection refused, file unreadable).
+ * - `Timeout`: a query exceeded the configured timeout.
+ * - `Integrity`: the data breaks doveroute's rules (duplicate rows for one user, a mapping that
+ *   points at a missing backend); reported, never silently fixed.
+ * - `Query`: any other SQL error.
+ */
+export class StoreError extends Data.TaggedError("StoreError")<{
+  readonly reason: "Unavailable" | "Timeout" | "Integrity" | "Query"
+  readonly detail: string
+  readonly cause?: unknown
+}> {
+  override get message(): string {
+    return `store ${this.reason.toLowerCase()}: ${this.detail}`
+  }
+}
+
+/** The routing core's view of the store. One instance serves one strategy (one `user_backend` variant). */
+export interface RouteStoreService {
+  readonly strategy: Strategy
+  /**
+   * Q1+Q4: the backend the key is mapped to, or `None`. Fails with `Integrity` when the row points
+   * at a backend id that does not exist.
+   */
+  readonly findAssigned: (key: RouteKey) => Effect.Effect<Option.Option<Backend>, StoreError>
+  /** Every backend, ordered by id. */
+  readonly listBackends: Effect.Effect<ReadonlyArray<Backend>, StoreError>
+  /**
+   * Race-safe first assignment: insert `(backendId, key)` unless the key already has a row, then
+   * read the row that is stored. Concurrent callers for one key all get the same backend.
+   */
+  readonly assign: (key: RouteKey, backendId: number) => Effect.Effect<Backend, StoreError>
+  /**
+   * Compare-and-set move: re-point the key from `fromId` to `toId` only if it is still on `fromId`;
+   * returns the backend the key is on afterwards.
+   */
+  readonly reassign: (key: RouteKey, fromId: number, toId: number) => Effect.Effect<Backend, StoreError>
+}
+
+/** Service tag for {@link RouteStoreService}. */
+export class RouteStore extends Context.Tag("doveroute/RouteStore")<RouteStore, RouteStoreService>() {}

@@ -1,0 +1,129 @@
+/**
+ * The routing core: one function every front-end calls (dict, auth-client, relays, HTTP, CLI).
+ *
+ * Flow (lua-director-reference.md §2, without the published defects):
+ * 1. key = user (mapping) or `shardKey(user)` (shard);
+ * 2. the stored row wins; a row on a backend with `state != 0` is handled by the down policy
+ *    (`keep` = reference behaviour);
+ * 3. no row → uniform random choice among `state = 0` backends → race-safe insert-ignore-then-read,
+ *    so concurrent first logins of one user agree on one backend;
+ * 4. no usable backend → {@link RouteError} `NoBackend` (front-ends answer `temp_fail`).
+ *
+ * @since 0.1.0
+ */
+import { Context, Data, Effect, Layer, Option } from "effect"
+import type { Backend } from "./Backend.js"
+import { candidates, choose } from "./Placement.js"
+import { RouteStore, type StoreError } from "./RouteStore.js"
+import { shardKey } from "./ShardKey.js"
+import type { DownPolicy, RouteKey, Strategy } from "./Strategy.js"
+
+/**
+ * Why no backend can be given. Front-ends answer every reason with a temporary failure.
+ * - `NoBackend`: no backend with `state = 0` for a new user (or for `reassign`).
+ * - `BackendDown`: the user's backend has `state != 0` and the policy is `tempfail`.
+ * - `InvalidUser`: empty user name, or one containing TAB, CR, LF or NUL.
+ */
+export class RouteError extends Data.TaggedError("RouteError")<{
+  readonly reason: "NoBackend" | "BackendDown" | "InvalidUser"
+  readonly detail: string
+}> {
+  override get message(): string {
+    return this.detail
+  }
+}
+
+/** The outcome of a successful routing decision. */
+export interface Route {
+  readonly user: string
+  readonly key: RouteKey
+  readonly backend: Backend
+  /** `existing`: the stored row; `assigned`: first assignment by this call or a concurrent one; `reassigned`: moved off a down backend. */
+  readonly source: "existing" | "assigned" | "reassigned"
+}
+
+/** A dry-run answer for `doveroute lookup`: what routing would do, without writing. */
+export interface RoutePreview {
+  readonly user: string
+  readonly key: RouteKey
+  readonly backend: Option.Option<Backend>
+  readonly wouldInsert: boolean
+  readonly candidates: ReadonlyArray<Backend>
+}
+
+/** Router settings. */
+export interface RouterOptions {
+  readonly strategy: Strategy
+  readonly downPolicy: DownPolicy
+  /** Injectable randomness for placement (default `Math.random`). */
+  readonly random?: () => number
+}
+
+const INVALID_USER = /[\t\r\n\x00]/
+
+/** The routing key for a user under a strategy. */
+export const routeKey = (strategy: Strategy, user: string): RouteKey => strategy === "shard" ? shardKey(user) : user
+
+/** Build the router over a {@link RouteStore}. */
+export const make = (options: RouterOptions) =>
+  Effect.gen(function*() {
+    const store = yield* RouteStore
+    const random = options.random ?? Math.random
+
+    const place = (key: RouteKey, why: string) =>
+      Effect.flatMap(store.listBackends, (all) => {
+        const pick = choose(candidates(all), random)
+        return pick === undefined
+          ? Effect.fail(new RouteError({ reason: "NoBackend", detail: `no backend with state=0 ${why}` }))
+          : Effect.succeed(pick)
+      })
+
+    const checkUser = (user: string) =>
+      user.length === 0 || INVALID_USER.test(user)
+        ? Effect.fail(new RouteError({ reason: "InvalidUser", detail: "empty user name or one with TAB/CR/LF/NUL" }))
+        : Effect.void
+
+    const route = Effect.fn("Router.route")(function*(user: string) {
+      yield* checkUser(user)
+      const key = routeKey(options.strategy, user)
+      const found = yield* store.findAssigned(key)
+      if (Option.isSome(found)) {
+        const backend = found.value
+        if (backend.state === 0 || options.downPolicy === "keep") {
+          return { user, key, backend, source: "existing" } satisfies Route
+        }
+        if (options.downPolicy === "tempfail") {
+          return yield* new RouteError({
+            reason: "BackendDown",
+            detail: `backend ${backend.id} (${backend.hostname}) has state=${backend.state}`
+          })
+        }
+        const target = yield* place(key, `to move ${String(key)} off backend ${backend.id}`)
+        const moved = yield* store.reassign(key, backend.id, target.id)
+        return { user, key, backend: moved, source: "reassigned" } satisfies Route
+      }
+      const target = yield* place(key, `for new ${options.strategy === "shard" ? "shard" : "user"} ${String(key)}`)
+      const stored = yield* store.assign(key, target.id)
+      return { user, key, backend: stored, source: "assigned" } satisfies Route
+    })
+
+    const preview = Effect.fn("Router.preview")(function*(user: string) {
+      yield* checkUser(user)
+      const key = routeKey(options.strategy, user)
+      const found = yield* store.findAssigned(key)
+      const cands = candidates(yield* store.listBackends)
+      return { user, key, backend: found, wouldInsert: Option.isNone(found), candidates: cands } satisfies RoutePreview
+    })
+
+    return {
+      strategy: options.strategy,
+      route: route as (user: string) => Effect.Effect<Route, RouteError | StoreError>,
+      preview: preview as (user: string) => Effect.Effect<RoutePreview, RouteError | StoreError>
+    } as const
+  })
+
+/** The router service. */
+export class Router extends Context.Tag("doveroute/Router")<Router, Effect.Effect.Success<ReturnType<typeof make>>>() {
+  /** Layer from options; needs a {@link RouteStore}. */
+  static readonly layer = (options: RouterOptions) => Layer.effect(Router, make(options))
+}

@@ -1,0 +1,13 @@
+/**
+ * Routing core: strategies (mapping, shard), placement, down-backend policy, reply fields.
+ * Depends on a {@link RouteStore} service; knows no database and no protocol.
+ *
+ * @since 0.1.0
+ */
+export * from "./Backend.js"
+export * from "./ShardKey.js"
+export * from "./Strategy.js"
+export * from "./RouteStore.js"
+export * from "./Reply.js"
+export * as Placement from "./Placement.js"
+export * from "./Router.js"

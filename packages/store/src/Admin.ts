@@ -1,0 +1,78 @@
+/**
+ * Admin operations on the store (CLI): backends and mappings.
+ *
+ * @since 0.1.0
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import { type Backend, StoreError, type Strategy } from "@doveroute/routing"
+import { Effect } from "effect"
+import { classifySqlError } from "./Classify.js"
+import { toBackend } from "./SqlRouteStore.js"
+import { keyColumn } from "./Schema.js"
+
+/** A backend with the number of `user_backend` rows on it. */
+export interface BackendInfo extends Backend {
+  readonly users: number
+}
+
+const wrap = (what: string) => <A>(eff: Effect.Effect<A, SqlError>) => Effect.mapError(eff, classifySqlError(what))
+
+/** Every backend with its row count, ordered by id. */
+export const listBackends = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const rows = yield* sql<{ id: number; hostname: string; hostip: string | null; state: number; users: number | string }>`
+    SELECT b.id, b.hostname, b.hostip, b.state, COUNT(ub.backend_id) AS users
+    FROM backends b LEFT JOIN user_backend ub ON ub.backend_id = b.id
+    GROUP BY b.id, b.hostname, b.hostip, b.state ORDER BY b.id`.pipe(wrap("list backends"))
+  return rows.map((r): BackendInfo => ({ ...toBackend(r), users: Number(r.users) }))
+})
+
+/** Input of {@link addBackend}. */
+export interface NewBackend {
+  readonly hostname: string
+  readonly hostip?: string | null | undefined
+  readonly state?: number | undefined
+}
+
+/**
+ * Add a backend; fails with `StoreError` reason `Integrity` when the hostname exists already.
+ * Returns the stored row.
+ */
+export const addBackend = (b: NewBackend) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const existing = yield* sql<{ id: number }>`SELECT id FROM backends WHERE hostname = ${b.hostname}`.pipe(
+      wrap("find backend")
+    )
+    if (existing.length > 0) {
+      return yield* new StoreError({ reason: "Integrity", detail: `backend ${b.hostname} exists already (id ${existing[0]!.id})` })
+    }
+    yield* sql`INSERT INTO backends ${sql.insert({ hostname: b.hostname, hostip: b.hostip ?? null, state: b.state ?? 0 })}`.pipe(
+      wrap("add backend")
+    )
+    const rows = yield* sql<{ id: number; hostname: string; hostip: string | null; state: number }>`
+      SELECT id, hostname, hostip, state FROM backends WHERE hostname = ${b.hostname} ORDER BY id DESC`.pipe(
+      wrap("read backend")
+    )
+    return toBackend(rows[0]!)
+  })
+
+/** Number of `user_backend` rows (users or shards). */
+export const countMappings = (_strategy: Strategy) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const rows = yield* sql<{ n: number | string }>`SELECT COUNT(*) AS n FROM user_backend`.pipe(wrap("count mappings"))
+    return Number(rows[0]?.n ?? 0)
+  })
+
+/** Every `(key, backend_id)` row for a key (more than one only on a database with duplicates). */
+export const mappingRows = (strategy: Strategy, key: string | number) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const col = sql(keyColumn(strategy))
+    const rows = yield* sql<{ backend_id: number }>`SELECT backend_id FROM user_backend WHERE ${col} = ${key}`.pipe(
+      wrap("read mapping")
+    )
+    return rows.map((r) => Number(r.backend_id))
+  })

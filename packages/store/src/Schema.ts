@@ -1,0 +1,69 @@
+/**
+ * The Lua director's tables, created when missing and checked when present.
+ *
+ * `backends(id, hostname, hostip, state)` and, per strategy, `user_backend(backend_id, user)` or
+ * `user_backend(backend_id, user_hash)` (lua-director-reference.md §1). The column `user` is quoted
+ * on every dialect (a reserved word on PostgreSQL: defect 4).
+ *
+ * @since 0.1.0
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import type { Strategy } from "@doveroute/routing"
+import { Effect } from "effect"
+
+/** The key column of `user_backend` for a strategy. */
+export const keyColumn = (strategy: Strategy): "user" | "user_hash" => strategy === "shard" ? "user_hash" : "user"
+
+/** Column names of a table (lower case), empty when the table does not exist. */
+export const tableColumns = (table: string): Effect.Effect<ReadonlyArray<string>, SqlError, SqlClient.SqlClient> =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const rows = yield* sql.onDialectOrElse({
+      pg: () =>
+        sql<{ name: string }>`SELECT column_name AS name FROM information_schema.columns
+          WHERE table_schema = current_schema() AND table_name = ${table}`,
+      mysql: () =>
+        sql<{ name: string }>`SELECT column_name AS name FROM information_schema.columns
+          WHERE table_schema = DATABASE() AND table_name = ${table}`,
+      orElse: () => sql<{ name: string }>`SELECT name FROM pragma_table_info(${table})`
+    })
+    return rows.map((r) => String(r.name ?? (r as Record<string, unknown>)["NAME"]).toLowerCase())
+  })
+
+/** Create `backends` as the documented schema, with an auto-increment id per dialect. */
+export const createBackends = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  yield* sql.onDialectOrElse({
+    pg: () =>
+      sql`CREATE TABLE backends (
+        id SERIAL PRIMARY KEY,
+        hostname VARCHAR(255) NOT NULL,
+        hostip VARCHAR(255),
+        state SMALLINT NOT NULL DEFAULT 0)`,
+    mysql: () =>
+      sql`CREATE TABLE backends (
+        id INT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+        hostname VARCHAR(255) NOT NULL,
+        hostip VARCHAR(255),
+        state SMALLINT NOT NULL DEFAULT 0)`,
+    orElse: () =>
+      sql`CREATE TABLE backends (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        hostname VARCHAR(255) NOT NULL,
+        hostip VARCHAR(255),
+        state SMALLINT NOT NULL DEFAULT 0)`
+  })
+})
+
+/** Create `user_backend` for a strategy with the documented primary key `(backend_id, key)`. */
+export const createUserBackend = (strategy: Strategy) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const col = sql(keyColumn(strategy))
+    const type = strategy === "shard" ? sql.literal("INT") : sql.literal("VARCHAR(255)")
+    yield* sql`CREATE TABLE user_backend (
+      backend_id INT NOT NULL,
+      ${col} ${type} NOT NULL,
+      PRIMARY KEY (backend_id, ${col}))`
+  })

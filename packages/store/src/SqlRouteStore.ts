@@ -1,0 +1,125 @@
+/**
+ * The {@link RouteStore} over any `@effect/sql` client (SQLite, PostgreSQL, MySQL/MariaDB): one code
+ * path for all three dialects, on the Lua director's tables.
+ *
+ * - `findAssigned`: `user_backend LEFT JOIN backends` on the key (Q1 + Q4 of the scripts in one query).
+ * - `assign`: insert-ignore, then read (`ON CONFLICT DO NOTHING` on PostgreSQL/SQLite,
+ *   `ON DUPLICATE KEY UPDATE key = key` on MySQL), relying on the unique index of migration 0002.
+ * - Every query has a timeout; driver errors are classified once ({@link classifySqlError}).
+ *
+ * @since 0.1.0
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import { type Backend, type RouteKey, type RouteStoreService, StoreError, type Strategy } from "@doveroute/routing"
+import { Duration, Effect, Option } from "effect"
+import { classifySqlError } from "./Classify.js"
+import { keyColumn } from "./Schema.js"
+
+/** Options of the SQL route store. */
+export interface SqlRouteStoreOptions {
+  readonly strategy: Strategy
+  /** Timeout of each query (default 5 seconds). */
+  readonly queryTimeout?: Duration.DurationInput
+}
+
+interface BackendRow {
+  readonly id: number | string
+  readonly hostname: string
+  readonly hostip: string | null
+  readonly state: number | string | null
+}
+
+/** Normalise a driver row (ids may come back as strings or bigints). */
+export const toBackend = (r: BackendRow): Backend => ({
+  id: Number(r.id),
+  hostname: String(r.hostname),
+  hostip: r.hostip === null || r.hostip === undefined ? null : String(r.hostip),
+  state: r.state === null || r.state === undefined ? 0 : Number(r.state)
+})
+
+/** Build the store; needs a `SqlClient`. */
+export const make = (options: SqlRouteStoreOptions) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const timeout = Duration.decode(options.queryTimeout ?? "5 seconds")
+    const col = sql(keyColumn(options.strategy))
+
+    const run = <A>(what: string, eff: Effect.Effect<A, SqlError>): Effect.Effect<A, StoreError> =>
+      eff.pipe(
+        Effect.mapError(classifySqlError(what)),
+        Effect.timeoutFail({
+          duration: timeout,
+          onTimeout: () => new StoreError({ reason: "Timeout", detail: `${what}: no answer within ${Duration.format(timeout)}` })
+        })
+      )
+
+    const findAssigned = (key: RouteKey): Effect.Effect<Option.Option<Backend>, StoreError> =>
+      Effect.flatMap(
+        run(
+          "find mapping",
+          sql<BackendRow & { bid: number | string }>`SELECT ub.backend_id AS bid, b.id, b.hostname, b.hostip, b.state
+            FROM user_backend ub LEFT JOIN backends b ON b.id = ub.backend_id
+            WHERE ub.${col} = ${key}`
+        ),
+        (rows) => {
+          if (rows.length === 0) return Effect.succeed(Option.none())
+          if (rows.length > 1) {
+            return Effect.fail(
+              new StoreError({ reason: "Integrity", detail: `user_backend holds ${rows.length} rows for ${String(key)}` })
+            )
+          }
+          const r = rows[0]!
+          if (r.id === null || r.id === undefined) {
+            return Effect.fail(
+              new StoreError({
+                reason: "Integrity",
+                detail: `mapping for ${String(key)} points at backend id ${String(r.bid)}, which does not exist`
+              })
+            )
+          }
+          return Effect.succeed(Option.some(toBackend(r)))
+        }
+      )
+
+    const listBackends = run(
+      "list backends",
+      sql<BackendRow>`SELECT id, hostname, hostip, state FROM backends ORDER BY id`
+    ).pipe(Effect.map((rows) => rows.map(toBackend)))
+
+    const readBack = (key: RouteKey, what: string) =>
+      Effect.flatMap(findAssigned(key), (o) =>
+        Option.isSome(o)
+          ? Effect.succeed(o.value)
+          : Effect.fail(new StoreError({ reason: "Integrity", detail: `${what} for ${String(key)} left no row` })))
+
+    const insertIgnore = (key: RouteKey, backendId: number) =>
+      sql.onDialectOrElse({
+        mysql: () =>
+          sql`INSERT INTO user_backend (backend_id, ${col}) VALUES (${backendId}, ${key})
+            ON DUPLICATE KEY UPDATE ${col} = ${col}`,
+        orElse: () =>
+          sql`INSERT INTO user_backend (backend_id, ${col}) VALUES (${backendId}, ${key})
+            ON CONFLICT (${col}) DO NOTHING`
+      })
+
+    const assign = (key: RouteKey, backendId: number) =>
+      Effect.zipRight(run("insert mapping", insertIgnore(key, backendId)), readBack(key, "insert"))
+
+    const reassign = (key: RouteKey, fromId: number, toId: number) =>
+      Effect.zipRight(
+        run(
+          "move mapping",
+          sql`UPDATE user_backend SET backend_id = ${toId} WHERE ${col} = ${key} AND backend_id = ${fromId}`
+        ),
+        readBack(key, "move")
+      )
+
+    return {
+      strategy: options.strategy,
+      findAssigned,
+      listBackends,
+      assign,
+      reassign
+    } satisfies RouteStoreService
+  })

@@ -1,0 +1,54 @@
+/**
+ * The store as the daemon and CLI use it: a `SqlClient` for the URL, migrations applied (or only
+ * checked), and the {@link RouteStore} service.
+ *
+ * @since 0.1.0
+ */
+import type * as SqlClient from "@effect/sql/SqlClient"
+import { RouteStore, type StoreError, type Strategy } from "@doveroute/routing"
+import { type Duration, Effect, Layer } from "effect"
+import { classifySqlError } from "./Classify.js"
+import { checkVariant, migrate, type SchemaError } from "./Migrations.js"
+import * as SqlClientLayer from "./SqlClientLayer.js"
+import * as SqlRouteStore from "./SqlRouteStore.js"
+import type { StoreUrl } from "./StoreUrl.js"
+
+/** Store settings. */
+export interface StoreOptions {
+  readonly url: StoreUrl
+  readonly strategy: Strategy
+  /** Apply pending migrations when the layer is built (default true). */
+  readonly migrate?: boolean
+  readonly queryTimeout?: Duration.DurationInput
+  readonly connectTimeout?: Duration.DurationInput
+  readonly maxConnections?: number
+}
+
+/** A `SqlClient` for the URL with migrations applied (or the variant checked when `migrate` is false). */
+export const sqlLayer = (options: StoreOptions): Layer.Layer<SqlClient.SqlClient, StoreError | SchemaError> => {
+  const client = SqlClientLayer.layer(options.url, {
+    ...(options.maxConnections !== undefined ? { maxConnections: options.maxConnections } : {}),
+    ...(options.connectTimeout !== undefined ? { connectTimeout: options.connectTimeout } : {})
+  })
+  const prepare = options.migrate === false
+    ? Effect.asVoid(checkVariant(options.strategy))
+    : Effect.tap(migrate(options.strategy), (applied) =>
+      applied.length > 0
+        ? Effect.logInfo("migrations applied").pipe(Effect.annotateLogs("migrations", applied.map(([id, n]) => `${id}_${n}`).join(",")))
+        : Effect.void)
+  return Layer.effectDiscard(
+    prepare.pipe(Effect.catchTag("SqlError", (e) => Effect.fail(classify(e))))
+  ).pipe(Layer.provideMerge(client))
+}
+
+const classify = classifySqlError("prepare schema")
+
+/** The {@link RouteStore} plus the `SqlClient` it runs on. */
+export const storeLayer = (options: StoreOptions): Layer.Layer<RouteStore | SqlClient.SqlClient, StoreError | SchemaError> =>
+  Layer.effect(
+    RouteStore,
+    SqlRouteStore.make({
+      strategy: options.strategy,
+      ...(options.queryTimeout !== undefined ? { queryTimeout: options.queryTimeout } : {})
+    })
+  ).pipe(Layer.provideMerge(sqlLayer(options)))

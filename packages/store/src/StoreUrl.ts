@@ -1,0 +1,72 @@
+/**
+ * Store URLs: which database doveroute uses.
+ *
+ * - `sqlite:/absolute/path/file.db` (also `sqlite:///abs/path` and `sqlite:relative/path`)
+ * - `postgres://user:pass@host:port/db` (also `postgresql://`)
+ * - `mysql://user:pass@host:port/db` (also `mariadb://`)
+ *
+ * The whole URL is kept `Redacted` (it may hold a password); {@link describeStoreUrl} gives a
+ * loggable form with the password removed.
+ *
+ * @since 0.1.0
+ */
+import { Data, Redacted } from "effect"
+
+export type StoreUrl =
+  | { readonly _tag: "Sqlite"; readonly filename: string }
+  | { readonly _tag: "Pg"; readonly url: Redacted.Redacted<string> }
+  | { readonly _tag: "Mysql"; readonly url: Redacted.Redacted<string> }
+
+/** A store URL that cannot be used; `reason` says why, the message never contains a password. */
+export class StoreUrlError extends Data.TaggedError("StoreUrlError")<{
+  readonly reason: "UnknownScheme" | "Malformed"
+  readonly detail: string
+}> {
+  override get message(): string {
+    return this.detail
+  }
+}
+
+/** Parse a store URL. Fails with {@link StoreUrlError}. */
+export const parseStoreUrl = (raw: string): StoreUrl => {
+  const s = raw.trim()
+  if (s.startsWith("sqlite:")) {
+    let path = s.slice("sqlite:".length)
+    if (path.startsWith("//")) path = path.slice(2)
+    if (path.length === 0) throw new StoreUrlError({ reason: "Malformed", detail: "sqlite: URL without a file path" })
+    return { _tag: "Sqlite", filename: path }
+  }
+  const scheme = s.slice(0, Math.max(0, s.indexOf("://")))
+  let url: URL
+  try {
+    url = new URL(s)
+  } catch {
+    throw new StoreUrlError({ reason: "Malformed", detail: `store URL is not a valid URL (scheme ${JSON.stringify(scheme)})` })
+  }
+  switch (url.protocol) {
+    case "postgres:":
+    case "postgresql:":
+      return { _tag: "Pg", url: Redacted.make(s) }
+    case "mysql:":
+    case "mariadb:":
+      url.protocol = "mysql:"
+      return { _tag: "Mysql", url: Redacted.make(url.toString()) }
+    default:
+      throw new StoreUrlError({
+        reason: "UnknownScheme",
+        detail: `unknown store URL scheme ${JSON.stringify(url.protocol)}; use sqlite:, postgres:// or mysql://`
+      })
+  }
+}
+
+/** A loggable description: the URL without its password. */
+export const describeStoreUrl = (store: StoreUrl): string => {
+  if (store._tag === "Sqlite") return `sqlite:${store.filename}`
+  try {
+    const u = new URL(Redacted.value(store.url))
+    if (u.password) u.password = "xxx"
+    return u.toString()
+  } catch {
+    return `${store._tag.toLowerCase()}://<unparseable>`
+  }
+}

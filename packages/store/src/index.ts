@@ -1,0 +1,15 @@
+/**
+ * Stores for doveroute on the Lua director's tables: SQLite (embedded default), PostgreSQL,
+ * MySQL/MariaDB — one SQL code path, migrations, error classification.
+ *
+ * @since 0.1.0
+ */
+export * from "./StoreUrl.js"
+export * from "./Classify.js"
+export * as Schema from "./Schema.js"
+export * as Migrations from "./Migrations.js"
+export { SchemaError } from "./Migrations.js"
+export * as SqlRouteStore from "./SqlRouteStore.js"
+export * as SqlClientLayer from "./SqlClientLayer.js"
+export * as Admin from "./Admin.js"
+export * from "./StoreLayer.js"
