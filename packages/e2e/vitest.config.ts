@@ -7,6 +7,7 @@ export default defineProject({
     include: ["test/**/*.test.ts"],
     testTimeout: 120_000,
     hookTimeout: 180_000,
-    fileParallelism: false
+    pool: "forks",
+    poolOptions: { forks: { singleFork: true } }
   }
 })

@@ -1,0 +1,50 @@
+/**
+ * Options every `doveroute` command shares, and how flags become settings overrides.
+ *
+ * @since 0.1.0
+ */
+import { Options } from "@effect/cli"
+import { type FlagOverrides, loadSettings } from "@doveroute/daemon"
+import { Option } from "effect"
+
+/** `--config FILE`, `--store URL`, `--strategy mapping|shard`. */
+export const common = {
+  config: Options.file("config").pipe(
+    Options.withDescription("JSON config file (flags and DOVEROUTE_* environment variables override it)"),
+    Options.optional
+  ),
+  store: Options.text("store").pipe(
+    Options.withDescription("store URL: sqlite:/path/file.db, postgres://…, mysql://…"),
+    Options.optional
+  ),
+  strategy: Options.choice("strategy", ["mapping", "shard"]).pipe(
+    Options.withDescription("mapping (one row per user) or shard (one row per 16-bit CRC32 shard)"),
+    Options.optional
+  )
+} as const
+
+/** Values of {@link common}. */
+export interface CommonValues {
+  readonly config: Option.Option<string>
+  readonly store: Option.Option<string>
+  readonly strategy: Option.Option<string>
+}
+
+/** Build the flag overrides map from option values: `[configPath, Option<value>]` pairs. */
+export const overrides = (
+  pairs: ReadonlyArray<readonly [string, Option.Option<string | ReadonlyArray<string>>]>
+): FlagOverrides => {
+  const m = new Map<string, string | ReadonlyArray<string>>()
+  for (const [k, v] of pairs) if (Option.isSome(v)) m.set(k, v.value)
+  return m
+}
+
+/** Load settings from common values plus extra overrides. */
+export const settingsFrom = (
+  c: CommonValues,
+  extra: ReadonlyArray<readonly [string, Option.Option<string | ReadonlyArray<string>>]> = []
+) =>
+  loadSettings({
+    configFile: Option.getOrUndefined(c.config),
+    flags: overrides([["store", c.store], ["strategy", c.strategy], ...extra])
+  })

@@ -1,0 +1,38 @@
+/**
+ * Entry point of the `doveroute` binary. Exit codes: 0 success (also after SIGTERM), 1 runtime
+ * error (message on stderr), 2 usage error.
+ *
+ * @since 0.1.0
+ */
+import { ValidationError } from "@effect/cli"
+import { NodeContext, NodeRuntime } from "@effect/platform-node"
+import { Cause, Console, Effect, Exit } from "effect"
+import { Logging } from "@doveroute/daemon"
+import { run } from "./Cli.js"
+
+const describe = (e: unknown): string =>
+  e !== null && typeof e === "object" && "message" in e && typeof e.message === "string" && e.message.length > 0
+    ? e.message
+    : String(e)
+
+const program = run(process.argv).pipe(
+  Effect.catchAll((e) =>
+    ValidationError.isValidationError(e)
+      ? Effect.sync(() => { process.exitCode = 2 })
+      : Console.error(`doveroute: error: ${describe(e)}`).pipe(Effect.zipRight(Effect.sync(() => { process.exitCode = 1 })))
+  ),
+  // admin commands log to stderr so that stdout stays clean for --json; serve replaces this
+  Effect.provide(Logging.layer({ format: "logfmt", level: "info" })),
+  Effect.provide(NodeContext.layer)
+)
+
+NodeRuntime.runMain(program, {
+  disableErrorReporting: true,
+  disablePrettyLogger: true,
+  teardown: (exit, onExit) => {
+    if (Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause)) {
+      process.stderr.write(`doveroute: fatal: ${Cause.pretty(exit.cause)}\n`)
+      onExit(1)
+    } else onExit(process.exitCode === undefined ? 0 : Number(process.exitCode))
+  }
+})
