@@ -3,7 +3,7 @@ import { DictServer, Lookup, UnixListener } from "@doveroute/frontends"
 import { parseExtraField, Router } from "@doveroute/routing"
 import { Admin, parseStoreUrl, storeLayer } from "@doveroute/store"
 import Database from "better-sqlite3"
-import { Effect, Exit, Layer, Scope } from "effect"
+import { type Duration, Effect, Exit, Layer, Scope } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -12,7 +12,7 @@ import { LineClient } from "./helpers.js"
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), "dvr-fe-"))
 
 /** Start a dict server on a real SQLite file; returns the socket path; stops with the scope. */
-const startDict = (dir: string, opts: { readonly connectTimeout?: string; readonly strategy?: "mapping" | "shard" } = {}) =>
+const startDict = (dir: string, opts: { readonly connectTimeout?: Duration.DurationInput; readonly strategy?: "mapping" | "shard" } = {}) =>
   Effect.gen(function*() {
     const file = path.join(dir, "routes.db")
     const sock = path.join(dir, "dict.sock")
