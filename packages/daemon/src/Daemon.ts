@@ -5,7 +5,7 @@
  *
  * @since 0.1.0
  */
-import { DictServer, Lookup } from "@doveroute/frontends"
+import { Authenticator, AuthServer, BackendPort, DictServer, LoginRelay, Lookup, UserdbRelay } from "@doveroute/frontends"
 import { Router } from "@doveroute/routing"
 import { describeStoreUrl, storeLayer } from "@doveroute/store"
 import { Effect, Layer } from "effect"
@@ -38,6 +38,26 @@ export const listenersLayer = (settings: Settings) => {
       })
     )
   }
+  if (settings.auth !== undefined) {
+    const { authMode, password, failureDelay, ...socket } = settings.auth
+    layers.push(
+      AuthServer.layer({
+        ...socket,
+        authenticator: authMode === "password" && password !== undefined
+          ? Authenticator.masterPassword(password)
+          : Authenticator.nopassword,
+        proxyFlag: settings.proxyFlag,
+        ports: settings.ports,
+        failureDelay
+      })
+    )
+  }
+  if (settings.loginRelay !== undefined) {
+    layers.push(LoginRelay.layer({ ...settings.loginRelay, ports: settings.ports }))
+  }
+  if (settings.userdbRelay !== undefined) {
+    layers.push(UserdbRelay.layer({ ...settings.userdbRelay, ports: settings.ports }))
+  }
   return layers
 }
 
@@ -45,7 +65,12 @@ export const listenersLayer = (settings: Settings) => {
 export const daemonLayer = (settings: Settings) => {
   const listeners = listenersLayer(settings)
   if (listeners.length === 0) {
-    return Layer.fail(new Error("no listener configured: set dict.socket (or --dict-socket)"))
+    return Layer.fail(
+      new Error(
+        "no listener configured: set dict.socket, auth.socket, login_relay.socket or userdb_relay.socket " +
+          "(or --dict-socket, --auth-socket, --login-relay-socket, --userdb-relay-socket)"
+      )
+    )
   }
   const ready = Layer.effectDiscard(
     Effect.logInfo("doveroute ready").pipe(
@@ -53,7 +78,14 @@ export const daemonLayer = (settings: Settings) => {
         store: describeStoreUrl(settings.store),
         strategy: settings.strategy,
         down_policy: settings.downPolicy,
-        proxy_flag: settings.proxyFlag
+        proxy_flag: settings.proxyFlag,
+        listeners: [
+          settings.dict !== undefined ? "dict" : undefined,
+          settings.auth !== undefined ? `auth(${settings.auth.authMode})` : undefined,
+          settings.loginRelay !== undefined ? "login-relay" : undefined,
+          settings.userdbRelay !== undefined ? "userdb-relay" : undefined
+        ].filter((x) => x !== undefined).join(","),
+        ports: BackendPort.describeBackendPorts(settings.ports)
       })
     )
   )

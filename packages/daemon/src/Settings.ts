@@ -8,8 +8,19 @@
  * ```json
  * { "store": "sqlite:/var/lib/doveroute/doveroute.db", "strategy": "mapping",
  *   "extra_fields": ["nopassword"],
- *   "dict": { "socket": "/run/doveroute/dict.sock", "mode": "0660", "group": "dovecot" } }
+ *   "port": ["143", "pop3=110", "lmtp=24"],
+ *   "dict": { "socket": "/run/doveroute/dict.sock", "mode": "0660", "group": "dovecot" },
+ *   "auth": { "socket": "/run/doveroute/auth.sock", "mode": "0666", "auth_mode": "password",
+ *             "password": "…", "failure_delay": "2 seconds" },
+ *   "login_relay": { "socket": "/run/dovecot/login/doveroute", "mode": "0666",
+ *                    "upstream": "/run/dovecot/login/login" },
+ *   "userdb_relay": { "socket": "/run/dovecot/doveroute-userdb", "mode": "0666",
+ *                     "upstream": "/run/dovecot/auth-userdb" } }
  * ```
+ *
+ * Secrets: `auth.password` is read as a `Redacted` value and never logged. Put it in the config
+ * file (mode 0600) or in `DOVEROUTE_AUTH_PASSWORD`; `--password` on the command line is visible
+ * to every local user in the process list.
  *
  * @since 0.1.0
  */
@@ -24,8 +35,9 @@ import {
   STRATEGIES,
   type Strategy
 } from "@doveroute/routing"
+import { BackendPort } from "@doveroute/frontends"
 import { parseStoreUrl, type StoreUrl } from "@doveroute/store"
-import { Config, ConfigError, ConfigProvider, Data, Duration, Effect, Either, Option } from "effect"
+import { Config, ConfigError, ConfigProvider, Data, Duration, Effect, Either, Option, Redacted } from "effect"
 import * as fs from "node:fs"
 
 /** Socket file settings of one listener. */
@@ -34,6 +46,25 @@ export interface SocketSettings {
   readonly mode: number
   readonly owner: string | undefined
   readonly group: string | undefined
+}
+
+/** How the standalone auth server checks passwords. */
+export type AuthMode = "nopassword" | "password"
+export const AUTH_MODES: ReadonlyArray<AuthMode> = ["nopassword", "password"]
+
+/** The standalone auth-client server (`auth` section). */
+export interface AuthSettings extends SocketSettings {
+  /** `nopassword` (default without a password: the backend checks it) or `password` (one master password). */
+  readonly authMode: AuthMode
+  /** The master password (`password` mode only). */
+  readonly password: Redacted.Redacted<string> | undefined
+  /** Delay before an authentication failure is answered (default 2 s, like Dovecot). */
+  readonly failureDelay: Duration.Duration
+}
+
+/** A relay listener (`login_relay`, `userdb_relay` sections): our socket and Dovecot's. */
+export interface RelaySettings extends SocketSettings {
+  readonly upstream: string
 }
 
 /** Validated settings. */
@@ -49,6 +80,11 @@ export interface Settings {
   readonly connectTimeout: Duration.Duration
   readonly maxConnections: number
   readonly dict: SocketSettings | undefined
+  readonly auth: AuthSettings | undefined
+  readonly loginRelay: RelaySettings | undefined
+  readonly userdbRelay: RelaySettings | undefined
+  /** Backend ports added as `port=` by the auth server and the relays (`port`: `N` / `<protocol>=N`). */
+  readonly ports: BackendPort.BackendPorts
   readonly logLevel: "debug" | "info" | "warning" | "error"
   readonly logFormat: "logfmt" | "json"
 }
@@ -76,25 +112,77 @@ const parseMode = (name: string) =>
     )
   )
 
-const socketConfig = (section: string) =>
-  Config.nested(
-    Config.all({
-      path: Config.option(Config.string("socket")),
-      mode: parseMode("mode"),
-      owner: Config.option(Config.string("owner")),
-      group: Config.option(Config.string("group"))
-    }),
-    section
-  ).pipe(
-    Config.map((s): SocketSettings | undefined =>
-      Option.isNone(s.path) ? undefined : {
-        path: s.path.value,
-        mode: s.mode,
-        owner: Option.getOrUndefined(s.owner),
-        group: Option.getOrUndefined(s.group)
+const socketFields = {
+  path: Config.option(Config.string("socket")),
+  mode: parseMode("mode"),
+  owner: Config.option(Config.string("owner")),
+  group: Config.option(Config.string("group"))
+}
+
+const toSocket = (
+  s: { readonly path: Option.Option<string>; readonly mode: number; readonly owner: Option.Option<string>; readonly group: Option.Option<string> }
+): SocketSettings | undefined =>
+  Option.isNone(s.path) ? undefined : {
+    path: s.path.value,
+    mode: s.mode,
+    owner: Option.getOrUndefined(s.owner),
+    group: Option.getOrUndefined(s.group)
+  }
+
+const socketConfig = (section: string) => Config.nested(Config.all(socketFields), section).pipe(Config.map(toSocket))
+
+const authConfig = Config.nested(
+  Config.all({
+    ...socketFields,
+    authMode: Config.option(Config.literal(...AUTH_MODES)("auth_mode")),
+    password: Config.option(Config.redacted("password")),
+    failureDelay: Config.duration("failure_delay").pipe(Config.withDefault(Duration.seconds(2)))
+  }),
+  "auth"
+).pipe(
+  Config.mapOrFail((a): Either.Either<AuthSettings | undefined, ConfigError.ConfigError> => {
+    const socket = toSocket(a)
+    const password = Option.getOrUndefined(a.password)
+    const mode = Option.getOrElse(a.authMode, (): AuthMode => (password !== undefined ? "password" : "nopassword"))
+    if (mode === "password" && password === undefined) {
+      return Either.left(ConfigError.InvalidData(["auth", "password"], "auth_mode=password needs a password (DOVEROUTE_AUTH_PASSWORD or auth.password in the config file)"))
+    }
+    if (password !== undefined && Redacted.value(password).length === 0) {
+      return Either.left(ConfigError.InvalidData(["auth", "password"], "the master password must not be empty"))
+    }
+    if (mode === "nopassword" && password !== undefined) {
+      return Either.left(ConfigError.InvalidData(["auth", "auth_mode"], "a password is set but auth_mode is nopassword; drop one of them"))
+    }
+    if (socket === undefined) return Either.right(undefined)
+    return Either.right({ ...socket, authMode: mode, password: mode === "password" ? password : undefined, failureDelay: a.failureDelay })
+  })
+)
+
+const relayConfig = (section: string, dovecotSocket: string) =>
+  Config.nested(Config.all({ ...socketFields, upstream: Config.option(Config.string("upstream")) }), section).pipe(
+    Config.mapOrFail((r): Either.Either<RelaySettings | undefined, ConfigError.ConfigError> => {
+      const socket = toSocket(r)
+      if (socket === undefined && Option.isNone(r.upstream)) return Either.right(undefined)
+      if (socket === undefined) {
+        return Either.left(ConfigError.InvalidData([section, "socket"], `${section}.upstream is set but ${section}.socket is not`))
       }
-    )
+      if (Option.isNone(r.upstream)) {
+        return Either.left(ConfigError.InvalidData([section, "upstream"], `${section}.socket needs ${section}.upstream (Dovecot's ${dovecotSocket})`))
+      }
+      return Either.right({ ...socket, upstream: r.upstream.value })
+    })
   )
+
+const portsConfig = Config.array(Config.string(), "port").pipe(
+  Config.withDefault([] as Array<string>),
+  Config.mapOrFail((specs) => {
+    try {
+      return Either.right(BackendPort.parseBackendPorts(specs))
+    } catch (e) {
+      return Either.left(ConfigError.InvalidData(["port"], (e as Error).message))
+    }
+  })
+)
 
 const storeConfig = Config.string("store").pipe(
   Config.withDefault(DEFAULT_STORE),
@@ -130,6 +218,10 @@ export const settingsConfig: Config.Config<Settings> = Config.all({
   connectTimeout: Config.duration("connect_timeout").pipe(Config.withDefault(Duration.seconds(5))),
   maxConnections: Config.integer("max_connections").pipe(Config.withDefault(10)),
   dict: socketConfig("dict"),
+  auth: authConfig,
+  loginRelay: relayConfig("login_relay", "login socket (<base_dir>/login/login)"),
+  userdbRelay: relayConfig("userdb_relay", "auth-userdb socket (<base_dir>/auth-userdb)"),
+  ports: portsConfig,
   logLevel: Config.literal("debug", "info", "warning", "error")("log_level").pipe(Config.withDefault("info" as const)),
   logFormat: Config.literal("logfmt", "json")("log_format").pipe(Config.withDefault("logfmt" as const))
 }).pipe(

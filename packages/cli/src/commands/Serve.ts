@@ -14,8 +14,45 @@ const opt = {
     Options.withDescription("UNIX socket for Dovecot 2.3 passdb dict (uri = proxy:<socket>:<name>)"),
     Options.optional
   ),
+  authSocket: Options.text("auth-socket").pipe(
+    Options.withDescription(
+      "UNIX socket for the standalone auth-client server (login processes, doveadm auth test -a, Postfix/Exim SASL)"
+    ),
+    Options.optional
+  ),
+  authMode: Options.choice("auth-mode", ["nopassword", "password"]).pipe(
+    Options.withDescription("how the auth server checks passwords: nopassword (the backend checks; default) or password"),
+    Options.optional
+  ),
+  password: Options.text("password").pipe(
+    Options.withDescription(
+      "master password for --auth-mode password (implies it). Visible in the process list: prefer " +
+        "DOVEROUTE_AUTH_PASSWORD or auth.password in a 0600 config file"
+    ),
+    Options.optional
+  ),
+  loginRelaySocket: Options.text("login-relay-socket").pipe(
+    Options.withDescription("UNIX socket login processes use instead of Dovecot's login socket (relay mode)"),
+    Options.optional
+  ),
+  dovecotLoginSocket: Options.text("dovecot-login-socket").pipe(
+    Options.withDescription("Dovecot's login socket the login relay connects to (<base_dir>/login/login)"),
+    Options.optional
+  ),
+  userdbRelaySocket: Options.text("userdb-relay-socket").pipe(
+    Options.withDescription("UNIX socket for auth_socket_path (LMTP/doveadm PASS lookups, relay mode)"),
+    Options.optional
+  ),
+  dovecotUserdbSocket: Options.text("dovecot-userdb-socket").pipe(
+    Options.withDescription("Dovecot's auth-userdb socket the userdb relay connects to (<base_dir>/auth-userdb)"),
+    Options.optional
+  ),
+  port: Options.text("port").pipe(
+    Options.withDescription("backend port added as port= by the auth server and relays: N or PROTOCOL=N, repeatable"),
+    Options.repeated
+  ),
   socketMode: Options.text("socket-mode").pipe(
-    Options.withDescription("octal mode of the socket files (default 0660)"),
+    Options.withDescription("octal mode of every socket file (default 0660; sockets for login processes need 0666)"),
     Options.optional
   ),
   extraField: Options.text("extra-field").pipe(
@@ -38,6 +75,17 @@ export const serve = Command.make("serve", opt, (o) =>
     const settings = yield* settingsFrom(o, [
       ["dict.socket", o.dictSocket],
       ["dict.mode", o.socketMode],
+      ["auth.socket", o.authSocket],
+      ["auth.mode", o.socketMode],
+      ["auth.auth_mode", o.authMode],
+      ["auth.password", o.password],
+      ["login_relay.socket", o.loginRelaySocket],
+      ["login_relay.mode", o.socketMode],
+      ["login_relay.upstream", o.dovecotLoginSocket],
+      ["userdb_relay.socket", o.userdbRelaySocket],
+      ["userdb_relay.mode", o.socketMode],
+      ["userdb_relay.upstream", o.dovecotUserdbSocket],
+      ["port", Arr.isNonEmptyReadonlyArray(o.port) ? Option.some(o.port) : Option.none()],
       ["extra_fields", Arr.isNonEmptyReadonlyArray(o.extraField) ? Option.some(o.extraField) : Option.none()],
       ["down_policy", o.downPolicy],
       ["proxy_flag", o.proxyFlag],

@@ -1,0 +1,147 @@
+// Issue 3, relay mode on real Dovecot 2.3.19 (the Director's wiring): Dovecot's own passdb
+// (passwd-file, with proxy set by default_fields) authenticates; imap-login/pop3-login talk to
+// doveroute's login relay (config/dovecot-2.3/95-doveroute-login-relay.conf) and LMTP to its
+// userdb relay (95-doveroute-userdb-relay.conf); doveroute adds the mapped backend. Two real
+// backends on 127.0.0.2 / 127.0.0.3; which one served a login is read from its log (real_lip).
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import path from "node:path"
+import {
+  doveadmFields,
+  freePort,
+  imapLogin,
+  lmtpDeliver,
+  makeTempDir,
+  mappedBackend,
+  mappingRows,
+  Pop3Client,
+  proxyConfig23,
+  startBackend23,
+  startDaemon,
+  startDovecot23,
+  stopDovecots,
+  usersFileContent,
+  type Backend,
+  type Dovecot,
+  type RunningDaemon,
+  type TempDir
+} from "@doveroute/testkit"
+import { DAEMON_ENV, grepLines, IP_OF, seedStore, snippet } from "./auth-fixtures.js"
+
+const USERS = { alice: "secret", bob: "secret", carol: "secret", dave: "secret" }
+
+describe("login relay and userdb relay on real Dovecot 2.3.19", () => {
+  let tmp: TempDir
+  let backend: Backend
+  let proxy: Dovecot
+  let daemon: RunningDaemon
+  let imapPort: number
+  let pop3Port: number
+  let lmtpPort: number
+  let db: string
+  let loginSock: string
+  let userdbSock: string
+
+  beforeAll(async () => {
+    tmp = makeTempDir()
+    db = tmp.join("routes.db")
+    imapPort = await freePort()
+    pop3Port = await freePort()
+    lmtpPort = await freePort()
+    const dir = tmp.join("proxy")
+    const usersFile = path.join(dir, "users")
+    const [be] = await Promise.all([startBackend23(tmp.path, { users: USERS }), seedStore(db)])
+    backend = be
+    proxy = await startDovecot23({
+      dir,
+      files: { [usersFile]: usersFileContent(USERS) },
+      config: proxyConfig23(
+        { dir, imapPort, pop3Port, lmtpPort },
+        snippet("2.3", "95-doveroute-login-relay.conf"),
+        snippet("2.3", "95-doveroute-userdb-relay.conf"),
+        `passdb {\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u ${usersFile}\n  default_fields = proxy=y\n}`
+      ),
+      tcp: [{ host: "127.0.0.1", port: imapPort }, { host: "127.0.0.1", port: pop3Port }, { host: "127.0.0.1", port: lmtpPort }]
+    })
+    // the relay sockets live in Dovecot's base_dir: start doveroute after Dovecot
+    const run = proxy.hostPaths.baseDir
+    loginSock = path.join(run, "login", "doveroute")
+    userdbSock = path.join(run, "doveroute-userdb")
+    daemon = await startDaemon({
+      args: [
+        "--store", `sqlite:${db}`, "--socket-mode", "0666", "--log-level", "debug",
+        "--login-relay-socket", loginSock, "--dovecot-login-socket", path.join(run, "login", "login"),
+        "--userdb-relay-socket", userdbSock, "--dovecot-userdb-socket", path.join(run, "auth-userdb"),
+        "--port", `imap=${backend.imapPort}`, "--port", `pop3=${backend.pop3Port}`, "--port", `lmtp=${backend.lmtpPort}`
+      ],
+      env: { ...DAEMON_ENV },
+      waitFor: [loginSock, userdbSock]
+    })
+  })
+
+  afterAll(async () => {
+    const code = await daemon?.stop()
+    await stopDovecots([proxy, backend?.dovecot])
+    await tmp?.cleanup()
+    expect(code).toBe(0)
+  })
+
+  it("IMAP LOGIN checked by Dovecot's passwd-file lands on the mapped backend: alice 127.0.0.2, bob 127.0.0.3", async () => {
+    for (const [user, ip] of [["alice", "127.0.0.2"], ["bob", "127.0.0.3"]] as const) {
+      const r = await imapLogin("127.0.0.1", imapPort, user, "secret", { select: true })
+      expect(r.login.status, r.transcript).toBe("OK")
+      expect(r.select?.status, r.transcript).toBe("OK")
+      expect(backend.servedBy(user, "imap")).toBe(ip)
+    }
+    expect(proxy.log()).toMatch(/proxy\(alice,127\.0\.0\.2:\d+\): Started proxying/)
+  })
+
+  it("POP3 through the relay: bob lands on 127.0.0.3 (pop3 port added by the relay)", async () => {
+    const c = await Pop3Client.connect("127.0.0.1", pop3Port)
+    const r = await c.login("bob", "secret")
+    expect(r.ok, c.transcript()).toBe(true)
+    expect((await c.stat()).reply.ok, c.transcript()).toBe(true)
+    await c.quit()
+    expect(backend.servedBy("bob", "pop3")).toBe("127.0.0.3")
+  })
+
+  it("a wrong password fails in Dovecot's passdb without any route lookup; the right one then routes", async () => {
+    const rowsBefore = await mappingRows(db)
+    const bad = await imapLogin("127.0.0.1", imapPort, "carol", "wrong")
+    expect(bad.login.status, bad.transcript).toBe("NO")
+    expect(bad.login.text).not.toMatch(/UNAVAILABLE/)
+    expect(await mappingRows(db)).toEqual(rowsBefore) // no row written for carol
+    expect(daemon.logs()).not.toMatch(/user=carol\b/) // and no routing request at all
+    expect(backend.logins("carol")).toHaveLength(0)
+    const good = await imapLogin("127.0.0.1", imapPort, "carol", "secret")
+    expect(good.login.status, good.transcript).toBe("OK")
+    const id = await mappedBackend(db, "carol")
+    expect(id).toBeDefined()
+    expect(backend.servedBy("carol", "imap")).toBe(IP_OF[id!])
+    expect(grepLines(daemon.logs(), /message=routed/).join("\n")).toMatch(/user=carol\b/)
+  })
+
+  it("LMTP through the userdb relay: a message for bob is delivered by his backend 127.0.0.3 into his maildir", async () => {
+    expect(backend.mailboxFiles("bob")).toEqual([])
+    const d = await lmtpDeliver({ host: "127.0.0.1", port: lmtpPort }, {
+      from: "sender@example.test",
+      to: ["bob"],
+      message: "Subject: relay test\r\n\r\nhello bob\r\n"
+    })
+    expect(d.rcpt, d.transcript).toEqual([250])
+    expect(d.delivered, d.transcript).toEqual([250])
+    expect(backend.mailboxFiles("bob")).toHaveLength(1)
+    // the proxy's LMTP connected to bob's backend address and the backend's lmtp port
+    // the proxy sent it to bob's backend, and the backend saw the connection arrive on 127.0.0.3
+    expect(proxy.log()).toMatch(new RegExp(`Sent message to <bob> at 127\\.0\\.0\\.3:${backend.lmtpPort}: 250`))
+    expect(grepLines(backend.log(), /master in: USER\t\d+\tbob\tservice=lmtp/).join("\n")).toMatch(/\tlip=127\.0\.0\.3\t/)
+  })
+
+  it("doveadm through the relays: auth test -a <login relay> and auth lookup -a <userdb relay> show the route", async () => {
+    const t = await proxy.doveadm(["auth", "test", "-a", loginSock, "alice", "secret"])
+    expect(t.code, t.stdout + t.stderr).toBe(0)
+    expect(doveadmFields(t.stdout)).toEqual(expect.arrayContaining(["user=alice", "proxy", "host=backend1.test", "hostip=127.0.0.2", "pass=secret"]))
+    const l = await proxy.doveadm(["auth", "lookup", "-a", userdbSock, "bob"])
+    expect(l.code, l.stdout + l.stderr).toBe(0)
+    expect(doveadmFields(l.stdout)).toEqual(expect.arrayContaining(["user=bob", "host=127.0.0.3"]))
+  })
+})

@@ -1,0 +1,369 @@
+/**
+ * Standalone auth-client server: doveroute answers `AUTH` itself (`dovecot-protocols.md` §2–§4).
+ * Clients: Dovecot 2.3/2.4 login processes (`executable = imap-login <socket>` /
+ * `login_socket_path`), `doveadm auth test -a <socket>`, Postfix (`smtpd_sasl_type = dovecot`)
+ * and Exim.
+ *
+ * Wire behaviour:
+ * - The whole handshake goes out on accept, in Dovecot 2.3's order (VERSION 1.2, one MECH line per
+ *   mechanism, SPID, CUID, COOKIE, DONE): 2.3 login processes, doveadm, Postfix and Exim (which
+ *   reads up to DONE before writing) all accept it, and 2.4 clients too. Clients may send VERSION
+ *   first, pipeline VERSION+CPID+AUTH in one write, and announce minor 0–4. SPID is our PID, the
+ *   COOKIE 16 random bytes: a proxied login never uses them.
+ * - PLAIN and LOGIN, with or without an initial response (`resp=`), `CONT` exchanges, `CANCEL`
+ *   (answered with `CANCELLED` when the client announced minor ≥ 4), `service=` or `protocol=`.
+ *   Several requests may be in flight on one connection; answers go out by id, each line whole.
+ * - A line over 16 KiB closes that connection only (as the real server does).
+ *
+ * Decision for one login (after the SASL exchange produced credentials):
+ * 1. A password with 0x01/TAB/CR/LF is refused (Dovecot treats it as an unknown user).
+ * 2. The {@link Authenticator} checks it (`nopassword`, `password=<master>`, later PAM). A refusal
+ *    is a plain `FAIL\t<id>\tuser=<u>` sent after the failure delay; nothing is routed.
+ * 3. Auth-only clients (`nologin`, which Postfix and Exim send, or `service=smtp`) get
+ *    `OK\t<id>\tuser=<u>` and nothing else — but only when the authenticator verifies passwords;
+ *    in `nopassword` mode they are refused, since nothing would check the password.
+ * 4. Everything else is routed: `OK\t<id>\tuser=<u>\tproxy\thost=<IP>[\tport=<n>]\tpass=<typed>`
+ *    (+ `master=<authcid>` for a master-user login). `proxy` is always the bare token (2.3 login
+ *    processes need it); `host` is always an IP ({@link resolveBackend}); `port` comes from the
+ *    configured {@link BackendPorts}.
+ * 5. Any routing failure (store down, no backend, DNS) is `FAIL\t<id>\tuser=<u>\tcode=temp_fail`,
+ *    at once: never a password failure.
+ * 6. `proxy_maybe` (the default proxy flag of the mapping strategy) is resolved like Dovecot's auth:
+ *    when the backend IP equals the connection's `real_lip`/`lip` and the port is absent or equals
+ *    `lport`, the user's backend is this very server. A standalone server cannot serve that local
+ *    login (it would need Dovecot's auth-master `REQUEST` round trip), so it answers
+ *    `FAIL … code=temp_fail reason=…` and logs a warning. With `proxy`/`none` no check is made.
+ *
+ * Failure delay: every authentication failure (wrong password, malformed SASL data) is answered
+ * after `failureDelay` (default 2 s, like Dovecot's `auth_failure_delay`); a `CANCEL` during the
+ * delay drops the answer. Temporary failures are answered at once.
+ *
+ * Secrets: typed passwords and the master password are `Redacted` and never logged; they reach the
+ * wire only inside `pass=` on the connection that typed them.
+ *
+ * @since 0.1.0
+ */
+import {
+  AuthClient,
+  AuthClientSession,
+  LineSplitter,
+  LineTooLongError,
+  Sasl
+} from "@doveroute/protocol"
+import type { ProxyFlag } from "@doveroute/routing"
+import { Duration, Effect, Layer, Redacted } from "effect"
+import * as crypto from "node:crypto"
+import type * as net from "node:net"
+import { type Authenticator, nopassword } from "./Authenticator.js"
+import { isSelf, type Resolver, resolveBackend } from "./BackendAddress.js"
+import { type BackendPorts, NO_PORTS, portFor } from "./BackendPort.js"
+import { type ListenerLog, runtimeLog } from "./ListenerLog.js"
+import { Lookup, type LookupService } from "./Lookup.js"
+import { type ConnectionHandler, listen, type SocketPermissions } from "./UnixListener.js"
+
+/** Services whose clients only authenticate (no proxying): Postfix and Exim say `service=smtp`. */
+export const AUTH_ONLY_SERVICES: ReadonlySet<string> = new Set(["smtp"])
+
+/** Default failure delay, as Dovecot's `auth_failure_delay`. */
+export const DEFAULT_FAILURE_DELAY: Duration.Duration = Duration.seconds(2)
+
+/** `reason=` of the FAIL sent when the user's backend is this server (`proxy_maybe` "self"). */
+export const REASON_SELF =
+  "doveroute: the user's backend is this server; a standalone auth socket cannot serve local logins"
+
+/** Auth server settings. */
+export interface AuthServerOptions extends SocketPermissions {
+  readonly path: string
+  /** Default {@link nopassword}. */
+  readonly authenticator?: Authenticator
+  /** `proxy_maybe` enables the "self" check; `proxy` and `none` always proxy. Default `proxy`. */
+  readonly proxyFlag?: ProxyFlag
+  /** Backend ports (`port=`); default none. */
+  readonly ports?: BackendPorts
+  /** Delay before an authentication failure is answered; default {@link DEFAULT_FAILURE_DELAY}. */
+  readonly failureDelay?: Duration.DurationInput
+  /** Host name resolution for backends known by name (default: the system resolver). */
+  readonly resolver?: Resolver
+  readonly resolveTimeoutMs?: number
+  readonly maxConnections?: number
+}
+
+/** Everything a connection needs, shared by all connections of one listener. */
+export interface AuthServerContext {
+  readonly lookup: LookupService
+  readonly authenticator: Authenticator
+  readonly selfCheck: boolean
+  readonly ports: BackendPorts
+  readonly failureDelayMs: number
+  readonly resolver: Resolver | undefined
+  readonly resolveTimeoutMs: number | undefined
+  readonly log: ListenerLog
+  /** Next CUID (connection counter, starting at 1). */
+  readonly nextCuid: () => number
+}
+
+const MECHANISMS = AuthClient.DEFAULT_MECHANISMS.filter((m) => Sasl.SUPPORTED_MECHANISMS.includes(m.name))
+
+/** One in-flight request. Identity matters: a CANCEL followed by a reused id makes a new state. */
+interface RequestState {
+  readonly request: AuthClient.AuthLine
+  readonly mech: Sasl.SaslMechanism
+  timer: NodeJS.Timeout | undefined
+  /** doveroute is working on it (authenticating, routing, failure delay), not waiting for the client. */
+  busy: boolean
+}
+
+/** One auth-client connection. */
+export class AuthConnection implements ConnectionHandler {
+  private readonly splitter = new LineSplitter(AuthClient.AUTH_CLIENT_MAX_LINE)
+  private readonly session = new AuthClientSession({ mechanisms: MECHANISMS.map((m) => m.name) })
+  private readonly requests = new Map<number, RequestState>()
+  private closed = false
+
+  constructor(private readonly socket: net.Socket, private readonly ctx: AuthServerContext) {
+    socket.write(AuthClient.encodeHandshake({
+      mechanisms: MECHANISMS,
+      spid: process.pid,
+      cuid: ctx.nextCuid(),
+      cookie: crypto.randomBytes(16).toString("hex")
+    }))
+  }
+
+  /** Requests doveroute still has to answer (shutdown waits for them; not those waiting for a client CONT). */
+  inFlight = (): number => {
+    let n = 0
+    for (const r of this.requests.values()) if (r.busy) n++
+    return n
+  }
+
+  onClose = (): void => {
+    this.closed = true
+    for (const r of this.requests.values()) clearTimeout(r.timer)
+    this.requests.clear()
+  }
+
+  onData = (chunk: Buffer): void => {
+    try {
+      this.splitter.push(chunk, this.onLine)
+    } catch (e) {
+      if (e instanceof LineTooLongError) {
+        this.ctx.log("Warning", "auth client sent a line over the limit; closing its connection", { limit: e.limit })
+        return this.close()
+      }
+      throw e
+    }
+  }
+
+  private close(): void {
+    this.onClose()
+    this.socket.destroy()
+  }
+
+  private write(line: string): void {
+    if (!this.closed && !this.socket.destroyed) this.socket.write(line)
+  }
+
+  private onLine = (line: string): void => {
+    if (this.closed) return
+    const d = this.session.handleLine(line)
+    switch (d._tag) {
+      case "Ignore":
+        return
+      case "Disconnect":
+        this.ctx.log("Debug", "auth client protocol error; closing its connection", { reason: d.reason })
+        return this.close()
+      case "Reply":
+        return this.write(d.line)
+      case "Abort": {
+        const r = this.requests.get(d.id)
+        if (r !== undefined) clearTimeout(r.timer)
+        this.requests.delete(d.id)
+        if (d.line !== undefined) this.write(d.line)
+        return
+      }
+      case "StartAuth": {
+        const mech = Sasl.createMechanism(d.request.mech)
+        if (mech === undefined) {
+          // the session only admits announced mechanisms; keep the table consistent anyway
+          this.session.finish(d.request.id)
+          return this.write(AuthClient.encodeFail(d.request.id))
+        }
+        const state: RequestState = { request: d.request, mech, timer: undefined, busy: false }
+        this.requests.set(d.request.id, state)
+        return this.step(state, mech.start(d.request.resp))
+      }
+      case "Continue": {
+        const state = this.requests.get(d.id)
+        if (state === undefined) return
+        return this.step(state, state.mech.continue(d.data))
+      }
+    }
+  }
+
+  private current(state: RequestState): boolean {
+    return !this.closed && this.requests.get(state.request.id) === state
+  }
+
+  private step(state: RequestState, s: Sasl.SaslStep): void {
+    switch (s._tag) {
+      case "Challenge": {
+        const line = this.session.cont(state.request.id, s.challenge)
+        if (line !== undefined) this.write(line)
+        return
+      }
+      case "SaslError":
+        return this.failLater(
+          state,
+          s.reason === "invalid_base64"
+            ? AuthClient.encodeFail(state.request.id, { code: "invalid_base64", reason: AuthClient.REASON_BAD_BASE64_CONT })
+            : AuthClient.encodeFail(state.request.id)
+        )
+      case "Credentials":
+        return this.authenticate(state, s)
+    }
+  }
+
+  /** Answer now (success or temporary failure). */
+  private answer(state: RequestState, line: string): void {
+    if (!this.current(state)) return
+    this.requests.delete(state.request.id)
+    if (this.session.finish(state.request.id)) this.write(line)
+  }
+
+  /** Answer an authentication failure after the failure delay (a CANCEL meanwhile drops it). */
+  private failLater(state: RequestState, line: string): void {
+    if (!this.current(state)) return
+    state.busy = true
+    if (this.ctx.failureDelayMs <= 0) return this.answer(state, line)
+    state.timer = setTimeout(() => {
+      state.timer = undefined
+      this.answer(state, line)
+    }, this.ctx.failureDelayMs)
+  }
+
+  private tempFail(state: RequestState, user: string, reason?: string): void {
+    this.answer(state, AuthClient.encodeFail(state.request.id, { user, code: "temp_fail", reason }))
+  }
+
+  private authenticate(state: RequestState, creds: Sasl.Credentials): void {
+    const req = state.request
+    state.busy = true
+    const { user, masterUser } = Sasl.loginIdentity(creds)
+    const base = { service: req.service, mechanism: req.mech, user, ...(masterUser !== undefined ? { master_user: masterUser } : {}) }
+    if (Sasl.passwordHasIllegalChars(creds.password)) {
+      this.ctx.log("Info", "auth failed: password contains TAB/CR/LF/0x01", base)
+      return this.failLater(state, AuthClient.encodeFail(req.id, { user }))
+    }
+    const authOnly = req.nologin || AUTH_ONLY_SERVICES.has(req.service)
+    const authenticator = this.ctx.authenticator
+    if (authOnly && !authenticator.verifiesPassword) {
+      this.ctx.log(
+        "Warning",
+        "refusing an auth-only client: in nopassword mode nothing checks the password (use auth_mode=password)",
+        base
+      )
+      return this.failLater(state, AuthClient.encodeFail(req.id, { user }))
+    }
+    const password = Redacted.make(creds.password)
+    authenticator.authenticate({
+      user,
+      authcid: creds.authcid,
+      authzid: creds.authzid,
+      masterUser,
+      password,
+      mechanism: req.mech,
+      service: req.service,
+      remoteIp: req.realRip,
+      localIp: req.realLip,
+      secured: req.secured
+    }).catch((e: unknown) => ({ _tag: "Unavailable" as const, detail: e instanceof Error ? e.message : String(e) }))
+      .then((res) => {
+        if (!this.current(state)) return
+        switch (res._tag) {
+          case "Rejected":
+            this.ctx.log("Info", "auth failed", { ...base, authenticator: authenticator.name, detail: res.detail })
+            return this.failLater(state, AuthClient.encodeFail(req.id, { user }))
+          case "Unavailable":
+            this.ctx.log("Warning", "authenticator unavailable, answering temp_fail", {
+              ...base,
+              authenticator: authenticator.name,
+              detail: res.detail
+            })
+            return this.tempFail(state, user)
+          case "Accepted": {
+            const finalUser = res.user !== undefined && res.user.length > 0 ? res.user : user
+            if (authOnly) return this.answer(state, AuthClient.encodeOk(req.id, [["user", finalUser]]))
+            return this.route(state, finalUser, password, masterUser)
+          }
+        }
+      })
+  }
+
+  private route(state: RequestState, user: string, password: Redacted.Redacted<string>, masterUser: string | undefined): void {
+    const req = state.request
+    this.ctx.lookup.lookup(user, "auth").then(async (res) => {
+      if (!this.current(state)) return
+      if (res._tag === "TempFail") return this.tempFail(state, user)
+      const addr = await resolveBackend(res.route.backend, {
+        ...(this.ctx.resolver !== undefined ? { resolver: this.ctx.resolver } : {}),
+        ...(this.ctx.resolveTimeoutMs !== undefined ? { timeoutMs: this.ctx.resolveTimeoutMs } : {})
+      })
+      if (!this.current(state)) return
+      if (addr._tag === "Unresolved") {
+        this.ctx.log("Warning", "backend address unknown, answering temp_fail", {
+          user,
+          backend_id: res.route.backend.id,
+          detail: addr.detail
+        })
+        return this.tempFail(state, user)
+      }
+      const port = portFor(this.ctx.ports, req.service)
+      if (this.ctx.selfCheck && isSelf(addr.ip, port, req.realLip, req.lport)) {
+        this.ctx.log("Warning", "user's backend is this server (proxy_maybe): a standalone auth socket cannot serve local logins", {
+          user,
+          backend_id: res.route.backend.id,
+          host: addr.ip,
+          lip: req.realLip
+        })
+        return this.tempFail(state, user, REASON_SELF)
+      }
+      const fields: Array<AuthClient.Field> = [["user", user], ["proxy", undefined], ["host", addr.ip]]
+      if (port !== undefined) fields.push(["port", String(port)])
+      fields.push(["pass", Redacted.value(password)])
+      if (masterUser !== undefined) fields.push(["master", masterUser])
+      this.ctx.log("Debug", "auth ok, proxying", { user, service: req.service, host: addr.ip, port: port ?? "-" })
+      this.answer(state, AuthClient.encodeOk(req.id, fields))
+    }).catch(() => {
+      if (this.current(state)) this.tempFail(state, user)
+    })
+  }
+}
+
+/** Build the shared connection context (exported for tests that drive connections directly). */
+export const makeContext = (lookup: LookupService, options: Omit<AuthServerOptions, "path">, log: ListenerLog): AuthServerContext => {
+  let cuid = 0
+  return {
+    lookup,
+    authenticator: options.authenticator ?? nopassword,
+    selfCheck: options.proxyFlag === "proxy_maybe",
+    ports: options.ports ?? NO_PORTS,
+    failureDelayMs: Duration.toMillis(Duration.decode(options.failureDelay ?? DEFAULT_FAILURE_DELAY)),
+    resolver: options.resolver,
+    resolveTimeoutMs: options.resolveTimeoutMs,
+    log,
+    nextCuid: () => (cuid = cuid >= 0xffffffff ? 1 : cuid + 1)
+  }
+}
+
+/** The standalone auth listener as a layer: listens for the layer's lifetime. Needs {@link Lookup}. */
+export const layer = (options: AuthServerOptions) =>
+  Layer.scopedDiscard(
+    Effect.gen(function*() {
+      const lookup = yield* Lookup
+      const ctx = makeContext(lookup, options, yield* runtimeLog("auth"))
+      yield* listen({ ...options, name: "auth" }, (socket) => new AuthConnection(socket, ctx))
+      yield* Effect.logInfo("auth server ready").pipe(
+        Effect.annotateLogs({ auth_mode: ctx.authenticator.name, failure_delay_ms: ctx.failureDelayMs, self_check: ctx.selfCheck })
+      )
+    })
+  )

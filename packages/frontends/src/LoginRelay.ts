@@ -1,0 +1,85 @@
+/**
+ * Director-style login relay (`dovecot-protocols.md` §8): Dovecot authenticates, doveroute routes.
+ *
+ * Login processes connect here instead of to Dovecot's `login/login` (2.3:
+ * `service imap-login { executable = imap-login <socket> }`; 2.4: `login_socket_path = <socket>`);
+ * for each connection doveroute opens its own connection to Dovecot's login socket (`login/login`
+ * or `auth-login`) and relays the auth-client protocol:
+ *
+ * - every byte from the login process goes to Dovecot unchanged (handshake, CPID, AUTH, CONT,
+ *   CANCEL): the real auth's SPID and COOKIE reach the login process, so non-proxied logins and
+ *   the master `REQUEST` that follows them keep working;
+ * - every line from Dovecot comes back unchanged, except `OK` lines that ask for proxying without
+ *   a `host=`: those get `host`/`hostip` (and `port` when configured for the request's protocol)
+ *   appended, or are replaced by `FAIL\t<id>\tcode=temp_fail` ({@link completeProxyReply});
+ * - failed logins (`FAIL`) never reach the router: a wrong password writes no route;
+ * - Dovecot unreachable: the client connection is closed (the login process reconnects).
+ *
+ * Answers may overtake a reply waiting for routing (auth-client replies are matched by id).
+ *
+ * @since 0.1.0
+ */
+import { ProxyFields, TabEscape } from "@doveroute/protocol"
+import { Effect, Layer } from "effect"
+import { type BackendPorts, NO_PORTS } from "./BackendPort.js"
+import type { Resolver } from "./BackendAddress.js"
+import { runtimeLog } from "./ListenerLog.js"
+import { Lookup } from "./Lookup.js"
+import { RelayConnection, type RelayRules } from "./Relay.js"
+import { proxyRewriter, type RelayRouteContext, RequestTable, requestInfo } from "./RelayRoute.js"
+import { listen, type SocketPermissions } from "./UnixListener.js"
+
+/** Login relay settings. */
+export interface LoginRelayOptions extends SocketPermissions {
+  /** Where login processes connect (mode 0666: they run as dovenull). */
+  readonly path: string
+  /** Dovecot's login socket: `<base_dir>/login/login` (or `<base_dir>/auth-login`). */
+  readonly upstream: string
+  readonly ports?: BackendPorts
+  readonly resolver?: Resolver
+  readonly resolveTimeoutMs?: number
+  readonly maxConnections?: number
+}
+
+const FINAL = new Set(["FAIL"])
+
+/** The relay rules for one login connection. */
+export const loginRelayRules = (ctx: RelayRouteContext): RelayRules => {
+  const requests = new RequestTable()
+  return {
+    ordered: false,
+    observeClientLine: (line) => {
+      if (line.startsWith("AUTH\t")) {
+        const args = TabEscape.splitLine(line)
+        if (args[1] !== undefined) requests.set(args[1], requestInfo(args.slice(3).map(TabEscape.parseKeyValue)))
+      } else if (line.startsWith("CANCEL\t")) {
+        requests.take(line.slice(7))
+      }
+    },
+    rewrite: proxyRewriter(ctx, "OK", requests, FINAL),
+    onRewriteError: (line) => ProxyFields.tempFailLine(ProxyFields.parseReplyLine(line.toString("utf8"))?.id ?? "0")
+  }
+}
+
+/** The login relay as a layer: listens for the layer's lifetime. Needs {@link Lookup}. */
+export const layer = (options: LoginRelayOptions) =>
+  Layer.scopedDiscard(
+    Effect.gen(function*() {
+      const lookup = yield* Lookup
+      const ctx: RelayRouteContext = {
+        lookup,
+        ports: options.ports ?? NO_PORTS,
+        frontend: "login-relay",
+        resolver: options.resolver,
+        resolveTimeoutMs: options.resolveTimeoutMs,
+        log: yield* runtimeLog("login-relay")
+      }
+      yield* listen(
+        { ...options, name: "login-relay" },
+        (socket) =>
+          new RelayConnection(socket, options.upstream, loginRelayRules(ctx), (detail) =>
+            ctx.log("Warning", "Dovecot login socket connection failed; closing the client", { upstream: options.upstream, detail }))
+      )
+      yield* Effect.logInfo("login relay ready").pipe(Effect.annotateLogs({ upstream: options.upstream }))
+    })
+  )

@@ -1,0 +1,184 @@
+/**
+ * The byte relay under the login relay and the userdb relay (the 2.3 Director's pattern,
+ * `dovecot-protocols.md` §8): for every accepted client connection open one connection to
+ * Dovecot's own auth socket and copy bytes both ways.
+ *
+ * - Client → Dovecot: every chunk is forwarded **verbatim** and at once. A copy is split into
+ *   lines for {@link RelayRules.observeClientLine} (e.g. remembering each request's protocol).
+ * - Dovecot → client: split into lines **as bytes** (so even invalid UTF-8 passes unchanged); a
+ *   line for which {@link RelayRules.rewrite} returns `undefined` is forwarded byte for byte;
+ *   otherwise its replacement is written when the promise settles (a rejection becomes the rules'
+ *   fallback line).
+ * - Ordering: `ordered` rules keep Dovecot's line order (a line waiting for routing holds back the
+ *   lines after it); unordered rules let later lines overtake a pending one (fine for the
+ *   auth-client protocol, where answers are matched by id).
+ * - Dovecot unreachable, or Dovecot closing: the client is closed (after pending rewrites are
+ *   written). The client closing closes the Dovecot connection.
+ *
+ * @since 0.1.0
+ */
+import * as net from "node:net"
+import type { ConnectionHandler } from "./UnixListener.js"
+
+/** Longest line accepted from either side before the relay gives up on the connection (1 MiB). */
+export const RELAY_MAX_LINE = 1024 * 1024
+
+/** What a relay does with the lines it sees. */
+export interface RelayRules {
+  /** Keep Dovecot's line order towards the client. */
+  readonly ordered: boolean
+  /** A complete client → Dovecot line (text, without LF), after it was forwarded. */
+  readonly observeClientLine?: (line: string) => void
+  /**
+   * A complete Dovecot → client line (bytes, without LF). `undefined`: forward unchanged.
+   * A promise: write its result (text or bytes, **with** LF) instead.
+   */
+  readonly rewrite: (line: Buffer) => Promise<string | Uint8Array> | undefined
+  /** The line written when a rewrite promise rejects (it must not: a safety net). */
+  readonly onRewriteError: (line: Buffer) => string
+}
+
+/** Splits a byte stream into LF-terminated lines, keeping bytes (no decoding). */
+export class ByteLines {
+  private parts: Array<Buffer> = []
+  private len = 0
+  constructor(private readonly maxLine: number) {}
+
+  /** Feed a chunk; `onLine` gets each complete line without its LF. Throws on an over-long line. */
+  push(chunk: Buffer, onLine: (line: Buffer) => void): void {
+    let start = 0
+    for (let nl = chunk.indexOf(10); nl !== -1; nl = chunk.indexOf(10, start)) {
+      let line: Buffer
+      if (this.len === 0) line = chunk.subarray(start, nl)
+      else {
+        this.parts.push(chunk.subarray(start, nl))
+        line = Buffer.concat(this.parts, this.len + nl - start)
+        this.parts = []
+        this.len = 0
+      }
+      if (line.length > this.maxLine) throw new Error(`line longer than ${this.maxLine} bytes`)
+      start = nl + 1
+      onLine(line)
+    }
+    if (start < chunk.length) {
+      this.parts.push(Buffer.from(chunk.subarray(start)))
+      this.len += chunk.length - start
+      if (this.len > this.maxLine) throw new Error(`line longer than ${this.maxLine} bytes`)
+    }
+  }
+}
+
+const LF = Buffer.from("\n")
+
+type Slot = { data: Buffer | undefined }
+
+/** One relayed connection: client socket ⇄ Dovecot socket. */
+export class RelayConnection implements ConnectionHandler {
+  private readonly upstream: net.Socket
+  private readonly fromUpstream = new ByteLines(RELAY_MAX_LINE)
+  private readonly fromClient = new ByteLines(RELAY_MAX_LINE)
+  private readonly queue: Array<Slot> = []
+  private pending = 0
+  private upstreamEnded = false
+  private closed = false
+  private observing = true
+
+  constructor(
+    private readonly client: net.Socket,
+    upstreamPath: string,
+    private readonly rules: RelayRules,
+    private readonly onUpstreamError: (detail: string) => void
+  ) {
+    this.upstream = net.connect({ path: upstreamPath })
+    this.upstream.on("data", this.onUpstreamData)
+    this.upstream.on("error", (e) => {
+      this.onUpstreamError(e.message)
+      this.close()
+    })
+    this.upstream.on("close", () => {
+      this.upstreamEnded = true
+      this.maybeEndClient()
+    })
+  }
+
+  inFlight = (): number => this.pending
+
+  onData = (chunk: Buffer): void => {
+    if (this.closed) return
+    this.upstream.write(chunk)
+    if (!this.observing || this.rules.observeClientLine === undefined) return
+    try {
+      this.fromClient.push(chunk, (line) => this.rules.observeClientLine!(line.toString("utf8")))
+    } catch {
+      // an over-long client line: stop observing; Dovecot decides what to do with it
+      this.observing = false
+    }
+  }
+
+  onClose = (): void => {
+    this.closed = true
+    this.upstream.destroy()
+  }
+
+  private close(): void {
+    this.closed = true
+    this.upstream.destroy()
+    this.client.destroy()
+  }
+
+  private maybeEndClient(): void {
+    if (this.upstreamEnded && this.pending === 0 && !this.closed) {
+      this.closed = true
+      this.client.end()
+    }
+  }
+
+  private onUpstreamData = (chunk: Buffer): void => {
+    if (this.closed) return
+    try {
+      this.fromUpstream.push(chunk, this.onUpstreamLine)
+    } catch (e) {
+      this.onUpstreamError((e as Error).message)
+      return this.close()
+    }
+    this.flush()
+  }
+
+  private onUpstreamLine = (line: Buffer): void => {
+    let replaced: Promise<string | Uint8Array> | undefined
+    try {
+      replaced = this.rules.rewrite(line)
+    } catch {
+      replaced = Promise.reject(new Error("rewrite threw"))
+    }
+    if (replaced === undefined) {
+      this.queue.push({ data: Buffer.concat([line, LF]) })
+      return
+    }
+    const slot: Slot = { data: undefined }
+    const copy = Buffer.from(line)
+    this.pending++
+    if (this.rules.ordered) this.queue.push(slot)
+    replaced
+      .then(
+        (out) => (typeof out === "string" ? Buffer.from(out, "utf8") : Buffer.from(out.buffer, out.byteOffset, out.byteLength)),
+        () => Buffer.from(this.rules.onRewriteError(copy), "utf8")
+      )
+      .then((data) => {
+        this.pending--
+        if (this.rules.ordered) {
+          slot.data = data
+        } else {
+          this.queue.push({ data })
+        }
+        this.flush()
+        this.maybeEndClient()
+      })
+  }
+
+  private flush(): void {
+    const out: Array<Buffer> = []
+    while (this.queue.length > 0 && this.queue[0]!.data !== undefined) out.push(this.queue.shift()!.data!)
+    if (out.length > 0 && !this.closed && !this.client.destroyed) this.client.write(out.length === 1 ? out[0]! : Buffer.concat(out))
+  }
+}

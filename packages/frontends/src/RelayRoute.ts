@@ -1,0 +1,179 @@
+/**
+ * How a relay completes a proxy reply from Dovecot's auth (`dovecot-protocols.md` §8), shared by
+ * the login relay (`OK` lines) and the userdb relay (`PASS` lines):
+ *
+ * - Only lines of the relay's reply command that ask for proxying without a host
+ *   (`ProxyFields.needsRoute`: `proxy`/`proxy_maybe`/`director_proxy_maybe`, no `host=`) are
+ *   touched; everything else passes byte for byte.
+ * - The user routed is `destuser` over `user`, cut at the master-user separator `*`.
+ * - Appended, never reordered: `host=<ip>` (or `host=<name>\thostip=<ip>` when the backend has a
+ *   host name), `port=<n>` when the reply has no `port` and one is configured for the request's
+ *   protocol, and a bare `proxy` when the reply only had `proxy_maybe`.
+ * - Replaced by `FAIL\t<id>\tcode=temp_fail` when no backend can be given (store trouble, no
+ *   backend up, unresolvable host name, no user name) and when the backend is this very server
+ *   (its IP equals the reply's/request's `lip` and the port is absent or equals `lport`): the real
+ *   auth has already forgotten a proxied request, so a local login is impossible at this point.
+ *
+ * @since 0.1.0
+ */
+import { ProxyFields, TabEscape } from "@doveroute/protocol"
+import { isSelf, type Resolver, resolveBackend } from "./BackendAddress.js"
+import { type BackendPorts, portFor } from "./BackendPort.js"
+import type { ListenerLog } from "./ListenerLog.js"
+import type { LookupService } from "./Lookup.js"
+
+/** What the relay saw in the client's request with a given id. */
+export interface RequestInfo {
+  readonly protocol: string | undefined
+  readonly lip: string | undefined
+  readonly lport: string | undefined
+}
+
+/** Remembers the requests in flight on one relayed connection, by id (bounded). */
+export class RequestTable {
+  private readonly byId = new Map<string, RequestInfo>()
+  constructor(private readonly limit = 10_000) {}
+
+  set(id: string, info: RequestInfo): void {
+    if (this.byId.size >= this.limit) {
+      const oldest = this.byId.keys().next()
+      if (!oldest.done) this.byId.delete(oldest.value)
+    }
+    this.byId.delete(id)
+    this.byId.set(id, info)
+  }
+
+  /** The request's info, removing it (a final reply ends the request). */
+  take(id: string): RequestInfo | undefined {
+    const info = this.byId.get(id)
+    this.byId.delete(id)
+    return info
+  }
+
+  get size(): number {
+    return this.byId.size
+  }
+}
+
+/** Pull protocol/lip/lport out of a request line's fields (`service=` or `protocol=`; real_lip wins). */
+export const requestInfo = (fields: ReadonlyArray<TabEscape.KeyValue>): RequestInfo => {
+  let protocol: string | undefined
+  let lip: string | undefined
+  let realLip: string | undefined
+  let lport: string | undefined
+  for (const kv of fields) {
+    switch (kv.key) {
+      case "service":
+      case "protocol":
+        protocol = kv.value
+        break
+      case "lip":
+        lip = kv.value
+        break
+      case "real_lip":
+        realLip = kv.value
+        break
+      case "lport":
+        lport = kv.value
+        break
+    }
+  }
+  return { protocol, lip: realLip ?? lip, lport }
+}
+
+/** Settings shared by both relays. */
+export interface RelayRouteContext {
+  readonly lookup: LookupService
+  readonly ports: BackendPorts
+  /** Name for routing logs (`login-relay`, `userdb-relay`). */
+  readonly frontend: string
+  readonly resolver?: Resolver | undefined
+  readonly resolveTimeoutMs?: number | undefined
+  readonly log: ListenerLog
+}
+
+const toPort = (text: string | undefined): number | undefined =>
+  text !== undefined && /^\d{1,5}$/.test(text) ? Number(text) : undefined
+
+/**
+ * Route one reply line (bytes without LF) whose command is the relay's reply command and which
+ * {@link ProxyFields.needsRoute}; resolves with the line to write (with LF): the original bytes
+ * plus the appended fields, or the temp_fail line. Never rejects.
+ */
+export const completeProxyReply = async (
+  ctx: RelayRouteContext,
+  line: Uint8Array,
+  reply: ProxyFields.ReplyLine,
+  request: RequestInfo | undefined
+): Promise<string | Uint8Array> => {
+  const fail = ProxyFields.tempFailLine(reply.id)
+  const user = ProxyFields.routeUser(reply.fields)
+  if (user === undefined || user.length === 0) {
+    ctx.log("Warning", "proxy reply without a user name, answering temp_fail", { id: reply.id })
+    return fail
+  }
+  const res = await ctx.lookup.lookup(user, ctx.frontend)
+  if (res._tag === "TempFail") return fail
+  const backend = res.route.backend
+  const addr = await resolveBackend(backend, {
+    ...(ctx.resolver !== undefined ? { resolver: ctx.resolver } : {}),
+    ...(ctx.resolveTimeoutMs !== undefined ? { timeoutMs: ctx.resolveTimeoutMs } : {})
+  })
+  if (addr._tag === "Unresolved") {
+    ctx.log("Warning", "backend address unknown, answering temp_fail", { user, backend_id: backend.id, detail: addr.detail })
+    return fail
+  }
+  const replyPort = ProxyFields.fieldValue(reply.fields, "port")
+  const port = replyPort !== undefined ? toPort(replyPort) : portFor(ctx.ports, request?.protocol)
+  const lip = ProxyFields.fieldValue(reply.fields, "lip") ?? request?.lip
+  const lport = toPort(ProxyFields.fieldValue(reply.fields, "lport") ?? request?.lport)
+  if (isSelf(addr.ip, port, lip, lport)) {
+    ctx.log("Warning", "user's backend is this server: the relay cannot turn a proxied login into a local one", {
+      user,
+      backend_id: backend.id,
+      host: addr.ip,
+      lip
+    })
+    return fail
+  }
+  const extra: Array<ProxyFields.Field> = []
+  if (!ProxyFields.hasProxy(reply.fields)) extra.push(["proxy", undefined])
+  if (addr.name !== undefined) extra.push(["host", addr.name], ["hostip", addr.ip])
+  else extra.push(["host", addr.ip])
+  if (replyPort === undefined && port !== undefined) extra.push(["port", String(port)])
+  ctx.log("Debug", "routed proxy reply", { user, host: addr.ip, port: port ?? "-" })
+  const withLf = new Uint8Array(line.length + 1)
+  withLf.set(line, 0)
+  withLf[line.length] = 0x0a
+  return ProxyFields.appendFieldsBytes(withLf, extra)
+}
+
+/**
+ * The rewrite step of a relay for reply command `command` (`OK` or `PASS`): `undefined` for
+ * lines to pass unchanged, else the promise of the completed line. `requests.take` is called for
+ * every reply of the command (and for `FAIL`/`NOTFOUND`), so finished requests are forgotten.
+ */
+export const proxyRewriter = (
+  ctx: RelayRouteContext,
+  command: "OK" | "PASS",
+  requests: RequestTable,
+  finalCommands: ReadonlySet<string>
+) =>
+(bytes: Buffer): Promise<string | Uint8Array> | undefined => {
+  // cheap prefix test first: most lines are not replies of interest
+  const tab = bytes.indexOf(9)
+  if (tab <= 0) return undefined
+  const cmd = bytes.toString("latin1", 0, tab)
+  if (cmd !== command && !finalCommands.has(cmd)) return undefined
+  const line = bytes.toString("utf8")
+  const reply = ProxyFields.parseReplyLine(line)
+  if (reply === undefined) return undefined
+  const request = requests.take(reply.id)
+  if (cmd !== command || !ProxyFields.needsRoute(reply.fields)) return undefined
+  // the user name would be garbled: do not route on it
+  if (!Buffer.from(line, "utf8").equals(bytes)) {
+    ctx.log("Warning", "proxy reply is not valid UTF-8, answering temp_fail", { id: reply.id })
+    return Promise.resolve(ProxyFields.tempFailLine(reply.id))
+  }
+  return completeProxyReply(ctx, bytes, reply, request)
+}

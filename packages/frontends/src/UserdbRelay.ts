@@ -1,0 +1,75 @@
+/**
+ * Userdb relay for LMTP (and doveadm) proxying (`dovecot-protocols.md` §5, §8): mail processes
+ * use `auth_socket_path = <this socket>` and doveroute relays the auth-master protocol to
+ * Dovecot's `auth-userdb`.
+ *
+ * Every byte passes unchanged in both directions (VERSION/SPID handshake, USER, LIST, NOTFOUND,
+ * FAIL, …), except `PASS` replies that ask for proxying without a `host=`: those get
+ * `host`/`hostip` (and `port` when configured for the request's protocol, e.g. `lmtp=24`)
+ * appended, or become `FAIL\t<id>\tcode=temp_fail` (LMTP answers 451) when no backend can be given
+ * ({@link completeProxyReply}). Dovecot's line order is kept (the auth-master client of 2.3 runs
+ * one request at a time and matches by id).
+ *
+ * @since 0.1.0
+ */
+import { ProxyFields, TabEscape } from "@doveroute/protocol"
+import { Effect, Layer } from "effect"
+import type { Resolver } from "./BackendAddress.js"
+import { type BackendPorts, NO_PORTS } from "./BackendPort.js"
+import { runtimeLog } from "./ListenerLog.js"
+import { Lookup } from "./Lookup.js"
+import { RelayConnection, type RelayRules } from "./Relay.js"
+import { proxyRewriter, type RelayRouteContext, RequestTable, requestInfo } from "./RelayRoute.js"
+import { listen, type SocketPermissions } from "./UnixListener.js"
+
+/** Userdb relay settings. */
+export interface UserdbRelayOptions extends SocketPermissions {
+  /** Where LMTP/doveadm connect (`auth_socket_path`). */
+  readonly path: string
+  /** Dovecot's `<base_dir>/auth-userdb`. */
+  readonly upstream: string
+  readonly ports?: BackendPorts
+  readonly resolver?: Resolver
+  readonly resolveTimeoutMs?: number
+  readonly maxConnections?: number
+}
+
+const FINAL = new Set(["FAIL", "NOTFOUND", "USER"])
+
+/** The relay rules for one userdb connection. */
+export const userdbRelayRules = (ctx: RelayRouteContext): RelayRules => {
+  const requests = new RequestTable()
+  return {
+    ordered: true,
+    observeClientLine: (line) => {
+      if (!line.startsWith("PASS\t")) return
+      const args = TabEscape.splitLine(line)
+      if (args[1] !== undefined) requests.set(args[1], requestInfo(args.slice(3).map(TabEscape.parseKeyValue)))
+    },
+    rewrite: proxyRewriter(ctx, "PASS", requests, FINAL),
+    onRewriteError: (line) => ProxyFields.tempFailLine(ProxyFields.parseReplyLine(line.toString("utf8"))?.id ?? "0")
+  }
+}
+
+/** The userdb relay as a layer: listens for the layer's lifetime. Needs {@link Lookup}. */
+export const layer = (options: UserdbRelayOptions) =>
+  Layer.scopedDiscard(
+    Effect.gen(function*() {
+      const lookup = yield* Lookup
+      const ctx: RelayRouteContext = {
+        lookup,
+        ports: options.ports ?? NO_PORTS,
+        frontend: "userdb-relay",
+        resolver: options.resolver,
+        resolveTimeoutMs: options.resolveTimeoutMs,
+        log: yield* runtimeLog("userdb-relay")
+      }
+      yield* listen(
+        { ...options, name: "userdb-relay" },
+        (socket) =>
+          new RelayConnection(socket, options.upstream, userdbRelayRules(ctx), (detail) =>
+            ctx.log("Warning", "Dovecot auth-userdb connection failed; closing the client", { upstream: options.upstream, detail }))
+      )
+      yield* Effect.logInfo("userdb relay ready").pipe(Effect.annotateLogs({ upstream: options.upstream }))
+    })
+  )
