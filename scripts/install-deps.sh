@@ -3,7 +3,7 @@
 # (works with CI=true and no stdin). Run as root.
 #
 #   1. Debian packages (Dovecot 2.3, Lua/DBI, SQLite, PostgreSQL, MariaDB, Postfix, debootstrap,
-#      zstd), installed only when missing, with no service started by the install.
+#      zstd, PAM headers), installed only when missing, with no service started by the install.
 #   2. PostgreSQL on 127.0.0.1:5432 (trust auth, database "test") and MariaDB on 127.0.0.1:3306
 #      (root without password, database "test"), started when down.
 #   3. The Dovecot 2.4.1 trixie chroot (scripts/mkroot24.sh; cached, skipped when up to date).
@@ -20,7 +20,8 @@ exec </dev/null
 
 PKGS=(dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-auth-lua
       lua-dbi-sqlite3 lua-dbi-postgresql lua-dbi-mysql sqlite3 lua5.4 debootstrap zstd
-      postgresql mariadb-server mariadb-client postfix)
+      postgresql mariadb-server mariadb-client postfix
+      libpam0g-dev)   # libpam0g-dev: headers for the node-linux-pam build (npm ci; auth_mode=pam)
 PG_HOST=127.0.0.1 PG_PORT=5432
 MY_HOST=127.0.0.1 MY_PORT=3306
 ROOT24=${DOVEROUTE_DOVECOT24_ROOT:-/var/tmp/doveroute/dovecot24-root}

@@ -13,7 +13,7 @@ await build({
   target: "node20",
   format: "esm",
   sourcemap: true,
-  external: ["better-sqlite3", "pg-native", "pg", "mysql2", "unix-dgram", "authenticate-pam"],
+  external: ["better-sqlite3", "pg-native", "pg", "mysql2", "unix-dgram", "node-linux-pam"],
   banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
   logLevel: "warning"
 })

@@ -6,7 +6,7 @@
  * @since 0.1.0
  */
 import { type Route, RouteError, Router, StoreError } from "@doveroute/routing"
-import { Context, Effect, Layer, Runtime } from "effect"
+import { Context, Effect, FiberRef, Layer, LogLevel, Runtime } from "effect"
 
 /** The outcome of one routing request. */
 export type LookupResult =
@@ -26,32 +26,35 @@ export class Lookup extends Context.Tag("doveroute/Lookup")<Lookup, LookupServic
       const router = yield* Router
       const runtime = yield* Effect.runtime<never>()
       const run = Runtime.runPromise(runtime)
-      const lookup = (user: string, frontend: string): Promise<LookupResult> =>
-        run(
-          router.route(user).pipe(
-            Effect.tap((route) =>
-              Effect.logDebug("routed").pipe(
-                Effect.annotateLogs({ backend: route.backend.hostname, backend_id: route.backend.id, source: route.source })
-              )
-            ),
-            Effect.map((route): LookupResult => ({ _tag: "Routed", route })),
-            Effect.catchAll((e) =>
-              Effect.as(
-                Effect.logWarning("routing failed, answering temp_fail").pipe(
-                  Effect.annotateLogs({ reason: e.reason, detail: e.detail })
-                ),
-                { _tag: "TempFail", reason: e.reason, detail: e.detail } as LookupResult
-              )
-            ),
-            Effect.catchAllDefect((d) =>
-              Effect.as(
-                Effect.logError("routing defect, answering temp_fail", d),
-                { _tag: "TempFail", reason: "Internal", detail: "internal error" } as LookupResult
-              )
-            ),
-            Effect.annotateLogs({ frontend, user })
+      // decided once: the success path stays free of log effects unless debug logging is on
+      const debug = LogLevel.lessThanEqual(yield* FiberRef.get(FiberRef.currentMinimumLogLevel), LogLevel.Debug)
+      const routed = (route: Route): LookupResult => ({ _tag: "Routed", route })
+      const failed = (frontend: string, user: string) => (e: RouteError | StoreError) =>
+        Effect.as(
+          Effect.logWarning("routing failed, answering temp_fail").pipe(
+            Effect.annotateLogs({ frontend, user, reason: e.reason, detail: e.detail })
+          ),
+          { _tag: "TempFail", reason: e.reason, detail: e.detail } as LookupResult
+        )
+      const defect = (frontend: string, user: string) => (d: unknown) =>
+        Effect.as(
+          Effect.logError("routing defect, answering temp_fail", d).pipe(Effect.annotateLogs({ frontend, user })),
+          { _tag: "TempFail", reason: "Internal", detail: "internal error" } as LookupResult
+        )
+      const logRouted = (frontend: string, user: string) => (route: Route) =>
+        Effect.logDebug("routed").pipe(
+          Effect.annotateLogs({ frontend, user, backend: route.backend.hostname, backend_id: route.backend.id, source: route.source })
+        )
+      const lookup = (user: string, frontend: string): Promise<LookupResult> => {
+        const routeEff = debug ? Effect.tap(router.route(user), logRouted(frontend, user)) : router.route(user)
+        return run(
+          routeEff.pipe(
+            Effect.map(routed),
+            Effect.catchAll(failed(frontend, user)),
+            Effect.catchAllDefect(defect(frontend, user))
           )
         ).catch((): LookupResult => ({ _tag: "TempFail", reason: "Internal", detail: "internal error" }))
+      }
       return { lookup }
     })
   )
