@@ -46,6 +46,9 @@ export class Lookup extends Context.Tag("doveroute/Lookup")<Lookup, LookupServic
           Effect.annotateLogs({ frontend, user, backend: route.backend.hostname, backend_id: route.backend.id, source: route.source })
         )
       const lookup = (user: string, frontend: string): Promise<LookupResult> => {
+        // the hot path: a cached route answers without a fiber or a query
+        const hit = router.cached(user)
+        if (hit !== undefined) return Promise.resolve(routed(hit))
         const routeEff = debug ? Effect.tap(router.route(user), logRouted(frontend, user)) : router.route(user)
         return run(
           routeEff.pipe(

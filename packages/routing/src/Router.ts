@@ -14,6 +14,7 @@
 import { Context, Data, Effect, Layer, Option } from "effect"
 import type { Backend } from "./Backend.js"
 import { candidates, choose } from "./Placement.js"
+import { RouteCache } from "./RouteCache.js"
 import { RouteStore, type StoreError } from "./RouteStore.js"
 import { shardKey } from "./ShardKey.js"
 import type { DownPolicy, RouteKey, Strategy } from "./Strategy.js"
@@ -68,6 +69,7 @@ export const routeKey = (strategy: Strategy, user: string): RouteKey => strategy
 export const make = (options: RouterOptions) =>
   Effect.gen(function*() {
     const store = yield* RouteStore
+    const cache = yield* RouteCache
     const random = options.random ?? Math.random
 
     const place = (key: RouteKey, why: string) =>
@@ -83,7 +85,7 @@ export const make = (options: RouterOptions) =>
         ? Effect.fail(new RouteError({ reason: "InvalidUser", detail: "empty user name or one with TAB/CR/LF/NUL" }))
         : Effect.void
 
-    const route = Effect.fn("Router.route")(function*(user: string) {
+    const routeUncached = Effect.fn("Router.route")(function*(user: string) {
       yield* checkUser(user)
       const key = routeKey(options.strategy, user)
       const found = yield* store.findAssigned(key)
@@ -107,6 +109,13 @@ export const make = (options: RouterOptions) =>
       return { user, key, backend: stored, source: "assigned" } satisfies Route
     })
 
+    /** Route through the store and remember the answer (unless the cache was cleared meanwhile). */
+    const route = (user: string): Effect.Effect<Route, RouteError | StoreError> => {
+      if (!cache.enabled) return routeUncached(user)
+      const gen = cache.generation()
+      return Effect.tap(routeUncached(user), (r) => Effect.sync(() => cache.set(user, r, gen)))
+    }
+
     const preview = Effect.fn("Router.preview")(function*(user: string) {
       yield* checkUser(user)
       const key = routeKey(options.strategy, user)
@@ -117,13 +126,17 @@ export const make = (options: RouterOptions) =>
 
     return {
       strategy: options.strategy,
-      route: route as (user: string) => Effect.Effect<Route, RouteError | StoreError>,
+      /** A cached route for `user`, synchronously, or `undefined` (then call {@link route}). */
+      cached: (user: string): Route | undefined => cache.get(user),
+      route,
       preview: preview as (user: string) => Effect.Effect<RoutePreview, RouteError | StoreError>
     } as const
   })
 
 /** The router service. */
 export class Router extends Context.Tag("doveroute/Router")<Router, Effect.Effect.Success<ReturnType<typeof make>>>() {
-  /** Layer from options; needs a {@link RouteStore}. */
-  static readonly layer = (options: RouterOptions) => Layer.effect(Router, make(options))
+  /** Layer without a lookup cache (CLI, tests); needs a {@link RouteStore}. */
+  static readonly layer = (options: RouterOptions) => Layer.effect(Router, make(options)).pipe(Layer.provide(RouteCache.disabled))
+  /** Layer using the {@link RouteCache} in context (the daemon); needs a {@link RouteStore}. */
+  static readonly layerCached = (options: RouterOptions) => Layer.effect(Router, make(options))
 }
