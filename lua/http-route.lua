@@ -9,14 +9,18 @@ REQUEST
   GET <route_url>?user=<urlencoded req.user>&protocol=<req.protocol or req.service>
   (2.4 names the protocol req.protocol, 2.3 req.service)
 
-RESPONSE
+RESPONSE (doveroute's endpoint: `doveroute serve --http-listen 127.0.0.1:PORT`)
   200  body = `key=value` fields separated by TAB (newlines also accepted);
        a bare `key` is a flag, sent as key=y.
        -> PASSDB_RESULT_OK with those fields (a new table per request).
        A 200 without any field is treated as an internal failure.
-  404  -> PASSDB_RESULT_USER_UNKNOWN
-  else -> PASSDB_RESULT_INTERNAL_FAILURE (client sees temp_fail), including
-       connection failures and timeouts. Never a password mismatch.
+  else -> PASSDB_RESULT_INTERNAL_FAILURE (client sees temp_fail): 503 (no
+       usable backend, store down), 400 (a user name doveroute cannot route),
+       404 (route_url names a wrong path), connection failures and timeouts.
+       Never a password mismatch and never "unknown user", so a chain
+       `pam (continue-ok) -> this (skip = unauthenticated,
+       result_failure = return-fail, result_internalfail = return-fail)`
+       cannot log a user in unrouted.
 
 SETTINGS -- same rule as director.lua:
   * Dovecot 2.4: the passdb's `lua_settings { }` block, when it has any key.
@@ -218,9 +222,6 @@ function auth_passdb_lookup(req)
     end
     req:log_debug(string.format("route lookup: %d fields", n))
     return R.PASSDB_RESULT_OK, fields
-  elseif status == 404 then
-    req:log_debug("route lookup: user unknown (404)")
-    return R.PASSDB_RESULT_USER_UNKNOWN, "unknown user"
   end
   return R.PASSDB_RESULT_INTERNAL_FAILURE,
     string.format("route lookup failed: HTTP %s %s", tostring(status), tostring(resp:reason()))

@@ -15,11 +15,17 @@ const describe = (e: unknown): string =>
     ? e.message
     : String(e)
 
+// admin errors carry doveadm-style codes (68 not found, 75 try again); everything else exits 1
+const exitCodeOf = (e: unknown): number => {
+  const c = e !== null && typeof e === "object" && "exitCode" in e ? (e as { exitCode: unknown }).exitCode : undefined
+  return typeof c === "number" && c > 0 ? c : 1
+}
+
 const program = run(process.argv).pipe(
   Effect.catchAll((e) =>
     ValidationError.isValidationError(e)
       ? Effect.sync(() => { process.exitCode = 2 })
-      : Console.error(`doveroute: error: ${describe(e)}`).pipe(Effect.zipRight(Effect.sync(() => { process.exitCode = 1 })))
+      : Console.error(`doveroute: error: ${describe(e)}`).pipe(Effect.zipRight(Effect.sync(() => { process.exitCode = exitCodeOf(e) })))
   ),
   // admin commands log to stderr so that stdout stays clean for --json; serve replaces this
   Effect.provide(Logging.layer({ format: "logfmt", level: "info" })),

@@ -5,15 +5,53 @@
  *
  * @since 0.1.0
  */
-import { Authenticator, AuthServer, BackendPort, DictServer, LoginRelay, Lookup, UserdbRelay } from "@doveroute/frontends"
-import { Router } from "@doveroute/routing"
-import { describeStoreUrl, storeLayer } from "@doveroute/store"
-import { Effect, Layer } from "effect"
-import type { Settings } from "./Settings.js"
+import {
+  Authenticator,
+  AuthServer,
+  BackendPort,
+  DictServer,
+  HttpRoute,
+  LoginRelay,
+  Lookup,
+  Pam,
+  UserdbRelay
+} from "@doveroute/frontends"
+import { RouteCache, Router } from "@doveroute/routing"
+import { describeStoreUrl, Operations, storeLayer } from "@doveroute/store"
+import { Effect, Layer, Runtime } from "effect"
+import * as HealthCheck from "./HealthCheck.js"
+import * as Logging from "./Logging.js"
+import * as Metrics from "./Metrics.js"
+import type { AuthSettings, Settings } from "./Settings.js"
+import * as Systemd from "./Systemd.js"
 
-/** The store + router for settings (used by `serve` and the admin CLI). */
-export const routingLayer = (settings: Settings, options: { readonly migrate?: boolean } = {}) =>
-  Router.layer({ strategy: settings.strategy, downPolicy: settings.downPolicy }).pipe(
+/** The standalone auth server's credential checker for its settings (PAM loads its binding here). */
+export const authenticatorFor = (auth: AuthSettings): Authenticator.Authenticator => {
+  switch (auth.authMode) {
+    case "password":
+      return auth.password !== undefined ? Authenticator.masterPassword(auth.password) : Authenticator.nopassword
+    case "pam":
+      return Pam.pam({ service: auth.pamService })
+    case "nopassword":
+      return Authenticator.nopassword
+  }
+}
+
+/**
+ * The store + router for settings (used by `serve` and the admin CLI). `cached` (the daemon): the
+ * lookup cache of `cache.*`, invalidated by the store's routes version (RouteCache.ts).
+ * Placement weights and move holds come from the store (Operations.ts).
+ */
+export const routingLayer = (settings: Settings, options: { readonly migrate?: boolean; readonly cached?: boolean } = {}) => {
+  const r = settings.routing
+  const routerOptions = { strategy: settings.strategy, downPolicy: settings.downPolicy, placement: r.placement, normalize: r.normalize }
+  const router = options.cached === true && r.cache.enabled
+    ? Router.layerCached(routerOptions).pipe(
+      Layer.provideMerge(RouteCache.layer(r.cache).pipe(Layer.provide(Operations.routeVersionLayer)))
+    )
+    : Router.layer(routerOptions)
+  return router.pipe(
+    Layer.provide(Layer.mergeAll(Operations.placementInfoLayer, Operations.routeHoldsLayer)),
     Layer.provideMerge(
       storeLayer({
         url: settings.store,
@@ -25,13 +63,24 @@ export const routingLayer = (settings: Settings, options: { readonly migrate?: b
       })
     )
   )
+}
+
+/** The listener limits of the settings, as every front-end takes them. */
+export const connectionLimits = (settings: Settings) => ({
+  maxConnections: settings.limits.maxClients,
+  maxRequests: settings.limits.maxRequestsPerClient,
+  lineTimeout: settings.limits.lineTimeout,
+  idleTimeout: settings.limits.idleTimeout
+})
 
 /** Every configured listener. Fails at start when none is configured. */
 export const listenersLayer = (settings: Settings) => {
   const layers: Array<Layer.Layer<never, unknown, Lookup>> = []
+  const limits = connectionLimits(settings)
   if (settings.dict !== undefined) {
     layers.push(
       DictServer.layer({
+        ...limits,
         ...settings.dict,
         proxyFlag: settings.proxyFlag,
         extraFields: settings.extraFields
@@ -39,36 +88,124 @@ export const listenersLayer = (settings: Settings) => {
     )
   }
   if (settings.auth !== undefined) {
-    const { authMode, password, failureDelay, ...socket } = settings.auth
+    const auth = settings.auth
     layers.push(
-      AuthServer.layer({
-        ...socket,
-        authenticator: authMode === "password" && password !== undefined
-          ? Authenticator.masterPassword(password)
-          : Authenticator.nopassword,
+      Layer.unwrapEffect(
+        // PAM loads its native binding here: a missing module stops the start with a clear message
+        Effect.try({ try: () => authenticatorFor(auth), catch: (e) => e as Error }).pipe(
+          Effect.map((authenticator) =>
+            AuthServer.layer({
+              ...limits,
+              path: auth.path,
+              mode: auth.mode,
+              owner: auth.owner,
+              group: auth.group,
+              authenticator,
+              proxyFlag: settings.proxyFlag,
+              ports: settings.ports,
+              failureDelay: auth.failureDelay
+            })
+          )
+        )
+      )
+    )
+  }
+  if (settings.http !== undefined) {
+    layers.push(
+      HttpRoute.layer({
+        maxConnections: limits.maxConnections,
+        ...settings.http,
         proxyFlag: settings.proxyFlag,
-        ports: settings.ports,
-        failureDelay
+        extraFields: settings.extraFields
       })
     )
   }
   if (settings.loginRelay !== undefined) {
-    layers.push(LoginRelay.layer({ ...settings.loginRelay, ports: settings.ports }))
+    layers.push(LoginRelay.layer({ ...limits, ...settings.loginRelay, ports: settings.ports }))
   }
   if (settings.userdbRelay !== undefined) {
-    layers.push(UserdbRelay.layer({ ...settings.userdbRelay, ports: settings.ports }))
+    layers.push(UserdbRelay.layer({ ...limits, ...settings.userdbRelay, ports: settings.ports }))
   }
   return layers
 }
 
+/** Settings a SIGHUP applies while running; every other changed key is logged as needing a restart. */
+export const LIVE_KEYS: ReadonlyArray<keyof Settings> = ["logLevel", "logFormat", "extraFields", "health"]
+
+/** Top-level settings keys that differ between two settings, except {@link LIVE_KEYS}. */
+export const restartKeys = (a: Settings, b: Settings): Array<string> =>
+  [...new Set([...Object.keys(a), ...Object.keys(b)])].filter((k) =>
+    !(LIVE_KEYS as ReadonlyArray<string>).includes(k) &&
+    JSON.stringify((a as unknown as Record<string, unknown>)[k]) !== JSON.stringify((b as unknown as Record<string, unknown>)[k])
+  )
+
+/** Options of {@link daemonLayer}. */
+export interface DaemonOptions {
+  /** Re-read the settings (config file + env + the original flags) on SIGHUP. */
+  readonly reload?: Effect.Effect<Settings, unknown>
+}
+
+/**
+ * SIGHUP: re-read the settings and apply {@link LIVE_KEYS} in place (log level/format, extra
+ * fields, health checker); listeners, connections and in-flight lookups are untouched. A failed
+ * reload keeps the running settings. systemd sees `RELOADING=1` then `READY=1`.
+ */
+const reloadLayer = (settings: Settings, liveExtra: Array<Settings["extraFields"][number]>, options: DaemonOptions) =>
+  Layer.scopedDiscard(
+    Effect.gen(function*() {
+      const checker = yield* HealthCheck.HealthChecker
+      const runtime = yield* Effect.runtime<never>()
+      const lock = yield* Effect.makeSemaphore(1)
+      let current = settings
+      const reloadOnce = Effect.gen(function*() {
+        yield* Systemd.notify({ RELOADING: 1, STATUS: "reloading configuration" })
+        if (options.reload === undefined) {
+          yield* Effect.logWarning("SIGHUP: reload not available in this mode")
+        } else {
+          const next = yield* Effect.either(options.reload)
+          if (next._tag === "Left") {
+            const e = next.left
+            yield* Effect.logError("SIGHUP: reload failed, keeping the running settings").pipe(
+              Effect.annotateLogs("detail", e instanceof Error ? e.message : String(e))
+            )
+          } else {
+            const n = next.right
+            Logging.setLive({ format: n.logFormat, level: n.logLevel })
+            liveExtra.splice(0, liveExtra.length, ...n.extraFields)
+            checker.settings.current = n.health
+            const restart = restartKeys(current, n)
+            current = { ...n, ...Object.fromEntries(restart.map((k) => [k, (current as unknown as Record<string, unknown>)[k]])) } as Settings
+            yield* Effect.logInfo("configuration reloaded").pipe(
+              Effect.annotateLogs({ log_level: n.logLevel, health: n.health.enabled, extra_fields: n.extraFields.length })
+            )
+            if (restart.length > 0) {
+              yield* Effect.logWarning("changed settings need a restart to take effect").pipe(Effect.annotateLogs("settings", restart.join(",")))
+            }
+          }
+        }
+        yield* Systemd.notify({ READY: 1, STATUS: "serving" })
+      })
+      const onHup = () => {
+        Runtime.runFork(runtime)(lock.withPermits(1)(reloadOnce).pipe(Effect.catchAllDefect((d) => Effect.logError("SIGHUP reload defect", d))))
+      }
+      yield* Effect.acquireRelease(
+        Effect.sync(() => process.on("SIGHUP", onHup)),
+        () => Effect.sync(() => process.off("SIGHUP", onHup))
+      )
+    })
+  )
+
 /** The whole daemon as a layer. */
-export const daemonLayer = (settings: Settings) => {
+export const daemonLayer = (settings0: Settings, options: DaemonOptions = {}) => {
+  // extra fields are read per reply, so a reload can replace them in place
+  const liveExtra = [...settings0.extraFields]
+  const settings: Settings = { ...settings0, extraFields: liveExtra }
   const listeners = listenersLayer(settings)
   if (listeners.length === 0) {
     return Layer.fail(
       new Error(
-        "no listener configured: set dict.socket, auth.socket, login_relay.socket or userdb_relay.socket " +
-          "(or --dict-socket, --auth-socket, --login-relay-socket, --userdb-relay-socket)"
+        "no listener configured: set dict.socket, auth.socket, login_relay.socket, userdb_relay.socket or http.listen " +
+          "(or --dict-socket, --auth-socket, --login-relay-socket, --userdb-relay-socket, --http-listen)"
       )
     )
   }
@@ -83,15 +220,26 @@ export const daemonLayer = (settings: Settings) => {
           settings.dict !== undefined ? "dict" : undefined,
           settings.auth !== undefined ? `auth(${settings.auth.authMode})` : undefined,
           settings.loginRelay !== undefined ? "login-relay" : undefined,
-          settings.userdbRelay !== undefined ? "userdb-relay" : undefined
+          settings.userdbRelay !== undefined ? "userdb-relay" : undefined,
+          settings.http !== undefined ? `http(${HttpRoute.formatHttpListen(settings.http.listen)})` : undefined
         ].filter((x) => x !== undefined).join(","),
         ports: BackendPort.describeBackendPorts(settings.ports)
       })
     )
   )
-  return ready.pipe(
+  // systemd: READY=1 once every listener is up; STOPPING=1 first thing on shutdown
+  const notifyReady = Layer.scopedDiscard(
+    Effect.acquireRelease(
+      Systemd.notify({ READY: 1, STATUS: "serving", MAINPID: process.pid }),
+      () => Systemd.notify({ STOPPING: 1, STATUS: "stopping: finishing in-flight requests" })
+    )
+  )
+  const lookup = settings.metrics === undefined
+    ? Lookup.layer
+    : Metrics.lookupLayer.pipe(Layer.provide(Lookup.layer), Layer.provide(Metrics.layer(settings.metrics)))
+  return Layer.mergeAll(ready, notifyReady, reloadLayer(settings, liveExtra, options)).pipe(
     Layer.provideMerge(Layer.mergeAll(...(listeners as [Layer.Layer<never, unknown, Lookup>]))),
-    Layer.provide(Lookup.layer),
-    Layer.provide(routingLayer(settings))
+    Layer.provide(lookup),
+    Layer.provide(HealthCheck.layer(settings.health).pipe(Layer.provideMerge(routingLayer(settings, { cached: true }))))
   )
 }

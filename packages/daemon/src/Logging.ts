@@ -14,6 +14,35 @@ const LEVELS = {
   error: LogLevel.Error
 } as const
 
+/**
+ * The level and format of the reloadable logger ({@link reloadableLayer}); a SIGHUP reload
+ * changes them in place.
+ */
+export const live: { level: LogLevel.LogLevel; format: "logfmt" | "json" } = { level: LogLevel.Info, format: "logfmt" }
+
+/** Set the live level and format (SIGHUP reload). */
+export const setLive = (options: { readonly format: "logfmt" | "json"; readonly level: keyof typeof LEVELS }): void => {
+  live.level = LEVELS[options.level]
+  live.format = options.format
+}
+
+/**
+ * Like {@link layer}, but level and format can change while running ({@link setLive}): Effect's
+ * minimum level is Debug and the logger filters by the live level (`serve` uses this).
+ */
+export const reloadableLayer = (options: { readonly format: "logfmt" | "json"; readonly level: keyof typeof LEVELS }) => {
+  setLive(options)
+  const out = { logfmt: Logger.withConsoleError(Logger.logfmtLogger), json: Logger.withConsoleError(Logger.jsonLogger) }
+  const logger = Logger.make<unknown, void>((o) => {
+    if (LogLevel.lessThan(o.logLevel, live.level)) return
+    out[live.format].log(o)
+  })
+  return Layer.merge(
+    Layer.locallyScoped(FiberRef.currentLoggers, HashSet.make(logger)),
+    Logger.minimumLogLevel(LogLevel.Debug)
+  )
+}
+
 /** Use exactly one logger (replacing every other one, including Effect's default); set the minimum level. */
 export const layer = (options: { readonly format: "logfmt" | "json"; readonly level: keyof typeof LEVELS }) =>
   Layer.merge(

@@ -15,8 +15,17 @@
  *   "login_relay": { "socket": "/run/dovecot/login/doveroute", "mode": "0666",
  *                    "upstream": "/run/dovecot/login/login" },
  *   "userdb_relay": { "socket": "/run/dovecot/doveroute-userdb", "mode": "0666",
- *                     "upstream": "/run/dovecot/auth-userdb" } }
+ *                     "upstream": "/run/dovecot/auth-userdb" },
+ *   "http": { "listen": "127.0.0.1:20180" } }
  * ```
+ * `auth.auth_mode` is `nopassword`, `password` (with `auth.password`) or `pam` (with
+ * `auth.pam_service`, default `dovecot`). `http.listen` is `127.0.0.1:PORT`, `[::1]:PORT` or a
+ * UNIX socket path (then `http.mode`/`owner`/`group`); other addresses are refused.
+ *
+ * Listener limits (top level, for every listener; docs/operations.md): `max_clients` (concurrent
+ * connections per listener, default 10000), `max_requests_per_client` (requests worked on at once
+ * per connection, default 1000), `line_timeout` (an unfinished line closes the connection after
+ * it, default 30 s; 0 = off), `idle_timeout` (default 0 = off). `max_connections` is the SQL pool.
  *
  * Secrets: `auth.password` is read as a `Redacted` value and never logged. Put it in the config
  * file (mode 0600) or in `DOVEROUTE_AUTH_PASSWORD`; `--password` on the command line is visible
@@ -35,9 +44,10 @@ import {
   STRATEGIES,
   type Strategy
 } from "@doveroute/routing"
-import { BackendPort } from "@doveroute/frontends"
+import { BackendPort, HttpRoute } from "@doveroute/frontends"
 import { parseStoreUrl, type StoreUrl } from "@doveroute/store"
 import { Config, ConfigError, ConfigProvider, Data, Duration, Effect, Either, Option, Redacted } from "effect"
+import { type RoutingSettings, routingSettingsConfig } from "./RoutingSettings.js"
 import * as fs from "node:fs"
 
 /** Socket file settings of one listener. */
@@ -49,8 +59,11 @@ export interface SocketSettings {
 }
 
 /** How the standalone auth server checks passwords. */
-export type AuthMode = "nopassword" | "password"
-export const AUTH_MODES: ReadonlyArray<AuthMode> = ["nopassword", "password"]
+export type AuthMode = "nopassword" | "password" | "pam"
+export const AUTH_MODES: ReadonlyArray<AuthMode> = ["nopassword", "password", "pam"]
+
+/** Default PAM service name (`/etc/pam.d/<service>`): the one Dovecot's own PAM passdb uses. */
+export const DEFAULT_PAM_SERVICE = "dovecot"
 
 /** The standalone auth-client server (`auth` section). */
 export interface AuthSettings extends SocketSettings {
@@ -58,8 +71,18 @@ export interface AuthSettings extends SocketSettings {
   readonly authMode: AuthMode
   /** The master password (`password` mode only). */
   readonly password: Redacted.Redacted<string> | undefined
+  /** PAM service name (`pam` mode; default {@link DEFAULT_PAM_SERVICE}). */
+  readonly pamService: string
   /** Delay before an authentication failure is answered (default 2 s, like Dovecot). */
   readonly failureDelay: Duration.Duration
+}
+
+/** The HTTP route endpoint (`http` section): loopback `host:port` or a UNIX socket (with its permissions). */
+export interface HttpSettings {
+  readonly listen: HttpRoute.HttpListen
+  readonly mode: number
+  readonly owner: string | undefined
+  readonly group: string | undefined
 }
 
 /** A relay listener (`login_relay`, `userdb_relay` sections): our socket and Dovecot's. */
@@ -78,16 +101,85 @@ export interface Settings {
   readonly migrate: boolean
   readonly queryTimeout: Duration.Duration
   readonly connectTimeout: Duration.Duration
+  /** SQL connection pool size (`max_connections`); not a listener limit (see {@link ListenerLimits}). */
   readonly maxConnections: number
+  /** Listener limits: `max_clients`, `max_requests_per_client`, `line_timeout`, `idle_timeout`. */
+  readonly limits: ListenerLimits
   readonly dict: SocketSettings | undefined
   readonly auth: AuthSettings | undefined
   readonly loginRelay: RelaySettings | undefined
   readonly userdbRelay: RelaySettings | undefined
+  /** HTTP route endpoint for 2.4 Lua passdb chains (`lua/http-route.lua`). */
+  readonly http: HttpSettings | undefined
   /** Backend ports added as `port=` by the auth server and the relays (`port`: `N` / `<protocol>=N`). */
   readonly ports: BackendPort.BackendPorts
   readonly logLevel: "debug" | "info" | "warning" | "error"
   readonly logFormat: "logfmt" | "json"
+  /** Cache, placement, normalisation and kick settings (RoutingSettings.ts). */
+  readonly routing: RoutingSettings
+  /** Backend health checker (`health` section; off by default). */
+  readonly health: HealthSettings
+  /** Prometheus metrics endpoint (`metrics.listen`, loopback `host:port`); undefined = off. */
+  readonly metrics: MetricsSettings | undefined
 }
+
+/** The backend health checker (`health` section): banner checks, live-reloadable on SIGHUP. */
+export interface HealthSettings {
+  readonly enabled: boolean
+  readonly protocol: "imap" | "pop3" | "lmtp"
+  /** Port to check; undefined = the protocol's default (143, 110, 24). */
+  readonly port: number | undefined
+  readonly interval: Duration.Duration
+  readonly timeout: Duration.Duration
+  /** Consecutive failures before an up backend (state 0) is marked down (state 3). */
+  readonly fall: number
+  /** Consecutive successes before a backend the checker took down (state 3) is marked up. */
+  readonly rise: number
+}
+
+/** The metrics endpoint (`metrics` section). */
+export interface MetricsSettings {
+  readonly host: string
+  readonly port: number
+}
+
+/** Parse `metrics.listen`: `127.0.0.1:PORT`, `[::1]:PORT` or `localhost:PORT`; anything else is refused. */
+export const parseMetricsListen = (spec: string): MetricsSettings => {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(spec.trim())
+  if (m === null) throw new Error(`metrics.listen must be HOST:PORT (loopback), got ${JSON.stringify(spec)}`)
+  const host = (m[1] ?? m[2])!
+  const port = Number(m[3])
+  if (port < 1 || port > 65535) throw new Error(`metrics.listen: bad port ${m[3]}`)
+  if (!(/^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host) || host === "::1" || host === "localhost")) {
+    throw new Error(`metrics.listen must be a loopback address (127.0.0.0/8, [::1], localhost), got ${host}: metrics are not for the network`)
+  }
+  return { host, port }
+}
+
+/** Limits applied to every listener (docs/operations.md). */
+export interface ListenerLimits {
+  /** Concurrent client connections per listener (`max_clients`); more are closed at once. */
+  readonly maxClients: number
+  /** Requests doveroute works on at once for one connection (`max_requests_per_client`). */
+  readonly maxRequestsPerClient: number
+  /** An unfinished line older than this closes the connection (`line_timeout`); zero = off. */
+  readonly lineTimeout: Duration.Duration
+  /** A connection with nothing in flight that sent nothing for this long is closed (`idle_timeout`); zero = off. */
+  readonly idleTimeout: Duration.Duration
+}
+
+const positiveInt = (name: string, fallback: number) =>
+  Config.integer(name).pipe(
+    Config.withDefault(fallback),
+    Config.validate({ message: `${name} must be at least 1`, validation: (n: number) => n >= 1 })
+  )
+
+const limitsConfig: Config.Config<ListenerLimits> = Config.all({
+  maxClients: positiveInt("max_clients", 10_000),
+  maxRequestsPerClient: positiveInt("max_requests_per_client", 1000),
+  lineTimeout: Config.duration("line_timeout").pipe(Config.withDefault(Duration.seconds(30))),
+  idleTimeout: Config.duration("idle_timeout").pipe(Config.withDefault(Duration.zero))
+})
 
 /** The default embedded store. */
 export const DEFAULT_STORE = "sqlite:/var/lib/doveroute/doveroute.db"
@@ -136,6 +228,7 @@ const authConfig = Config.nested(
     ...socketFields,
     authMode: Config.option(Config.literal(...AUTH_MODES)("auth_mode")),
     password: Config.option(Config.redacted("password")),
+    pamService: Config.string("pam_service").pipe(Config.withDefault(DEFAULT_PAM_SERVICE)),
     failureDelay: Config.duration("failure_delay").pipe(Config.withDefault(Duration.seconds(2)))
   }),
   "auth"
@@ -147,6 +240,12 @@ const authConfig = Config.nested(
     if (mode === "password" && password === undefined) {
       return Either.left(ConfigError.InvalidData(["auth", "password"], "auth_mode=password needs a password (DOVEROUTE_AUTH_PASSWORD or auth.password in the config file)"))
     }
+    if (mode === "pam" && password !== undefined) {
+      return Either.left(ConfigError.InvalidData(["auth", "auth_mode"], "a password is set but auth_mode is pam (PAM checks the passwords); drop one of them"))
+    }
+    if (!/^[A-Za-z0-9_.-]+$/.test(a.pamService)) {
+      return Either.left(ConfigError.InvalidData(["auth", "pam_service"], `invalid PAM service name ${JSON.stringify(a.pamService)}`))
+    }
     if (password !== undefined && Redacted.value(password).length === 0) {
       return Either.left(ConfigError.InvalidData(["auth", "password"], "the master password must not be empty"))
     }
@@ -154,7 +253,37 @@ const authConfig = Config.nested(
       return Either.left(ConfigError.InvalidData(["auth", "auth_mode"], "a password is set but auth_mode is nopassword; drop one of them"))
     }
     if (socket === undefined) return Either.right(undefined)
-    return Either.right({ ...socket, authMode: mode, password: mode === "password" ? password : undefined, failureDelay: a.failureDelay })
+    return Either.right({
+      ...socket,
+      authMode: mode,
+      password: mode === "password" ? password : undefined,
+      pamService: a.pamService,
+      failureDelay: a.failureDelay
+    })
+  })
+)
+
+const httpConfig = Config.nested(
+  Config.all({
+    listen: Config.option(Config.string("listen")),
+    mode: parseMode("mode"),
+    owner: Config.option(Config.string("owner")),
+    group: Config.option(Config.string("group"))
+  }),
+  "http"
+).pipe(
+  Config.mapOrFail((h): Either.Either<HttpSettings | undefined, ConfigError.ConfigError> => {
+    if (Option.isNone(h.listen)) return Either.right(undefined)
+    try {
+      return Either.right({
+        listen: HttpRoute.parseHttpListen(h.listen.value),
+        mode: h.mode,
+        owner: Option.getOrUndefined(h.owner),
+        group: Option.getOrUndefined(h.group)
+      })
+    } catch (e) {
+      return Either.left(ConfigError.InvalidData(["http", "listen"], (e as Error).message))
+    }
   })
 )
 
@@ -199,9 +328,34 @@ const extraFieldsConfig = Config.array(Config.string(), "extra_fields").pipe(
   Config.withDefault([] as Array<string>),
   Config.mapOrFail((specs) => {
     try {
-      return Either.right(specs.filter((s) => s.length > 0).map(parseExtraField))
+      // ConfigProvider.fromJson renders an empty JSON array as the single value "<nil>"
+      return Either.right(specs.filter((s) => s.length > 0 && s !== "<nil>").map(parseExtraField))
     } catch (e) {
       return Either.left(ConfigError.InvalidData(["extra_fields"], (e as Error).message))
+    }
+  })
+)
+
+const healthConfig: Config.Config<HealthSettings> = Config.nested(
+  Config.all({
+    enabled: Config.boolean("enabled").pipe(Config.withDefault(false)),
+    protocol: Config.literal("imap", "pop3", "lmtp")("protocol").pipe(Config.withDefault("imap" as const)),
+    port: Config.option(Config.integer("port")),
+    interval: Config.duration("interval").pipe(Config.withDefault(Duration.seconds(10))),
+    timeout: Config.duration("timeout").pipe(Config.withDefault(Duration.seconds(3))),
+    fall: positiveInt("fall", 3),
+    rise: positiveInt("rise", 2)
+  }),
+  "health"
+).pipe(Config.map((h) => ({ ...h, port: Option.getOrUndefined(h.port) })))
+
+const metricsConfig = Config.option(Config.nested(Config.string("listen"), "metrics")).pipe(
+  Config.mapOrFail((l): Either.Either<MetricsSettings | undefined, ConfigError.ConfigError> => {
+    if (Option.isNone(l)) return Either.right(undefined)
+    try {
+      return Either.right(parseMetricsListen(l.value))
+    } catch (e) {
+      return Either.left(ConfigError.InvalidData(["metrics", "listen"], (e as Error).message))
     }
   })
 )
@@ -217,13 +371,18 @@ export const settingsConfig: Config.Config<Settings> = Config.all({
   queryTimeout: Config.duration("query_timeout").pipe(Config.withDefault(Duration.seconds(5))),
   connectTimeout: Config.duration("connect_timeout").pipe(Config.withDefault(Duration.seconds(5))),
   maxConnections: Config.integer("max_connections").pipe(Config.withDefault(10)),
+  limits: limitsConfig,
   dict: socketConfig("dict"),
   auth: authConfig,
   loginRelay: relayConfig("login_relay", "login socket (<base_dir>/login/login)"),
   userdbRelay: relayConfig("userdb_relay", "auth-userdb socket (<base_dir>/auth-userdb)"),
+  http: httpConfig,
   ports: portsConfig,
   logLevel: Config.literal("debug", "info", "warning", "error")("log_level").pipe(Config.withDefault("info" as const)),
-  logFormat: Config.literal("logfmt", "json")("log_format").pipe(Config.withDefault("logfmt" as const))
+  logFormat: Config.literal("logfmt", "json")("log_format").pipe(Config.withDefault("logfmt" as const)),
+  routing: routingSettingsConfig,
+  health: healthConfig,
+  metrics: metricsConfig
 }).pipe(
   Config.map((s): Settings => ({
     ...s,

@@ -4,5 +4,9 @@
  * @since 0.1.0
  */
 export * from "./Settings.js"
+export * from "./RoutingSettings.js"
 export * as Logging from "./Logging.js"
 export * from "./Daemon.js"
+export * as HealthCheck from "./HealthCheck.js"
+export * as Metrics from "./Metrics.js"
+export * as Systemd from "./Systemd.js"

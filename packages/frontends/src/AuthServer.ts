@@ -34,6 +34,10 @@
  *    login (it would need Dovecot's auth-master `REQUEST` round trip), so it answers
  *    `FAIL … code=temp_fail reason=…` and logs a warning. With `proxy`/`none` no check is made.
  *
+ * Limits: a connection may have at most `maxRequests` requests in its table (including those
+ * waiting for the client's CONT); one more `AUTH` is answered at once with
+ * `FAIL\t<id>\tcode=temp_fail\treason=` {@link REASON_TOO_MANY_REQUESTS} and the connection stays.
+ *
  * Failure delay: every authentication failure (wrong password, malformed SASL data) is answered
  * after `failureDelay` (default 2 s, like Dovecot's `auth_failure_delay`); a `CANCEL` during the
  * delay drops the answer. Temporary failures are answered at once.
@@ -59,7 +63,7 @@ import { isSelf, type Resolver, resolveBackend } from "./BackendAddress.js"
 import { type BackendPorts, NO_PORTS, portFor } from "./BackendPort.js"
 import { type ListenerLog, runtimeLog } from "./ListenerLog.js"
 import { Lookup, type LookupService } from "./Lookup.js"
-import { type ConnectionHandler, listen, type SocketPermissions } from "./UnixListener.js"
+import { type ConnectionHandler, type ConnectionLimits, DEFAULT_MAX_REQUESTS, listen, type SocketPermissions } from "./UnixListener.js"
 
 /** Services whose clients only authenticate (no proxying): Postfix and Exim say `service=smtp`. */
 export const AUTH_ONLY_SERVICES: ReadonlySet<string> = new Set(["smtp"])
@@ -71,8 +75,11 @@ export const DEFAULT_FAILURE_DELAY: Duration.Duration = Duration.seconds(2)
 export const REASON_SELF =
   "doveroute: the user's backend is this server; a standalone auth socket cannot serve local logins"
 
+/** `reason=` of the FAIL for an AUTH over the per-connection request limit. */
+export const REASON_TOO_MANY_REQUESTS = "doveroute: too many authentication requests in progress on this connection"
+
 /** Auth server settings. */
-export interface AuthServerOptions extends SocketPermissions {
+export interface AuthServerOptions extends SocketPermissions, ConnectionLimits {
   readonly path: string
   /** Default {@link nopassword}. */
   readonly authenticator?: Authenticator
@@ -85,7 +92,6 @@ export interface AuthServerOptions extends SocketPermissions {
   /** Host name resolution for backends known by name (default: the system resolver). */
   readonly resolver?: Resolver
   readonly resolveTimeoutMs?: number
-  readonly maxConnections?: number
 }
 
 /** Everything a connection needs, shared by all connections of one listener. */
@@ -98,6 +104,8 @@ export interface AuthServerContext {
   readonly resolver: Resolver | undefined
   readonly resolveTimeoutMs: number | undefined
   readonly log: ListenerLog
+  /** Requests one connection may have in its table at once (more: temp_fail). */
+  readonly maxRequests: number
   /** Next CUID (connection counter, starting at 1). */
   readonly nextCuid: () => number
 }
@@ -119,6 +127,7 @@ export class AuthConnection implements ConnectionHandler {
   private readonly session = new AuthClientSession({ mechanisms: MECHANISMS.map((m) => m.name) })
   private readonly requests = new Map<number, RequestState>()
   private closed = false
+  private overLimitLogged = false
 
   constructor(private readonly socket: net.Socket, private readonly ctx: AuthServerContext) {
     socket.write(AuthClient.encodeHandshake({
@@ -182,6 +191,16 @@ export class AuthConnection implements ConnectionHandler {
         return
       }
       case "StartAuth": {
+        if (this.requests.size >= this.ctx.maxRequests) {
+          this.session.finish(d.request.id)
+          if (!this.overLimitLogged) {
+            this.overLimitLogged = true
+            this.ctx.log("Warning", "too many requests in progress on one auth connection; answering temp_fail", {
+              limit: this.ctx.maxRequests
+            })
+          }
+          return this.write(AuthClient.encodeFail(d.request.id, { code: "temp_fail", reason: REASON_TOO_MANY_REQUESTS }))
+        }
         const mech = Sasl.createMechanism(d.request.mech)
         if (mech === undefined) {
           // the session only admits announced mechanisms; keep the table consistent anyway
@@ -297,6 +316,9 @@ export class AuthConnection implements ConnectionHandler {
           }
         }
       })
+      .catch(() => {
+        if (this.current(state)) this.tempFail(state, user)
+      })
   }
 
   private route(state: RequestState, user: string, password: Redacted.Redacted<string>, masterUser: string | undefined): void {
@@ -351,6 +373,7 @@ export const makeContext = (lookup: LookupService, options: Omit<AuthServerOptio
     resolver: options.resolver,
     resolveTimeoutMs: options.resolveTimeoutMs,
     log,
+    maxRequests: Math.max(1, options.maxRequests ?? DEFAULT_MAX_REQUESTS),
     nextCuid: () => (cuid = cuid >= 0xffffffff ? 1 : cuid + 1)
   }
 }

@@ -11,6 +11,10 @@
  *
  * Replies go out in request order (dict protocol rule), pipelined or one connection per lookup.
  * A line over 64 KiB, a bad hello or an unsupported command closes that connection only.
+ * A user name that is not valid UTF-8 (it arrives with U+FFFD in it) gets `F`: a guessed name
+ * would be routed as another user.
+ * At most `maxRequests` lookups per connection are worked on at once; beyond that the connection
+ * is not read from (its lines wait, in order) until replies went out: backpressure, never an error.
  *
  * @since 0.1.0
  */
@@ -19,14 +23,13 @@ import { type ExtraField, type ProxyFlag, replyFields } from "@doveroute/routing
 import { Effect, Layer } from "effect"
 import type * as net from "node:net"
 import { Lookup, type LookupService } from "./Lookup.js"
-import { listen, type SocketPermissions } from "./UnixListener.js"
+import { type ConnectionLimits, DEFAULT_MAX_REQUESTS, type Flow, listen, type SocketPermissions } from "./UnixListener.js"
 
 /** Dict server settings. */
-export interface DictServerOptions extends SocketPermissions {
+export interface DictServerOptions extends SocketPermissions, ConnectionLimits {
   readonly path: string
   readonly proxyFlag: ProxyFlag
   readonly extraFields: ReadonlyArray<ExtraField>
-  readonly maxConnections?: number
 }
 
 /** The user a dict key asks for, or `undefined` for keys doveroute does not serve. */
@@ -49,19 +52,27 @@ export const userFromKey = (key: string): string | undefined => {
 export class DictConnection {
   private readonly splitter = new LineSplitter(Dict.DICT_MAX_LINE)
   private readonly queue: Array<{ reply: string | undefined }> = []
+  /** Lines received while `maxRequests` lookups were in flight, in order. */
+  private readonly backlog: Array<string> = []
+  private readonly maxRequests: number
   private helloSeen = false
   private closed = false
+  private flushing = false
 
   constructor(
     private readonly socket: net.Socket,
     private readonly lookup: LookupService,
-    private readonly options: DictServerOptions
-  ) {}
+    private readonly options: DictServerOptions,
+    private readonly flow?: Flow
+  ) {
+    this.maxRequests = Math.max(1, options.maxRequests ?? DEFAULT_MAX_REQUESTS)
+  }
 
-  inFlight = (): number => this.queue.length
+  inFlight = (): number => this.queue.length + this.backlog.length
 
   onClose = (): void => {
     this.closed = true
+    this.backlog.length = 0
   }
 
   onData = (chunk: Buffer): void => {
@@ -70,11 +81,21 @@ export class DictConnection {
 
   private fail(_why: string): void {
     this.closed = true
+    this.backlog.length = 0
     this.socket.destroy()
   }
 
   private onLine = (line: string): void => {
     if (this.closed) return
+    if (this.backlog.length > 0 || this.queue.length >= this.maxRequests) {
+      this.backlog.push(line)
+      this.flow?.hold("requests")
+      return
+    }
+    this.handleLine(line)
+  }
+
+  private handleLine(line: string): void {
     const req = Dict.decodeRequest(line)
     switch (req._tag) {
       case "Hello":
@@ -90,12 +111,19 @@ export class DictConnection {
           slot.reply = Dict.encodeNotFound()
           return this.flush()
         }
-        this.lookup.lookup(user, "dict").then((res) => {
-          slot.reply = res._tag === "Routed"
-            ? Dict.encodeFound(Dict.encodePassdbJson(replyFields(res.route.backend, this.options.proxyFlag, this.options.extraFields)))
-            : Dict.encodeFailure(`doveroute: ${res.reason}`)
-          this.flush()
-        })
+        if (user.includes("\uFFFD")) {
+          slot.reply = Dict.encodeFailure("doveroute: user name is not valid UTF-8")
+          return this.flush()
+        }
+        this.lookup.lookup(user, "dict").then(
+          (res) => {
+            slot.reply = res._tag === "Routed"
+              ? Dict.encodeFound(Dict.encodePassdbJson(replyFields(res.route.backend, this.options.proxyFlag, this.options.extraFields)))
+              : Dict.encodeFailure(`doveroute: ${res.reason}`)
+          }
+        ).catch(() => {
+          slot.reply = Dict.encodeFailure("doveroute: internal error")
+        }).finally(() => this.flush()).catch(() => this.fail("internal error while answering"))
         return
       }
       case "Unsupported":
@@ -105,10 +133,24 @@ export class DictConnection {
     }
   }
 
+  /** Write the replies that are ready, in order; then take waiting lines while below the limit. */
   private flush(): void {
-    let out = ""
-    while (this.queue.length > 0 && this.queue[0]!.reply !== undefined) out += this.queue.shift()!.reply
-    if (out.length > 0 && !this.closed) this.socket.write(out)
+    if (this.flushing) return
+    this.flushing = true
+    try {
+      for (;;) {
+        let out = ""
+        while (this.queue.length > 0 && this.queue[0]!.reply !== undefined) out += this.queue.shift()!.reply
+        if (out.length > 0 && !this.closed) this.socket.write(out)
+        if (this.closed || this.backlog.length === 0 || this.queue.length >= this.maxRequests) break
+        while (!this.closed && this.backlog.length > 0 && this.queue.length < this.maxRequests) this.handleLine(this.backlog.shift()!)
+        // loop: write what the taken lines answered at once, take more if there is room
+      }
+    } finally {
+      this.flushing = false
+    }
+    if (this.closed) this.backlog.length = 0
+    if (this.backlog.length === 0) this.flow?.release("requests")
   }
 }
 
@@ -119,7 +161,7 @@ export const layer = (options: DictServerOptions) =>
       const lookup = yield* Lookup
       yield* listen(
         { ...options, name: "dict" },
-        (socket) => new DictConnection(socket, lookup, options)
+        (socket, flow) => new DictConnection(socket, lookup, options, flow)
       )
     })
   )

@@ -19,7 +19,7 @@
  *
  * @since 0.1.0
  */
-import { ProxyFields, TabEscape } from "@doveroute/protocol"
+import { AuthClient, ProxyFields, TabEscape } from "@doveroute/protocol"
 import { Effect, Layer } from "effect"
 import { type BackendPorts, NO_PORTS } from "./BackendPort.js"
 import type { Resolver } from "./BackendAddress.js"
@@ -27,10 +27,10 @@ import { runtimeLog } from "./ListenerLog.js"
 import { Lookup } from "./Lookup.js"
 import { RelayConnection, type RelayRules } from "./Relay.js"
 import { proxyRewriter, type RelayRouteContext, RequestTable, requestInfo } from "./RelayRoute.js"
-import { listen, type SocketPermissions } from "./UnixListener.js"
+import { type ConnectionLimits, listen, type SocketPermissions } from "./UnixListener.js"
 
 /** Login relay settings. */
-export interface LoginRelayOptions extends SocketPermissions {
+export interface LoginRelayOptions extends SocketPermissions, ConnectionLimits {
   /** Where login processes connect (mode 0666: they run as dovenull). */
   readonly path: string
   /** Dovecot's login socket: `<base_dir>/login/login` (or `<base_dir>/auth-login`). */
@@ -38,7 +38,6 @@ export interface LoginRelayOptions extends SocketPermissions {
   readonly ports?: BackendPorts
   readonly resolver?: Resolver
   readonly resolveTimeoutMs?: number
-  readonly maxConnections?: number
 }
 
 const FINAL = new Set(["FAIL"])
@@ -56,6 +55,8 @@ export const loginRelayRules = (ctx: RelayRouteContext): RelayRules => {
         requests.take(line.slice(7))
       }
     },
+    // Dovecot disconnects on longer lines anyway; bounds what one client makes the relay buffer
+    clientMaxLine: AuthClient.AUTH_CLIENT_MAX_LINE,
     rewrite: proxyRewriter(ctx, "OK", requests, FINAL),
     onRewriteError: (line) => ProxyFields.tempFailLine(ProxyFields.parseReplyLine(line.toString("utf8"))?.id ?? "0")
   }
@@ -76,9 +77,16 @@ export const layer = (options: LoginRelayOptions) =>
       }
       yield* listen(
         { ...options, name: "login-relay" },
-        (socket) =>
-          new RelayConnection(socket, options.upstream, loginRelayRules(ctx), (detail) =>
-            ctx.log("Warning", "Dovecot login socket connection failed; closing the client", { upstream: options.upstream, detail }))
+        (socket, flow) =>
+          new RelayConnection(
+            socket,
+            options.upstream,
+            loginRelayRules(ctx),
+            (detail) =>
+              ctx.log("Warning", "Dovecot login socket connection failed; closing the client", { upstream: options.upstream, detail }),
+            flow,
+            options.maxRequests
+          )
       )
       yield* Effect.logInfo("login relay ready").pipe(Effect.annotateLogs({ upstream: options.upstream }))
     })

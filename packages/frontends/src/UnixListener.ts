@@ -7,6 +7,10 @@
  * - A stale socket file (left by a crash) is removed when nothing answers on it; a live one makes
  *   start-up fail with reason `InUse` (another instance runs).
  * - The socket file gets the configured mode (default 0660), owner and group.
+ * - Limits ({@link ConnectionLimits}, docs/operations.md): at most `maxConnections` clients (more are
+ *   closed at once, with a rate-limited warning); an unfinished line older than `lineTimeout`
+ *   closes the connection (slow-loris); optionally an idle timeout. A client that does not read
+ *   its replies stops being read from until it does (no unbounded write buffers).
  * - Closing the scope stops accepting, lets each connection finish its in-flight requests for up
  *   to `drainTimeout`, closes the connections and removes the socket file.
  *
@@ -16,6 +20,7 @@ import { Data, Deferred, Duration, Effect, Exit } from "effect"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as os from "node:os"
+import { runtimeLog } from "./ListenerLog.js"
 
 /** Why a listener could not start. */
 export class ListenerError extends Data.TaggedError("ListenerError")<{
@@ -48,17 +53,78 @@ export interface SocketPermissions {
   readonly group?: string | number | undefined
 }
 
-export interface ListenOptions extends SocketPermissions {
+/** Default per-listener connection limit (settings: `max_clients`). */
+export const DEFAULT_MAX_CONNECTIONS = 10_000
+/** Default per-connection limit of requests doveroute works on at once (`max_requests_per_client`). */
+export const DEFAULT_MAX_REQUESTS = 1000
+/** Default time an unfinished line may stay unfinished (`line_timeout`). */
+export const DEFAULT_LINE_TIMEOUT: Duration.Duration = Duration.seconds(30)
+
+/** Per-listener limits (settings `max_clients`, `max_requests_per_client`, `line_timeout`, `idle_timeout`). */
+export interface ConnectionLimits {
+  /** Max concurrent connections (default {@link DEFAULT_MAX_CONNECTIONS}); more are closed at once. */
+  readonly maxConnections?: number | undefined
+  /**
+   * Max requests doveroute works on at once for one connection (default {@link DEFAULT_MAX_REQUESTS}).
+   * Enforced by each front-end (dict and relays stop reading; the auth server answers temp_fail).
+   */
+  readonly maxRequests?: number | undefined
+  /** An unfinished line older than this closes the connection; 0 = off. Default {@link DEFAULT_LINE_TIMEOUT}. */
+  readonly lineTimeout?: Duration.DurationInput | undefined
+  /** A connection with nothing in flight that sent nothing for this long is closed; 0 = off (default). */
+  readonly idleTimeout?: Duration.DurationInput | undefined
+}
+
+export interface ListenOptions extends SocketPermissions, ConnectionLimits {
   readonly path: string
   /** Short name for logs (`dict`, `auth`, `login-relay`, …). */
   readonly name: string
-  /** Max concurrent connections (default 10 000); more are refused by closing them at once. */
-  readonly maxConnections?: number
   /** How long shutdown waits for in-flight requests (default 5 s). */
   readonly drainTimeout?: Duration.DurationInput
 }
 
-const lookupId = (kind: "passwd" | "group", name: string | number | undefined): number | undefined => {
+/**
+ * Read flow control of one connection: the socket is paused while any hold is active (one per
+ * reason: `write` = the client does not read its replies, `requests` = too many in flight, …).
+ */
+export class Flow {
+  private readonly holds = new Set<string>()
+  constructor(private readonly socket: net.Socket) {}
+
+  hold(reason: string): void {
+    if (this.holds.has(reason)) return
+    this.holds.add(reason)
+    if (this.holds.size === 1) this.socket.pause()
+  }
+
+  release(reason: string): void {
+    if (!this.holds.delete(reason)) return
+    if (this.holds.size === 0 && !this.socket.destroyed) this.socket.resume()
+  }
+
+  has(reason: string): boolean {
+    return this.holds.has(reason)
+  }
+
+  get held(): boolean {
+    return this.holds.size > 0
+  }
+}
+
+/** A duration setting in ms; 0 (or less) means off. */
+const millis = (d: Duration.DurationInput | undefined, fallback: Duration.Duration): number =>
+  Math.max(0, Duration.toMillis(Duration.decode(d ?? fallback)))
+
+interface ConnState {
+  readonly handler: ConnectionHandler
+  readonly flow: Flow
+  /** When the current unfinished line started (0: none). */
+  partialSince: number
+  lastData: number
+}
+
+/** A user or group name (or numeric id) as a numeric id; throws for an unknown name. */
+export const lookupId = (kind: "passwd" | "group", name: string | number | undefined): number | undefined => {
   if (name === undefined) return undefined
   if (typeof name === "number") return name
   if (/^\d+$/.test(name)) return Number(name)
@@ -81,7 +147,8 @@ const probe = (path: string): Promise<boolean> =>
     c.once("error", () => resolve(false))
   })
 
-const prepareSocketPath = (path: string) =>
+/** Before listening on `path`: remove a stale socket file; fail when it is live or not a socket. */
+export const prepareSocketPath = (path: string) =>
   Effect.gen(function*() {
     let st: fs.Stats | undefined
     try {
@@ -104,7 +171,7 @@ const prepareSocketPath = (path: string) =>
  * Listen on a UNIX socket for the lifetime of the current scope.
  * `makeHandler` is called once per accepted connection.
  */
-export const listen = (options: ListenOptions, makeHandler: (socket: net.Socket) => ConnectionHandler) =>
+export const listen = (options: ListenOptions, makeHandler: (socket: net.Socket, flow: Flow) => ConnectionHandler) =>
   Effect.gen(function*() {
     const { path } = options
     yield* prepareSocketPath(path)
@@ -118,26 +185,53 @@ export const listen = (options: ListenOptions, makeHandler: (socket: net.Socket)
       return yield* new ListenerError({ reason: "Permissions", path, detail: (e as Error).message })
     }
 
-    const connections = new Map<net.Socket, ConnectionHandler>()
+    const log = yield* runtimeLog(options.name)
+    const maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS
+    const lineMs = millis(options.lineTimeout, DEFAULT_LINE_TIMEOUT)
+    const idleMs = millis(options.idleTimeout, Duration.zero)
+    const connections = new Map<net.Socket, ConnState>()
     const failed = yield* Deferred.make<never, ListenerError>()
+    let refused = 0
+    let lastRefusalLog = 0
     const server = net.createServer({ pauseOnConnect: false }, (socket) => {
-      if (connections.size >= (options.maxConnections ?? 10_000)) {
+      if (connections.size >= maxConnections) {
+        socket.on("error", () => {})
         socket.destroy()
+        refused++
+        const now = Date.now()
+        if (now - lastRefusalLog >= 10_000) {
+          log("Warning", "connection limit reached; closing new connections at once", { max_clients: maxConnections, refused })
+          lastRefusalLog = now
+          refused = 0
+        }
         return
       }
+      const flow = new Flow(socket)
       let handler: ConnectionHandler
       try {
-        handler = makeHandler(socket)
+        handler = makeHandler(socket, flow)
       } catch {
         socket.destroy()
         return
       }
-      connections.set(socket, handler)
+      const st: ConnState = { handler, flow, partialSince: 0, lastData: Date.now() }
+      connections.set(socket, st)
       socket.on("data", (chunk: Buffer) => {
+        const now = Date.now()
+        st.lastData = now
+        const lastLf = chunk.lastIndexOf(10)
+        if (lastLf === chunk.length - 1) st.partialSince = 0
+        else if (lastLf !== -1 || st.partialSince === 0) st.partialSince = now
         try {
           handler.onData(chunk)
         } catch {
           socket.destroy()
+          return
+        }
+        // the client does not read its replies: stop reading its requests until it does
+        if (socket.writableNeedDrain && !socket.destroyed && !flow.has("write")) {
+          flow.hold("write")
+          socket.once("drain", () => flow.release("write"))
         }
       })
       socket.on("error", () => socket.destroy())
@@ -158,8 +252,37 @@ export const listen = (options: ListenOptions, makeHandler: (socket: net.Socket)
     yield* Effect.async<void, ListenerError>((resume) => {
       server.once("error", (cause) =>
         resume(Effect.fail(new ListenerError({ reason: "Open", path, detail: cause.message }))))
-      server.listen({ path }, () => resume(Effect.void))
+      // a deep accept queue: login processes connect in bursts (the kernel caps it at somaxconn)
+      server.listen({ path, backlog: 4096 }, () => resume(Effect.void))
     }).pipe(Effect.ensuring(Effect.sync(() => process.umask(oldUmask))))
+
+    // slow-loris and idle connections; skipped when the event loop was late (data may be unread)
+    const period = Math.min(5000, Math.max(50, Math.min(...[lineMs, idleMs].filter((ms) => ms > 0)) / 4))
+    let lastSweep = Date.now()
+    const sweeper = lineMs > 0 || idleMs > 0
+      ? setInterval(() => {
+        const now = Date.now()
+        const late = now - lastSweep > period * 3
+        lastSweep = now
+        if (late) return
+        let slow = 0
+        let idle = 0
+        for (const [socket, st] of connections) {
+          if (st.flow.held) continue
+          if (lineMs > 0 && st.partialSince > 0 && now - st.partialSince > lineMs) {
+            slow++
+            socket.destroy()
+          } else if (idleMs > 0 && now - st.lastData > idleMs && (st.handler.inFlight?.() ?? 0) === 0) {
+            idle++
+            socket.destroy()
+          }
+        }
+        if (slow > 0) log("Info", "closed connections with a line unfinished for too long", { count: slow, line_timeout_ms: lineMs })
+        if (idle > 0) log("Debug", "closed idle connections", { count: idle, idle_timeout_ms: idleMs })
+      }, period)
+      : undefined
+    sweeper?.unref()
+    yield* Effect.addFinalizer(() => Effect.sync(() => clearInterval(sweeper)))
 
     const ino = fs.statSync(path).ino
     yield* Effect.try({
@@ -176,7 +299,7 @@ export const listen = (options: ListenOptions, makeHandler: (socket: net.Socket)
         const deadline = Date.now() + Duration.toMillis(Duration.decode(options.drainTimeout ?? "5 seconds"))
         while (Date.now() < deadline) {
           let busy = 0
-          for (const h of connections.values()) busy += h.inFlight?.() ?? 0
+          for (const c of connections.values()) busy += c.handler.inFlight?.() ?? 0
           if (busy === 0) break
           yield* Effect.sleep("10 millis")
         }

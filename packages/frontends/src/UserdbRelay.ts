@@ -12,7 +12,7 @@
  *
  * @since 0.1.0
  */
-import { ProxyFields, TabEscape } from "@doveroute/protocol"
+import { AuthMaster, ProxyFields, TabEscape } from "@doveroute/protocol"
 import { Effect, Layer } from "effect"
 import type { Resolver } from "./BackendAddress.js"
 import { type BackendPorts, NO_PORTS } from "./BackendPort.js"
@@ -20,10 +20,10 @@ import { runtimeLog } from "./ListenerLog.js"
 import { Lookup } from "./Lookup.js"
 import { RelayConnection, type RelayRules } from "./Relay.js"
 import { proxyRewriter, type RelayRouteContext, RequestTable, requestInfo } from "./RelayRoute.js"
-import { listen, type SocketPermissions } from "./UnixListener.js"
+import { type ConnectionLimits, listen, type SocketPermissions } from "./UnixListener.js"
 
 /** Userdb relay settings. */
-export interface UserdbRelayOptions extends SocketPermissions {
+export interface UserdbRelayOptions extends SocketPermissions, ConnectionLimits {
   /** Where LMTP/doveadm connect (`auth_socket_path`). */
   readonly path: string
   /** Dovecot's `<base_dir>/auth-userdb`. */
@@ -31,10 +31,24 @@ export interface UserdbRelayOptions extends SocketPermissions {
   readonly ports?: BackendPorts
   readonly resolver?: Resolver
   readonly resolveTimeoutMs?: number
-  readonly maxConnections?: number
 }
 
 const FINAL = new Set(["FAIL", "NOTFOUND", "USER"])
+
+/** The commands Dovecot's `auth-userdb` serves; everything else is refused before it gets there. */
+export const USERDB_COMMANDS: ReadonlySet<string> = new Set(["VERSION", "USER", "PASS", "LIST"])
+
+/**
+ * The userdb relay forwards only what an `auth-userdb` socket serves (VERSION, USER, PASS, LIST).
+ * `REQUEST`, `CACHE-FLUSH`, `CPID` or anything else closes the client's connection (as Dovecot's
+ * auth-userdb does: "BUG: Unknown command in userdb socket"), so a relay pointed at `auth-master`
+ * by mistake still never passes master-only commands. Returns why a line is refused, or undefined.
+ */
+export const userdbClientFilter = (line: Buffer): string | undefined => {
+  const tab = line.indexOf(9)
+  const cmd = line.toString("latin1", 0, tab === -1 ? line.length : tab)
+  return USERDB_COMMANDS.has(cmd) ? undefined : `command ${JSON.stringify(cmd.slice(0, 20))} is not served on auth-userdb`
+}
 
 /** The relay rules for one userdb connection. */
 export const userdbRelayRules = (ctx: RelayRouteContext): RelayRules => {
@@ -46,6 +60,8 @@ export const userdbRelayRules = (ctx: RelayRouteContext): RelayRules => {
       const args = TabEscape.splitLine(line)
       if (args[1] !== undefined) requests.set(args[1], requestInfo(args.slice(3).map(TabEscape.parseKeyValue)))
     },
+    clientMaxLine: AuthMaster.AUTH_MASTER_MAX_LINE,
+    filterClientLine: userdbClientFilter,
     rewrite: proxyRewriter(ctx, "PASS", requests, FINAL),
     onRewriteError: (line) => ProxyFields.tempFailLine(ProxyFields.parseReplyLine(line.toString("utf8"))?.id ?? "0")
   }
@@ -66,9 +82,17 @@ export const layer = (options: UserdbRelayOptions) =>
       }
       yield* listen(
         { ...options, name: "userdb-relay" },
-        (socket) =>
-          new RelayConnection(socket, options.upstream, userdbRelayRules(ctx), (detail) =>
-            ctx.log("Warning", "Dovecot auth-userdb connection failed; closing the client", { upstream: options.upstream, detail }))
+        (socket, flow) =>
+          new RelayConnection(
+            socket,
+            options.upstream,
+            userdbRelayRules(ctx),
+            (detail) =>
+              ctx.log("Warning", "Dovecot auth-userdb connection failed; closing the client", { upstream: options.upstream, detail }),
+            flow,
+            options.maxRequests,
+            (why) => ctx.log("Warning", "userdb relay client sent a command auth-userdb does not serve; closing it", { detail: why })
+          )
       )
       yield* Effect.logInfo("userdb relay ready").pipe(Effect.annotateLogs({ upstream: options.upstream }))
     })

@@ -11,9 +11,10 @@
  *
  * @since 0.1.0
  */
-import { Context, Data, Effect, Layer, Option } from "effect"
+import { Clock, Context, Data, Effect, Layer, Option } from "effect"
 import type { Backend } from "./Backend.js"
-import { candidates, choose } from "./Placement.js"
+import { type Normalize, normalizeUser, RouteHolds } from "./Holds.js"
+import { candidates, choose, chooseLeastLoaded, chooseWeighted, type Placement, PlacementInfo } from "./Placement.js"
 import { RouteCache } from "./RouteCache.js"
 import { RouteStore, type StoreError } from "./RouteStore.js"
 import { shardKey } from "./ShardKey.js"
@@ -24,9 +25,10 @@ import type { DownPolicy, RouteKey, Strategy } from "./Strategy.js"
  * - `NoBackend`: no backend with `state = 0` for a new user (or for `reassign`).
  * - `BackendDown`: the user's backend has `state != 0` and the policy is `tempfail`.
  * - `InvalidUser`: empty user name, or one containing TAB, CR, LF or NUL.
+ * - `Held`: the user is being moved (`doveroute user move --kick`); new logins wait for the kick.
  */
 export class RouteError extends Data.TaggedError("RouteError")<{
-  readonly reason: "NoBackend" | "BackendDown" | "InvalidUser"
+  readonly reason: "NoBackend" | "BackendDown" | "InvalidUser" | "Held"
   readonly detail: string
 }> {
   override get message(): string {
@@ -58,12 +60,19 @@ export interface RouterOptions {
   readonly downPolicy: DownPolicy
   /** Injectable randomness for placement (default `Math.random`). */
   readonly random?: () => number
+  /** Placement of new users (default `random`; see Placement.ts). */
+  readonly placement?: Placement
+  /** Username normalisation before the key is computed (default: none). */
+  readonly normalize?: Normalize
 }
 
 const INVALID_USER = /[\t\r\n\x00]/
 
-/** The routing key for a user under a strategy. */
-export const routeKey = (strategy: Strategy, user: string): RouteKey => strategy === "shard" ? shardKey(user) : user
+/** The routing key for a user under a strategy (after the optional normalisation). */
+export const routeKey = (strategy: Strategy, user: string, normalize?: Normalize): RouteKey => {
+  const u = normalizeUser(user, normalize)
+  return strategy === "shard" ? shardKey(u) : u
+}
 
 /** Build the router over a {@link RouteStore}. */
 export const make = (options: RouterOptions) =>
@@ -71,14 +80,39 @@ export const make = (options: RouterOptions) =>
     const store = yield* RouteStore
     const cache = yield* RouteCache
     const random = options.random ?? Math.random
+    const placement = options.placement ?? "random"
+    const info = yield* Effect.serviceOption(PlacementInfo)
+    const holds = yield* Effect.serviceOption(RouteHolds)
+    const keyOf = (user: string) => routeKey(options.strategy, user, options.normalize)
+
+    const pickBackend = (all: ReadonlyArray<Backend>): Effect.Effect<Backend | undefined, StoreError> => {
+      if (Option.isNone(info)) return Effect.succeed(choose(candidates(all), random))
+      if (placement === "least-loaded") {
+        return Effect.map(info.value.loads, (loads) => {
+          const weights = new Map([...loads].map(([id, l]) => [id, l.weight] as const))
+          return chooseLeastLoaded(candidates(all, weights), loads)
+        })
+      }
+      return Effect.map(info.value.weights, (weights) =>
+        placement === "weighted"
+          ? chooseWeighted(candidates(all, weights), weights, random)
+          : choose(candidates(all, weights), random))
+    }
 
     const place = (key: RouteKey, why: string) =>
-      Effect.flatMap(store.listBackends, (all) => {
-        const pick = choose(candidates(all), random)
-        return pick === undefined
-          ? Effect.fail(new RouteError({ reason: "NoBackend", detail: `no backend with state=0 ${why}` }))
-          : Effect.succeed(pick)
-      })
+      Effect.flatMap(Effect.flatMap(store.listBackends, pickBackend), (pick) =>
+        pick === undefined
+          ? Effect.fail(new RouteError({ reason: "NoBackend", detail: `no backend with state=0 and weight>0 ${why}` }))
+          : Effect.succeed(pick))
+
+    const checkHold = (key: RouteKey): Effect.Effect<void, RouteError | StoreError> =>
+      Option.isNone(holds) ? Effect.void : Effect.flatMap(
+        Effect.zip(holds.value.heldUntil(key), Clock.currentTimeMillis),
+        ([until, now]) =>
+          Option.isSome(until) && until.value > now
+            ? Effect.fail(new RouteError({ reason: "Held", detail: `${String(key)} is being moved; logins are held until the kick is done` }))
+            : Effect.void
+      )
 
     const checkUser = (user: string) =>
       user.length === 0 || INVALID_USER.test(user)
@@ -87,7 +121,8 @@ export const make = (options: RouterOptions) =>
 
     const routeUncached = Effect.fn("Router.route")(function*(user: string) {
       yield* checkUser(user)
-      const key = routeKey(options.strategy, user)
+      const key = keyOf(user)
+      yield* checkHold(key)
       const found = yield* store.findAssigned(key)
       if (Option.isSome(found)) {
         const backend = found.value
@@ -118,14 +153,17 @@ export const make = (options: RouterOptions) =>
 
     const preview = Effect.fn("Router.preview")(function*(user: string) {
       yield* checkUser(user)
-      const key = routeKey(options.strategy, user)
+      const key = keyOf(user)
       const found = yield* store.findAssigned(key)
-      const cands = candidates(yield* store.listBackends)
+      const weights = Option.isSome(info) ? yield* info.value.weights : undefined
+      const cands = candidates(yield* store.listBackends, weights)
       return { user, key, backend: found, wouldInsert: Option.isNone(found), candidates: cands } satisfies RoutePreview
     })
 
     return {
       strategy: options.strategy,
+      /** The routing key of a user name (normalisation + strategy). */
+      keyOf,
       /** A cached route for `user`, synchronously, or `undefined` (then call {@link route}). */
       cached: (user: string): Route | undefined => cache.get(user),
       route,

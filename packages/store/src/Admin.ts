@@ -48,9 +48,18 @@ export const addBackend = (b: NewBackend) =>
     if (existing.length > 0) {
       return yield* new StoreError({ reason: "Integrity", detail: `backend ${b.hostname} exists already (id ${existing[0]!.id})` })
     }
-    yield* sql`INSERT INTO backends ${sql.insert({ hostname: b.hostname, hostip: b.hostip ?? null, state: b.state ?? 0 })}`.pipe(
+    // The id is given explicitly: the documented Lua schema has a plain `id INT PRIMARY KEY`, and a
+    // PostgreSQL SERIAL whose rows were inserted with explicit ids has a sequence behind MAX(id).
+    const next = yield* sql<{ next: number | string }>`SELECT COALESCE(MAX(id), 0) + 1 AS next FROM backends`.pipe(wrap("number backend"))
+    const id = Number(next[0]?.next ?? 1)
+    yield* sql`INSERT INTO backends ${sql.insert({ id, hostname: b.hostname, hostip: b.hostip ?? null, state: b.state ?? 0 })}`.pipe(
       wrap("add backend")
     )
+    // keep a PostgreSQL sequence (if any) ahead of the ids, for tools that insert without one
+    yield* sql.onDialectOrElse({
+      pg: () => sql`SELECT setval(pg_get_serial_sequence('backends', 'id'), ${id})`.pipe(wrap("advance backends sequence"), Effect.asVoid),
+      orElse: () => Effect.void
+    })
     const rows = yield* sql<{ id: number; hostname: string; hostip: string | null; state: number }>`
       SELECT id, hostname, hostip, state FROM backends WHERE hostname = ${b.hostname} ORDER BY id DESC`.pipe(
       wrap("read backend")

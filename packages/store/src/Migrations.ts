@@ -6,18 +6,26 @@
  *   `user_backend` of the other strategy; add `backends.state` when missing (the documented shard
  *   schema lacks it: defect 8).
  * - `0002_unique_route_key`: one row per user (or shard), so first assignment is race-safe.
- *   Duplicate rows are **reported, not fixed**: the migration fails listing them.
  * - `0003_backend_hostname_index`: an index on `backends.hostname` (admin lookups by name).
+ * - `0004`–`0006`: operator schema (weight, health columns, routes version triggers, move holds):
+ *   see Operations.ts.
  *
- * Migrations run through `@effect/sql` `Migrator` with the table `doveroute_migrations`.
+ * Duplicate rows (one user on several backends, possible with the scripts' documented key) are
+ * **reported, not fixed**: {@link migrate} checks for them before any step and fails listing them,
+ * leaving the database exactly as it was.
+ *
+ * Migrations run through `@effect/sql` `Migrator` with the table `doveroute_migrations`, under a
+ * per-database lock so that processes starting together (two daemons, `serve` + `migrate`) do not
+ * fail and do not return before the schema is complete; every step is idempotent.
  *
  * @since 0.1.0
  */
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { Strategy } from "@doveroute/routing"
-import { Data, Effect } from "effect"
-import { createBackends, createUserBackend, keyColumn, tableColumns } from "./Schema.js"
+import { Clock, Data, Effect } from "effect"
+import { createBackends, createUserBackend, indexExists, keyColumn, tableColumns } from "./Schema.js"
+import { OPERATION_MIGRATIONS } from "./Operations.js"
 
 /** The schema cannot be used as it is; the message says what to do. */
 export class SchemaError extends Data.TaggedError("SchemaError")<{
@@ -69,56 +77,91 @@ const m0001 = (strategy: Strategy) =>
     if (!exists) yield* createUserBackend(strategy)
   })
 
-/** Key values that have more than one row, at most `limit`. */
+/** A key with more than one `user_backend` row, and the backends those rows name. */
+export interface DuplicateKey {
+  readonly key: string | number
+  readonly backendIds: ReadonlyArray<number>
+}
+
+/** Key values that have more than one row (at most `limit`), with their backend ids. */
 export const findDuplicates = (strategy: Strategy, limit = 20) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const col = sql(keyColumn(strategy))
-    const rows = yield* sql<{ k: string | number; n: number | string }>`SELECT ${col} AS k, COUNT(*) AS n
-      FROM user_backend GROUP BY ${col} HAVING COUNT(*) > 1 ORDER BY ${col} LIMIT ${limit}`
-    return rows.map((r) => ({ key: r.k, rows: Number(r.n) }))
+    const keys = yield* sql<{ k: string | number }>`SELECT ${col} AS k FROM user_backend
+      GROUP BY ${col} HAVING COUNT(*) > 1 ORDER BY ${col} LIMIT ${sql.literal(String(Math.max(1, Math.floor(limit))))}`
+    if (keys.length === 0) return [] as ReadonlyArray<DuplicateKey>
+    const rows = yield* sql<{ k: string | number; b: number | string }>`SELECT ${col} AS k, backend_id AS b FROM user_backend
+      WHERE ${sql.in(keyColumn(strategy), keys.map((r) => r.k))} ORDER BY ${col}, backend_id`
+    const byKey = new Map<string, { key: string | number; backendIds: Array<number> }>()
+    for (const r of keys) byKey.set(String(r.k), { key: strategy === "shard" ? Number(r.k) : r.k, backendIds: [] })
+    for (const r of rows) byKey.get(String(r.k))?.backendIds.push(Number(r.b))
+    return [...byKey.values()] as ReadonlyArray<DuplicateKey>
   })
 
+const DUPLICATES_SHOWN = 20
+
+/** The operator message for duplicate rows. */
+export const duplicatesMessage = (strategy: Strategy, dups: ReadonlyArray<DuplicateKey>): string =>
+  `user_backend holds more than one row for ${dups.length}${dups.length >= DUPLICATES_SHOWN ? "+" : ""} ` +
+  `${strategy === "shard" ? "shard(s)" : "user(s)"}: ` +
+  dups.map((d) => `${JSON.stringify(d.key)} (backends ${d.backendIds.join(", ")})`).join(", ") +
+  `. Nothing was changed. Decide which backend each keeps (delete the other rows), then run "doveroute migrate" again`
+
+/**
+ * Fails with `Duplicates` when `user_backend` (of this strategy) holds several rows for one key.
+ * Runs before any migration step, so a refused database is left exactly as it was.
+ */
+export const assertNoDuplicates = (strategy: Strategy) =>
+  Effect.gen(function*() {
+    const exists = yield* checkVariant(strategy)
+    if (!exists) return
+    const dups = yield* findDuplicates(strategy, DUPLICATES_SHOWN)
+    if (dups.length > 0) return yield* new SchemaError({ reason: "Duplicates", detail: duplicatesMessage(strategy, dups) })
+  })
+
+/** Name of the unique index migration 0002 adds on the key column. */
+export const KEY_INDEX = "doveroute_user_backend_key"
+
+// Every step is idempotent: on MySQL DDL commits implicitly, so a failed run may have to repeat steps.
 const m0002 = (strategy: Strategy) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    const dups = yield* findDuplicates(strategy)
-    if (dups.length > 0) {
-      return yield* new SchemaError({
-        reason: "Duplicates",
-        detail: `user_backend holds more than one row for ${dups.length}${dups.length === 20 ? "+" : ""} ` +
-          `${strategy === "shard" ? "shard(s)" : "user(s)"}: ` +
-          dups.map((d) => `${d.key} (${d.rows} rows)`).join(", ") +
-          `; decide which backend each keeps (delete the other rows), then run "doveroute migrate" again`
-      })
-    }
+    yield* assertNoDuplicates(strategy)
+    if (yield* indexExists("user_backend", KEY_INDEX)) return
     const col = sql(keyColumn(strategy))
-    yield* sql`CREATE UNIQUE INDEX doveroute_user_backend_key ON user_backend (${col})`
+    yield* sql`CREATE UNIQUE INDEX ${sql(KEY_INDEX)} ON user_backend (${col})`
   })
 
 const m0003 = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
+  if (yield* indexExists("backends", "doveroute_backends_hostname")) return
   yield* sql`CREATE INDEX doveroute_backends_hostname ON backends (hostname)`
 })
 
+const MIGRATIONS = (strategy: Strategy) => ({
+  "0001_lua_director_tables": m0001(strategy),
+  "0002_unique_route_key": m0002(strategy),
+  "0003_backend_hostname_index": m0003,
+  ...OPERATION_MIGRATIONS
+})
+
+/** Every migration as `NNNN_name`, in order. */
+export const MIGRATION_NAMES: ReadonlyArray<string> = Object.keys(MIGRATIONS("mapping")).sort()
+
+/** The id of the newest migration. */
+export const LATEST_MIGRATION = Math.max(...MIGRATION_NAMES.map((k) => parseInt(k, 10)))
+
 /** The migration loader for a strategy. */
-export const loader = (strategy: Strategy) =>
-  Migrator.fromRecord({
-    "0001_lua_director_tables": m0001(strategy),
-    "0002_unique_route_key": m0002(strategy),
-    "0003_backend_hostname_index": m0003
-  })
+export const loader = (strategy: Strategy) => Migrator.fromRecord(MIGRATIONS(strategy))
 
 /** The migrations table doveroute uses (beside the scripts' tables). */
 export const MIGRATIONS_TABLE = "doveroute_migrations"
 
 const runMigrator = Migrator.make({})
 
-/**
- * Apply pending migrations; returns the ones applied as `[id, name]`.
- * Fails with {@link SchemaError} (`Duplicates`, `WrongStrategy`, …) with an operator-readable message.
- */
-export const migrate = (strategy: Strategy) =>
+/** One Migrator run, its failures turned into {@link SchemaError}. */
+const migrateOnce = (strategy: Strategy) =>
   runMigrator({ loader: loader(strategy), table: MIGRATIONS_TABLE }).pipe(
     // Migrator turns a failing migration into a defect (MigrationError with our error as cause)
     Effect.catchAllDefect((d) =>
@@ -132,6 +175,106 @@ export const migrate = (strategy: Strategy) =>
       Effect.fail(new SchemaError({ reason: "Migration", detail: `migration failed: ${e.message}` }))
     )
   )
+
+/** The newest migration id recorded in the database, 0 when there is none (or no table yet). */
+export const latestRecorded = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const cols = yield* tableColumns(MIGRATIONS_TABLE)
+  if (cols.length === 0) return 0
+  const rows = yield* sql<{ m: number | string | null }>`SELECT MAX(migration_id) AS m FROM ${sql(MIGRATIONS_TABLE)}`
+  return Number(rows[0]?.m ?? 0)
+})
+
+/** PostgreSQL advisory lock key for migrations ("dove"); advisory locks are per database. */
+export const PG_LOCK_KEY = 0x646f7665
+/** How long a MySQL migration waits for another one to finish. */
+export const LOCK_WAIT_SECONDS = 60
+
+/**
+ * Run `effect` while holding the database's migration lock, so that processes starting together
+ * migrate one after the other:
+ * - PostgreSQL: one transaction (DDL is transactional) that first takes `pg_advisory_xact_lock`
+ *   and creates the migrations table (a bare concurrent `CREATE TABLE` races on `pg_type`);
+ *   the Migrator's own transaction becomes a savepoint in it; any failure rolls everything back.
+ * - MySQL/MariaDB: `GET_LOCK` (named after the database) on a reserved connection. DDL commits
+ *   implicitly, so after a failure the migration rows this run recorded are deleted again (every
+ *   step is idempotent and runs again next time).
+ * - SQLite: the file's write lock; a run that finds another one in progress retries ({@link migrate}).
+ */
+const withMigrationLock = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    return yield* sql.onDialectOrElse({
+      pg: () =>
+        sql.withTransaction(
+          sql`SELECT pg_advisory_xact_lock(${PG_LOCK_KEY})`.pipe(
+            Effect.zipRight(sql`CREATE TABLE IF NOT EXISTS ${sql(MIGRATIONS_TABLE)} (
+              migration_id integer primary key,
+              created_at timestamp with time zone not null default now(),
+              name text not null)`),
+            Effect.zipRight(effect)
+          )
+        ),
+      mysql: () =>
+        Effect.scoped(
+          Effect.gen(function*() {
+            const conn = yield* sql.reserve
+            const lockName = "CONCAT('doveroute:', MD5(DATABASE()))"
+            const got = yield* conn.executeUnprepared(`SELECT GET_LOCK(${lockName}, ${LOCK_WAIT_SECONDS}) AS got`, [], undefined)
+            if (Number((got[0] as { got?: unknown } | undefined)?.got) !== 1) {
+              return yield* new SchemaError({
+                reason: "Migration",
+                detail: `another doveroute migration has held the migration lock for ${LOCK_WAIT_SECONDS} s; try again`
+              })
+            }
+            const before = yield* latestRecorded
+            return yield* effect.pipe(
+              Effect.onError(() =>
+                sql`DELETE FROM ${sql(MIGRATIONS_TABLE)} WHERE migration_id > ${before}`.pipe(
+                  Effect.whenEffect(Effect.map(tableColumns(MIGRATIONS_TABLE), (c) => c.length > 0)),
+                  Effect.ignore
+                )
+              ),
+              Effect.ensuring(Effect.ignore(conn.executeUnprepared(`SELECT RELEASE_LOCK(${lockName})`, [], undefined)))
+            )
+          })
+        ),
+      orElse: () => effect
+    })
+  })
+
+/** How long {@link migrate} waits for a migration run by another process (SQLite). */
+const CONCURRENT_WAIT_MS = 30_000
+
+/**
+ * Apply pending migrations; returns the ones applied as `[id, name]`. Safe when several processes
+ * start at once (see `withMigrationLock`): each returns only after every migration is recorded.
+ * A database with duplicate rows is refused before anything is changed.
+ * Fails with {@link SchemaError} (`Duplicates`, `WrongStrategy`, …) with an operator-readable message.
+ */
+export const migrate = (strategy: Strategy) =>
+  Effect.gen(function*() {
+    const applied: Array<readonly [number, string]> = []
+    const deadline = (yield* Clock.currentTimeMillis) + CONCURRENT_WAIT_MS
+    while (true) {
+      const done = yield* withMigrationLock(
+        Effect.gen(function*() {
+          yield* assertNoDuplicates(strategy)
+          applied.push(...(yield* migrateOnce(strategy)))
+          return (yield* latestRecorded) >= LATEST_MIGRATION
+        })
+      )
+      if (done) return applied as ReadonlyArray<readonly [number, string]>
+      // the Migrator reports "locked" (another process is migrating) as success with nothing applied
+      if ((yield* Clock.currentTimeMillis) > deadline) {
+        return yield* new SchemaError({
+          reason: "Migration",
+          detail: `migrations are still incomplete after ${CONCURRENT_WAIT_MS / 1000} s (another process migrating?)`
+        })
+      }
+      yield* Effect.sleep("100 millis")
+    }
+  })
 
 const describe = (d: unknown): string => {
   if (d instanceof Migrator.MigrationError) {

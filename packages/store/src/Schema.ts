@@ -67,3 +67,19 @@ export const createUserBackend = (strategy: Strategy) =>
       ${col} ${type} NOT NULL,
       PRIMARY KEY (backend_id, ${col}))`
   })
+
+/** Whether an index of that name exists on the table. */
+export const indexExists = (table: string, index: string): Effect.Effect<boolean, SqlError, SqlClient.SqlClient> =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const rows = yield* sql.onDialectOrElse({
+      pg: () =>
+        sql<{ n: unknown }>`SELECT 1 AS n FROM pg_indexes
+          WHERE schemaname = current_schema() AND tablename = ${table} AND indexname = ${index}`,
+      mysql: () =>
+        sql<{ n: unknown }>`SELECT 1 AS n FROM information_schema.statistics
+          WHERE table_schema = DATABASE() AND table_name = ${table} AND index_name = ${index} LIMIT 1`,
+      orElse: () => sql<{ n: unknown }>`SELECT 1 AS n FROM sqlite_master WHERE type = 'index' AND tbl_name = ${table} AND name = ${index}`
+    })
+    return rows.length > 0
+  })

@@ -8,7 +8,7 @@ import * as MysqlClient from "@effect/sql-mysql2/MysqlClient"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as SqlClient from "@effect/sql/SqlClient"
-import { Duration, Effect, Layer } from "effect"
+import { Duration, Effect, Layer, Redacted } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { StoreError } from "@doveroute/routing"
@@ -43,30 +43,79 @@ const sqliteLayer = (filename: string, options: ClientOptions) => {
   )
 }
 
-/** A `SqlClient` layer for a parsed store URL. Fails with `StoreError` (`Unavailable`) when it cannot connect. */
+/** mysql2 options parsed out of a `mysql://user:pass@host:port/db` URL (the password stays `Redacted`). */
+export const mysqlFields = (url: Redacted.Redacted<string>) => {
+  const u = new URL(Redacted.value(url))
+  const database = decodeURIComponent(u.pathname.replace(/^\//, ""))
+  return {
+    host: u.hostname.replace(/^\[(.*)\]$/, "$1") || "localhost",
+    port: u.port === "" ? 3306 : Number(u.port),
+    ...(database !== "" ? { database } : {}),
+    ...(u.username !== "" ? { username: decodeURIComponent(u.username) } : {}),
+    ...(u.password !== "" ? { password: Redacted.make(decodeURIComponent(u.password)) } : {})
+  }
+}
+
+/**
+ * Waiting lookups allowed per pool connection before mysql2 refuses at once ("Queue limit
+ * reached"), so a hung server cannot pile up unbounded work; each refusal is a temp failure.
+ */
+export const MYSQL_QUEUE_PER_CONNECTION = 100
+
+/**
+ * A `SqlClient` layer for a parsed store URL. Fails with `StoreError` (`Unavailable`) when it cannot connect.
+ *
+ * Pools are bounded (`maxConnections`, default 10) and heal by themselves: a connection that errors
+ * (server restart, `pg_terminate_backend`, `KILL`) is dropped from the pool and the next query opens
+ * a new one. MySQL keeps at least 2 connections because migrations hold a named lock on one of them.
+ */
 export const layer = (store: StoreUrl, options: ClientOptions = {}): Layer.Layer<SqlClient.SqlClient, StoreError> => {
-  const connectTimeout = options.connectTimeout ?? "5 seconds"
-  const maxConnections = options.maxConnections ?? 10
+  const connectTimeout = Duration.decode(options.connectTimeout ?? "5 seconds")
+  const maxConnections = Math.max(1, Math.floor(options.maxConnections ?? 10))
   switch (store._tag) {
     case "Sqlite":
       return sqliteLayer(store.filename, options).pipe(
         Layer.catchAll((e) => Layer.fail(e instanceof StoreError ? e : new StoreError({ reason: "Unavailable", detail: String(e) })))
       ) as Layer.Layer<SqlClient.SqlClient, StoreError>
     case "Pg":
-      return PgClient.layer({ url: store.url, connectTimeout, maxConnections, idleTimeout: "30 seconds" }).pipe(
+      return PgClient.layer({
+        url: store.url,
+        connectTimeout,
+        maxConnections,
+        idleTimeout: "30 seconds",
+        applicationName: "doveroute"
+      }).pipe(
         Layer.mapError(classifySqlError("connect to PostgreSQL"))
       )
-    case "Mysql":
-      return MysqlClient.layer({
-        url: store.url,
-        maxConnections,
-        poolConfig: { connectTimeout: Duration.toMillis(Duration.decode(connectTimeout)) }
-      }).pipe(
+    case "Mysql": {
+      const max = Math.max(2, maxConnections)
+      // the URL form of MysqlClient ignores poolConfig, so pass the fields
+      return Layer.unwrapEffect(
+        Effect.try({
+          try: () =>
+            MysqlClient.layer({
+              ...mysqlFields(store.url),
+              maxConnections: max,
+              connectionTTL: "60 seconds",
+              poolConfig: {
+                connectTimeout: Duration.toMillis(connectTimeout),
+                maxIdle: max,
+                queueLimit: max * MYSQL_QUEUE_PER_CONNECTION,
+                enableKeepAlive: true,
+                keepAliveInitialDelay: 10_000
+              }
+            }),
+          catch: (e) => new StoreError({ reason: "Unavailable", detail: `MySQL URL: ${(e as Error).message}` })
+        })
+      ).pipe(
         Layer.mapError((e) =>
           e._tag === "SqlError"
             ? classifySqlError("connect to MySQL")(e)
+            : e._tag === "StoreError"
+            ? e
             : new StoreError({ reason: "Unavailable", detail: `MySQL settings: ${e.message}` })
         )
       )
+    }
   }
 }

@@ -6,14 +6,15 @@
  * - `assign`: insert-ignore, then read (`ON CONFLICT DO NOTHING` on PostgreSQL/SQLite,
  *   `ON DUPLICATE KEY UPDATE key = key` on MySQL), relying on the unique index of migration 0002.
  * - Every query has a timeout; driver errors are classified once ({@link classifySqlError}).
+ * - A deadlock between concurrent first inserts (InnoDB, two unique keys) is retried.
  *
  * @since 0.1.0
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { type Backend, type RouteKey, type RouteStoreService, StoreError, type Strategy } from "@doveroute/routing"
-import { Duration, Effect, Option } from "effect"
-import { classifySqlError } from "./Classify.js"
+import { Duration, Effect, Option, Schedule } from "effect"
+import { classifySqlError, isRetryableConflict } from "./Classify.js"
 import { keyColumn } from "./Schema.js"
 
 /** Options of the SQL route store. */
@@ -38,6 +39,23 @@ export const toBackend = (r: BackendRow): Backend => ({
   state: r.state === null || r.state === undefined ? 0 : Number(r.state)
 })
 
+/**
+ * The race-safe first insert: `ON DUPLICATE KEY UPDATE key = key` on MySQL/MariaDB, `ON CONFLICT
+ * (key) DO NOTHING` elsewhere. The key column is an identifier, so every dialect quotes it
+ * (`"user"` on PostgreSQL, where `user` is reserved: the scripts' defect 4).
+ */
+export const insertIgnoreStatement = (sql: SqlClient.SqlClient, strategy: Strategy, key: RouteKey, backendId: number) => {
+  const col = sql(keyColumn(strategy))
+  return sql.onDialectOrElse({
+    mysql: () =>
+      sql`INSERT INTO user_backend (backend_id, ${col}) VALUES (${backendId}, ${key})
+        ON DUPLICATE KEY UPDATE ${col} = ${col}`,
+    orElse: () =>
+      sql`INSERT INTO user_backend (backend_id, ${col}) VALUES (${backendId}, ${key})
+        ON CONFLICT (${col}) DO NOTHING`
+  })
+}
+
 /** Build the store; needs a `SqlClient`. */
 export const make = (options: SqlRouteStoreOptions) =>
   Effect.gen(function*() {
@@ -48,6 +66,9 @@ export const make = (options: SqlRouteStoreOptions) =>
     const run = <A>(what: string, eff: Effect.Effect<A, SqlError>): Effect.Effect<A, StoreError> =>
       eff.pipe(
         Effect.mapError(classifySqlError(what)),
+        // answer at the deadline: interrupting a query (pg sends a cancel request over a new
+        // connection) finishes in the background instead of delaying the temp failure
+        Effect.disconnect,
         Effect.timeoutFail({
           duration: timeout,
           onTimeout: () => new StoreError({ reason: "Timeout", detail: `${what}: no answer within ${Duration.format(timeout)}` })
@@ -93,18 +114,20 @@ export const make = (options: SqlRouteStoreOptions) =>
           ? Effect.succeed(o.value)
           : Effect.fail(new StoreError({ reason: "Integrity", detail: `${what} for ${String(key)} left no row` })))
 
-    const insertIgnore = (key: RouteKey, backendId: number) =>
-      sql.onDialectOrElse({
-        mysql: () =>
-          sql`INSERT INTO user_backend (backend_id, ${col}) VALUES (${backendId}, ${key})
-            ON DUPLICATE KEY UPDATE ${col} = ${col}`,
-        orElse: () =>
-          sql`INSERT INTO user_backend (backend_id, ${col}) VALUES (${backendId}, ${key})
-            ON CONFLICT (${col}) DO NOTHING`
-      })
+    const insertIgnore = (key: RouteKey, backendId: number) => insertIgnoreStatement(sql, options.strategy, key, backendId)
+
+    // a deadlock between concurrent first inserts (InnoDB) is retried: the insert is idempotent
+    const insertRetrying = (key: RouteKey, backendId: number) =>
+      insertIgnore(key, backendId).pipe(
+        Effect.retry({
+          while: isRetryableConflict,
+          times: 10,
+          schedule: Schedule.jittered(Schedule.exponential("5 millis", 1.5))
+        })
+      )
 
     const assign = (key: RouteKey, backendId: number) =>
-      Effect.zipRight(run("insert mapping", insertIgnore(key, backendId)), readBack(key, "insert"))
+      Effect.zipRight(run("insert mapping", insertRetrying(key, backendId)), readBack(key, "insert"))
 
     const reassign = (key: RouteKey, fromId: number, toId: number) =>
       Effect.zipRight(

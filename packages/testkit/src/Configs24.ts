@@ -118,6 +118,7 @@ auth_verbose = yes
 auth_debug = yes
 auth_cache_size = 0
 auth_failure_delay = 0
+auth_internal_failure_delay = 0
 login_trusted_networks = ${o.trustedNetworks ?? ""}` + (o.lmtpPort !== undefined ? "\nlmtp_proxy = yes" : ""),
     listener("imap-login", "imap", o.imapPort, listen),
     o.pop3Port !== undefined ? listener("pop3-login", "pop3", o.pop3Port, listen) : "",

@@ -1,44 +1,86 @@
 /**
- * `doveroute backend add|list`.
+ * `doveroute backend list|add|remove|up|down|drain|weight` (a backend is named by hostname or id).
  *
  * @since 0.1.0
  */
 import { Args, Command, Options } from "@effect/cli"
-import { routingLayer } from "@doveroute/daemon"
-import { Admin } from "@doveroute/store"
-import { Console, Effect, Option } from "effect"
-import { common, settingsFrom } from "../CommonOptions.js"
+import { AdminOps, Operations } from "@doveroute/store"
+import { Effect, Option } from "effect"
+import { adminOptions, optionalText, output, withStore } from "./AdminSupport.js"
+
+const BACKEND = Args.text({ name: "BACKEND" }).pipe(Args.withDescription("hostname or id"))
+
+const row = (b: AdminOps.BackendRow) =>
+  [b.id, b.hostname, b.hostip ?? "-", b.stateName, b.weight, b.users, b.lastHealth ?? "-"].join("\t")
+const HEADER = ["id", "hostname", "hostip", "state", "weight", "users", "last_health"].join("\t")
+
+const list = Command.make("list", adminOptions, (o) =>
+  withStore(o, () =>
+    Effect.flatMap(AdminOps.listBackends, (rows) => output(o.json, rows, () => [HEADER, ...rows.map(row)])))
+).pipe(Command.withDescription("list backends: id, hostname, hostip, state, weight, users mapped, last health result"))
 
 const add = Command.make(
   "add",
   {
-    ...common,
+    ...adminOptions,
     hostname: Args.text({ name: "HOSTNAME" }),
     hostip: Options.text("hostip").pipe(Options.withDescription("IP the proxies connect to"), Options.optional),
-    state: Options.integer("state").pipe(Options.withDescription("0 = up (default), other = no new users"), Options.withDefault(0)),
-    json: Options.boolean("json")
+    state: Options.integer("state").pipe(Options.withDescription("0 up (default), 1 down, 2 drain"), Options.withDefault(0)),
+    weight: Options.integer("weight").pipe(Options.withDescription("placement weight (default 1; 0 = no new users)"), Options.withDefault(1)),
+    orUpdate: Options.boolean("or-update").pipe(Options.withDescription("update hostip/state/weight when the hostname exists (re-runnable)"))
   },
   (o) =>
-    Effect.gen(function*() {
-      const settings = yield* settingsFrom(o)
-      const b = yield* Admin.addBackend({ hostname: o.hostname, hostip: Option.getOrNull(o.hostip), state: o.state }).pipe(
-        Effect.provide(routingLayer(settings))
-      )
-      yield* Console.log(o.json ? JSON.stringify(b) : `added backend ${b.id} ${b.hostname}${b.hostip ? " hostip " + b.hostip : ""} state ${b.state}`)
-    })
+    withStore(o, () =>
+      Effect.flatMap(
+        AdminOps.addOrUpdateBackend({ hostname: o.hostname, hostip: Option.getOrNull(o.hostip), state: o.state, weight: o.weight, orUpdate: o.orUpdate }),
+        (r) => output(o.json, r.backend, () => [`${r.created ? "added" : "updated"} backend ${r.backend.id} ${r.backend.hostname}${r.backend.hostip ? " hostip " + r.backend.hostip : ""} ${r.backend.stateName} weight ${r.backend.weight}`])
+      ))
 ).pipe(Command.withDescription("add a backend"))
 
-const list = Command.make("list", { ...common, json: Options.boolean("json") }, (o) =>
-  Effect.gen(function*() {
-    const settings = yield* settingsFrom(o)
-    const rows = yield* Admin.listBackends.pipe(Effect.provide(routingLayer(settings)))
-    if (o.json) return yield* Console.log(JSON.stringify(rows))
-    yield* Console.log(["id", "hostname", "hostip", "state", "users"].join("\t"))
-    for (const b of rows) yield* Console.log([b.id, b.hostname, b.hostip ?? "-", b.state, b.users].join("\t"))
-  })
-).pipe(Command.withDescription("list backends with the number of users (or shards) on each"))
+const remove = Command.make(
+  "remove",
+  {
+    ...adminOptions,
+    backend: BACKEND,
+    moveUsersTo: optionalText("move-users-to", "re-point every mapped user to this backend first"),
+    unassignUsers: Options.boolean("unassign-users").pipe(Options.withDescription("delete the mapped users' rows (they get a new backend at their next login)"))
+  },
+  (o) =>
+    withStore(o, () =>
+      Effect.flatMap(
+        AdminOps.removeBackend(o.backend, { moveTo: Option.getOrUndefined(o.moveUsersTo), unassign: o.unassignUsers }),
+        (r) => output(o.json, r, () => [
+          `removed backend ${r.removed.id} ${r.removed.hostname}` +
+            (r.movedTo !== null ? `; ${r.users} users moved to ${r.movedTo.hostname}` : r.unassigned > 0 ? `; ${r.unassigned} users unassigned` : "")
+        ])
+      ))
+).pipe(Command.withDescription("remove a backend (refuses when users are mapped unless --move-users-to or --unassign-users)"))
+
+const stateCommand = (name: string, state: number, description: string) =>
+  Command.make(name, { ...adminOptions, backend: BACKEND }, (o) =>
+    withStore(o, () =>
+      Effect.flatMap(AdminOps.setState(o.backend, state), (r) =>
+        output(o.json, r.after, () => [`backend ${r.after.id} ${r.after.hostname}: ${r.before.stateName} -> ${r.after.stateName}`])))
+  ).pipe(Command.withDescription(description))
+
+const weight = Command.make(
+  "weight",
+  { ...adminOptions, backend: BACKEND, weight: Args.integer({ name: "N" }).pipe(Args.withDescription("weight ≥ 0 (0 = no new users)")) },
+  (o) =>
+    withStore(o, () =>
+      Effect.flatMap(AdminOps.setWeight(o.backend, o.weight), (r) =>
+        output(o.json, r.after, () => [`backend ${r.after.id} ${r.after.hostname}: weight ${r.before.weight} -> ${r.after.weight}`])))
+).pipe(Command.withDescription("set a backend's placement weight"))
 
 export const backend = Command.make("backend").pipe(
   Command.withDescription("manage backends"),
-  Command.withSubcommands([add, list])
+  Command.withSubcommands([
+    list,
+    add,
+    remove,
+    stateCommand("up", Operations.STATE.up, "state up: receives new users (also clears a health-checker down)"),
+    stateCommand("down", Operations.STATE.down, "state down (admin): no new users; the health checker never sets it up"),
+    stateCommand("drain", Operations.STATE.drain, "state drain (admin): no new users, mapped users stay"),
+    weight
+  ])
 )

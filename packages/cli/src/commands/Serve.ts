@@ -20,8 +20,18 @@ const opt = {
     ),
     Options.optional
   ),
-  authMode: Options.choice("auth-mode", ["nopassword", "password"]).pipe(
-    Options.withDescription("how the auth server checks passwords: nopassword (the backend checks; default) or password"),
+  authMode: Options.choice("auth-mode", ["nopassword", "password", "pam"]).pipe(
+    Options.withDescription("how the auth server checks passwords: nopassword (the backend checks; default), password or pam"),
+    Options.optional
+  ),
+  pamService: Options.text("pam-service").pipe(
+    Options.withDescription("PAM service (/etc/pam.d/<name>) for --auth-mode pam; default dovecot"),
+    Options.optional
+  ),
+  httpListen: Options.text("http-listen").pipe(
+    Options.withDescription(
+      "HTTP route endpoint for lua/http-route.lua (Dovecot 2.4 passdb chains): 127.0.0.1:PORT, [::1]:PORT or a UNIX socket path; loopback only"
+    ),
     Options.optional
   ),
   password: Options.text("password").pipe(
@@ -72,13 +82,16 @@ const opt = {
 
 export const serve = Command.make("serve", opt, (o) =>
   Effect.gen(function*() {
-    const settings = yield* settingsFrom(o, [
+    const load = settingsFrom(o, [
       ["dict.socket", o.dictSocket],
       ["dict.mode", o.socketMode],
       ["auth.socket", o.authSocket],
       ["auth.mode", o.socketMode],
       ["auth.auth_mode", o.authMode],
       ["auth.password", o.password],
+      ["auth.pam_service", o.pamService],
+      ["http.listen", o.httpListen],
+      ["http.mode", o.socketMode],
       ["login_relay.socket", o.loginRelaySocket],
       ["login_relay.mode", o.socketMode],
       ["login_relay.upstream", o.dovecotLoginSocket],
@@ -91,8 +104,10 @@ export const serve = Command.make("serve", opt, (o) =>
       ["proxy_flag", o.proxyFlag],
       ["log_level", o.logLevel]
     ])
-    return yield* Layer.launch(daemonLayer(settings)).pipe(
-      Effect.provide(Logging.layer({ format: settings.logFormat, level: settings.logLevel }))
+    const settings = yield* load
+    // SIGHUP re-runs `load`: the config file and DOVEROUTE_* are read again, the flags stay
+    return yield* Layer.launch(daemonLayer(settings, { reload: load })).pipe(
+      Effect.provide(Logging.reloadableLayer({ format: settings.logFormat, level: settings.logLevel }))
     )
   })
-).pipe(Command.withDescription("run the routing daemon until SIGTERM"))
+).pipe(Command.withDescription("run the routing daemon until SIGTERM (SIGHUP reloads the configuration)"))

@@ -1,0 +1,74 @@
+/**
+ * Shared plumbing of the admin commands: settings + store for a command, output, kick commands.
+ *
+ * @since 0.1.0
+ */
+import { Options } from "@effect/cli"
+import { routingLayer, type Settings } from "@doveroute/daemon"
+import { Router } from "@doveroute/routing"
+import { AdminOps } from "@doveroute/store"
+import { Console, Duration, Effect, Option } from "effect"
+import { execFile } from "node:child_process"
+import { common, type CommonValues, settingsFrom } from "../CommonOptions.js"
+
+/** `--store/--config/--strategy` plus `--json`. */
+export const adminOptions = { ...common, json: Options.boolean("json").pipe(Options.withDescription("machine-readable output on stdout")) } as const
+
+/** Run `body` with the settings and the store (migrated like `serve`). */
+export const withStore = <A, E, R>(
+  o: CommonValues,
+  body: (settings: Settings) => Effect.Effect<A, E, R>
+) =>
+  Effect.flatMap(settingsFrom(o), (settings) => Effect.provide(body(settings), routingLayer(settings)))
+
+/** Print `json` (with --json) or the text lines. */
+export const output = (json: boolean, value: unknown, text: () => ReadonlyArray<string>) =>
+  json ? Console.log(JSON.stringify(value)) : Effect.forEach(text(), (l) => Console.log(l), { discard: true })
+
+/** The routing key of a user name under the settings (normalisation + strategy). */
+export const keyOf = (user: string) => Effect.map(Router, (r) => r.keyOf(user))
+
+/** How long a command waits after a change so that no daemon serves the old route any more. */
+export const propagationWait = (settings: Settings): Duration.Duration =>
+  settings.routing.cache.enabled ? Duration.sum(settings.routing.cache.refresh, Duration.millis(500)) : Duration.zero
+
+/** Fail unless the strategy is `want`. */
+export const requireStrategy = (settings: Settings, want: "mapping" | "shard", hint: string) =>
+  settings.strategy === want
+    ? Effect.void
+    : Effect.fail(new AdminOps.AdminError({ reason: "Invalid", detail: `this command needs --strategy ${want} (store strategy is ${settings.strategy}); ${hint}` }))
+
+/** The result of one kick command. */
+export interface KickResult {
+  readonly proxy: string | null
+  readonly argv: ReadonlyArray<string>
+  readonly exitCode: number
+  readonly output: string
+}
+
+/**
+ * Expand `kick_command` for a user and proxy: split on whitespace into argv (no shell), `%u` = user,
+ * `%h` = proxy (empty when no `kick_proxies` are configured), `%%` = `%`.
+ */
+export const kickArgv = (template: string, user: string, proxy: string | null): ReadonlyArray<string> =>
+  template.trim().split(/\s+/).map((a) => a.replace(/%([uh%])/g, (_, c: string) => c === "u" ? user : c === "h" ? proxy ?? "" : "%"))
+
+/** Run the kick command once per configured proxy (or once locally). Fails when one fails. */
+export const runKicks = (settings: Settings, user: string) =>
+  Effect.gen(function*() {
+    const proxies: ReadonlyArray<string | null> = settings.routing.kickProxies.length > 0 ? settings.routing.kickProxies : [null]
+    const results = yield* Effect.forEach(proxies, (proxy) =>
+      Effect.async<KickResult>((resume) => {
+        const argv = kickArgv(settings.routing.kickCommand, user, proxy)
+        execFile(argv[0]!, argv.slice(1), { timeout: 30_000, encoding: "utf8" }, (err, stdout, stderr) => {
+          const code = err === null ? 0 : typeof (err as { code?: unknown }).code === "number" ? (err as { code: number }).code : 1
+          resume(Effect.succeed({ proxy, argv, exitCode: code, output: (stdout + stderr).trim() || (err?.message ?? "") }))
+        })
+      }), { concurrency: "unbounded" })
+    return results
+  })
+
+export const optionalText = (name: string, description: string) =>
+  Options.text(name).pipe(Options.withDescription(description), Options.optional)
+
+export const orUndefined = <A>(o: Option.Option<A>): A | undefined => Option.getOrUndefined(o)

@@ -1,0 +1,199 @@
+/**
+ * Prometheus metrics (`metrics.listen`, loopback only) with `prom-client` on its own registry,
+ * served as `GET /metrics` by a small `node:http` server.
+ *
+ * Hot path: one counter increment and one histogram observation per lookup (a wrapper around the
+ * {@link Lookup} service). Everything else is computed on scrape: cache hits/misses from
+ * `RouteCache.stats()`, the checker's last results, and backend states and users per backend from
+ * one store query cached for {@link BACKEND_QUERY_TTL_MS}.
+ *
+ * @since 0.1.0
+ */
+import { Lookup, type LookupResult } from "@doveroute/frontends"
+import { RouteCache } from "@doveroute/routing"
+import { Health } from "@doveroute/store"
+import * as SqlClient from "@effect/sql/SqlClient"
+import { Context, Effect, Layer, Option, Runtime } from "effect"
+import * as http from "node:http"
+import * as client from "prom-client"
+import { HealthChecker } from "./HealthCheck.js"
+import type { MetricsSettings } from "./Settings.js"
+
+/** How long the users-per-backend query result is reused between scrapes. */
+export const BACKEND_QUERY_TTL_MS = 5000
+
+/** Route-error reasons; any other temp-fail reason counts as a store error. */
+const ROUTE_REASONS = new Set(["NoBackend", "BackendDown", "InvalidUser", "Internal"])
+
+export interface MetricsService {
+  readonly registry: client.Registry
+  readonly lookups: client.Counter<"frontend" | "result">
+  readonly latency: client.Histogram<"frontend">
+  readonly storeErrors: client.Counter<"reason">
+}
+
+export class Metrics extends Context.Tag("doveroute/Metrics")<Metrics, MetricsService>() {}
+
+/** The result label of a lookup outcome: `ok`, or the temp-fail reason in snake case. */
+export const resultLabel = (r: LookupResult): string =>
+  r._tag === "Routed" ? "ok" : r.reason.replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase()
+
+/** The registry, its metrics and the HTTP endpoint; needs a `SqlClient` (RouteCache and HealthChecker when present). */
+export const layer = (settings: MetricsSettings) =>
+  Layer.scoped(
+    Metrics,
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const cache = yield* Effect.serviceOption(RouteCache)
+      const checker = yield* Effect.serviceOption(HealthChecker)
+      const runtime = yield* Effect.runtime<never>()
+      const registry = new client.Registry()
+      client.collectDefaultMetrics({ register: registry })
+      const registers = [registry]
+      const lookups = new client.Counter({
+        name: "doveroute_lookups_total",
+        help: "Routing lookups by front-end and result (ok, or the temp-fail reason)",
+        labelNames: ["frontend", "result"] as const,
+        registers
+      })
+      const latency = new client.Histogram({
+        name: "doveroute_lookup_duration_seconds",
+        help: "Lookup latency (cache hit or store query) by front-end",
+        labelNames: ["frontend"] as const,
+        buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+        registers
+      })
+      const storeErrors = new client.Counter({
+        name: "doveroute_store_errors_total",
+        help: "Lookups answered temp_fail because of a store error, by reason",
+        labelNames: ["reason"] as const,
+        registers
+      })
+      new client.Counter({
+        name: "doveroute_cache_hits_total",
+        help: "Lookup cache hits",
+        registers,
+        collect() {
+          this.reset()
+          if (Option.isSome(cache)) this.inc(cache.value.stats().hits)
+        }
+      })
+      new client.Counter({
+        name: "doveroute_cache_misses_total",
+        help: "Lookup cache misses",
+        registers,
+        collect() {
+          this.reset()
+          if (Option.isSome(cache)) this.inc(cache.value.stats().misses)
+        }
+      })
+      new client.Gauge({
+        name: "doveroute_cache_entries",
+        help: "Routes in the lookup cache",
+        registers,
+        collect() {
+          this.set(Option.isSome(cache) ? cache.value.size() : 0)
+        }
+      })
+      // store query on scrape, reused for a few seconds
+      let cached: { at: number; rows: ReadonlyArray<Health.BackendUsers> } | undefined
+      let inflight: Promise<ReadonlyArray<Health.BackendUsers>> | undefined
+      const backendRows = async (): Promise<ReadonlyArray<Health.BackendUsers>> => {
+        if (cached !== undefined && Date.now() - cached.at < BACKEND_QUERY_TTL_MS) return cached.rows
+        inflight ??= Runtime.runPromise(runtime)(
+          Health.backendUsers.pipe(Effect.provideService(SqlClient.SqlClient, sql), Effect.timeout("5 seconds"))
+        ).then((rows) => {
+          cached = { at: Date.now(), rows }
+          return rows
+        }).finally(() => {
+          inflight = undefined
+        })
+        return inflight
+      }
+      new client.Gauge({
+        name: "doveroute_backend_state",
+        help: "Backend state in the store: 0 up, 1 down (admin), 2 drain, 3 down by the health checker",
+        labelNames: ["backend", "id"] as const,
+        registers,
+        async collect() {
+          this.reset()
+          for (const b of await backendRows()) this.set({ backend: b.hostname, id: String(b.id) }, b.state)
+        }
+      })
+      new client.Gauge({
+        name: "doveroute_backend_users",
+        help: "Rows in user_backend per backend (users; shards with the shard strategy)",
+        labelNames: ["backend", "id"] as const,
+        registers,
+        async collect() {
+          this.reset()
+          for (const b of await backendRows()) this.set({ backend: b.hostname, id: String(b.id) }, b.users)
+        }
+      })
+      new client.Gauge({
+        name: "doveroute_backend_health_up",
+        help: "Last health check of this daemon's checker: 1 passed, 0 failed (absent when the checker is off)",
+        labelNames: ["backend", "id"] as const,
+        registers,
+        collect() {
+          this.reset()
+          if (Option.isNone(checker)) return
+          for (const [id, h] of checker.value.status()) this.set({ backend: h.hostname, id: String(id) }, h.ok ? 1 : 0)
+        }
+      })
+      new client.Counter({
+        name: "doveroute_store_query_failures_total",
+        help: "Failed metrics scrapes of the store (users per backend)",
+        registers
+      })
+      const failures = registry.getSingleMetric("doveroute_store_query_failures_total") as client.Counter
+
+      const server = http.createServer((req, res) => {
+        if (req.method !== "GET" || (req.url !== "/metrics" && req.url !== "/")) {
+          res.writeHead(404, { "content-type": "text/plain" }).end("not found: GET /metrics\n")
+          return
+        }
+        registry.metrics().then(
+          (text) => res.writeHead(200, { "content-type": registry.contentType }).end(text),
+          (e: unknown) => {
+            failures.inc()
+            cached = undefined
+            res.writeHead(500, { "content-type": "text/plain" }).end(`metrics failed: ${String(e)}\n`)
+          }
+        )
+      })
+      yield* Effect.acquireRelease(
+        Effect.async<void, Error>((resume) => {
+          server.once("error", (e) => resume(Effect.fail(new Error(`metrics listener ${settings.host}:${settings.port}: ${e.message}`))))
+          server.listen(settings.port, settings.host, () => resume(Effect.void))
+        }),
+        () =>
+          Effect.async<void>((resume) => {
+            server.close(() => resume(Effect.void))
+            server.closeAllConnections()
+          })
+      )
+      yield* Effect.logInfo("metrics listening").pipe(Effect.annotateLogs("metrics", `${settings.host}:${settings.port}`))
+      return { registry, lookups, latency, storeErrors }
+    })
+  )
+
+/** {@link Lookup} counted into the metrics: needs the plain Lookup and {@link Metrics}. */
+export const lookupLayer = Layer.effect(
+  Lookup,
+  Effect.gen(function*() {
+    const base = yield* Lookup
+    const m = yield* Metrics
+    return {
+      lookup: (user: string, frontend: string) => {
+        const start = performance.now()
+        return base.lookup(user, frontend).then((r) => {
+          m.latency.observe({ frontend }, (performance.now() - start) / 1000)
+          m.lookups.inc({ frontend, result: resultLabel(r) })
+          if (r._tag === "TempFail" && !ROUTE_REASONS.has(r.reason)) m.storeErrors.inc({ reason: r.reason })
+          return r
+        })
+      }
+    }
+  })
+)

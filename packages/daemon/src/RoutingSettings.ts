@@ -1,0 +1,59 @@
+/**
+ * Routing and operator settings (config file keys; `DOVEROUTE_CACHE_REFRESH` … in the environment):
+ *
+ * ```json
+ * { "cache": { "enabled": true, "ttl": "60 seconds", "refresh": "1 second", "max_entries": 1000000 },
+ *   "placement": "random",
+ *   "normalize": { "lowercase": false, "strip_domain": false },
+ *   "kick_command": "doveadm proxy kick %u",
+ *   "kick_proxies": [],
+ *   "kick_hold": "30 seconds" }
+ * ```
+ * - `cache`: the daemon's lookup cache. Every daemon reads the store's routes version every
+ *   `cache.refresh` and clears its cache when it changed, so an admin change (or hand-written SQL)
+ *   reaches every daemon within `cache.refresh` plus one query; `ttl` bounds any entry's age.
+ * - `placement`: `random` (reference), `weighted` (by `backends.weight`), `least-loaded` (fewest
+ *   mapped users per weight). `weight = 0` never receives new users.
+ * - `normalize`: applied to the user name before the key (user row or shard) is computed; off by
+ *   default (the scripts use the raw name). `lowercase` is Dovecot's `%Lu`, `strip_domain` `%n`.
+ * - `kick_command`: run by `doveroute user move --kick`, once per entry of `kick_proxies` (`%h` = the
+ *   entry, `%u` = the user), or once when the list is empty. Split on spaces into argv (no shell):
+ *   `ssh %h doveadm proxy kick %u`, `chroot /srv/root doveadm -c /etc/dovecot.conf proxy kick %u`.
+ *   `kick_hold` bounds how long logins of a moving user are held if the command dies.
+ *
+ * @since 0.1.0
+ */
+import { type Normalize, Placement, PLACEMENTS, type RouteCacheOptions } from "@doveroute/routing"
+import { Config, Duration } from "effect"
+
+export interface RoutingSettings {
+  readonly cache: RouteCacheOptions & { readonly refresh: Duration.Duration }
+  readonly placement: Placement.Placement
+  readonly normalize: Normalize
+  readonly kickCommand: string
+  readonly kickProxies: ReadonlyArray<string>
+  readonly kickHold: Duration.Duration
+}
+
+export const routingSettingsConfig: Config.Config<RoutingSettings> = Config.all({
+  cache: Config.nested(Config.all({
+    enabled: Config.boolean("enabled").pipe(Config.withDefault(true)),
+    ttl: Config.duration("ttl").pipe(Config.withDefault(Duration.seconds(60))),
+    refresh: Config.duration("refresh").pipe(
+      Config.withDefault(Duration.seconds(1)),
+      Config.validate({ message: "cache.refresh must be more than 0", validation: (d) => Duration.toMillis(d) > 0 })
+    ),
+    maxEntries: Config.integer("max_entries").pipe(
+      Config.withDefault(1_000_000),
+      Config.validate({ message: "cache.max_entries must be at least 1", validation: (n) => n >= 1 })
+    )
+  }), "cache"),
+  placement: Config.literal(...PLACEMENTS)("placement").pipe(Config.withDefault("random" as Placement.Placement)),
+  normalize: Config.nested(Config.all({
+    lowercase: Config.boolean("lowercase").pipe(Config.withDefault(false)),
+    stripDomain: Config.boolean("strip_domain").pipe(Config.withDefault(false))
+  }), "normalize"),
+  kickCommand: Config.string("kick_command").pipe(Config.withDefault("doveadm proxy kick %u")),
+  kickProxies: Config.array(Config.string(), "kick_proxies").pipe(Config.withDefault([] as Array<string>)),
+  kickHold: Config.duration("kick_hold").pipe(Config.withDefault(Duration.seconds(30)))
+})

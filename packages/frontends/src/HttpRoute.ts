@@ -1,0 +1,281 @@
+/**
+ * HTTP route endpoint for Dovecot 2.4 passdb chains: `lua/http-route.lua` (a Lua passdb using
+ * Dovecot's built-in `dovecot.http.client`) asks doveroute where a user goes
+ * (real-dovecot.md §4.4). 2.4 removed `passdb dict`, so this is how a 2.4 chain such as
+ * `pam` (`result_success = continue-ok`) → routing passdb (`skip = unauthenticated`) reaches
+ * the daemon.
+ *
+ * - `GET /route?user=<u>&protocol=<p>` (`service=` is accepted for `protocol=`):
+ *   - `200`, `text/plain`: the passdb reply fields, TAB-separated, `key=value` or a bare `key`
+ *     for a flag — the same fields as the dict front-end (`replyFields`: proxy flag, `host`,
+ *     `hostip` when non-empty, the configured extra fields), built fresh per request;
+ *   - `503` on a temporary failure (store down, no backend with `state = 0`, …): the Lua passdb
+ *     answers an internal failure, the client sees `temp_fail`;
+ *   - `400` for a bad request: no or empty `user`, a user with TAB/CR/LF/NUL, a query that is
+ *     not valid percent-encoded UTF-8 (never guessed: a wrongly decoded name would be routed as
+ *     another user), `protocol` with characters outside `[A-Za-z0-9_.-]`;
+ * - every other path: `404` (other methods on `/route` too).
+ *
+ * It listens on loopback only (`127.0.0.0/8`, `::1`) or on a UNIX socket: the endpoint has no
+ * authentication, and its answers say where every user's mail is. Any other address is refused
+ * at start.
+ *
+ * Built on @effect/platform's `HttpRouter` and `NodeHttpServer`.
+ *
+ * @since 0.1.0
+ */
+import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { NodeHttpServer } from "@effect/platform-node"
+import { type ExtraField, type ProxyFlag, replyFields } from "@doveroute/routing"
+import { Data, Effect, Layer } from "effect"
+import * as fs from "node:fs"
+import * as http from "node:http"
+import * as net from "node:net"
+import { Lookup, type LookupService } from "./Lookup.js"
+import { ListenerError, lookupId, prepareSocketPath, type SocketPermissions } from "./UnixListener.js"
+
+/** Where the endpoint listens. */
+export type HttpListen =
+  | { readonly _tag: "Tcp"; readonly host: string; readonly port: number }
+  | { readonly _tag: "Unix"; readonly path: string }
+
+/** A listen address that cannot be used (`reason` says why). */
+export class HttpListenError extends Data.TaggedError("HttpListenError")<{
+  readonly reason: "Malformed" | "NotLoopback"
+  readonly detail: string
+}> {
+  override get message(): string {
+    return this.detail
+  }
+}
+
+/** True for an IPv4 address in 127.0.0.0/8 or the IPv6 loopback `::1`. */
+export const isLoopback = (ip: string): boolean => {
+  if (net.isIPv4(ip)) return ip.startsWith("127.")
+  if (!net.isIPv6(ip)) return false
+  try {
+    return new URL(`http://[${ip}]/`).hostname === "[::1]"
+  } catch {
+    return false
+  }
+}
+
+/**
+ * Parse `127.0.0.1:PORT`, `[::1]:PORT` (any 127.x.y.z) or an absolute UNIX socket path.
+ * Throws {@link HttpListenError}: `NotLoopback` for any other IP (`0.0.0.0`, `[::]`, a LAN
+ * address), `Malformed` for host names, a missing or invalid port, a relative path.
+ */
+export const parseHttpListen = (spec: string): HttpListen => {
+  const s = spec.trim()
+  if (s.startsWith("/")) return { _tag: "Unix", path: s }
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(s) ?? /^([^:[\]]+):(\d+)$/.exec(s)
+  if (m === null) {
+    throw new HttpListenError({
+      reason: "Malformed",
+      detail: `http listen address ${JSON.stringify(spec)}: expected 127.0.0.1:PORT, [::1]:PORT or an absolute UNIX socket path`
+    })
+  }
+  const host = m[1]!
+  const port = Number(m[2])
+  if (net.isIP(host) === 0) {
+    throw new HttpListenError({
+      reason: "Malformed",
+      detail: `http listen address ${JSON.stringify(spec)}: ${JSON.stringify(host)} is not an IP address (host names are not accepted; use 127.0.0.1 or [::1])`
+    })
+  }
+  if (!isLoopback(host)) {
+    throw new HttpListenError({
+      reason: "NotLoopback",
+      detail: `refusing to listen on ${host}: the HTTP route endpoint has no authentication and reveals every user's backend; ` +
+        `listen on a loopback address (127.0.0.1:PORT, [::1]:PORT) or a UNIX socket path`
+    })
+  }
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new HttpListenError({ reason: "Malformed", detail: `http listen address ${JSON.stringify(spec)}: port must be 1-65535` })
+  }
+  return { _tag: "Tcp", host, port }
+}
+
+/** `127.0.0.1:8080`, `[::1]:8080` or the socket path. */
+export const formatHttpListen = (l: HttpListen): string =>
+  l._tag === "Unix" ? l.path : net.isIPv6(l.host) ? `[${l.host}]:${l.port}` : `${l.host}:${l.port}`
+
+/** HTTP route endpoint settings (socket permissions apply to a UNIX socket only). */
+export interface HttpRouteOptions extends SocketPermissions {
+  readonly listen: HttpListen
+  readonly proxyFlag: ProxyFlag
+  readonly extraFields: ReadonlyArray<ExtraField>
+  /** Max concurrent connections (Node's `server.maxConnections`: more are closed at once); default 10 000. */
+  readonly maxConnections?: number | undefined
+}
+
+/** A query parameter problem (answered with 400). */
+class BadRequest extends Data.TaggedError("BadRequest")<{ readonly detail: string }> {}
+
+const utf8 = new TextDecoder("utf-8", { fatal: true })
+
+/** Percent-decode one query component to bytes, then strict UTF-8; `+` is a space. */
+const decodeComponent = (raw: string): string => {
+  const bytes: Array<number> = []
+  for (let i = 0; i < raw.length; i++) {
+    const c = raw.charCodeAt(i)
+    if (c === 0x25 /* % */) {
+      const hex = raw.slice(i + 1, i + 3)
+      if (!/^[0-9A-Fa-f]{2}$/.test(hex)) throw new BadRequest({ detail: "invalid percent-encoding in the query" })
+      bytes.push(parseInt(hex, 16))
+      i += 2
+    } else if (c === 0x2b /* + */) {
+      bytes.push(0x20)
+    } else if (c < 0x80) {
+      bytes.push(c)
+    } else {
+      // raw non-ASCII in the request line: Node hands it over as latin1; take the bytes as they came
+      bytes.push(c & 0xff)
+    }
+  }
+  try {
+    return utf8.decode(Uint8Array.from(bytes))
+  } catch {
+    throw new BadRequest({ detail: "the query is not valid UTF-8" })
+  }
+}
+
+/** The query parameters of a request URL, strictly decoded; the first occurrence of a name wins. */
+export const parseQuery = (url: string): Map<string, string> => {
+  const q = url.indexOf("?")
+  const out = new Map<string, string>()
+  if (q === -1) return out
+  const query = url.slice(q + 1).split("#")[0] ?? ""
+  for (const part of query.split("&")) {
+    if (part.length === 0) continue
+    const eq = part.indexOf("=")
+    const name = decodeComponent(eq === -1 ? part : part.slice(0, eq))
+    const value = eq === -1 ? "" : decodeComponent(part.slice(eq + 1))
+    if (!out.has(name)) out.set(name, value)
+  }
+  return out
+}
+
+const INVALID_USER = /[\t\r\n\x00]/
+const PROTOCOL_RE = /^[A-Za-z0-9_.-]{0,64}$/
+const UNSAFE_VALUE = /[\t\r\n]/
+
+/** What one `/route` request asks for, or why it is bad. */
+export const parseRouteRequest = (url: string): { readonly user: string; readonly protocol: string } => {
+  const q = parseQuery(url)
+  const user = q.get("user")
+  if (user === undefined || user.length === 0) throw new BadRequest({ detail: "missing or empty user parameter" })
+  if (INVALID_USER.test(user)) throw new BadRequest({ detail: "user contains TAB, CR, LF or NUL" })
+  const protocol = q.get("protocol") ?? q.get("service") ?? ""
+  if (!PROTOCOL_RE.test(protocol)) throw new BadRequest({ detail: "invalid protocol parameter" })
+  return { user, protocol }
+}
+
+/** Encode reply fields as the response body: `key=value` / bare `key`, TAB-separated. */
+export const encodeFields = (fields: ReadonlyArray<readonly [string, string | undefined]>): string =>
+  fields.map(([k, v]) => (v === undefined ? k : `${k}=${v}`)).join("\t")
+
+const PLAIN = { contentType: "text/plain; charset=utf-8", headers: { "cache-control": "no-store" } } as const
+
+/** The HTTP app: the `/route` handler on a router (everything else is 404). */
+export const makeApp = (lookup: LookupService, options: Pick<HttpRouteOptions, "proxyFlag" | "extraFields">) =>
+  HttpRouter.empty.pipe(
+    HttpRouter.get(
+      "/route",
+      Effect.gen(function*() {
+        const request = yield* HttpServerRequest.HttpServerRequest
+        let parsed: { readonly user: string; readonly protocol: string }
+        try {
+          parsed = parseRouteRequest(request.url)
+        } catch (e) {
+          const detail = e instanceof BadRequest ? e.detail : "bad request"
+          yield* Effect.logDebug("http route: bad request").pipe(Effect.annotateLogs({ listener: "http", detail }))
+          return HttpServerResponse.text(`bad request: ${detail}\n`, { ...PLAIN, status: 400 })
+        }
+        const res = yield* Effect.promise(() => lookup.lookup(parsed.user, "http"))
+        if (res._tag === "TempFail") {
+          return HttpServerResponse.text(`temporary failure: ${res.reason}\n`, { ...PLAIN, status: 503 })
+        }
+        const fields = replyFields(res.route.backend, options.proxyFlag, options.extraFields)
+        if (fields.some(([k, v]) => UNSAFE_VALUE.test(k) || (v !== undefined && UNSAFE_VALUE.test(v)))) {
+          yield* Effect.logWarning("http route: a reply field contains TAB/CR/LF; answering 503").pipe(
+            Effect.annotateLogs({ listener: "http", user: parsed.user, backend_id: res.route.backend.id })
+          )
+          return HttpServerResponse.text("temporary failure: unencodable backend row\n", { ...PLAIN, status: 503 })
+        }
+        yield* Effect.logDebug("http route: routed").pipe(
+          Effect.annotateLogs({ listener: "http", user: parsed.user, protocol: parsed.protocol, host: res.route.backend.hostname })
+        )
+        return HttpServerResponse.text(encodeFields(fields), { ...PLAIN, status: 200 })
+      })
+    ),
+    // other paths and methods: a plain 404, not an "unhandled error" log line per request
+    Effect.catchTag("RouteNotFound", () => HttpServerResponse.text("not found\n", { ...PLAIN, status: 404 }))
+  )
+
+/**
+ * The HTTP route listener as a layer: listens for the layer's lifetime. Needs {@link Lookup}.
+ * Fails at start (`ListenerError`) for a non-loopback address, a port in use or a live socket.
+ */
+export const layer = (options: HttpRouteOptions) =>
+  Layer.scopedDiscard(
+    Effect.gen(function*() {
+      const lookup = yield* Lookup
+      const l = options.listen
+      const where = formatHttpListen(l)
+      if (l._tag === "Tcp" && !isLoopback(l.host)) {
+        return yield* new ListenerError({ reason: "Open", path: where, detail: "refusing a non-loopback address for the HTTP route endpoint" })
+      }
+      let uid: number | undefined
+      let gid: number | undefined
+      if (l._tag === "Unix") {
+        yield* prepareSocketPath(l.path)
+        try {
+          uid = lookupId("passwd", options.owner)
+          gid = lookupId("group", options.group)
+        } catch (e) {
+          return yield* new ListenerError({ reason: "Permissions", path: l.path, detail: (e as Error).message })
+        }
+      }
+      const server = http.createServer()
+      server.maxConnections = options.maxConnections ?? 10_000
+      // a UNIX socket is created with a restrictive umask, then chmod-ed (never briefly open)
+      const oldUmask = l._tag === "Unix" ? process.umask(0o177) : undefined
+      const httpServer = yield* NodeHttpServer.make(
+        () => server,
+        l._tag === "Tcp" ? { host: l.host, port: l.port } : { path: l.path }
+      ).pipe(
+        Effect.mapError((e) => new ListenerError({ reason: "Open", path: where, detail: e.cause instanceof Error ? e.cause.message : String(e.cause) })),
+        Effect.ensuring(Effect.sync(() => {
+          if (oldUmask !== undefined) process.umask(oldUmask)
+        }))
+      )
+      if (l._tag === "Unix") {
+        const ino = fs.statSync(l.path).ino
+        yield* Effect.try({
+          try: () => {
+            if (uid !== undefined || gid !== undefined) fs.chownSync(l.path, uid ?? -1, gid ?? -1)
+            fs.chmodSync(l.path, options.mode ?? 0o660)
+          },
+          catch: (e) => new ListenerError({ reason: "Permissions", path: l.path, detail: (e as Error).message })
+        })
+        yield* Effect.addFinalizer(() =>
+          Effect.sync(() => {
+            try {
+              if (fs.statSync(l.path).ino === ino) fs.unlinkSync(l.path)
+            } catch {
+              // already gone (Node removes it on close)
+            }
+          })
+        )
+      }
+      yield* httpServer.serve(makeApp(lookup, options))
+      yield* Effect.logInfo("listening").pipe(
+        Effect.annotateLogs({
+          listener: "http",
+          address: where,
+          ...(l._tag === "Unix" ? { mode: "0" + (options.mode ?? 0o660).toString(8) } : {})
+        })
+      )
+    })
+  )

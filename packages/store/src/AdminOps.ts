@@ -1,0 +1,303 @@
+/**
+ * Operator commands on the store (the `doveroute backend|user|shard|status|dump|import` CLI):
+ * backends by hostname or id, states, weights, removal, compare-and-set moves with a per-key move
+ * lock, unassign, listings and bulk import.
+ *
+ * @since 0.1.0
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import { type RouteKey, type StoreError, type Strategy } from "@doveroute/routing"
+import { Data, Effect } from "effect"
+import { classifySqlError } from "./Classify.js"
+import { addBackend } from "./Admin.js"
+import { MOVES_TABLE, readRoutesVersion, stateName } from "./Operations.js"
+import { insertIgnoreStatement } from "./SqlRouteStore.js"
+import { keyColumn, tableColumns } from "./Schema.js"
+
+/**
+ * An operator-level failure. Exit codes follow `doveadm director`: 68 not found, 75 try again
+ * (a move of the same user in progress), 1 otherwise.
+ */
+export class AdminError extends Data.TaggedError("AdminError")<{
+  readonly reason: "NotFound" | "TryAgain" | "Refused" | "Invalid"
+  readonly detail: string
+}> {
+  override get message(): string {
+    return this.detail
+  }
+  get exitCode(): number {
+    return this.reason === "NotFound" ? 68 : this.reason === "TryAgain" ? 75 : 1
+  }
+}
+
+const wrap = (what: string) => <A, E, R>(eff: Effect.Effect<A, E, R>): Effect.Effect<A, Exclude<E, SqlError> | StoreError, R> =>
+  Effect.mapError(eff, (e) =>
+    (e as { _tag?: unknown })?._tag === "SqlError" ? classifySqlError(what)(e as SqlError) : (e as Exclude<E, SqlError>))
+
+/** A backend as `backend list` shows it. */
+export interface BackendRow {
+  readonly id: number
+  readonly hostname: string
+  readonly hostip: string | null
+  readonly state: number
+  readonly stateName: string
+  readonly weight: number
+  readonly users: number
+  readonly lastHealth: string | null
+  readonly lastHealthAt: string | null
+}
+
+const str = (v: unknown): string | null => v === null || v === undefined ? null : v instanceof Date ? v.toISOString() : String(v)
+
+/** Every backend with its mapped rows, ordered by id. */
+export const listBackends = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const rows = yield* sql<Record<string, unknown>>`
+    SELECT b.id, b.hostname, b.hostip, b.state, b.weight, b.last_health, b.last_health_at,
+      (SELECT COUNT(*) FROM user_backend ub WHERE ub.backend_id = b.id) AS users
+    FROM backends b ORDER BY b.id`.pipe(wrap("list backends"))
+  return rows.map((r): BackendRow => ({
+    id: Number(r["id"]),
+    hostname: String(r["hostname"]),
+    hostip: str(r["hostip"]),
+    state: Number(r["state"] ?? 0),
+    stateName: stateName(Number(r["state"] ?? 0)),
+    weight: Number(r["weight"] ?? 1),
+    users: Number(r["users"]),
+    lastHealth: str(r["last_health"]),
+    lastHealthAt: str(r["last_health_at"])
+  }))
+})
+
+/** The backend named by hostname or id; fails `NotFound`. */
+export const resolveBackend = (name: string) =>
+  Effect.gen(function*() {
+    const all = yield* listBackends
+    const byName = all.filter((b) => b.hostname === name)
+    if (byName.length === 1) return byName[0]!
+    if (byName.length > 1) {
+      return yield* new AdminError({ reason: "Invalid", detail: `several backends are named ${name} (ids ${byName.map((b) => b.id).join(", ")}); use the id` })
+    }
+    if (/^\d+$/.test(name)) {
+      const byId = all.find((b) => b.id === Number(name))
+      if (byId !== undefined) return byId
+    }
+    return yield* new AdminError({ reason: "NotFound", detail: `no backend with hostname or id ${JSON.stringify(name)}` })
+  })
+
+/** Add a backend (optionally updating an existing one of that hostname: `dump` output re-runs). */
+export const addOrUpdateBackend = (b: { hostname: string; hostip: string | null; state: number; weight: number; orUpdate: boolean }) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    if (!Number.isInteger(b.weight) || b.weight < 0) return yield* new AdminError({ reason: "Invalid", detail: "weight must be an integer ≥ 0" })
+    const existing = (yield* listBackends).find((x) => x.hostname === b.hostname)
+    if (existing !== undefined) {
+      if (!b.orUpdate) {
+        return yield* new AdminError({ reason: "Refused", detail: `backend ${b.hostname} exists already (id ${existing.id}); use --or-update to change it` })
+      }
+      yield* sql`UPDATE backends SET hostip = ${b.hostip}, state = ${b.state}, weight = ${b.weight} WHERE id = ${existing.id}`.pipe(wrap("update backend"))
+      return { backend: yield* resolveBackend(String(existing.id)), created: false }
+    }
+    const added = yield* addBackend({ hostname: b.hostname, hostip: b.hostip, state: b.state })
+    if (b.weight !== 1) yield* sql`UPDATE backends SET weight = ${b.weight} WHERE id = ${added.id}`.pipe(wrap("set weight"))
+    return { backend: yield* resolveBackend(String(added.id)), created: true }
+  })
+
+/** Set `state` (0 up, 1 down, 2 drain). */
+export const setState = (name: string, state: number) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const b = yield* resolveBackend(name)
+    if (b.state !== state) yield* sql`UPDATE backends SET state = ${state} WHERE id = ${b.id}`.pipe(wrap("set state"))
+    return { before: b, after: yield* resolveBackend(String(b.id)) }
+  })
+
+/** Set `weight` (≥ 0; 0 = no new users). */
+export const setWeight = (name: string, weight: number) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    if (!Number.isInteger(weight) || weight < 0) return yield* new AdminError({ reason: "Invalid", detail: "weight must be an integer ≥ 0" })
+    const b = yield* resolveBackend(name)
+    if (b.weight !== weight) yield* sql`UPDATE backends SET weight = ${weight} WHERE id = ${b.id}`.pipe(wrap("set weight"))
+    return { before: b, after: yield* resolveBackend(String(b.id)) }
+  })
+
+/**
+ * Remove a backend. With mapped rows it refuses unless `moveTo` (every row re-pointed there) or
+ * `unassign` (rows deleted: the users get a new backend at their next login).
+ */
+export const removeBackend = (name: string, opts: { readonly moveTo?: string | undefined; readonly unassign: boolean }) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const b = yield* resolveBackend(name)
+    const target = opts.moveTo !== undefined ? yield* resolveBackend(opts.moveTo) : undefined
+    if (target !== undefined && target.id === b.id) return yield* new AdminError({ reason: "Invalid", detail: "--move-users-to names the backend being removed" })
+    if (target !== undefined && opts.unassign) return yield* new AdminError({ reason: "Invalid", detail: "give --move-users-to or --unassign-users, not both" })
+    return yield* sql.withTransaction(Effect.gen(function*() {
+      const n = Number((yield* sql<{ n: number | string }>`SELECT COUNT(*) AS n FROM user_backend WHERE backend_id = ${b.id}`)[0]?.n ?? 0)
+      if (n > 0 && target === undefined && !opts.unassign) {
+        return yield* new AdminError({
+          reason: "Refused",
+          detail: `backend ${b.hostname} (id ${b.id}) has ${n} mapped users; give --move-users-to BACKEND or --unassign-users`
+        })
+      }
+      if (n > 0 && target !== undefined) yield* sql`UPDATE user_backend SET backend_id = ${target.id} WHERE backend_id = ${b.id}`
+      if (n > 0 && opts.unassign) yield* sql`DELETE FROM user_backend WHERE backend_id = ${b.id}`
+      yield* sql`DELETE FROM backends WHERE id = ${b.id}`
+      return { removed: b, users: n, movedTo: target ?? null, unassigned: opts.unassign ? n : 0 }
+    })).pipe(wrap("remove backend"))
+  })
+
+/** The backend a key is mapped to (`undefined`: no row), with every row for diagnostics. */
+export const findKey = (strategy: Strategy, key: RouteKey) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const col = sql(keyColumn(strategy))
+    const rows = yield* sql<{ backend_id: number | string }>`SELECT backend_id FROM user_backend WHERE ${col} = ${key}`.pipe(wrap("read mapping"))
+    const ids = rows.map((r) => Number(r.backend_id))
+    const all = yield* listBackends
+    return { backendIds: ids, backend: ids.length === 1 ? all.find((b) => b.id === ids[0]) ?? null : null }
+  })
+
+/** A move in progress of `key` (its lock row), if any. */
+export const moveInProgress = (key: RouteKey) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    if ((yield* tableColumns(MOVES_TABLE).pipe(wrap("check moves table"))).length === 0) return null
+    const rows = yield* sql<{ h: number | string; e: number | string }>`SELECT hold_logins AS h, expires_at AS e FROM ${sql(MOVES_TABLE)}
+      WHERE route_key = ${String(key)}`.pipe(wrap("read move lock"))
+    const r = rows[0]
+    return r === undefined || Number(r.e) <= Date.now() ? null : { holdLogins: Number(r.h) === 1, expiresAt: Number(r.e) }
+  })
+
+/**
+ * Take the move lock of `key` until `expiresAt` (epoch ms); with `hold` the router answers the key
+ * with temp_fail until the lock is released. Fails `TryAgain` when another move holds it.
+ */
+export const lockKey = (key: RouteKey, hold: boolean, expiresAt: number) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const k = String(key)
+    yield* sql`DELETE FROM ${sql(MOVES_TABLE)} WHERE route_key = ${k} AND expires_at < ${Date.now()}`.pipe(wrap("expire move lock"))
+    yield* sql`INSERT INTO ${sql(MOVES_TABLE)} (route_key, hold_logins, expires_at) VALUES (${k}, ${hold ? 1 : 0}, ${expiresAt})`.pipe(
+      Effect.catchAll(() => new AdminError({ reason: "TryAgain", detail: `${k} is already being moved by another command; try again` }))
+    )
+  })
+
+/** Release the move lock of `key` (and its login hold). */
+export const unlockKey = (key: RouteKey) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql`DELETE FROM ${sql(MOVES_TABLE)} WHERE route_key = ${String(key)}`.pipe(wrap("release move lock"), Effect.asVoid))
+
+/**
+ * Compare-and-set move of `key` to backend `toId` (the caller holds the move lock): a key already
+ * there is a no-op; an unmapped key gets a row; otherwise `UPDATE … WHERE backend_id = <old>`.
+ * Fails `TryAgain` when the row changed meanwhile.
+ */
+export const casMove = (strategy: Strategy, key: RouteKey, toId: number) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const col = sql(keyColumn(strategy))
+    const before = yield* findKey(strategy, key)
+    if (before.backendIds.length > 1) {
+      return yield* new AdminError({ reason: "Refused", detail: `${String(key)} has several rows (backends ${before.backendIds.join(", ")}); fix them first` })
+    }
+    const from = before.backendIds[0]
+    if (from === toId) return { from: from ?? null, to: toId, changed: false }
+    if (from === undefined) yield* insertIgnoreStatement(sql, strategy, key, toId).pipe(wrap("insert mapping"))
+    else yield* sql`UPDATE user_backend SET backend_id = ${toId} WHERE ${col} = ${key} AND backend_id = ${from}`.pipe(wrap("move mapping"))
+    const after = yield* findKey(strategy, key)
+    if (after.backendIds.length !== 1 || after.backendIds[0] !== toId) {
+      return yield* new AdminError({ reason: "TryAgain", detail: `${String(key)} changed while being moved (now on ${after.backendIds.join(", ") || "no backend"}); try again` })
+    }
+    return { from: from ?? null, to: toId, changed: true }
+  })
+
+/** Delete the row of `key`; returns the backend id it was on (or null). */
+export const unassignKey = (strategy: Strategy, key: RouteKey) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const col = sql(keyColumn(strategy))
+    const before = yield* findKey(strategy, key)
+    if (before.backendIds.length > 0) yield* sql`DELETE FROM user_backend WHERE ${col} = ${key}`.pipe(wrap("unassign"))
+    return { backendIds: before.backendIds }
+  })
+
+/** Every mapping row (optionally of one backend id), ordered by key. */
+export const listMappings = (strategy: Strategy, backendId?: number) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const col = sql(keyColumn(strategy))
+    const rows = backendId === undefined
+      ? yield* sql<{ k: string | number; b: number | string }>`SELECT ${col} AS k, backend_id AS b FROM user_backend ORDER BY ${col}`.pipe(wrap("list mappings"))
+      : yield* sql<{ k: string | number; b: number | string }>`SELECT ${col} AS k, backend_id AS b FROM user_backend WHERE backend_id = ${backendId} ORDER BY ${col}`.pipe(wrap("list mappings"))
+    return rows.map((r) => ({ key: strategy === "shard" ? Number(r.k) : String(r.k), backendId: Number(r.b) }))
+  })
+
+/** The routes version (null when migration 0005 is missing). */
+export const routesVersion = readRoutesVersion.pipe(Effect.orElseSucceed(() => null))
+
+/** One row of an import file. */
+export interface ImportRow {
+  readonly key: RouteKey
+  readonly backend: string
+}
+
+/** Result of {@link importMappings}. */
+export interface ImportReport {
+  readonly total: number
+  readonly inserted: number
+  readonly unchanged: number
+  readonly conflicts: ReadonlyArray<{ readonly key: RouteKey; readonly backend: string; readonly current: number }>
+  readonly errors: ReadonlyArray<{ readonly key: RouteKey; readonly backend: string; readonly error: string }>
+}
+
+/**
+ * Idempotent bulk import: a key without a row gets one; a key already on that backend is
+ * unchanged; a key on another backend is a conflict (reported, not changed). Runs in chunks of
+ * 500 (one SELECT and inserts per chunk); `progress(done, total)` after each chunk.
+ */
+export const importMappings = (strategy: Strategy, rows: ReadonlyArray<ImportRow>, progress: (done: number, total: number) => void = () => {}) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const col = keyColumn(strategy)
+    const backends = yield* listBackends
+    const byName = new Map<string, number>()
+    for (const b of backends) byName.set(String(b.id), b.id)
+    for (const b of backends) byName.set(b.hostname, b.id)
+    let inserted = 0
+    let unchanged = 0
+    const conflicts: Array<{ key: RouteKey; backend: string; current: number }> = []
+    const errors: Array<{ key: RouteKey; backend: string; error: string }> = []
+    const CHUNK = 500
+    for (let i = 0; i < rows.length; i += CHUNK) {
+      const chunk = rows.slice(i, i + CHUNK)
+      const keys = [...new Set(chunk.map((r) => r.key))]
+      const existing = yield* sql<{ k: string | number; b: number | string }>`SELECT ${sql(col)} AS k, backend_id AS b FROM user_backend
+        WHERE ${sql.in(col, keys)}`.pipe(wrap("read mappings"))
+      const current = new Map<string, number>(existing.map((r) => [String(r.k), Number(r.b)]))
+      const toInsert: Array<{ key: RouteKey; id: number }> = []
+      for (const r of chunk) {
+        const id = byName.get(r.backend)
+        if (id === undefined) {
+          errors.push({ key: r.key, backend: r.backend, error: "unknown backend" })
+          continue
+        }
+        const cur = current.get(String(r.key))
+        if (cur === undefined) {
+          current.set(String(r.key), id)
+          toInsert.push({ key: r.key, id })
+        } else if (cur === id) unchanged++
+        else conflicts.push({ key: r.key, backend: r.backend, current: cur })
+      }
+      if (toInsert.length > 0) {
+        yield* sql.withTransaction(Effect.forEach(toInsert, (t) => insertIgnoreStatement(sql, strategy, t.key, t.id), { discard: true })).pipe(
+          wrap("insert mappings")
+        )
+        inserted += toInsert.length
+      }
+      progress(Math.min(rows.length, i + CHUNK), rows.length)
+    }
+    return { total: rows.length, inserted, unchanged, conflicts, errors } satisfies ImportReport
+  })
