@@ -47,11 +47,11 @@ export const routingLayer = (settings: Settings, options: { readonly migrate?: b
   const routerOptions = { strategy: settings.strategy, downPolicy: settings.downPolicy, placement: r.placement, normalize: r.normalize }
   const router = options.cached === true && r.cache.enabled
     ? Router.layerCached(routerOptions).pipe(
-      Layer.provideMerge(RouteCache.layer(r.cache).pipe(Layer.provide(Operations.routeVersionLayer)))
+      Layer.provideMerge(RouteCache.layer(r.cache).pipe(Layer.provide(Operations.routeVersionLayer(settings.queryTimeout))))
     )
     : Router.layer(routerOptions)
   return router.pipe(
-    Layer.provide(Layer.mergeAll(Operations.placementInfoLayer, Operations.routeHoldsLayer)),
+    Layer.provide(Layer.mergeAll(Operations.placementInfoLayer(settings.queryTimeout), Operations.routeHoldsLayer(settings.queryTimeout))),
     Layer.provideMerge(
       storeLayer({
         url: settings.store,

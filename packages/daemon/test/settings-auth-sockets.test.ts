@@ -97,7 +97,7 @@ describe("settings: auth server, relays, ports", () => {
       expect(msg(yield* bad({ "auth.socket": "/a", "auth.auth_mode": "password" }))).toMatch(/DOVEROUTE_AUTH_PASSWORD/)
       expect(msg(yield* bad({ "auth.socket": "/a", "auth.auth_mode": "nopassword", "auth.password": "x" }))).toMatch(/auth_mode/)
       expect(msg(yield* bad({ "auth.socket": "/a", "auth.password": "" }))).toMatch(/must not be empty/)
-      expect(msg(yield* bad({ "auth.socket": "/a", "auth.auth_mode": "pam" }))).toMatch(/auth_mode/)
+      expect(msg(yield* bad({ "auth.socket": "/a", "auth.auth_mode": "kerberos" }))).toMatch(/auth_mode/)
       expect(msg(yield* bad({ "login_relay.socket": "/a" }))).toMatch(/login_relay\.upstream/)
       expect(msg(yield* bad({ "userdb_relay.upstream": "/a" }))).toMatch(/userdb_relay\.socket/)
       expect(msg(yield* bad({ port: ["imap=0"] }))).toMatch(/invalid port/)

@@ -4,7 +4,8 @@ import { makeTempDir } from "@doveroute/testkit"
 import * as fs from "node:fs"
 import { ADMIN_STORES, adminStore, type AdminStore } from "./admin-support.js"
 
-describe.each(ADMIN_STORES)("admin CLI on %s", (kind) => {
+// every CLI run is a process start (seconds on a loaded machine): generous per-test timeouts
+describe.each(ADMIN_STORES)("admin CLI on %s", { timeout: 400_000 }, (kind) => {
   let s: AdminStore
   beforeAll(async () => {
     s = await adminStore(kind)
@@ -71,16 +72,22 @@ describe.each(ADMIN_STORES)("admin CLI on %s", (kind) => {
 
   it("two concurrent moves of one user: one succeeds, the other fails with try again (exit 75)", async () => {
     await s.json(["user", "move", "carol", "b1.test", "--no-wait"])
-    const slow = { cache: { refresh: "3 seconds" } }
+    // the first move holds the user's lock for >= 20 s (it waits cache.refresh before it returns);
+    // the second starts only once that lock row is in the store, so the two always overlap
+    const slow = { cache: { refresh: "20 seconds" } }
     fs.writeFileSync(s.config + ".slow.json", JSON.stringify({ ...JSON.parse(fs.readFileSync(s.config, "utf8")), ...slow }))
-    const [a, b] = await Promise.all([
-      s.cli(["user", "move", "carol", "b2.test", "--json", "--config", s.config + ".slow.json"]),
-      new Promise((r) => setTimeout(r, 200)).then(() => s.cli(["user", "move", "carol", "b3.test", "--json", "--config", s.config + ".slow.json"]))
-    ])
-    expect(a.code, a.stderr).toBe(0)
-    expect(b.code, b.stderr).toBe(75)
-    expect(b.stderr).toMatch(/already being moved.*try again/)
-    expect((await s.json(["user", "show", "carol"])).backend.hostname).toBe("b2.test")
+    const first = s.cli(["user", "move", "carol", "b2.test", "--json"], s.config + ".slow.json")
+    for (let i = 0; i < 300; i++) {
+      const rows = await s.sql<{ n: number | string }>(`SELECT COUNT(*) AS n FROM doveroute_moves`)
+      if (Number(rows[0]?.n ?? 0) > 0) break
+      await new Promise((r) => setTimeout(r, 100))
+    }
+    const b = await s.cli(["user", "move", "carol", "b3.test", "--json"], s.config + ".slow.json")
+    const a = await first
+    expect([a.code, b.code].sort()).toEqual([0, 75])
+    const [won, lost] = a.code === 0 ? [a, b] : [b, a]
+    expect(lost.stderr).toMatch(/already being moved.*try again/)
+    expect((await s.json(["user", "show", "carol"])).backend.id).toBe(JSON.parse(won.stdout).to)
     // the lock is released: a later move works
     expect(await s.json(["user", "move", "carol", "b1.test", "--no-wait"])).toMatchObject({ changed: true })
   })

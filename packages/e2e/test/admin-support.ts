@@ -12,7 +12,7 @@ export interface AdminStore {
   readonly url: string
   readonly config: string
   /** `doveroute <args> --config <config>`. */
-  cli(args: ReadonlyArray<string>): Promise<CommandResult>
+  cli(args: ReadonlyArray<string>, config?: string): Promise<CommandResult>
   /** Run and parse `--json` stdout; throws with stderr on a non-zero exit. */
   json<T = any>(args: ReadonlyArray<string>): Promise<T>
   sql<T = Record<string, unknown>>(text: string): Promise<Array<T>>
@@ -24,7 +24,7 @@ export async function adminStore(kind: AdminStoreKind, settings: Readonly<Record
   const db: FreshDatabase = kind === "sqlite" ? await freshSqlite(tmp.path) : await freshPostgres()
   const config = tmp.join(`config-${Math.random().toString(36).slice(2)}.json`)
   fs.writeFileSync(config, JSON.stringify({ store: db.url, cache: { refresh: "300 millis" }, ...settings }))
-  const cli = (args: ReadonlyArray<string>) => runCli([...args, "--config", config], { timeoutMs: 60_000 })
+  const cli = (args: ReadonlyArray<string>, cfg: string = config) => runCli([...args, "--config", cfg], { timeoutMs: 90_000 })
   return {
     url: db.url,
     config,

@@ -138,7 +138,7 @@ export async function makeParityDb(kind: StoreKind, variant: Variant, tmp: Chroo
       }
     }
     if (kind === "postgres") {
-      const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000 })
+      const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 20_000 })
       await c.connect()
       try {
         let n = 0
@@ -147,7 +147,7 @@ export async function makeParityDb(kind: StoreKind, variant: Variant, tmp: Chroo
         await c.end()
       }
     }
-    const c = await mysql.createConnection({ uri: url, connectTimeout: 5000, charset: "utf8mb4" })
+    const c = await mysql.createConnection({ uri: url, connectTimeout: 20_000, charset: "utf8mb4" })
     try {
       const [rows] = await c.query(text, [...params])
       return Array.isArray(rows) ? (rows as Array<Record<string, unknown>>) : []
@@ -221,7 +221,7 @@ const settingsFile = (s: Record<string, string>): string =>
   "# written by the parity suite\n" + Object.entries(s).map(([k, v]) => `${k} = "${v}"\n`).join("")
 
 /** Auth-workers per proxy (one Lua state each) = doveadm commands the suite runs at once. */
-export const WORKERS = 3
+export const WORKERS = 2
 
 export interface Combo {
   readonly version: Version
@@ -301,7 +301,7 @@ export async function startParityProxy(combo: Combo, db: ParityDb, d: ParityDaem
     `protocol imap {\n  passdb director {\n    driver = lua\n    lua_file = ${dir}/lua/${script}\n    lua_settings {\n` +
       Object.entries(settings).map(([k, v]) => block(k, v)).join("") + "    }\n  }\n}",
     `protocol pop3 {\n  passdb route {\n    driver = lua\n    lua_file = ${dir}/lua/http-route.lua\n    lua_settings {\n` +
-      `      route_url = http://127.0.0.1:${d.httpPort}/route\n    }\n    fields {\n      nopassword = yes\n    }\n  }\n}`,
+      `      route_url = http://127.0.0.1:${d.httpPort}/route\n      request_timeout_msecs = 15000\n    }\n    fields {\n      nopassword = yes\n    }\n  }\n}`,
     NEVER_PASSDB_24
   )
   return startDovecot24({ dir, config, tcp: [{ host: "127.0.0.1", port: imapPort }] })

@@ -21,8 +21,12 @@ const ENV = {
   DOVEROUTE_AUTH_FAILURE_DELAY: "100 millis",
   DOVEROUTE_QUERY_TIMEOUT: "1 second",
   DOVEROUTE_CONNECT_TIMEOUT: "1 second",
-  DOVEROUTE_MAX_CONNECTIONS: "8"
+  DOVEROUTE_MAX_CONNECTIONS: "8",
+  // the lookup cache notices store changes within this (docs: cache.refresh)
+  DOVEROUTE_CACHE_REFRESH: "200 millis"
 }
+/** Longer than the cache refresh plus one version query. */
+const SETTLE_MS = 800
 
 const cleanups: Array<() => Promise<unknown>> = []
 afterEach(async () => {
@@ -304,6 +308,7 @@ describe("faults (daemon child)", () => {
 
       // 1. every backend down (state 1)
       await sqlite(file, "UPDATE backends SET state = 1;")
+      await sleep(SETTLE_MS)
       for (const r of await ask()) {
         if (r.u.startsWith("new") || policy === "tempfail") expect(isTempFail(r.line), `${r.u}: ${r.line}`).toBe(true)
         else expect(hostOf(r.line), `${r.u} keeps its backend (keep)`).toBe(before.get(r.u))
@@ -312,11 +317,13 @@ describe("faults (daemon child)", () => {
 
       // 2. the backend table emptied
       await sqlite(file, "DELETE FROM backends;")
+      await sleep(SETTLE_MS)
       for (const r of await ask()) expect(isTempFail(r.line), `${r.u}: ${r.line}`).toBe(true)
       expect(await rows(), "mappings kept").toBe(30)
 
       // 3. restored (same ids, as from a backup) and up: served again, no restart, same backends
       await sqlite(file, `INSERT INTO backends (id, hostname, hostip, state) VALUES ${BACKENDS.map((h, i) => `(${i + 1}, '${h}', NULL, 0)`).join(", ")};`)
+      await sleep(SETTLE_MS)
       for (const r of await ask()) {
         expect(hostOf(r.line), `${r.u}: ${r.line}`).toBeDefined()
         if (!r.u.startsWith("new")) expect(hostOf(r.line)).toBe(before.get(r.u))

@@ -29,6 +29,8 @@ const held: Array<net.Socket> = []
 let heldClosed = 0
 
 beforeAll(async () => {
+  const hard = await hardNofile()
+  if (hard < HELD_DICT + HELD_AUTH + 2000) throw new Error(`the hard open-file limit (${hard}) is too low for 10 000 connections: raise it (ulimit -Hn)`)
   tmp = makeTempDir()
   dictSock = tmp.join("dict.sock")
   authSock = tmp.join("auth.sock")
@@ -42,7 +44,7 @@ beforeAll(async () => {
       DOVEROUTE_LINE_TIMEOUT: `${LINE_TIMEOUT_S} seconds`
     },
     waitFor: [dictSock, authSock],
-    nofile: Math.min(65536, await hardNofile())
+    nofile: Math.min(65536, hard)
   })
   await sqlite(db, "INSERT INTO backends (hostname, hostip, state) VALUES ('backend1.test', '127.0.0.2', 0), ('127.0.0.3', NULL, 0);")
 }, 60_000)
@@ -203,7 +205,7 @@ describe("load and limits (daemon child, 10 000 connections)", () => {
   it("max_requests_per_client: pipelined dict lookups are all answered in order; auth requests over the limit get temp_fail", async () => {
     await sleep(200) // the extra connections of the previous test are gone
     const d = await RawConn.connect(dictSock)
-    const users = Array.from({ length: 2000 }, (_, i) => `pipe${i}`)
+    const users = Array.from({ length: 2000 }, (_, i) => `load${i}`) // mapped by the load test: no first assignments
     d.send("H3\t2\t0\t\tdirector\n" + users.map((u) => `Lshared/passdb/${u}\t${u}\n`).join(""))
     expect(await d.until(() => d.lines().length >= 2000, 30_000)).toBe(true)
     expect(d.lines().every((l) => /^O\{/.test(l))).toBe(true)
@@ -220,6 +222,31 @@ describe("load and limits (daemon child, 10 000 connections)", () => {
     expect(temp).toHaveLength(40 - MAX_REQUESTS)
     expect(a.closed).toBe(false)
     a.close()
+  }, 60_000)
+
+  it("out of file descriptors (ulimit -n 64): new connections are closed, the daemon warned at start, survives and serves again", async () => {
+    const dir = makeTempDir()
+    const sock = dir.join("dict.sock")
+    const db = dir.join("routes.db")
+    const small = await startDaemon({ args: ["--store", `sqlite:${db}`, "--dict-socket", sock], waitFor: [sock], nofile: 64 })
+    try {
+      await sqlite(db, "INSERT INTO backends (hostname, hostip, state) VALUES ('127.0.0.2', NULL, 0);")
+      const flood = await Promise.all(Array.from({ length: 120 }, () => connectRetrying(sock)))
+      await sleep(1000)
+      const dropped = flood.filter((s) => s.destroyed || s.readyState !== "open").length
+      for (const s of flood) s.destroy()
+      await sleep(300)
+      expect(dropped, "connections past the open-file limit closed").toBeGreaterThan(0)
+      expect(small.logs(), "warned at start").toMatch(/open-file limit is below max_clients.*open_file_limit=64/)
+      const c = await DictClient.connect(sock)
+      expect((await c.lookup("after-emfile")).line).toMatch(/^O\{/)
+      c.close()
+      console.log(`EMFILE: ${dropped} of 120 connections closed by the daemon`)
+      expectHealthy(small, "after running out of file descriptors")
+    } finally {
+      await small.stop()
+      await dir.cleanup()
+    }
   }, 60_000)
 
   it("afterwards: healthy, no secret logged, clean stop with 10 000 clients connected", async () => {

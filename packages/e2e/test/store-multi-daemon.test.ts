@@ -55,7 +55,7 @@ describe.each([
         startDaemon({
           args: ["--store", url, "--dict-socket", s, "--log-level", "warning"],
           waitFor: [s],
-          timeoutMs: 30_000
+          timeoutMs: 60_000
         })
       )))
       const recorded = await query<{ migration_id: number }>(url, "SELECT migration_id FROM doveroute_migrations ORDER BY migration_id")

@@ -136,6 +136,16 @@ export const lookupId = (kind: "passwd" | "group", name: string | number | undef
   throw new Error(`unknown ${kind === "passwd" ? "user" : "group"} ${name}`)
 }
 
+/** The soft open-file limit of this process (Linux `/proc/self/limits`), or undefined. */
+export const openFileLimit = (): number | undefined => {
+  try {
+    const m = /^Max open files\s+(\d+|unlimited)/m.exec(fs.readFileSync("/proc/self/limits", "utf8"))
+    return m === null || m[1] === "unlimited" ? undefined : Number(m[1])
+  } catch {
+    return undefined
+  }
+}
+
 /** Connect to `path`: true when something accepts (a live server), false on ECONNREFUSED/ENOENT. */
 const probe = (path: string): Promise<boolean> =>
   new Promise((resolve) => {
@@ -244,8 +254,19 @@ export const listen = (options: ListenOptions, makeHandler: (socket: net.Socket,
         }
       })
     })
-    server.on("error", (cause) =>
-      Deferred.unsafeDone(failed, Exit.fail(new ListenerError({ reason: "Open", path, detail: cause.message }))))
+    let lastAcceptErrorLog = 0
+    server.on("error", (cause: NodeJS.ErrnoException) => {
+      // out of file descriptors: libuv closes the pending connections and the server goes on
+      if (cause.code === "EMFILE" || cause.code === "ENFILE") {
+        const now = Date.now()
+        if (now - lastAcceptErrorLog >= 10_000) {
+          lastAcceptErrorLog = now
+          log("Warning", "out of file descriptors: new connections are being closed (raise the open-file limit)", { code: cause.code })
+        }
+        return
+      }
+      Deferred.unsafeDone(failed, Exit.fail(new ListenerError({ reason: "Open", path, detail: cause.message })))
+    })
 
     // socket created with a restrictive umask, then chmod: never briefly world-writable
     const oldUmask = process.umask(0o177)
@@ -312,6 +333,13 @@ export const listen = (options: ListenOptions, makeHandler: (socket: net.Socket,
         yield* Effect.logInfo("listener closed").pipe(Effect.annotateLogs({ listener: options.name, socket: path }))
       })
     )
+    // past the open-file limit the kernel refuses accept() and libuv closes the waiting connections
+    const nofile = openFileLimit()
+    if (nofile !== undefined && nofile < maxConnections + 64) {
+      yield* Effect.logWarning("the open-file limit is below max_clients: connections past it will be closed").pipe(
+        Effect.annotateLogs({ listener: options.name, open_file_limit: nofile, max_clients: maxConnections })
+      )
+    }
     yield* Effect.logInfo("listening").pipe(
       Effect.annotateLogs({ listener: options.name, socket: path, mode: "0" + mode.toString(8), host: os.hostname() })
     )

@@ -94,6 +94,13 @@ export const layer = (options: UserdbRelayOptions) =>
             (why) => ctx.log("Warning", "userdb relay client sent a command auth-userdb does not serve; closing it", { detail: why })
           )
       )
+      if (((options.mode ?? 0o660) & 0o006) !== 0) {
+        yield* Effect.logWarning(
+          "the userdb relay socket is open to every local user: doveroute asks auth-userdb as itself, so Dovecot's " +
+            "per-uid limits for auth-userdb peers do not apply and anyone can run PASS/LIST lookups; use mode 0660 " +
+            "with the group LMTP/doveadm run as"
+        ).pipe(Effect.annotateLogs({ listener: "userdb-relay", socket: options.path, mode: "0" + (options.mode ?? 0o660).toString(8) }))
+      }
       yield* Effect.logInfo("userdb relay ready").pipe(Effect.annotateLogs({ upstream: options.upstream }))
     })
   )

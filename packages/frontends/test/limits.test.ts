@@ -3,7 +3,7 @@
 // front-end), slow-loris line timeout, idle timeout, a client that does not read its replies, the
 // userdb relay's command filter and non-UTF-8 dict user names.
 import { describe, expect, it } from "@effect/vitest"
-import { AuthServer, DictServer, Lookup, UserdbRelay } from "@doveroute/frontends"
+import { AuthServer, DictServer, HttpRoute, LoginRelay, Lookup, UserdbRelay } from "@doveroute/frontends"
 import { parseExtraField } from "@doveroute/routing"
 import { Duration, Effect, Layer, Logger } from "effect"
 import * as net from "node:net"
@@ -59,6 +59,32 @@ describe("connection limit (max_clients)", () => {
     }))
 })
 
+describe("connection limit on the HTTP endpoint", () => {
+  it.scopedLive("the connection over max_clients is closed; the others get answers", () =>
+    Effect.gen(function*() {
+      const dir = yield* scopedTmp
+      const sock = path.join(dir, "http.sock")
+      const lookup = scriptedLookup()
+      yield* quiet(Layer.build(
+        HttpRoute.layer({ listen: { _tag: "Unix", path: sock }, proxyFlag: "proxy", extraFields: [], maxConnections: 2 }).pipe(
+          Layer.provide(Layer.succeed(Lookup, lookup.service))
+        )
+      ))
+      const a = yield* Effect.promise(() => RawClient.connect(sock))
+      const b = yield* Effect.promise(() => RawClient.connect(sock))
+      yield* Effect.sleep("50 millis")
+      const c = yield* Effect.promise(() => RawClient.connect(sock))
+      expect(yield* Effect.promise(() => c.waitClosed(2000))).toBe(true)
+      for (const x of [a, b]) x.send("GET /route?user=alice HTTP/1.1\r\nHost: x\r\n\r\n")
+      for (const x of [a, b]) {
+        const got = yield* Effect.promise(() => x.waitFor((buf) => buf.toString().includes("host=")))
+        expect(got.toString()).toMatch(/^HTTP\/1\.1 200 /)
+      }
+      a.close()
+      b.close()
+    }))
+})
+
 describe("in-flight request limit (max_requests_per_client)", () => {
   it.scopedLive("dict: lookups beyond the limit wait unread (backpressure, no error) and are answered in order", () =>
     Effect.gen(function*() {
@@ -103,6 +129,41 @@ describe("in-flight request limit (max_requests_per_client)", () => {
       // a slot is free again
       c.send(`AUTH\t4\tPLAIN\tservice=imap\tresp=${Buffer.from("\0bob\0pw").toString("base64")}\n`)
       expect((yield* Effect.promise(() => c.waitLines(12))).slice(11)[0]).toMatch(/^OK\t4\tuser=bob\t/)
+    }))
+})
+
+describe("relay in-flight limit", () => {
+  it.scopedLive("login relay: while max_requests replies wait for routing, the client is not read; then it is", () =>
+    Effect.gen(function*() {
+      const dir = yield* scopedTmp
+      const sock = path.join(dir, "relay.sock")
+      const upPath = path.join(dir, "up.sock")
+      const upstream = yield* Effect.acquireRelease(
+        Effect.promise(() => FakeUpstream.listen(upPath, "VERSION\t1\t2\nDONE\n")),
+        (u) => Effect.promise(() => u.close())
+      )
+      const lookup = scriptedLookup()
+      lookup.hold("u1")
+      lookup.hold("u2")
+      yield* quiet(Layer.build(
+        LoginRelay.layer({ path: sock, upstream: upPath, mode: 0o600, maxRequests: 2 }).pipe(
+          Layer.provide(Layer.succeed(Lookup, lookup.service))
+        )
+      ))
+      const c = yield* Effect.promise(() => RawClient.connect(sock))
+      yield* Effect.promise(() => upstream.waitConnections(1))
+      upstream.send("OK\t1\tuser=u1\tproxy\nOK\t2\tuser=u2\tproxy\n")
+      yield* waitUntil(() => lookup.calls.length === 2)
+      yield* Effect.sleep("50 millis")
+      c.send("CANCEL\t9\n")
+      yield* Effect.sleep("300 millis")
+      expect(upstream.bytes().toString()).toBe("") // held back while 2 rewrites are pending
+      lookup.release("u1")
+      lookup.release("u2")
+      expect((yield* Effect.promise(() => upstream.waitBytes(9))).toString()).toBe("CANCEL\t9\n")
+      const out = (yield* Effect.promise(() => c.waitFor((b) => (b.toString().match(/host=/g) ?? []).length === 2))).toString()
+      expect(out).toMatch(/OK\t1\tuser=u1\tproxy\thost=/)
+      c.close()
     }))
 })
 
@@ -211,6 +272,23 @@ describe("userdb relay: only the commands auth-userdb serves", () => {
         expect(["", "VERSION\t1\t0\n"], JSON.stringify(bad)).toContain(got)
       }
       expect(c.closed).toBe(false)
+    }))
+})
+
+describe("userdb relay socket mode", () => {
+  it.scopedLive("a world-accessible userdb relay socket is warned about at start (0660 is not)", () =>
+    Effect.gen(function*() {
+      const dir = yield* scopedTmp
+      const logs: Array<string> = []
+      const capture = Logger.make(({ message }) => void logs.push(String(message)))
+      for (const [mode, name] of [[0o666, "open.sock"], [0o660, "group.sock"]] as const) {
+        yield* Layer.build(
+          UserdbRelay.layer({ path: path.join(dir, name), upstream: path.join(dir, "none.sock"), mode }).pipe(
+            Layer.provide(Layer.succeed(Lookup, scriptedLookup().service))
+          )
+        ).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, capture)))
+      }
+      expect(logs.filter((l) => /userdb relay socket is open to every local user/.test(l))).toHaveLength(1)
     }))
 })
 

@@ -39,7 +39,8 @@ const KEY_RE = /^[A-Za-z0-9_.-]+$/
 export const parseExtraField = (spec: string): ExtraField => {
   const eq = spec.indexOf("=")
   const key = eq === -1 ? spec : spec.slice(0, eq)
-  if (!KEY_RE.test(key)) throw new InvalidExtraField(spec, "key must be letters, digits, '_', '.' or '-'")
+  // name the key only: the value may be a secret (`password=…`)
+  if (!KEY_RE.test(key)) throw new InvalidExtraField(key, "key must be letters, digits, '_', '.' or '-'")
   if (eq === -1) return { key, value: undefined }
   const raw = spec.slice(eq + 1)
   if (/[\t\n\r]/.test(raw)) throw new InvalidExtraField(key, "value contains TAB, CR or LF")

@@ -19,8 +19,9 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { type BackendLoad, PlacementInfo, RouteHolds, RouteVersion, type RouteKey, StoreError } from "@doveroute/routing"
-import { Effect, Layer, Option } from "effect"
+import { type Duration, Effect, Layer, Option } from "effect"
 import { classifySqlError } from "./Classify.js"
+import { guarded } from "./SqlRouteStore.js"
 import { tableColumns } from "./Schema.js"
 
 export const META_TABLE = "doveroute_meta"
@@ -122,21 +123,25 @@ export const readRoutesVersion = Effect.gen(function*() {
   return Number(rows[0]!.value)
 })
 
-/** {@link RouteVersion} over the store's `doveroute_meta` row. */
-export const routeVersionLayer: Layer.Layer<RouteVersion, never, SqlClient.SqlClient> = Layer.effect(
-  RouteVersion,
-  Effect.map(SqlClient.SqlClient, (sql) => ({
-    current: Effect.provideService(readRoutesVersion, SqlClient.SqlClient, sql).pipe(
-      Effect.timeoutFail({ duration: "5 seconds", onTimeout: () => new StoreError({ reason: "Timeout", detail: "read routes version" }) })
-    )
-  }))
-)
+/** {@link RouteVersion} over the store's `doveroute_meta` row; `queryTimeout` bounds each read. */
+export const routeVersionLayer = (queryTimeout: Duration.DurationInput): Layer.Layer<RouteVersion, never, SqlClient.SqlClient> =>
+  Layer.effect(
+    RouteVersion,
+    Effect.map(SqlClient.SqlClient, (sql) => ({
+      current: Effect.provideService(readRoutesVersion, SqlClient.SqlClient, sql).pipe(
+        Effect.timeoutFail({
+          duration: queryTimeout,
+          onTimeout: () => new StoreError({ reason: "Timeout", detail: "read routes version" })
+        })
+      )
+    }))
+  )
 
 /**
  * {@link RouteHolds} over `doveroute_moves` (one primary-key query per cache miss). Provided only
  * when the table exists (a store left unmigrated keeps working without holds).
  */
-export const routeHoldsLayer: Layer.Layer<never, never, SqlClient.SqlClient> =
+export const routeHoldsLayer = (queryTimeout: Duration.DurationInput): Layer.Layer<never, never, SqlClient.SqlClient> =>
   Layer.unwrapEffect(Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const exists = yield* tableColumns(MOVES_TABLE).pipe(Effect.map((c) => c.length > 0), Effect.orElseSucceed(() => false))
@@ -145,28 +150,29 @@ export const routeHoldsLayer: Layer.Layer<never, never, SqlClient.SqlClient> =
     return Layer.succeed(RouteHolds, {
       heldUntil: (key: RouteKey) =>
         sql<{ e: number | string }>`SELECT expires_at AS e FROM ${sql(MOVES_TABLE)} WHERE route_key = ${String(key)} AND hold_logins = 1`.pipe(
-          wrap("read move hold"),
+          guarded("read move hold", queryTimeout),
           Effect.map((rows) => rows.length === 0 ? Option.none() : Option.some(Number(rows[0]!.e)))
         )
     }) as unknown as Layer.Layer<never>
   }))
 
 /** {@link PlacementInfo} from `backends.weight` (1 when the column is missing) and row counts. */
-export const placementInfoLayer: Layer.Layer<PlacementInfo, never, SqlClient.SqlClient> = Layer.effect(
+export const placementInfoLayer = (queryTimeout: Duration.DurationInput): Layer.Layer<PlacementInfo, never, SqlClient.SqlClient> =>
+  Layer.effect(
   PlacementInfo,
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const hasWeight = yield* tableColumns("backends").pipe(Effect.map((c) => c.includes("weight")), Effect.orElseSucceed(() => false))
     const weights = hasWeight
       ? sql<{ id: number | string; weight: number | string }>`SELECT id, weight FROM backends`.pipe(
-        wrap("read backend weights"),
+        guarded("read backend weights", queryTimeout),
         Effect.map((rows) => new Map(rows.map((r) => [Number(r.id), Number(r.weight)] as const)) as ReadonlyMap<number, number>)
       )
       : Effect.succeed(new Map<number, number>() as ReadonlyMap<number, number>)
     const loads = Effect.gen(function*() {
       const w = yield* weights
       const counts = yield* sql<{ b: number | string; n: number | string }>`SELECT backend_id AS b, COUNT(*) AS n FROM user_backend GROUP BY backend_id`.pipe(
-        wrap("count users per backend")
+        guarded("count users per backend", queryTimeout)
       )
       const m = new Map<number, BackendLoad>()
       for (const [id, weight] of w) m.set(id, { weight, users: 0 })

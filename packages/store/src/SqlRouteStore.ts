@@ -56,6 +56,24 @@ export const insertIgnoreStatement = (sql: SqlClient.SqlClient, strategy: Strate
   })
 }
 
+/**
+ * What every query on the lookup path goes through: driver errors classified once, and an answer
+ * at the deadline (`Timeout`) even when the server hangs. Interrupting a query (pg sends a cancel
+ * request over a new connection) finishes in the background instead of delaying the temp failure.
+ */
+export const guarded = (what: string, timeout: Duration.DurationInput) => {
+  const d = Duration.decode(timeout)
+  return <A, R>(eff: Effect.Effect<A, SqlError, R>): Effect.Effect<A, StoreError, R> =>
+    eff.pipe(
+      Effect.mapError(classifySqlError(what)),
+      Effect.disconnect,
+      Effect.timeoutFail({
+        duration: d,
+        onTimeout: () => new StoreError({ reason: "Timeout", detail: `${what}: no answer within ${Duration.format(d)}` })
+      })
+    )
+}
+
 /** Build the store; needs a `SqlClient`. */
 export const make = (options: SqlRouteStoreOptions) =>
   Effect.gen(function*() {
@@ -63,17 +81,7 @@ export const make = (options: SqlRouteStoreOptions) =>
     const timeout = Duration.decode(options.queryTimeout ?? "5 seconds")
     const col = sql(keyColumn(options.strategy))
 
-    const run = <A>(what: string, eff: Effect.Effect<A, SqlError>): Effect.Effect<A, StoreError> =>
-      eff.pipe(
-        Effect.mapError(classifySqlError(what)),
-        // answer at the deadline: interrupting a query (pg sends a cancel request over a new
-        // connection) finishes in the background instead of delaying the temp failure
-        Effect.disconnect,
-        Effect.timeoutFail({
-          duration: timeout,
-          onTimeout: () => new StoreError({ reason: "Timeout", detail: `${what}: no answer within ${Duration.format(timeout)}` })
-        })
-      )
+    const run = <A>(what: string, eff: Effect.Effect<A, SqlError>): Effect.Effect<A, StoreError> => guarded(what, timeout)(eff)
 
     const findAssigned = (key: RouteKey): Effect.Effect<Option.Option<Backend>, StoreError> =>
       Effect.flatMap(
