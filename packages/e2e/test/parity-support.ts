@@ -255,6 +255,9 @@ export async function startParityDaemon(db: ParityDb, tmp: ChrootTempDir, tag: s
       "--http-listen", `127.0.0.1:${httpPort}`, "--extra-field", "nopassword", "--extra-field", `port=${EXTRA_PORT}`,
       "--log-level", "warning"
     ],
+    // parity compares routing decisions scenario by scenario, and the scenarios rewrite the tables
+    // faster than the lookup cache's invalidation bound (cache.refresh): compare without the cache
+    env: { DOVEROUTE_CACHE_ENABLED: "false" },
     waitFor: [dictSocket],
     waitForTcp: [{ host: "127.0.0.1", port: httpPort }],
     timeoutMs: 120_000

@@ -81,6 +81,8 @@ describe("Postfix smtpd SASL through doveroute's standalone auth socket", () => 
 
   it("a wrong password is refused (535) and never routed", async () => {
     expect((await auth(postfix.port, "alice", "wrong")).code).toBe(535)
+    // Postfix writes its log through postlogd, asynchronously: wait for the line
+    for (let i = 0; i < 100 && !/SASL PLAIN authentication failed/.test(postfix.log()); i++) await new Promise((r) => setTimeout(r, 50))
     expect(postfix.log()).toMatch(/SASL PLAIN authentication failed/)
     // SASL-only clients are never routed: no row for carol, who only used SMTP
     expect((await mappingRows(db)).map((r) => r.user)).not.toContain("carol")

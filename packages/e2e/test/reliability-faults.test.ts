@@ -191,7 +191,7 @@ describe("faults (daemon child)", () => {
     expectNoSecrets(logs1, "killed daemon output")
     expectHealthy(d2, "restarted daemon")
     expect(await d2.stop()).toBe(0)
-  }, 90_000)
+  }, 240_000)
 
   it("SQLite locked by another writer under load: only OK or temp_fail, existing users still served, back by itself", async () => {
     const tmp = makeTempDir()
