@@ -41,7 +41,7 @@ export const toBackend = (r: BackendRow): Backend => ({
 
 /**
  * The race-safe first insert: `ON DUPLICATE KEY UPDATE key = key` on MySQL/MariaDB, `ON CONFLICT
- * (key) DO NOTHING` elsewhere. The key column is an identifier, so every dialect quotes it
+ * DO NOTHING` elsewhere. The key column is an identifier, so every dialect quotes it
  * (`"user"` on PostgreSQL, where `user` is reserved: the scripts' defect 4).
  */
 export const insertIgnoreStatement = (sql: SqlClient.SqlClient, strategy: Strategy, key: RouteKey, backendId: number) => {
@@ -50,9 +50,11 @@ export const insertIgnoreStatement = (sql: SqlClient.SqlClient, strategy: Strate
     mysql: () =>
       sql`INSERT INTO user_backend (backend_id, ${col}) VALUES (${backendId}, ${key})
         ON DUPLICATE KEY UPDATE ${col} = ${col}`,
+    // no conflict target: two racing first logins that picked the same backend collide on the
+    // primary key (backend_id, key) before the unique key index; both must be ignored
     orElse: () =>
       sql`INSERT INTO user_backend (backend_id, ${col}) VALUES (${backendId}, ${key})
-        ON CONFLICT (${col}) DO NOTHING`
+        ON CONFLICT DO NOTHING`
   })
 }
 
