@@ -118,7 +118,7 @@ describe.concurrent("PostgreSQL: the reserved column user", () => {
           Effect.provide(clientLayer(url))
         )
         expect(compiled).toContain(`INSERT INTO user_backend (backend_id, "user")`)
-        expect(compiled).toContain(`ON CONFLICT ("user") DO NOTHING`)
+        expect(compiled).toContain(`ON CONFLICT DO NOTHING`)
 
         const routed = yield* Effect.flatMap(Router, (r) => Effect.all([r.route("alice"), r.route("alice"), r.route("user")])).pipe(
           Effect.provide(storeFor(url, "mapping"))
