@@ -110,6 +110,8 @@ describe("testkit harness: Dovecot 2.4 (chroot) proxy -> backend (static passdb)
   it("a direct login on 127.0.0.3 is told apart from 127.0.0.2", async () => {
     const r = await imapLogin("127.0.0.3", be().imapPort, "bob", "secret")
     expect(r.login.status, r.transcript).toBe("OK")
+    // Dovecot writes the login line through its log process, asynchronously: wait for it
+    for (let i = 0; i < 100 && be().servedBy("bob", "imap") === undefined; i++) await new Promise((res) => setTimeout(res, 50))
     expect(be().servedBy("bob", "imap")).toBe("127.0.0.3")
   })
 
