@@ -32,6 +32,7 @@ import * as fs from "node:fs"
 import * as http from "node:http"
 import * as net from "node:net"
 import { Lookup, type LookupService } from "./Lookup.js"
+import { holdRestrictiveUmask, publishSocket, stagingPath } from "./SocketFile.js"
 import { ListenerError, lookupId, prepareSocketPath, type SocketPermissions } from "./UnixListener.js"
 
 /** Where the endpoint listens. */
@@ -239,24 +240,19 @@ export const layer = (options: HttpRouteOptions) =>
       }
       const server = http.createServer()
       server.maxConnections = options.maxConnections ?? 10_000
-      // a UNIX socket is created with a restrictive umask, then chmod-ed (never briefly open)
-      const oldUmask = l._tag === "Unix" ? process.umask(0o177) : undefined
+      // a UNIX socket is bound 0600 at a staging name, then given its permissions and renamed (SocketFile)
+      const staging = l._tag === "Unix" ? stagingPath(l.path) : undefined
+      const releaseUmask = l._tag === "Unix" ? holdRestrictiveUmask() : () => {}
       const httpServer = yield* NodeHttpServer.make(
         () => server,
-        l._tag === "Tcp" ? { host: l.host, port: l.port } : { path: l.path }
+        l._tag === "Tcp" ? { host: l.host, port: l.port } : { path: staging ?? l.path }
       ).pipe(
         Effect.mapError((e) => new ListenerError({ reason: "Open", path: where, detail: e.cause instanceof Error ? e.cause.message : String(e.cause) })),
-        Effect.ensuring(Effect.sync(() => {
-          if (oldUmask !== undefined) process.umask(oldUmask)
-        }))
+        Effect.ensuring(Effect.sync(releaseUmask))
       )
       if (l._tag === "Unix") {
-        const ino = fs.statSync(l.path).ino
-        yield* Effect.try({
-          try: () => {
-            if (uid !== undefined || gid !== undefined) fs.chownSync(l.path, uid ?? -1, gid ?? -1)
-            fs.chmodSync(l.path, options.mode ?? 0o660)
-          },
+        const ino = yield* Effect.try({
+          try: () => publishSocket(staging ?? l.path, l.path, { mode: options.mode ?? 0o660, uid, gid }),
           catch: (e) => new ListenerError({ reason: "Permissions", path: l.path, detail: (e as Error).message })
         })
         yield* Effect.addFinalizer(() =>

@@ -6,7 +6,8 @@
  *
  * - A stale socket file (left by a crash) is removed when nothing answers on it; a live one makes
  *   start-up fail with reason `InUse` (another instance runs).
- * - The socket file gets the configured mode (default 0660), owner and group.
+ * - The socket file gets the configured mode (default 0660), owner and group before it appears at
+ *   its path ({@link publishSocket}).
  * - Limits ({@link ConnectionLimits}, docs/operations.md): at most `maxConnections` clients (more are
  *   closed at once, with a rate-limited warning); an unfinished line older than `lineTimeout`
  *   closes the connection (slow-loris); optionally an idle timeout. A client that does not read
@@ -21,6 +22,7 @@ import * as fs from "node:fs"
 import * as net from "node:net"
 import * as os from "node:os"
 import { runtimeLog } from "./ListenerLog.js"
+import { holdRestrictiveUmask, publishSocket, stagingPath } from "./SocketFile.js"
 
 /** Why a listener could not start. */
 export class ListenerError extends Data.TaggedError("ListenerError")<{
@@ -268,14 +270,15 @@ export const listen = (options: ListenOptions, makeHandler: (socket: net.Socket,
       Deferred.unsafeDone(failed, Exit.fail(new ListenerError({ reason: "Open", path, detail: cause.message })))
     })
 
-    // socket created with a restrictive umask, then chmod: never briefly world-writable
-    const oldUmask = process.umask(0o177)
+    // bound 0600 at a staging name, then given its permissions and renamed into place (SocketFile)
+    const staging = stagingPath(path)
+    const releaseUmask = holdRestrictiveUmask()
     yield* Effect.async<void, ListenerError>((resume) => {
       server.once("error", (cause) =>
         resume(Effect.fail(new ListenerError({ reason: "Open", path, detail: cause.message }))))
       // a deep accept queue: login processes connect in bursts (the kernel caps it at somaxconn)
-      server.listen({ path, backlog: 4096 }, () => resume(Effect.void))
-    }).pipe(Effect.ensuring(Effect.sync(() => process.umask(oldUmask))))
+      server.listen({ path: staging, backlog: 4096 }, () => resume(Effect.void))
+    }).pipe(Effect.ensuring(Effect.sync(releaseUmask)))
 
     // slow-loris and idle connections; skipped when the event loop was late (data may be unread)
     const period = Math.min(5000, Math.max(50, Math.min(...[lineMs, idleMs].filter((ms) => ms > 0)) / 4))
@@ -305,12 +308,8 @@ export const listen = (options: ListenOptions, makeHandler: (socket: net.Socket,
     sweeper?.unref()
     yield* Effect.addFinalizer(() => Effect.sync(() => clearInterval(sweeper)))
 
-    const ino = fs.statSync(path).ino
-    yield* Effect.try({
-      try: () => {
-        if (uid !== undefined || gid !== undefined) fs.chownSync(path, uid ?? -1, gid ?? -1)
-        fs.chmodSync(path, mode)
-      },
+    const ino = yield* Effect.try({
+      try: () => publishSocket(staging, path, { mode, uid, gid }),
       catch: (e) => new ListenerError({ reason: "Permissions", path, detail: (e as Error).message })
     }).pipe(Effect.tapError(() => Effect.sync(() => server.close())))
 

@@ -4,6 +4,7 @@
  * @since 0.1.0
  */
 export * as UnixListener from "./UnixListener.js"
+export * as SocketFile from "./SocketFile.js"
 export { ListenerError } from "./UnixListener.js"
 export * from "./Lookup.js"
 export * as DictServer from "./DictServer.js"
