@@ -1,7 +1,9 @@
 // `doveroute user move --kick` with a real Dovecot 2.4.1 proxy (standalone auth socket, two
 // backends on 127.0.0.2 / 127.0.0.3): alice's open IMAP session is kicked through
-// `chroot ROOT doveadm -c CONF proxy kick %u` (kick_command), and her next login lands on the new
-// backend. Fails (does not skip) when the chroot is missing.
+// `chroot ROOT doveadm -c CONF proxy kick %u` (kick_command) and really closed, and her next login
+// lands on the new backend. The proxy includes config/dovecot-2.4/96-doveroute-kick.conf: without
+// it 2.4.1 reports "1 connections kicked" but leaves the session open (see that file). Fails (does
+// not skip) when the chroot is missing.
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import * as fs from "node:fs"
 import {
@@ -25,6 +27,14 @@ import {
 import { DAEMON_ENV, seedStore, snippet } from "./auth-fixtures.js"
 
 const MASTER = "secret"
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+
+/** Waits up to `ms` for the server to close `c`'s socket; true when it did. */
+const closedWithin = async (c: ImapClient, ms: number): Promise<boolean> => {
+  for (const end = Date.now() + ms; !c.conn.closed && Date.now() < end;) await sleep(50)
+  return c.conn.closed
+}
 
 describe("user move --kick on real Dovecot 2.4.1", { timeout: 180_000 }, () => {
   let tmp: ChrootTempDir
@@ -61,6 +71,7 @@ describe("user move --kick on real Dovecot 2.4.1", { timeout: 180_000 }, () => {
       config: proxyConfig24(
         { dir, imapPort },
         snippet("2.4", "95-doveroute-auth.conf", sock),
+        snippet("2.4", "96-doveroute-kick.conf"),
         "passdb static {\n  password = internal-auth-should-never-be-used\n}"
       ),
       tcp: [{ host: "127.0.0.1", port: imapPort }]
@@ -73,7 +84,7 @@ describe("user move --kick on real Dovecot 2.4.1", { timeout: 180_000 }, () => {
     if (daemon !== undefined) expect(code).toBe(0)
   })
 
-  it("a move with --kick runs doveadm proxy kick (Dovecot reports the connection kicked) and the next login lands on the new backend", async () => {
+  it("a move with --kick closes the open proxied IMAP session and the next login lands on the new backend", async () => {
     expect(proxy.hostPaths.configPath).toBe(DOVECOT24_ROOT + tmp.join("proxy") + "/dovecot.conf")
     const c = await ImapClient.connect("127.0.0.1", imapPort)
     expect((await c.login("alice", MASTER)).status, c.transcript()).toBe("OK")
@@ -91,10 +102,13 @@ describe("user move --kick on real Dovecot 2.4.1", { timeout: 180_000 }, () => {
     expect(out.kicks[0]).toMatchObject({ exitCode: 0 })
     expect(out.kicks[0].output).toMatch(/1 connections kicked/)
 
-    // NOT asserted: that the open session is closed. With the standalone auth socket route
-    // (login processes without chroot) Dovecot 2.4.1 answers "1 connections kicked" but the
-    // proxied session kept answering NOOP for 9 s in our runs; see the note on issue 6.
+    // The open session is really gone: the proxy closed the client socket (no NOOP answered),
+    // logged the admin kick, and no longer lists alice.
+    expect(await closedWithin(c, 5_000), c.transcript()).toBe(true)
+    await expect(c.command("NOOP")).rejects.toThrow()
     c.close()
+    expect(proxy.log()).toMatch(/Kicked by admin/)
+    expect((await proxy.doveadm(["proxy", "list"])).stdout).not.toMatch(/alice/)
 
     const again = await imapLogin("127.0.0.1", imapPort, "alice", MASTER, { select: true })
     expect(again.login.status, again.transcript).toBe("OK")
