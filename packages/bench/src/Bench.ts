@@ -66,6 +66,8 @@ export interface BenchOptions {
 export type ServerKind = "doveroute" | "dovecot-lua" | "dovecot-lua-inproc" | "bare"
 export type StoreKind = "sqlite" | "postgres" | "mysql" | "-"
 export type Temperature = "warm" | "cold" | "-"
+/** A non-default doveroute setting of a row (`nocache`: `cache.enabled = false`, every lookup reads the store). */
+export type Variant = "nocache"
 
 export interface Row {
   readonly id: string
@@ -73,6 +75,7 @@ export interface Row {
   readonly frontend: LoadMode
   readonly store: StoreKind
   readonly temperature: Temperature
+  readonly variant?: Variant
   readonly connections: number
   readonly result: LoadResult
   /** Server CPU time during the run (warm-up and drain included) per reply, µs. */
@@ -196,7 +199,7 @@ let runCounter = 0
 async function measure(
   ctx: Ctx,
   server: Server,
-  meta: { server: ServerKind; frontend: LoadMode; store: StoreKind; temperature: Temperature },
+  meta: { server: ServerKind; frontend: LoadMode; store: StoreKind; temperature: Temperature; variant?: Variant },
   load: Omit<LoadOptions, "connections" | "durationMs" | "warmupMs" | "depth" | "users">,
   connections: number,
   users: ReadonlyArray<string> = ctx.users
@@ -206,7 +209,7 @@ async function measure(
   meter.start()
   const result = await runLoad({ ...load, users, connections, depth: o.depth, durationMs: o.durationMs, warmupMs: o.warmupMs })
   const cpuMs = meter.stop()
-  const id = `${meta.server}-${meta.frontend}-${meta.store}-${meta.temperature}`
+  const id = `${meta.server}-${meta.frontend}-${meta.store}-${meta.temperature}${meta.variant !== undefined ? "-" + meta.variant : ""}`
   const row: Row = {
     id,
     ...meta,
@@ -258,7 +261,7 @@ async function verifyFirstTime(ctx: Ctx, row: Row, mode: LoadMode, socket: strin
 async function series(
   ctx: Ctx,
   server: Server,
-  meta: { server: ServerKind; frontend: LoadMode; store: StoreKind },
+  meta: { server: ServerKind; frontend: LoadMode; store: StoreKind; variant?: Variant },
   socket: string,
   temperature: "warm" | "cold",
   expected: ReadonlyMap<string, string>,
@@ -283,11 +286,16 @@ async function series(
   }
 }
 
-/** Untimed load at the highest level: JIT, auth-worker processes, pools. */
+/**
+ * Untimed load at the highest level: every warm user looked up once (so a server with a lookup
+ * cache has each of them in it, as after a day of logins), then JIT, auth-worker processes, pools.
+ */
 async function prewarm(ctx: Ctx, mode: LoadMode, socket: string, expected: ReadonlyMap<string, string>): Promise<void> {
   const c = Math.max(...ctx.o.levels)
+  const all = await runLoad({ mode, socket, connections: c, users: ctx.users, expected, hosts: HOST_SET, sequential: true })
   const r = await runLoad({ mode, socket, connections: c, users: ctx.users, expected, hosts: HOST_SET, durationMs: ctx.o.quick ? 200 : 1000 })
-  if (r.errors > 0) ctx.o.log(`  (pre-warm: ${r.errors} errors ${JSON.stringify(r.errorKinds)} e.g. ${r.errorSamples[0]})`)
+  const errors = all.errors + r.errors
+  if (errors > 0) ctx.o.log(`  (pre-warm: ${errors} errors ${JSON.stringify({ ...all.errorKinds, ...r.errorKinds })} e.g. ${all.errorSamples[0] ?? r.errorSamples[0]})`)
 }
 
 /** A store with the two backends (added with `doveroute backend add`, which also migrates) and the warm users mapped. */
@@ -329,6 +337,20 @@ async function phaseSqlite(ctx: Ctx): Promise<void> {
       }
       ctx.replySize = sumReplySizes(ctx.report.rows.filter((r) => r.server === "doveroute" && r.frontend === "auth"))
     })
+    // the same warm load with the lookup cache off: every request reads SQLite, as the Lua passdb
+    // does with auth_cache_size = 0
+    if (ctx.auth) {
+      await guarded(ctx, "doveroute on SQLite, cache off", async () => {
+        const authSocket = tmp.join("auth-nc.sock")
+        const d = await startDoveroute({ store, authSocket, env: { DOVEROUTE_CACHE_ENABLED: "false" } })
+        try {
+          await prewarm(ctx, "auth", authSocket, ctx.expected)
+          await series(ctx, d, { server: "doveroute", frontend: "auth", store: "sqlite", variant: "nocache" }, authSocket, "warm", ctx.expected)
+        } finally {
+          await d.stop()
+        }
+      })
+    }
   }
   if (!o.groups.has("lua")) return
   const variants: Array<boolean> = o.luaInProcess ? [false, true] : [false]

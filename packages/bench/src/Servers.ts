@@ -118,6 +118,8 @@ export interface DoverouteOptions {
   readonly extraFields?: ReadonlyArray<string>
   /** Write a V8 CPU profile into this directory when the daemon exits (`node --cpu-prof`). */
   readonly cpuProfDir?: string
+  /** Extra environment (e.g. `DOVEROUTE_CACHE_ENABLED=false`). */
+  readonly env?: Readonly<Record<string, string>>
   readonly timeoutMs?: number
 }
 
@@ -129,7 +131,7 @@ export async function startDoveroute(o: DoverouteOptions): Promise<Server> {
   if (o.dictSocket !== undefined) args.push("--dict-socket", o.dictSocket)
   if (o.authSocket !== undefined) args.push("--auth-socket", o.authSocket)
   for (const f of o.extraFields ?? ["nopassword"]) args.push("--extra-field", f)
-  const proc = await spawnManaged(process.execPath, args, { cwd: REPO_ROOT })
+  const proc = await spawnManaged(process.execPath, args, { cwd: REPO_ROOT, ...(o.env !== undefined ? { env: { ...process.env, ...o.env } } : {}) })
   const abortIf = () => {
     const info = proc.exitInfo()
     return info === undefined ? undefined : `doveroute exited (code ${info.code}, signal ${info.signal}):\n${proc.output()}`

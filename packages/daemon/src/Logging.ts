@@ -5,6 +5,7 @@
  *
  * @since 0.1.0
  */
+import { ListenerLog } from "@doveroute/frontends"
 import { FiberRef, HashSet, Layer, Logger, LogLevel } from "effect"
 
 const LEVELS = {
@@ -28,7 +29,8 @@ export const setLive = (options: { readonly format: "logfmt" | "json"; readonly 
 
 /**
  * Like {@link layer}, but level and format can change while running ({@link setLive}): Effect's
- * minimum level is Debug and the logger filters by the live level (`serve` uses this).
+ * minimum level is Debug and the logger filters by the live level (`serve` uses this). Also provides
+ * {@link ListenerLog.LiveLogLevel}, so socket code skips lines below the live level without a fiber.
  */
 export const reloadableLayer = (options: { readonly format: "logfmt" | "json"; readonly level: keyof typeof LEVELS }) => {
   setLive(options)
@@ -37,9 +39,11 @@ export const reloadableLayer = (options: { readonly format: "logfmt" | "json"; r
     if (LogLevel.lessThan(o.logLevel, live.level)) return
     out[live.format].log(o)
   })
-  return Layer.merge(
+  return Layer.mergeAll(
     Layer.locallyScoped(FiberRef.currentLoggers, HashSet.make(logger)),
-    Logger.minimumLogLevel(LogLevel.Debug)
+    Logger.minimumLogLevel(LogLevel.Debug),
+    // listeners and lookups ask this before building a log line (the hot path logs nothing below it)
+    Layer.succeed(ListenerLog.LiveLogLevel, { current: () => live.level })
   )
 }
 

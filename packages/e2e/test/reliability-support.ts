@@ -246,6 +246,8 @@ export class AuthLineClient {
       this.closed = true
       for (const cb of this.pending.values()) cb("X closed")
       this.pending.clear()
+      // a connection closed before the handshake finished: `ready` must not hang (logins then say "X closed")
+      this.done()
     }
     socket.on("close", fail)
     socket.on("error", () => {})

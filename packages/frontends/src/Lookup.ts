@@ -6,7 +6,8 @@
  * @since 0.1.0
  */
 import { type Route, RouteError, Router, StoreError } from "@doveroute/routing"
-import { Context, Effect, FiberRef, Layer, LogLevel, Runtime } from "effect"
+import { Context, Effect, Layer, LogLevel, Runtime } from "effect"
+import { logLevelGate } from "./ListenerLog.js"
 
 /** The outcome of one routing request. */
 export type LookupResult =
@@ -26,8 +27,9 @@ export class Lookup extends Context.Tag("doveroute/Lookup")<Lookup, LookupServic
       const router = yield* Router
       const runtime = yield* Effect.runtime<never>()
       const run = Runtime.runPromise(runtime)
-      // decided once: the success path stays free of log effects unless debug logging is on
-      const debug = LogLevel.lessThanEqual(yield* FiberRef.get(FiberRef.currentMinimumLogLevel), LogLevel.Debug)
+      // the success path stays free of log effects unless debug logging is on (checked per lookup:
+      // the daemon's level can change on SIGHUP)
+      const enabled = yield* logLevelGate
       const routed = (route: Route): LookupResult => ({ _tag: "Routed", route })
       const failed = (frontend: string, user: string) => (e: RouteError | StoreError) =>
         Effect.as(
@@ -49,7 +51,7 @@ export class Lookup extends Context.Tag("doveroute/Lookup")<Lookup, LookupServic
         // the hot path: a cached route answers without a fiber or a query
         const hit = router.cached(user)
         if (hit !== undefined) return Promise.resolve(routed(hit))
-        const routeEff = debug ? Effect.tap(router.route(user), logRouted(frontend, user)) : router.route(user)
+        const routeEff = enabled(LogLevel.Debug) ? Effect.tap(router.route(user), logRouted(frontend, user)) : router.route(user)
         return run(
           routeEff.pipe(
             Effect.map(routed),

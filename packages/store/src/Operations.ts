@@ -21,7 +21,7 @@ import type { SqlError } from "@effect/sql/SqlError"
 import { type BackendLoad, PlacementInfo, RouteHolds, RouteVersion, type RouteKey, StoreError } from "@doveroute/routing"
 import { type Duration, Effect, Layer, Option } from "effect"
 import { classifySqlError } from "./Classify.js"
-import { guarded } from "./SqlRouteStore.js"
+import { guarded, runsSynchronously } from "./SqlRouteStore.js"
 import { tableColumns } from "./Schema.js"
 
 export const META_TABLE = "doveroute_meta"
@@ -150,7 +150,7 @@ export const routeHoldsLayer = (queryTimeout: Duration.DurationInput): Layer.Lay
     return Layer.succeed(RouteHolds, {
       heldUntil: (key: RouteKey) =>
         sql<{ e: number | string }>`SELECT expires_at AS e FROM ${sql(MOVES_TABLE)} WHERE route_key = ${String(key)} AND hold_logins = 1`.pipe(
-          guarded("read move hold", queryTimeout),
+          guarded("read move hold", queryTimeout, { synchronous: runsSynchronously(sql) }),
           Effect.map((rows) => rows.length === 0 ? Option.none() : Option.some(Number(rows[0]!.e)))
         )
     }) as unknown as Layer.Layer<never>
@@ -165,14 +165,14 @@ export const placementInfoLayer = (queryTimeout: Duration.DurationInput): Layer.
     const hasWeight = yield* tableColumns("backends").pipe(Effect.map((c) => c.includes("weight")), Effect.orElseSucceed(() => false))
     const weights = hasWeight
       ? sql<{ id: number | string; weight: number | string }>`SELECT id, weight FROM backends`.pipe(
-        guarded("read backend weights", queryTimeout),
+        guarded("read backend weights", queryTimeout, { synchronous: runsSynchronously(sql) }),
         Effect.map((rows) => new Map(rows.map((r) => [Number(r.id), Number(r.weight)] as const)) as ReadonlyMap<number, number>)
       )
       : Effect.succeed(new Map<number, number>() as ReadonlyMap<number, number>)
     const loads = Effect.gen(function*() {
       const w = yield* weights
       const counts = yield* sql<{ b: number | string; n: number | string }>`SELECT backend_id AS b, COUNT(*) AS n FROM user_backend GROUP BY backend_id`.pipe(
-        guarded("count users per backend", queryTimeout)
+        guarded("count users per backend", queryTimeout, { synchronous: runsSynchronously(sql) })
       )
       const m = new Map<number, BackendLoad>()
       for (const [id, weight] of w) m.set(id, { weight, users: 0 })
