@@ -12,7 +12,7 @@ import { formatReport, ratios, targets } from "./Report.js"
 
 const USAGE = `usage:
   npm run bench [-- options]            doveroute vs Dovecot 2.3 + lua/director.lua vs bare node:net
-    --quick                 short runs (< 1 min): 0.6 s per run, 2000 users, no memory check, no blocking=no variant
+    --quick                 short runs (< 1 min): 0.5 s per run, 2000 users, no memory check, no blocking=no variant
     --duration S            measured seconds per run (default 5)
     --warmup S              untimed seconds at the start of each run (default 0.5)
     --levels 1,16,64        connection counts
@@ -78,7 +78,7 @@ async function main(argv: Array<string>): Promise<number> {
   const profile = values["profile-cold"] ? "cold" : "warm"
   const o: BenchOptions = {
     quick,
-    durationMs: Math.round(num(values.duration, quick ? 0.6 : 5) * 1000),
+    durationMs: Math.round(num(values.duration, quick ? 0.5 : 5) * 1000),
     warmupMs: Math.round(num(values.warmup, quick ? 0.15 : 0.5) * 1000),
     levels: values.levels !== undefined ? list(values.levels).map(Number) : [1, 16, 64],
     depth: num(values.depth, 1),
