@@ -32,8 +32,8 @@ import * as fs from "node:fs"
 import * as http from "node:http"
 import * as net from "node:net"
 import { Lookup, type LookupService } from "./Lookup.js"
-import { holdRestrictiveUmask, publishSocket, stagingPath } from "./SocketFile.js"
-import { ListenerError, lookupId, prepareSocketPath, type SocketPermissions } from "./UnixListener.js"
+import { holdRestrictiveUmask, stagingPath } from "./SocketFile.js"
+import { ListenerError, lookupId, prepareSocketPath, publishListenerSocket, type SocketPermissions } from "./UnixListener.js"
 
 /** Where the endpoint listens. */
 export type HttpListen =
@@ -251,10 +251,7 @@ export const layer = (options: HttpRouteOptions) =>
         Effect.ensuring(Effect.sync(releaseUmask))
       )
       if (l._tag === "Unix") {
-        const ino = yield* Effect.try({
-          try: () => publishSocket(staging ?? l.path, l.path, { mode: options.mode ?? 0o660, uid, gid }),
-          catch: (e) => new ListenerError({ reason: "Permissions", path: l.path, detail: (e as Error).message })
-        })
+        const ino = yield* publishListenerSocket(staging ?? l.path, l.path, { mode: options.mode ?? 0o660, uid, gid })
         yield* Effect.addFinalizer(() =>
           Effect.sync(() => {
             try {

@@ -5,8 +5,10 @@
  * 1. while any listener is binding, the process umask is 0177 ({@link holdRestrictiveUmask}): the
  *    file is created 0600 root-only, never briefly world-writable;
  * 2. the socket is bound at a staging name in the same directory ({@link stagingPath});
- * 3. {@link publishSocket} sets owner, group and mode on it and renames it over the final path
- *    (rename(2) is atomic: a client connects to nothing or to the finished socket).
+ * 3. {@link publishSocket} sets owner, group and mode on it and hard-links it to the final path,
+ *    then removes the staging name. link(2) is atomic and, unlike rename(2), fails when the path
+ *    exists: a client connects to nothing or to the finished socket, and of two daemons started
+ *    at once on one path only one gets it (the caller probes the other: live = `InUse`).
  *
  * When the staging name would not fit in `sockaddr_un.sun_path` (107 bytes), the socket is bound at
  * its final path directly and the permissions follow right after (a client may then see 0600 for
@@ -40,37 +42,75 @@ export const holdRestrictiveUmask = (): (() => void) => {
 
 /**
  * The name to bind at before {@link publishSocket}: `<dir>/.<name>.<pid>.new`, or `path` itself
- * when that would be longer than {@link MAX_SOCKET_PATH_BYTES}. A leftover of a crashed process is
- * removed first.
+ * when that would be longer than {@link MAX_SOCKET_PATH_BYTES}. Staging names of `path` left by
+ * processes that no longer run (a crash between bind and publish) are removed first.
  */
 export const stagingPath = (path: string): string => {
-  const staging = nodePath.join(nodePath.dirname(path), `.${nodePath.basename(path)}.${process.pid}.new`)
+  const dir = nodePath.dirname(path)
+  const base = nodePath.basename(path)
+  const staging = nodePath.join(dir, `.${base}.${process.pid}.new`)
   if (Buffer.byteLength(staging) > MAX_SOCKET_PATH_BYTES) return path
-  try {
-    if (fs.lstatSync(staging).isSocket()) fs.unlinkSync(staging)
-  } catch {
-    // not there
-  }
+  removeLeftovers(dir, base)
   return staging
+}
+
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM"
+  }
+}
+
+const removeLeftovers = (dir: string, base: string): void => {
+  let names: Array<string>
+  try {
+    names = fs.readdirSync(dir)
+  } catch {
+    return
+  }
+  const prefix = `.${base}.`
+  for (const name of names) {
+    if (!name.startsWith(prefix) || !name.endsWith(".new")) continue
+    const pid = Number(name.slice(prefix.length, -".new".length))
+    if (!Number.isInteger(pid) || pid <= 0 || (pid !== process.pid && alive(pid))) continue
+    try {
+      const p = nodePath.join(dir, name)
+      if (fs.lstatSync(p).isSocket()) fs.unlinkSync(p)
+    } catch {
+      // gone meanwhile
+    }
+  }
 }
 
 /**
  * Give the socket bound at `staging` its owner, group (numeric ids; undefined = unchanged) and
- * mode, then move it to `path`. Returns the inode of the published file (used on shutdown to remove
- * only our own file). Throws the `fs` error (EPERM, ENOENT, …); the staging file is removed then.
+ * mode, then link it to `path` and remove the staging name. Returns the inode of the published
+ * socket (used on shutdown to remove only our own file), or `"exists"` when `path` exists (the
+ * staging socket is kept for another try). Throws the `fs` error (EPERM, ENOENT, …); the staging
+ * name is removed then.
  */
 export const publishSocket = (
   staging: string,
   path: string,
   perms: { readonly mode: number; readonly uid: number | undefined; readonly gid: number | undefined }
-): number => {
+): number | "exists" => {
   try {
     if (perms.uid !== undefined || perms.gid !== undefined) fs.chownSync(staging, perms.uid ?? -1, perms.gid ?? -1)
     fs.chmodSync(staging, perms.mode)
-    if (staging !== path) fs.renameSync(staging, path)
+    const ino = fs.lstatSync(staging).ino
+    if (staging === path) return ino
+    try {
+      fs.linkSync(staging, path)
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "EEXIST") return "exists"
+      throw e
+    }
+    fs.unlinkSync(staging)
+    return ino
   } catch (e) {
     if (staging !== path) fs.rmSync(staging, { force: true })
     throw e
   }
-  return fs.statSync(path).ino
 }

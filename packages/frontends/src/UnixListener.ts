@@ -22,7 +22,7 @@ import * as fs from "node:fs"
 import * as net from "node:net"
 import * as os from "node:os"
 import { runtimeLog } from "./ListenerLog.js"
-import { holdRestrictiveUmask, publishSocket, stagingPath } from "./SocketFile.js"
+import { holdRestrictiveUmask, MAX_SOCKET_PATH_BYTES, publishSocket, stagingPath } from "./SocketFile.js"
 
 /** Why a listener could not start. */
 export class ListenerError extends Data.TaggedError("ListenerError")<{
@@ -159,9 +159,20 @@ const probe = (path: string): Promise<boolean> =>
     c.once("error", () => resolve(false))
   })
 
-/** Before listening on `path`: remove a stale socket file; fail when it is live or not a socket. */
+/**
+ * Before listening on `path`: fail when it is too long for a UNIX socket, live or not a socket;
+ * remove a stale socket file.
+ */
 export const prepareSocketPath = (path: string) =>
   Effect.gen(function*() {
+    const bytes = Buffer.byteLength(path)
+    if (bytes > MAX_SOCKET_PATH_BYTES) {
+      return yield* new ListenerError({
+        reason: "Open",
+        path,
+        detail: `socket path is ${bytes} bytes long; UNIX sockets allow at most ${MAX_SOCKET_PATH_BYTES}`
+      })
+    }
     let st: fs.Stats | undefined
     try {
       st = fs.lstatSync(path)
@@ -177,6 +188,28 @@ export const prepareSocketPath = (path: string) =>
     }
     yield* Effect.logInfo("removing stale socket file").pipe(Effect.annotateLogs("socket", path))
     fs.unlinkSync(path)
+  })
+
+/**
+ * Publish the socket bound at `staging` at `path` with its permissions ({@link publishSocket}).
+ * When `path` appeared meanwhile (another daemon starting at the same moment): live = `InUse`,
+ * stale = removed and published again. Returns the published inode.
+ */
+export const publishListenerSocket = (
+  staging: string,
+  path: string,
+  perms: { readonly mode: number; readonly uid: number | undefined; readonly gid: number | undefined }
+): Effect.Effect<number, ListenerError> =>
+  Effect.gen(function*() {
+    for (let attempt = 0;; attempt++) {
+      const r = yield* Effect.try({
+        try: () => publishSocket(staging, path, perms),
+        catch: (e) => new ListenerError({ reason: "Permissions", path, detail: (e as Error).message })
+      })
+      if (r !== "exists") return r
+      if (attempt > 0) return yield* new ListenerError({ reason: "InUse", path, detail: "another process created this socket while we started" })
+      yield* prepareSocketPath(path)
+    }
   })
 
 /**
@@ -308,10 +341,9 @@ export const listen = (options: ListenOptions, makeHandler: (socket: net.Socket,
     sweeper?.unref()
     yield* Effect.addFinalizer(() => Effect.sync(() => clearInterval(sweeper)))
 
-    const ino = yield* Effect.try({
-      try: () => publishSocket(staging, path, { mode, uid, gid }),
-      catch: (e) => new ListenerError({ reason: "Permissions", path, detail: (e as Error).message })
-    }).pipe(Effect.tapError(() => Effect.sync(() => server.close())))
+    const ino = yield* publishListenerSocket(staging, path, { mode, uid, gid }).pipe(
+      Effect.tapError(() => Effect.sync(() => server.close()))
+    )
 
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {

@@ -2,10 +2,12 @@
 // before it has its final mode; overlapping listener starts leave the process umask as it was; the
 // staging name is not left behind; a path too long for a staging name still works.
 import { describe, expect, it } from "@effect/vitest"
-import { DictServer, Lookup, SocketFile } from "@doveroute/frontends"
+import { DictServer, Lookup, SocketFile, UnixListener } from "@doveroute/frontends"
 import { parseExtraField } from "@doveroute/routing"
 import { Effect, Layer, Logger } from "effect"
+import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
+import * as net from "node:net"
 import * as path from "node:path"
 import { scriptedLookup, scopedTmp } from "./helpers.js"
 
@@ -70,4 +72,85 @@ describe("SocketFile", () => {
     b()
     expect(process.umask()).toBe(before)
   })
+
+  const listenAt = (p: string) =>
+    Effect.acquireRelease(
+      Effect.promise(() => new Promise<net.Server>((resolve) => {
+        const srv = net.createServer((c) => {
+          c.on("error", () => {})
+          c.end("hello\n")
+        })
+        srv.listen(p, () => resolve(srv))
+      })),
+      (srv) => Effect.promise(() => new Promise<void>((resolve) => srv.close(() => resolve())))
+    )
+  const greeting = (p: string) =>
+    Effect.promise(() => new Promise<string>((resolve) => {
+      const c = net.connect(p)
+      let got = ""
+      c.on("data", (d) => (got += d.toString()))
+      c.on("close", () => resolve(got))
+      c.on("error", (e) => resolve(`error ${(e as NodeJS.ErrnoException).code}`))
+    }))
+  const PERMS = { mode: 0o660, uid: undefined, gid: undefined }
+  /** A socket file nobody listens on: a process bound it and was killed (SIGKILL leaves the file). */
+  const staleSocketAt = (p: string) => {
+    try {
+      execFileSync(process.execPath, ["-e", `require("net").createServer().listen(${JSON.stringify(p)}, () => process.kill(process.pid, "SIGKILL"))`])
+    } catch {
+      // killed, as intended
+    }
+    if (!fs.lstatSync(p).isSocket()) throw new Error(`no stale socket at ${p}`)
+  }
+
+  it.scopedLive("publish never replaces a live socket that appeared meanwhile (two daemons starting at once): InUse", () =>
+    Effect.gen(function*() {
+      const dir = yield* scopedTmp
+      const final = path.join(dir, "dict.sock")
+      const staging = SocketFile.stagingPath(final)
+      yield* listenAt(staging)
+      yield* listenAt(final) // the other daemon, first to publish
+      const inoBefore = fs.statSync(final).ino
+      const err = yield* Effect.flip(UnixListener.publishListenerSocket(staging, final, PERMS))
+      expect(err.reason).toBe("InUse")
+      expect(fs.statSync(final).ino, "the other daemon's socket is untouched").toBe(inoBefore)
+      expect(yield* greeting(final)).toBe("hello\n")
+    }))
+
+  it.scopedLive("publish replaces a stale socket file that appeared meanwhile, and the staging name is gone", () =>
+    Effect.gen(function*() {
+      const dir = yield* scopedTmp
+      const final = path.join(dir, "dict.sock")
+      const staging = SocketFile.stagingPath(final)
+      yield* listenAt(staging)
+      staleSocketAt(final) // a crashed process's socket file
+      const staleIno = fs.statSync(final).ino
+      const ino = yield* UnixListener.publishListenerSocket(staging, final, PERMS).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, Logger.none)))
+      expect(ino).not.toBe(staleIno)
+      expect(fs.statSync(final).ino).toBe(ino)
+      expect(fs.existsSync(staging)).toBe(false)
+      expect(yield* greeting(final)).toBe("hello\n")
+    }))
+
+  it.scopedLive("staging leftovers of processes that no longer run are removed; a running process's is kept", () =>
+    Effect.gen(function*() {
+      const dir = yield* scopedTmp
+      const final = path.join(dir, "auth.sock")
+      const dead = path.join(dir, ".auth.sock.999999999.new")
+      const live = path.join(dir, `.auth.sock.${process.ppid}.new`)
+      yield* listenAt(live)
+      staleSocketAt(dead)
+      SocketFile.stagingPath(final)
+      expect(fs.existsSync(dead), "dead process's leftover").toBe(false)
+      expect(fs.existsSync(live), "running process's staging socket").toBe(true)
+    }))
+
+  it.scopedLive("a socket path longer than UNIX sockets allow is refused with a clear message", () =>
+    Effect.gen(function*() {
+      const dir = yield* scopedTmp
+      const long = path.join(dir, "x".repeat(120 - dir.length))
+      const err = yield* Effect.flip(quiet(Layer.build(dict(long, 0o660))))
+      expect(String((err as Error).message)).toMatch(/bytes long; UNIX sockets allow at most 107/)
+      expect(fs.readdirSync(dir)).toEqual([])
+    }))
 })
