@@ -59,7 +59,9 @@ export const routingLayer = (settings: Settings, options: { readonly migrate?: b
         migrate: options.migrate ?? settings.migrate,
         queryTimeout: settings.queryTimeout,
         connectTimeout: settings.connectTimeout,
-        maxConnections: settings.maxConnections
+        maxConnections: settings.maxConnections,
+        // the daemon never waits inside a SQLite statement for a lock (the event loop would stall)
+        sqliteLocks: options.cached === true ? "retry" : "block"
       })
     )
   )

@@ -193,7 +193,7 @@ describe("faults (daemon child)", () => {
     expect(await d2.stop()).toBe(0)
   }, 240_000)
 
-  it("SQLite locked by another writer under load: only OK or temp_fail, existing users still served, back by itself", async () => {
+  it("SQLite locked by another writer under load: only OK or temp_fail, cached and mapped users answered at once, back by itself", async () => {
     const tmp = makeTempDir()
     cleanups.push(() => tmp.cleanup())
     const file = tmp.join("routes.db")
@@ -201,21 +201,30 @@ describe("faults (daemon child)", () => {
     await seed(`sqlite:${file}`)
     const known = await DictClient.connect(tmp.join("dict.sock"))
     for (let i = 0; i < 20; i++) expect((await known.lookup(`known${i}`)).line).toMatch(/^O/)
+    // mapped but never looked up (not in the daemon's cache): answered from SQLite during the lock
+    await sqlite(file, Array.from({ length: 20 }, (_, i) => `INSERT INTO user_backend (backend_id, "user") VALUES (${(i % 3) + 1}, 'mapped${i}');`).join("\n"))
 
     const load = firstAssignments(tmp.join("dict.sock"), tmp.join("auth.sock"), "lock")
-    const existing: Array<string> = []
+    const existing: Array<{ user: string; line: string; ms: number; during: boolean }> = []
     let reading = true
+    let lockedAt = Infinity
+    let unlockedAt = Infinity
     const reader = (async () => {
-      for (let i = 0; reading; i++) existing.push((await known.lookup(`known${i % 20}`)).line)
+      for (let i = 0; reading; i++) {
+        const user = i % 2 === 0 ? `known${(i / 2) % 20}` : `mapped${((i - 1) / 2) % 20}`
+        const r = await known.lookup(user)
+        existing.push({ user, line: r.line, ms: r.repliedAt - r.sentAt, during: r.sentAt >= lockedAt && r.repliedAt <= unlockedAt })
+        await sleep(5)
+      }
     })()
     await sleep(500)
     const lockDb = new Database(file)
     lockDb.exec("BEGIN EXCLUSIVE")
-    const lockedAt = Date.now()
+    lockedAt = Date.now()
     await sleep(3000)
     lockDb.exec("COMMIT")
     lockDb.close()
-    const unlockedAt = Date.now()
+    unlockedAt = Date.now()
     await sleep(2500)
     reading = false
     await reader
@@ -226,10 +235,19 @@ describe("faults (daemon child)", () => {
     expect(other.slice(0, 3), "only OK or temp_fail").toEqual([])
     const during = load.replies.filter((r) => isTempFail(r.line))
     expect(during.length, "new users got temp_fail while the store refused writes").toBeGreaterThan(0)
-    expect(existing.every((l) => l.startsWith("O")), "existing users kept being served (reads)").toBe(true)
+    expect(existing.filter((r) => !r.line.startsWith("O")).slice(0, 3), "existing users kept being served (reads)").toEqual([])
+    const mappedHost = (u: string) => BACKENDS[Number(u.slice("mapped".length)) % 3]
+    expect(existing.filter((r) => r.user.startsWith("mapped") && hostOf(r.line) !== mappedHost(r.user)).slice(0, 3), "mapped users on their row's backend").toEqual([])
+    // the daemon never waits inside SQLite for the lock: cached and mapped users are answered
+    // while new users' inserts are retried (before, each queued insert held the event loop for
+    // busy_timeout and everyone waited seconds)
+    const locked = existing.filter((r) => r.during)
+    expect(locked.length, "lookups of existing users during the lock").toBeGreaterThan(20)
+    const slowest = Math.max(...locked.map((r) => r.ms))
+    expect(slowest, "slowest existing-user lookup during the lock, ms").toBeLessThan(1500)
     // after the lock: OK again (the last replies)
     expect(load.replies.slice(-20).every((r) => hostOf(r.line) !== undefined), "recovered by itself").toBe(true)
-    console.log(`SQLite lock ${unlockedAt - lockedAt} ms: ${load.replies.length} replies, ${during.length} temp_fail`)
+    console.log(`SQLite lock ${unlockedAt - lockedAt} ms: ${load.replies.length} replies, ${during.length} temp_fail; ${locked.length} existing-user lookups during it, slowest ${slowest} ms`)
     expectHealthy(d, "after the SQLite lock")
   }, 60_000)
 

@@ -12,12 +12,13 @@ import { LineClient } from "./helpers.js"
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), "dvr-fe-"))
 
 /** Start a dict server on a real SQLite file; returns the socket path; stops with the scope. */
-const startDict = (dir: string, opts: { readonly connectTimeout?: Duration.DurationInput; readonly strategy?: "mapping" | "shard" } = {}) =>
+const startDict = (dir: string, opts: { readonly queryTimeout?: Duration.DurationInput; readonly strategy?: "mapping" | "shard" } = {}) =>
   Effect.gen(function*() {
     const file = path.join(dir, "routes.db")
     const sock = path.join(dir, "dict.sock")
     const strategy = opts.strategy ?? "mapping"
-    const store = storeLayer({ url: parseStoreUrl(`sqlite:${file}`), strategy, connectTimeout: opts.connectTimeout ?? "5 seconds" })
+    // as the daemon: lock waits are retried without blocking, up to the query timeout
+    const store = storeLayer({ url: parseStoreUrl(`sqlite:${file}`), strategy, queryTimeout: opts.queryTimeout ?? "5 seconds", sqliteLocks: "retry" })
     const app = DictServer.layer({
       path: sock,
       mode: 0o600,
@@ -111,7 +112,7 @@ describe("dict server over a real UNIX socket and a real SQLite file", () => {
 
   it.scopedLive("store trouble answers F (temp_fail) and serving resumes when it is fixed", () =>
     Effect.gen(function*() {
-      const { sock, file } = yield* startDict(tmp(), { connectTimeout: "300 millis" })
+      const { sock, file } = yield* startDict(tmp(), { queryTimeout: "300 millis" })
       const ask = (user: string) =>
         Effect.promise(async () => {
           const c = await LineClient.connect(sock)

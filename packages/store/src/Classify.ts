@@ -64,6 +64,15 @@ const messageOf = (e: unknown): string => {
   return String(e)
 }
 
+/**
+ * SQLite could not take a lock another connection holds (`SQLITE_BUSY`, `SQLITE_BUSY_*`,
+ * `SQLITE_LOCKED`): worth trying again shortly.
+ */
+export const isSqliteBusy = (e: SqlError): boolean => {
+  const code = codeOf(e)
+  return code !== undefined && (code === "SQLITE_LOCKED" || code === "SQLITE_BUSY" || code.startsWith("SQLITE_BUSY_"))
+}
+
 /** Classify any SQL failure; `what` names the operation for the message. */
 export const classifySqlError = (what: string) => (e: SqlError): StoreError => {
   const code = codeOf(e)

@@ -14,7 +14,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { type Backend, type RouteKey, type RouteStoreService, StoreError, type Strategy } from "@doveroute/routing"
 import { Duration, Effect, Option, Schedule } from "effect"
-import { classifySqlError, isRetryableConflict } from "./Classify.js"
+import { classifySqlError, isRetryableConflict, isSqliteBusy } from "./Classify.js"
 import { keyColumn } from "./Schema.js"
 
 /** Options of the SQL route store. */
@@ -60,36 +60,44 @@ export const insertIgnoreStatement = (sql: SqlClient.SqlClient, strategy: Strate
 
 /**
  * Whether the client runs queries synchronously on the event loop (SQLite through better-sqlite3):
- * no deadline can interrupt such a query, and lock waits already end at `busy_timeout`.
+ * no deadline can interrupt such a query while it runs.
  */
 export const runsSynchronously = (sql: SqlClient.SqlClient): boolean =>
   sql.onDialectOrElse({ sqlite: () => true, orElse: () => false })
 
+/** Waits between tries of a statement SQLite refused for a lock (2 ms doubling, at most 100 ms, jittered). */
+const lockRetry = Schedule.jittered(Schedule.union(Schedule.exponential("2 millis", 2), Schedule.spaced("100 millis")))
+
 /**
- * What every query on the lookup path goes through: driver errors classified once, and (PostgreSQL,
- * MySQL) an answer at the deadline (`Timeout`) even when the server hangs. Interrupting a query (pg
- * sends a cancel request over a new connection) finishes in the background instead of delaying the
- * temp failure.
+ * What every query on the lookup path goes through: driver errors classified once, and an answer
+ * by the deadline (`timeout`, the `query_timeout` setting).
  *
- * With `synchronous` ({@link runsSynchronously}: SQLite) only the classification is applied: the
- * deadline would cost two extra fibers per query (about 150 µs, measured with the bench) and could
- * only fire while the query waits for the client's one-statement-at-a-time lock; a database locked
- * by another process fails with `SQLITE_BUSY` after `busy_timeout` (`connect_timeout`) instead.
+ * - PostgreSQL, MySQL: the query races the deadline (`Timeout`) even when the server hangs.
+ *   Interrupting a query (pg sends a cancel request over a new connection) finishes in the
+ *   background instead of delaying the temp failure.
+ * - SQLite (`synchronous`, {@link runsSynchronously}): a statement runs synchronously and cannot be
+ *   raced, so none is; the daemon's connection has `busy_timeout = 0` (StoreLayer `sqliteLocks: "retry"`), so a
+ *   statement that meets another process's lock fails at once with `SQLITE_BUSY` and is tried again
+ *   after a short async wait until the deadline (then `Unavailable`). The event loop is never held
+ *   by a lock wait: cached and mapped users keep being answered while new users wait.
  */
 export const guarded = (what: string, timeout: Duration.DurationInput, options: { readonly synchronous?: boolean } = {}) => {
   const d = Duration.decode(timeout)
   const classify = classifySqlError(what)
+  if (options.synchronous === true) {
+    const retry = { while: isSqliteBusy, schedule: Schedule.upTo(lockRetry, d) }
+    return <A, R>(eff: Effect.Effect<A, SqlError, R>): Effect.Effect<A, StoreError, R> =>
+      Effect.mapError(Effect.retry(eff, retry), classify)
+  }
   return <A, R>(eff: Effect.Effect<A, SqlError, R>): Effect.Effect<A, StoreError, R> =>
-    options.synchronous === true
-      ? Effect.mapError(eff, classify)
-      : eff.pipe(
-        Effect.mapError(classify),
-        Effect.disconnect,
-        Effect.timeoutFail({
-          duration: d,
-          onTimeout: () => new StoreError({ reason: "Timeout", detail: `${what}: no answer within ${Duration.format(d)}` })
-        })
-      )
+    eff.pipe(
+      Effect.mapError(classify),
+      Effect.disconnect,
+      Effect.timeoutFail({
+        duration: d,
+        onTimeout: () => new StoreError({ reason: "Timeout", detail: `${what}: no answer within ${Duration.format(d)}` })
+      })
+    )
 }
 
 /** Build the store; needs a `SqlClient`. */

@@ -4,7 +4,7 @@
  *
  * @since 0.1.0
  */
-import type * as SqlClient from "@effect/sql/SqlClient"
+import * as SqlClient from "@effect/sql/SqlClient"
 import { RouteStore, type StoreError, type Strategy } from "@doveroute/routing"
 import { type Duration, Effect, Layer } from "effect"
 import { classifySqlError } from "./Classify.js"
@@ -22,6 +22,14 @@ export interface StoreOptions {
   readonly queryTimeout?: Duration.DurationInput
   readonly connectTimeout?: Duration.DurationInput
   readonly maxConnections?: number
+  /**
+   * SQLite only: how a statement waits for another process's lock. `block` (default; CLI,
+   * migrations): SQLite's `busy_timeout` = `connectTimeout`, the process waits inside the statement.
+   * `retry` (the daemon): once migrations are applied `busy_timeout` is set to 0 and the lookup path
+   * retries `SQLITE_BUSY` asynchronously up to `queryTimeout` (SqlRouteStore `guarded`), so a lock
+   * never stalls the event loop.
+   */
+  readonly sqliteLocks?: "block" | "retry"
 }
 
 /** A `SqlClient` for the URL with migrations applied (or the variant checked when `migrate` is false). */
@@ -36,8 +44,13 @@ export const sqlLayer = (options: StoreOptions): Layer.Layer<SqlClient.SqlClient
       applied.length > 0
         ? Effect.logInfo("migrations applied").pipe(Effect.annotateLogs("migrations", applied.map(([id, n]) => `${id}_${n}`).join(",")))
         : Effect.void)
+  // after the migrations, which must wait for a concurrent migrator's lock
+  const locks = options.sqliteLocks === "retry"
+    ? Effect.flatMap(SqlClient.SqlClient, (sql) =>
+      sql.onDialectOrElse({ sqlite: () => Effect.asVoid(sql.unsafe("PRAGMA busy_timeout = 0")), orElse: () => Effect.void }))
+    : Effect.void
   return Layer.effectDiscard(
-    prepare.pipe(Effect.catchTag("SqlError", (e) => Effect.fail(classify(e))))
+    Effect.zipRight(prepare, locks).pipe(Effect.catchTag("SqlError", (e) => Effect.fail(classify(e))))
   ).pipe(Layer.provideMerge(client))
 }
 
