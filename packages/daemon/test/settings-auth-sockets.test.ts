@@ -103,4 +103,16 @@ describe("settings: auth server, relays, ports", () => {
       expect(msg(yield* bad({ port: ["imap=0"] }))).toMatch(/invalid port/)
       expect(msg(yield* bad({ port: ["x"] }))).toMatch(/invalid port/)
     }))
+
+  it.effect("two listeners on one socket path, or a relay pointed at our own socket, are refused naming both keys", () =>
+    Effect.gen(function*() {
+      const same = yield* Effect.either(loadSettings({ flags: flags({ "dict.socket": "/run/x/a.sock", "auth.socket": "/run/x/../x/a.sock" }) }))
+      expect(Either.isLeft(same)).toBe(true)
+      if (Either.isLeft(same)) expect(same.left.detail).toMatch(/dict\.socket and auth\.socket name the same socket/)
+      const loop = yield* Effect.either(loadSettings({ flags: flags({ "login_relay.socket": "/run/x/l.sock", "login_relay.upstream": "/run/x/l.sock" }) }))
+      expect(Either.isLeft(loop)).toBe(true)
+      if (Either.isLeft(loop)) expect(loop.left.detail).toMatch(/login_relay\.upstream \/run\/x\/l\.sock is doveroute's own login_relay\.socket/)
+      const ok = yield* loadSettings({ flags: flags({ "dict.socket": "/run/x/a.sock", "auth.socket": "/run/x/b.sock" }) })
+      expect([ok.dict?.path, ok.auth?.path]).toEqual(["/run/x/a.sock", "/run/x/b.sock"])
+    }))
 })
