@@ -236,9 +236,10 @@ export const daemonLayer = (settings0: Settings, options: DaemonOptions = {}) =>
       () => Systemd.notify({ STOPPING: 1, STATUS: "stopping: finishing in-flight requests" })
     )
   )
+  const bridge = Lookup.layerWith({ deadline: settings.lookupTimeout })
   const lookup = settings.metrics === undefined
-    ? Lookup.layer
-    : Metrics.lookupLayer.pipe(Layer.provide(Lookup.layer), Layer.provide(Metrics.layer(settings.metrics)))
+    ? bridge
+    : Metrics.lookupLayer.pipe(Layer.provide(bridge), Layer.provide(Metrics.layer(settings.metrics)))
   return Layer.mergeAll(ready, notifyReady, reloadLayer(settings, liveExtra, options)).pipe(
     Layer.provideMerge(Layer.mergeAll(...(listeners as [Layer.Layer<never, unknown, Lookup>]))),
     Layer.provide(lookup),

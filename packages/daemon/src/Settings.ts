@@ -101,6 +101,8 @@ export interface Settings {
   /** Apply migrations when serving (default true). */
   readonly migrate: boolean
   readonly queryTimeout: Duration.Duration
+  /** The longest one routing decision that misses the lookup cache may take (all its statements); 0 = none. */
+  readonly lookupTimeout: Duration.Duration
   readonly connectTimeout: Duration.Duration
   /** SQL connection pool size (`max_connections`); not a listener limit (see {@link ListenerLimits}). */
   readonly maxConnections: number
@@ -370,6 +372,7 @@ export const settingsConfig: Config.Config<Settings> = Config.all({
   extraFields: extraFieldsConfig,
   migrate: Config.boolean("migrate").pipe(Config.withDefault(true)),
   queryTimeout: Config.duration("query_timeout").pipe(Config.withDefault(Duration.seconds(5))),
+  lookupTimeout: Config.duration("lookup_timeout").pipe(Config.withDefault(Duration.seconds(10))),
   connectTimeout: Config.duration("connect_timeout").pipe(Config.withDefault(Duration.seconds(5))),
   maxConnections: Config.integer("max_connections").pipe(Config.withDefault(10)),
   limits: limitsConfig,

@@ -6,7 +6,7 @@
  * @since 0.1.0
  */
 import { type Route, RouteError, Router, StoreError } from "@doveroute/routing"
-import { Context, Effect, Layer, LogLevel, Runtime } from "effect"
+import { Context, Duration, Effect, Exit, FiberId, Layer, LogLevel, Runtime } from "effect"
 import { logLevelGate } from "./ListenerLog.js"
 
 /** The outcome of one routing request. */
@@ -19,50 +19,84 @@ export interface LookupService {
   readonly lookup: (user: string, frontend: string) => Promise<LookupResult>
 }
 
+/** Options of {@link Lookup.layerWith}. */
+export interface LookupOptions {
+  /**
+   * The longest a routing decision that misses the cache may take (all its store statements
+   * together); then the request is answered `TempFail` (reason `Timeout`) and the routing fiber is
+   * interrupted. 0 or undefined = no deadline (each statement still has the store's query timeout).
+   */
+  readonly deadline?: Duration.DurationInput | undefined
+}
+
+const INTERNAL: LookupResult = { _tag: "TempFail", reason: "Internal", detail: "internal error" }
+
+const make = (options: LookupOptions) =>
+  Effect.gen(function*() {
+    const router = yield* Router
+    const runtime = yield* Effect.runtime<never>()
+    const runFork = Runtime.runFork(runtime)
+    const deadlineMs = options.deadline === undefined ? 0 : Math.max(0, Duration.toMillis(Duration.decode(options.deadline)))
+    // the success path stays free of log effects unless debug logging is on (checked per lookup:
+    // the daemon's level can change on SIGHUP)
+    const enabled = yield* logLevelGate
+    const routed = (route: Route): LookupResult => ({ _tag: "Routed", route })
+    const failed = (frontend: string, user: string) => (e: RouteError | StoreError) =>
+      Effect.as(
+        Effect.logWarning("routing failed, answering temp_fail").pipe(
+          Effect.annotateLogs({ frontend, user, reason: e.reason, detail: e.detail })
+        ),
+        { _tag: "TempFail", reason: e.reason, detail: e.detail } as LookupResult
+      )
+    const defect = (frontend: string, user: string) => (d: unknown) =>
+      Effect.as(
+        Effect.logError("routing defect, answering temp_fail", d).pipe(Effect.annotateLogs({ frontend, user })),
+        INTERNAL
+      )
+    const logRouted = (frontend: string, user: string) => (route: Route) =>
+      Effect.logDebug("routed").pipe(
+        Effect.annotateLogs({ frontend, user, backend: route.backend.hostname, backend_id: route.backend.id, source: route.source })
+      )
+    const lookup = (user: string, frontend: string): Promise<LookupResult> => {
+      // the hot path: a cached route answers without a fiber or a query
+      const hit = router.cached(user)
+      if (hit !== undefined) return Promise.resolve(routed(hit))
+      const routeEff = enabled(LogLevel.Debug) ? Effect.tap(router.route(user), logRouted(frontend, user)) : router.route(user)
+      const fiber = runFork(
+        routeEff.pipe(
+          Effect.map(routed),
+          Effect.catchAll(failed(frontend, user)),
+          Effect.catchAllDefect(defect(frontend, user))
+        )
+      )
+      return new Promise((resolve) => {
+        const timer = deadlineMs > 0
+          ? setTimeout(() => {
+            const detail = `no routing decision within ${deadlineMs} ms (lookup_timeout)`
+            resolve({ _tag: "TempFail", reason: "Timeout", detail })
+            runFork(
+              Effect.logWarning("routing took too long, answering temp_fail").pipe(
+                Effect.annotateLogs({ frontend, user, reason: "Timeout", detail })
+              )
+            )
+            // statements already sent finish in the background; the first insert is idempotent
+            fiber.unsafeInterruptAsFork(FiberId.none)
+          }, deadlineMs)
+          : undefined
+        fiber.addObserver((exit) => {
+          if (timer !== undefined) clearTimeout(timer)
+          resolve(Exit.isSuccess(exit) ? exit.value : INTERNAL)
+        })
+      })
+    }
+    return { lookup }
+  })
+
 export class Lookup extends Context.Tag("doveroute/Lookup")<Lookup, LookupService>() {
-  /** Needs the {@link Router}. */
-  static readonly layer = Layer.effect(
-    Lookup,
-    Effect.gen(function*() {
-      const router = yield* Router
-      const runtime = yield* Effect.runtime<never>()
-      const run = Runtime.runPromise(runtime)
-      // the success path stays free of log effects unless debug logging is on (checked per lookup:
-      // the daemon's level can change on SIGHUP)
-      const enabled = yield* logLevelGate
-      const routed = (route: Route): LookupResult => ({ _tag: "Routed", route })
-      const failed = (frontend: string, user: string) => (e: RouteError | StoreError) =>
-        Effect.as(
-          Effect.logWarning("routing failed, answering temp_fail").pipe(
-            Effect.annotateLogs({ frontend, user, reason: e.reason, detail: e.detail })
-          ),
-          { _tag: "TempFail", reason: e.reason, detail: e.detail } as LookupResult
-        )
-      const defect = (frontend: string, user: string) => (d: unknown) =>
-        Effect.as(
-          Effect.logError("routing defect, answering temp_fail", d).pipe(Effect.annotateLogs({ frontend, user })),
-          { _tag: "TempFail", reason: "Internal", detail: "internal error" } as LookupResult
-        )
-      const logRouted = (frontend: string, user: string) => (route: Route) =>
-        Effect.logDebug("routed").pipe(
-          Effect.annotateLogs({ frontend, user, backend: route.backend.hostname, backend_id: route.backend.id, source: route.source })
-        )
-      const lookup = (user: string, frontend: string): Promise<LookupResult> => {
-        // the hot path: a cached route answers without a fiber or a query
-        const hit = router.cached(user)
-        if (hit !== undefined) return Promise.resolve(routed(hit))
-        const routeEff = enabled(LogLevel.Debug) ? Effect.tap(router.route(user), logRouted(frontend, user)) : router.route(user)
-        return run(
-          routeEff.pipe(
-            Effect.map(routed),
-            Effect.catchAll(failed(frontend, user)),
-            Effect.catchAllDefect(defect(frontend, user))
-          )
-        ).catch((): LookupResult => ({ _tag: "TempFail", reason: "Internal", detail: "internal error" }))
-      }
-      return { lookup }
-    })
-  )
+  /** Needs the {@link Router}. No lookup deadline (each store statement has its own timeout). */
+  static readonly layer = Layer.effect(Lookup, make({}))
+  /** Needs the {@link Router}; with a per-lookup deadline ({@link LookupOptions}). */
+  static readonly layerWith = (options: LookupOptions) => Layer.effect(Lookup, make(options))
 }
 
 export { RouteError, StoreError }
