@@ -28,12 +28,10 @@ import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platf
 import { NodeHttpServer } from "@effect/platform-node"
 import { type ExtraField, type ProxyFlag, replyFields } from "@doveroute/routing"
 import { Data, Effect, Layer } from "effect"
-import * as fs from "node:fs"
 import * as http from "node:http"
 import * as net from "node:net"
 import { Lookup, type LookupService } from "./Lookup.js"
-import { holdRestrictiveUmask, stagingPath } from "./SocketFile.js"
-import { ListenerError, lookupId, prepareSocketPath, publishListenerSocket, type SocketPermissions } from "./UnixListener.js"
+import { ListenerError, socketFile, type SocketPermissions } from "./UnixListener.js"
 
 /** Where the endpoint listens. */
 export type HttpListen =
@@ -227,41 +225,16 @@ export const layer = (options: HttpRouteOptions) =>
       if (l._tag === "Tcp" && !isLoopback(l.host)) {
         return yield* new ListenerError({ reason: "Open", path: where, detail: "refusing a non-loopback address for the HTTP route endpoint" })
       }
-      let uid: number | undefined
-      let gid: number | undefined
-      if (l._tag === "Unix") {
-        yield* prepareSocketPath(l.path)
-        try {
-          uid = lookupId("passwd", options.owner)
-          gid = lookupId("group", options.group)
-        } catch (e) {
-          return yield* new ListenerError({ reason: "Permissions", path: l.path, detail: (e as Error).message })
-        }
-      }
       const server = http.createServer()
       server.maxConnections = options.maxConnections ?? 10_000
-      // a UNIX socket is bound 0600 at a staging name, then given its permissions and renamed (SocketFile)
-      const staging = l._tag === "Unix" ? stagingPath(l.path) : undefined
-      const releaseUmask = l._tag === "Unix" ? holdRestrictiveUmask() : () => {}
-      const httpServer = yield* NodeHttpServer.make(
-        () => server,
-        l._tag === "Tcp" ? { host: l.host, port: l.port } : { path: staging ?? l.path }
-      ).pipe(
-        Effect.mapError((e) => new ListenerError({ reason: "Open", path: where, detail: e.cause instanceof Error ? e.cause.message : String(e.cause) })),
-        Effect.ensuring(Effect.sync(releaseUmask))
-      )
-      if (l._tag === "Unix") {
-        const ino = yield* publishListenerSocket(staging ?? l.path, l.path, { mode: options.mode ?? 0o660, uid, gid })
-        yield* Effect.addFinalizer(() =>
-          Effect.sync(() => {
-            try {
-              if (fs.statSync(l.path).ino === ino) fs.unlinkSync(l.path)
-            } catch {
-              // already gone (Node removes it on close)
-            }
-          })
+      const make = (at: { readonly host: string; readonly port: number } | { readonly path: string }) =>
+        NodeHttpServer.make(() => server, at).pipe(
+          Effect.mapError((e) => new ListenerError({ reason: "Open", path: where, detail: e.cause instanceof Error ? e.cause.message : String(e.cause) }))
         )
-      }
+      // a UNIX socket is bound 0600 at a staging name, then published with its permissions (SocketFile)
+      const httpServer = l._tag === "Tcp"
+        ? yield* make({ host: l.host, port: l.port })
+        : yield* socketFile(l.path, options, (bindPath) => make({ path: bindPath }))
       yield* httpServer.serve(makeApp(lookup, options))
       yield* Effect.logInfo("listening").pipe(
         Effect.annotateLogs({

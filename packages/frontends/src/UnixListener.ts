@@ -17,7 +17,7 @@
  *
  * @since 0.1.0
  */
-import { Data, Deferred, Duration, Effect, Exit } from "effect"
+import { Data, Deferred, Duration, Effect, Exit, type Scope } from "effect"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as os from "node:os"
@@ -213,22 +213,51 @@ export const publishListenerSocket = (
   })
 
 /**
+ * A listener's UNIX socket file for the lifetime of the current scope, the steps shared by every
+ * listener (SocketFile.ts): check the path ({@link prepareSocketPath}), resolve owner and group,
+ * run `bind(bindPath)` under the restrictive umask at the staging name, publish the socket with its
+ * mode (default 0660), owner and group ({@link publishListenerSocket}), and on scope close remove
+ * the file if it is still the one published. Returns what `bind` returned.
+ */
+export const socketFile = <A, E, R>(
+  path: string,
+  perms: SocketPermissions,
+  bind: (bindPath: string) => Effect.Effect<A, E, R>
+): Effect.Effect<A, E | ListenerError, R | Scope.Scope> =>
+  Effect.gen(function*() {
+    yield* prepareSocketPath(path)
+    let uid: number | undefined
+    let gid: number | undefined
+    try {
+      uid = lookupId("passwd", perms.owner)
+      gid = lookupId("group", perms.group)
+    } catch (e) {
+      return yield* new ListenerError({ reason: "Permissions", path, detail: (e as Error).message })
+    }
+    const staging = stagingPath(path)
+    const releaseUmask = holdRestrictiveUmask()
+    const bound = yield* bind(staging).pipe(Effect.ensuring(Effect.sync(releaseUmask)))
+    const ino = yield* publishListenerSocket(staging, path, { mode: perms.mode ?? 0o660, uid, gid })
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        try {
+          if (fs.statSync(path).ino === ino) fs.unlinkSync(path)
+        } catch {
+          // already gone
+        }
+      })
+    )
+    return bound
+  })
+
+/**
  * Listen on a UNIX socket for the lifetime of the current scope.
  * `makeHandler` is called once per accepted connection.
  */
 export const listen = (options: ListenOptions, makeHandler: (socket: net.Socket, flow: Flow) => ConnectionHandler) =>
   Effect.gen(function*() {
     const { path } = options
-    yield* prepareSocketPath(path)
     const mode = options.mode ?? 0o660
-    let uid: number | undefined
-    let gid: number | undefined
-    try {
-      uid = lookupId("passwd", options.owner)
-      gid = lookupId("group", options.group)
-    } catch (e) {
-      return yield* new ListenerError({ reason: "Permissions", path, detail: (e as Error).message })
-    }
 
     const log = yield* runtimeLog(options.name)
     const maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS
@@ -303,15 +332,14 @@ export const listen = (options: ListenOptions, makeHandler: (socket: net.Socket,
       Deferred.unsafeDone(failed, Exit.fail(new ListenerError({ reason: "Open", path, detail: cause.message })))
     })
 
-    // bound 0600 at a staging name, then given its permissions and renamed into place (SocketFile)
-    const staging = stagingPath(path)
-    const releaseUmask = holdRestrictiveUmask()
-    yield* Effect.async<void, ListenerError>((resume) => {
-      server.once("error", (cause) =>
-        resume(Effect.fail(new ListenerError({ reason: "Open", path, detail: cause.message }))))
-      // a deep accept queue: login processes connect in bursts (the kernel caps it at somaxconn)
-      server.listen({ path: staging, backlog: 4096 }, () => resume(Effect.void))
-    }).pipe(Effect.ensuring(Effect.sync(releaseUmask)))
+    // bound 0600 at a staging name, then published with its permissions (SocketFile)
+    yield* socketFile(path, { mode, owner: options.owner, group: options.group }, (bindPath) =>
+      Effect.async<void, ListenerError>((resume) => {
+        server.once("error", (cause) =>
+          resume(Effect.fail(new ListenerError({ reason: "Open", path, detail: cause.message }))))
+        // a deep accept queue: login processes connect in bursts (the kernel caps it at somaxconn)
+        server.listen({ path: bindPath, backlog: 4096 }, () => resume(Effect.void))
+      })).pipe(Effect.tapError(() => Effect.sync(() => server.close())))
 
     // slow-loris and idle connections; skipped when the event loop was late (data may be unread)
     const period = Math.min(5000, Math.max(50, Math.min(...[lineMs, idleMs].filter((ms) => ms > 0)) / 4))
@@ -341,10 +369,6 @@ export const listen = (options: ListenOptions, makeHandler: (socket: net.Socket,
     sweeper?.unref()
     yield* Effect.addFinalizer(() => Effect.sync(() => clearInterval(sweeper)))
 
-    const ino = yield* publishListenerSocket(staging, path, { mode, uid, gid }).pipe(
-      Effect.tapError(() => Effect.sync(() => server.close()))
-    )
-
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
         server.close()
@@ -356,11 +380,6 @@ export const listen = (options: ListenOptions, makeHandler: (socket: net.Socket,
           yield* Effect.sleep("10 millis")
         }
         for (const s of connections.keys()) s.destroy()
-        try {
-          if (fs.statSync(path).ino === ino) fs.unlinkSync(path)
-        } catch {
-          // already gone
-        }
         yield* Effect.logInfo("listener closed").pipe(Effect.annotateLogs({ listener: options.name, socket: path }))
       })
     )
