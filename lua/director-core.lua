@@ -17,25 +17,7 @@ them.
 Runs unmodified on Dovecot 2.3.19 and 2.4.1 (Lua 5.4, LuaDBI 0.7), without
 LUA_PATH.
 
-TABLES (the published scripts' own)
-  backends(id, hostname, hostip, state)   state 0 = may receive new users
-  user_backend(backend_id, user)           mapping variant
-  user_backend(backend_id, user_hash)      shard variant, user_hash 0..65535
-  A unique key on user_backend.user / user_hash is recommended: it makes a
-  racing first login fail its INSERT, and the loser then reads the winner's row.
-
-LOOKUP
-  key = req.user (mapping) or crc32(seed 120254, req.user bytes) & 0xFFFF (shard)
-  1. read the key's row from user_backend (joined to backends)
-  2. none: pick uniformly at random among backends with state = 0, INSERT;
-     if the INSERT fails, read again (another login may have won a race);
-     still nothing -> internal failure (temp_fail). No state = 0 backend ->
-     internal failure "no backend with state = 0 available".
-  3. reply (a new table per request):
-       proxy_maybe=y (mapping) / proxy=y (shard)   -- see proxy_flag
-       host=<hostname>, hostip=<hostip> only when not NULL/empty,
-       plus the configured extra_fields.
-  A failed statement on a lost connection reconnects once and retries.
+TABLES, LOOKUP -- see director.lua (the same text for both variants).
 
 SETTINGS -- see director.lua (one rule on 2.3 and 2.4: the passdb's
 lua_settings block when it has a key, else <entry script>.conf).

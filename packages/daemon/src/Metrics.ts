@@ -110,26 +110,19 @@ export const layer = (settings: MetricsSettings) =>
         })
         return inflight
       }
-      new client.Gauge({
-        name: "doveroute_backend_state",
-        help: "Backend state in the store: 0 up, 1 down (admin), 2 drain, 3 down by the health checker",
-        labelNames: ["backend", "id"] as const,
-        registers,
-        async collect() {
-          this.reset()
-          for (const b of await backendRows()) this.set({ backend: b.hostname, id: String(b.id) }, b.state)
-        }
-      })
-      new client.Gauge({
-        name: "doveroute_backend_users",
-        help: "Rows in user_backend per backend (users; shards with the shard strategy)",
-        labelNames: ["backend", "id"] as const,
-        registers,
-        async collect() {
-          this.reset()
-          for (const b of await backendRows()) this.set({ backend: b.hostname, id: String(b.id) }, b.users)
-        }
-      })
+      const perBackend = (name: string, help: string, value: (b: Health.BackendUsers) => number) =>
+        new client.Gauge({
+          name,
+          help,
+          labelNames: ["backend", "id"] as const,
+          registers,
+          async collect() {
+            this.reset()
+            for (const b of await backendRows()) this.set({ backend: b.hostname, id: String(b.id) }, value(b))
+          }
+        })
+      perBackend("doveroute_backend_state", "Backend state in the store: 0 up, 1 down (admin), 2 drain, 3 down by the health checker", (b) => b.state)
+      perBackend("doveroute_backend_users", "Rows in user_backend per backend (users; shards with the shard strategy)", (b) => b.users)
       new client.Gauge({
         name: "doveroute_backend_health_up",
         help: "Last health check of this daemon's checker: 1 passed, 0 failed (absent when the checker is off)",
