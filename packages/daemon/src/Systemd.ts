@@ -1,7 +1,7 @@
 /**
  * systemd integration: `sd_notify` datagrams (`READY=1`, `RELOADING=1`, `STOPPING=1`, `STATUS=…`,
  * `MAINPID=…`) to `$NOTIFY_SOCKET` for `Type=notify`, through the optional native `unix-dgram`
- * addon (shared/docs/effect-stack.md §5 trap 3). Without `$NOTIFY_SOCKET` nothing is sent; when
+ * addon (Node's own `dgram` has no UNIX datagram sockets). Without `$NOTIFY_SOCKET` nothing is sent; when
  * the addon cannot be loaded, or the socket is abstract (`@…`, not supported by the addon), one
  * warning is logged and the daemon runs on (use `Type=exec` then).
  *

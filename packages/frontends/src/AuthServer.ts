@@ -1,5 +1,5 @@
 /**
- * Standalone auth-client server: doveroute answers `AUTH` itself (`dovecot-protocols.md` §2–§4).
+ * Standalone auth-client server: doveroute answers `AUTH` itself (`docs/protocols.md` §2–§4).
  * Clients: Dovecot 2.3/2.4 login processes (`executable = imap-login <socket>` /
  * `login_socket_path`), `doveadm auth test -a <socket>`, Postfix (`smtpd_sasl_type = dovecot`)
  * and Exim.

@@ -2,7 +2,7 @@
  * Where a proxy connects for a routed backend, and whether that is the proxy itself.
  *
  * Login processes have no DNS: `host=` must be an IP unless `hostip=` is given
- * (`dovecot-protocols.md` §3). Dovecot's own auth resolves a host name before it answers; the
+ * (`docs/protocols.md` §3). Dovecot's own auth resolves a host name before it answers; the
  * standalone auth server and the relays do the same here:
  * 1. a usable `hostip` (not NULL, not empty) that is an IP is the address;
  * 2. else a `hostname` that is an IP is the address;
@@ -10,7 +10,7 @@
  *    (`dns.lookup`, so `/etc/hosts` counts) and the first address is used. A failure or a timeout
  *    is a temporary failure (`temp_fail`), never a wrong backend.
  *
- * "Self" follows Dovecot's `proxy_maybe` rule (§4): the backend IP equals the connection's local
+ * "Self" follows Dovecot's `proxy_maybe` rule (`docs/protocols.md` §4): the backend IP equals the connection's local
  * IP (`real_lip`, default `lip`) **and** the reply's port is absent or equals `lport`.
  *
  * @since 0.1.0

@@ -1,7 +1,7 @@
 /**
  * HTTP route endpoint for Dovecot 2.4 passdb chains: `lua/http-route.lua` (a Lua passdb using
  * Dovecot's built-in `dovecot.http.client`) asks doveroute where a user goes
- * (real-dovecot.md §4.4). 2.4 removed `passdb dict`, so this is how a 2.4 chain such as
+ * (docs/lua-director.md §6). 2.4 removed `passdb dict`, so this is how a 2.4 chain such as
  * `pam` (`result_success = continue-ok`) → routing passdb (`skip = unauthenticated`) reaches
  * the daemon.
  *

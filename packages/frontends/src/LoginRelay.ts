@@ -1,5 +1,5 @@
 /**
- * Director-style login relay (`dovecot-protocols.md` §8): Dovecot authenticates, doveroute routes.
+ * Director-style login relay (`docs/protocols.md` §8): Dovecot authenticates, doveroute routes.
  *
  * Login processes connect here instead of to Dovecot's `login/login` (2.3:
  * `service imap-login { executable = imap-login <socket> }`; 2.4: `login_socket_path = <socket>`);

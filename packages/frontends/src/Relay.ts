@@ -1,6 +1,6 @@
 /**
  * The byte relay under the login relay and the userdb relay (the 2.3 Director's pattern,
- * `dovecot-protocols.md` §8): for every accepted client connection open one connection to
+ * `docs/protocols.md` §8): for every accepted client connection open one connection to
  * Dovecot's own auth socket and copy bytes both ways.
  *
  * - Client → Dovecot: every chunk is forwarded **verbatim** and at once. A copy is split into

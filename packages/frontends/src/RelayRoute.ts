@@ -1,5 +1,5 @@
 /**
- * How a relay completes a proxy reply from Dovecot's auth (`dovecot-protocols.md` §8), shared by
+ * How a relay completes a proxy reply from Dovecot's auth (`docs/protocols.md` §8), shared by
  * the login relay (`OK` lines) and the userdb relay (`PASS` lines):
  *
  * - Only lines of the relay's reply command that ask for proxying without a host

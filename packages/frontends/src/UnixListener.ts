@@ -1,6 +1,6 @@
 /**
  * A UNIX-socket listener whose lifecycle is an Effect scope and whose per-connection hot path is
- * plain code (effect-stack.md §4): Effect owns listen, permissions, shutdown and errors; each
+ * plain code: Effect owns listen, permissions, shutdown and errors; each
  * connection gets a {@link ConnectionHandler} fed raw chunks, which writes replies straight to the
  * `net.Socket`.
  *

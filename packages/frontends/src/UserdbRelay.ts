@@ -1,5 +1,5 @@
 /**
- * Userdb relay for LMTP (and doveadm) proxying (`dovecot-protocols.md` §5, §8): mail processes
+ * Userdb relay for LMTP (and doveadm) proxying (`docs/protocols.md` §5, §8): mail processes
  * use `auth_socket_path = <this socket>` and doveroute relays the auth-master protocol to
  * Dovecot's `auth-userdb`.
  *

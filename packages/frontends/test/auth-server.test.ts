@@ -1,5 +1,5 @@
 // The standalone auth-client server over real UNIX sockets, driven with the wire lines captured
-// from Dovecot 2.3.19 / 2.4.1 login processes, doveadm, Postfix and Exim (dovecot-protocols.md §2).
+// from Dovecot 2.3.19 / 2.4.1 login processes, doveadm, Postfix and Exim (docs/protocols.md §2).
 import { describe, expect, it } from "@effect/vitest"
 import { Authenticator, AuthServer, Lookup } from "@doveroute/frontends"
 import { Router } from "@doveroute/routing"

@@ -1,5 +1,5 @@
 // Login relay and userdb relay over real UNIX sockets, with a fake Dovecot auth socket upstream
-// that replays lines captured from Dovecot 2.3.19 / 2.4.1 (dovecot-protocols.md §5, §8).
+// that replays lines captured from Dovecot 2.3.19 / 2.4.1 (docs/protocols.md §5, §8).
 import { describe, expect, it } from "@effect/vitest"
 import { LoginRelay, Lookup, UserdbRelay } from "@doveroute/frontends"
 import { Effect, Layer, Logger } from "effect"

@@ -2,7 +2,7 @@
  * Dovecot auth-client protocol, **server side** (doveroute plays the auth server for login
  * processes, doveadm, Postfix and Exim). Protocol versions 1.0–1.4.
  *
- * Follows `dovecot-protocols.md` §1–§3 (behaviour of Dovecot 2.3.19 and 2.4.1–2.4.4
+ * Follows `docs/protocols.md` §1–§3 (behaviour of Dovecot 2.3.19 and 2.4.1–2.4.4
  * `src/auth/auth-client-connection.c`, `auth-request-handler.c`, `auth-request-fields.c`,
  * `src/lib-auth/auth-client-connection.c`). Our own code; no Dovecot source is copied.
  *
@@ -29,7 +29,7 @@ export const AUTH_CLIENT_MAJOR = 1
 
 /**
  * Minor version doveroute announces: 2, like Dovecot 2.3.19, whose "send everything at once"
- * handshake we copy (§2.3). Clients' own minor is remembered separately by the session.
+ * handshake we copy (docs/protocols.md §2.3). Clients' own minor is remembered separately by the session.
  */
 export const AUTH_CLIENT_SERVER_MINOR = 2
 
@@ -94,7 +94,7 @@ const MECH_NAME_RE = /^[A-Z0-9_-]+$/
  * The whole server handshake, to be written at once on accept, in Dovecot 2.3's order:
  * `VERSION\t1\t<minor>\n`, one `MECH\t<name>[\t<flags>]\n` per mechanism, `SPID\t<spid>\n`,
  * `CUID\t<cuid>\n`, `COOKIE\t<cookie>\n`, `DONE\n`. MECH must precede SPID: Postfix and Exim
- * treat an SPID before any MECH as an auth-master socket (§2.3).
+ * treat an SPID before any MECH as an auth-master socket (docs/protocols.md §2.3).
  *
  * Flags are printed in {@link MECH_FLAG_ORDER} (duplicates dropped). Mechanisms carrying
  * `channel-binding` should be left out: this handshake goes out before the client's version is
@@ -141,7 +141,7 @@ export interface CpidLine {
 }
 
 /**
- * `AUTH\t<id>\t<MECH>\t<params…>[\tresp=<base64>]` (§2.5).
+ * `AUTH\t<id>\t<MECH>\t<params…>[\tresp=<base64>]` (docs/protocols.md §2.5).
  *
  * - `id`: non-zero uint32.
  * - `mech`: upper-cased mechanism name (Dovecot looks mechanisms up case-insensitively).
@@ -316,7 +316,7 @@ const decodeAuth = (args: ReadonlyArray<string>): AuthLine | InvalidLine => {
 
 /**
  * Decode one client line (without its LF). Pure and total: never throws; anything the real
- * server would reject with a disconnect is an {@link InvalidLine} (§2.3, §2.5, §2.6).
+ * server would reject with a disconnect is an {@link InvalidLine} (docs/protocols.md §2.3, §2.5, §2.6).
  */
 export const decodeClientLine = (line: string): ClientLine => {
   if (line.length > AUTH_CLIENT_MAX_LINE || (line.length * 3 > AUTH_CLIENT_MAX_LINE && utf8Length(line) > AUTH_CLIENT_MAX_LINE)) {
@@ -398,7 +398,7 @@ const renderFields = (fields: ReadonlyArray<Field>, bare: ReadonlySet<string> | 
 }
 
 /**
- * `OK\t<id>\tuser=<user>[\t<field>…]\n` (§2.7, §3). The first field **must** be `["user", <name>]`
+ * `OK\t<id>\tuser=<user>[\t<field>…]\n` (docs/protocols.md §2.7, §3). The first field **must** be `["user", <name>]`
  * (Postfix and Exim reject an OK without it). `proxy` and `nologin` are always rendered bare
  * (2.3 login processes only recognise the bare token; 2.4 accepts both). Other fields with
  * `undefined` render bare; values are tab-escaped.
@@ -425,7 +425,7 @@ export interface FailOptions {
 }
 
 /**
- * `FAIL\t<id>[\tuser=<u>][\tcode=<c>][\treason=<text>][\t<field>…]\n` (§2.7).
+ * `FAIL\t<id>[\tuser=<u>][\tcode=<c>][\treason=<text>][\t<field>…]\n` (docs/protocols.md §2.7).
  *
  * @throws RangeError (programmer error) on a bad id or a bad field key.
  */
@@ -534,7 +534,7 @@ export interface AuthClientSessionOptions {
 const IGNORE: Ignore = { _tag: "Ignore" }
 
 /**
- * Per-connection rules of the auth-client protocol (§2.3–§2.6), as a pure state machine:
+ * Per-connection rules of the auth-client protocol (docs/protocols.md §2.3–§2.6), as a pure state machine:
  *
  * 1. The first line must be `VERSION` with major 1.
  * 2. Then only `CPID` (non-zero) is accepted; anything else disconnects.

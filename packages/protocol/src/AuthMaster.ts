@@ -1,5 +1,5 @@
 /**
- * Dovecot auth-master / auth-userdb protocol, both directions (`dovecot-protocols.md` §5).
+ * Dovecot auth-master / auth-userdb protocol, both directions (`docs/protocols.md` §5).
  *
  * doveroute relays between LMTP/doveadm/post-login processes and Dovecot's `auth-userdb`, and may
  * answer `PASS` itself. Behaviour of Dovecot 2.3.19 and 2.4.1 `src/auth/auth-master-connection.c`
@@ -69,7 +69,7 @@ export interface ListRequest {
 
 /**
  * `REQUEST\t<id>\t<client-pid>\t<client-request-id>\t<cookie-hex>[\tsession_pid=<pid>][\trequest_auth_token]`:
- * a post-login process fetching the userdb reply for a finished login (§5.3).
+ * a post-login process fetching the userdb reply for a finished login (docs/protocols.md §5.3).
  */
 export interface MasterLoginRequest {
   readonly _tag: "Request"
@@ -376,7 +376,7 @@ export const encodeHandshake = (spid: number, minor: number = AUTH_MASTER_SERVER
 /**
  * `PASS\t<id>\tuser=<user>[\t<fields…>]\n`. The first field **must** be `["user", <name>]`.
  * Not booleanised (unlike auth-client OK): values are rendered as given (`proxy=y` stays
- * `proxy=y`), `undefined` renders bare. PASS replies never carry `pass=` (§5.2) — not enforced.
+ * `proxy=y`), `undefined` renders bare. PASS replies never carry `pass=` (docs/protocols.md §5.2) — not enforced.
  *
  * @throws RangeError on an id outside 0..4294967295, a missing leading `user`, or a bad key.
  */

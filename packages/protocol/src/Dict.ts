@@ -2,13 +2,14 @@
  * Dict proxy protocol, server side, as Dovecot's dict client sends it.
  *
  * Source: Dovecot `src/lib-dict/dict-client.c`, `src/dict/dict-connection.c`, `dict-commands.c`
- * (2.3.19: protocol 3.2; 2.4.1: protocol 4.0). Lines end with LF; arguments are tab-separated and
- * tab-escaped (see {@link TabEscape}).
+ * (2.3.19: protocol 3.2; 2.4.1: protocol 4.0; docs/protocols.md §6). Lines end with LF; arguments
+ * are tab-separated and tab-escaped (see {@link TabEscape}).
  *
  * Client → server:
  * - `H<major>\t<minor>\t<value_type>\t<user>\t<dict name>` hello. **Gets no reply.**
  * - `L<key>\t<username>` lookup. Answered in request order with `O<value>`, `N` or `F<error>`.
- * - anything else (iterate, transactions) is not served by doveroute: answered `F`.
+ * - anything else (iterate, transactions) is not served by doveroute: the server closes that
+ *   connection (decoded as `Unsupported`; see `DictServer`).
  *
  * @since 0.1.0
  */
@@ -53,8 +54,9 @@ export const encodeNotFound = (): string => "N\n"
 export const encodeFailure = (error: string): string => `F${escape(error)}\n`
 
 /**
- * Supported major versions of the dict protocol: 3 (Dovecot 2.3.17+) and 4 (2.4).
- * The real server closes the connection on a major mismatch.
+ * Supported major versions of the dict protocol: 2 (Dovecot 2.3 before 2.3.17), 3 (2.3.17+) and
+ * 4 (2.4). The real server closes the connection on a major mismatch, and so does doveroute on a
+ * major outside this set.
  */
 export const SUPPORTED_MAJORS: ReadonlySet<number> = new Set([2, 3, 4])
 

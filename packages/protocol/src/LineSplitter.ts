@@ -2,7 +2,8 @@
  * Byte-level line framing for Dovecot's LF-terminated protocols.
  *
  * Splits on 0x0A before decoding, so a UTF-8 character cut between two socket reads is decoded
- * whole (see effect-stack.md trap 2). Enforces a maximum line length in bytes; a longer line is a
+ * whole (@effect/platform's `Socket.toChannelString` decodes every chunk on its own, which turns such
+ * a character into U+FFFD). Enforces a maximum line length in bytes; a longer line is a
  * protocol error for that connection only.
  *
  * @since 0.1.0

@@ -1,5 +1,5 @@
 /**
- * Helpers for relays that rewrite proxy replies (`dovecot-protocols.md` §8, modelled on the
+ * Helpers for relays that rewrite proxy replies (`docs/protocols.md` §8, modelled on the
  * Dovecot 2.3.21 Director's `src/director/login-connection.c` behaviour; our own code).
  *
  * A relay copies every auth line byte for byte, except auth-client `OK` lines (login socket) and

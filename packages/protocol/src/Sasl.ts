@@ -3,7 +3,7 @@
  * (the non-standard, widely used "Username:"/"Password:" exchange), plus strict base64.
  *
  * Behaviour follows Dovecot 2.3.19 / 2.4.1 `src/auth/mech-plain.c`, `mech-login.c`, `mech.c` as
- * described in `dovecot-protocols.md` §2.8 (our own code; no Dovecot source is copied):
+ * described in `docs/protocols.md` §2.8 (our own code; no Dovecot source is copied):
  * - PLAIN: `authzid NUL authcid NUL password`, exactly two NULs, non-empty authcid. Without an
  *   initial response the server sends an empty challenge.
  * - LOGIN: challenges are base64 `Username:` (`VXNlcm5hbWU6`) and `Password:` (`UGFzc3dvcmQ6`);

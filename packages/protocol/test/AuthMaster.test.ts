@@ -130,7 +130,7 @@ describe("decodeReply: captured lines", () => {
     expect(decodeReply("SPID\t3934")).toEqual({ _tag: "Spid", pid: 3934 })
   })
 
-  it("PASS replies from §5.2 and §7", () => {
+  it("PASS replies captured from 2.3.19 / 2.4.1 (docs/protocols.md §5.2)", () => {
     expect(decodeReply("PASS\t1\tuser=alice\thostip=127.0.0.2\thost=backend1.test\tproxy")).toEqual({
       _tag: "Pass",
       id: 1,

@@ -18,9 +18,9 @@ const fieldsOf = (line: string) => parseReplyLine(line)!.fields
 
 describe("needsRoute on captured replies", () => {
   const cases: Array<[string, boolean]> = [
-    // §8 relay capture (2.4.1 login socket)
+    // docs/protocols.md §8 relay capture (2.4.1 login socket)
     ["OK\t1\tuser=dave\tproxy=y\tlip=127.0.0.1\tlport=20143\tpass=pass", true],
-    // §5.2 LMTP relay capture (2.4.1 auth-userdb)
+    // docs/protocols.md §5.2 LMTP relay capture (2.4.1 auth-userdb)
     ["PASS\t1\tuser=erin@example.org\tproxy=y\tlip=127.0.0.1\tlport=20125", true],
     // already has host: pass through
     ["OK\t1\tuser=alice\tproxy\thost=127.0.0.2\tport=25143\tpass=secret", false],
@@ -83,7 +83,7 @@ describe("routeUser / fields", () => {
 })
 
 describe("appendFields", () => {
-  it("§8 relay rewrite, byte for byte", () => {
+  it("docs/protocols.md §8 relay rewrite, byte for byte", () => {
     expect(
       appendFields("OK\t1\tuser=dave\tproxy=y\tlip=127.0.0.1\tlport=20143\tpass=pass", [["host", "127.0.0.1"], ["port", "20144"]])
     ).toBe("OK\t1\tuser=dave\tproxy=y\tlip=127.0.0.1\tlport=20143\tpass=pass\thost=127.0.0.1\tport=20144")

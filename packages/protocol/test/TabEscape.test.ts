@@ -7,7 +7,7 @@ const anyString = fc.string({ unit: "binary", maxLength: 80 })
 const nasty = fc.string({ unit: fc.constantFrom("\x00", "\x01", "\t", "\r", "\n", "=", "a", "ö", "0", "t", "n"), maxLength: 40 })
 const field = fc.oneof(anyString, nasty)
 
-describe("TabEscape (§1)", () => {
+describe("TabEscape (docs/protocols.md §1)", () => {
   it("escapes exactly the five bytes of the table", () => {
     expect(escape("\x00\x01\t\r\n")).toBe("\x010\x011\x01t\x01r\x01n")
     expect(escape("plain=ö")).toBe("plain=ö")

@@ -1,7 +1,7 @@
 /**
  * A backend row of the Lua director's `backends` table.
  *
- * Columns (Lua director doc, `docs/howto/lua_director.md`): `id` int primary key, `hostname`
+ * Columns (the scripts' documented schema, docs/lua-director.md §1): `id` int primary key, `hostname`
  * varchar(255), `hostip` varchar(255) nullable, `state` smallint (0 = may receive new users).
  * doveroute adds `weight` (additive migration; 1 when the column is absent).
  *

@@ -1,11 +1,13 @@
 /**
  * The routing core: one function every front-end calls (dict, auth-client, relays, HTTP, CLI).
  *
- * Flow (lua-director-reference.md §2, without the published defects):
+ * Flow (the scripts' flow, docs/lua-director.md §2, without their defects §5):
  * 1. key = user (mapping) or `shardKey(user)` (shard);
  * 2. the stored row wins; a row on a backend with `state != 0` is handled by the down policy
  *    (`keep` = reference behaviour);
- * 3. no row → uniform random choice among `state = 0` backends → race-safe insert-ignore-then-read,
+ * 3. no row → placement among `state = 0` backends (and weight > 0 when the store reports weights):
+ *    `random` (uniform, the scripts' rule; default), `weighted` or `least-loaded` (Placement.ts)
+ *    → race-safe insert-ignore-then-read,
  *    so concurrent first logins of one user agree on one backend;
  * 4. no usable backend → {@link RouteError} `NoBackend` (front-ends answer `temp_fail`).
  *

@@ -3,7 +3,7 @@
  *
  * The script's "16-bit fold" shifts the high half *left* through Lua 5.2 `bit32`, which truncates
  * to 32 bits, so only the low 16 bits survive; existing tables hold those values, so doveroute
- * reproduces them bit for bit (lua-director-reference.md §4). Test vectors: alice → 10670,
+ * reproduces them bit for bit (docs/lua-director.md §4). Test vectors: alice → 10670,
  * bob → 25494, testuser → 10406, jörg → 8669.
  *
  * @since 0.1.0

@@ -2,7 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { crc32, parseExtraField, Placement, replyFields, shardKey, type Backend, fieldsForLog, InvalidExtraField } from "@doveroute/routing"
 import { FastCheck, Redacted } from "effect"
 
-describe("shard key (lua-director-reference.md §4 vectors)", () => {
+describe("shard key (docs/lua-director.md §4 vectors)", () => {
   const vectors: ReadonlyArray<[string, number, number]> = [
     ["alice", 2553358766, 10670],
     ["bob", 2973983638, 25494],

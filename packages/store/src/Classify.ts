@@ -1,6 +1,6 @@
 /**
- * One place that turns driver errors into {@link StoreError} reasons (effect-stack.md §6; v3
- * `SqlError` keeps the driver error in `cause`).
+ * One place that turns driver errors into {@link StoreError} reasons (v3 `SqlError`
+ * keeps the driver error in `cause`).
  *
  * @since 0.1.0
  */

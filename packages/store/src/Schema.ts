@@ -2,7 +2,7 @@
  * The Lua director's tables, created when missing and checked when present.
  *
  * `backends(id, hostname, hostip, state)` and, per strategy, `user_backend(backend_id, user)` or
- * `user_backend(backend_id, user_hash)` (lua-director-reference.md §1). The column `user` is quoted
+ * `user_backend(backend_id, user_hash)` (docs/lua-director.md §1). The column `user` is quoted
  * on every dialect (a reserved word on PostgreSQL: defect 4).
  *
  * @since 0.1.0

@@ -11,7 +11,7 @@
  */
 import { FastCheck as fc } from "effect"
 
-/** Captured, valid lines of each protocol (dovecot-protocols.md), the corpus mutations start from. */
+/** Captured, valid lines of each protocol (docs/protocols.md), the corpus mutations start from. */
 export const CORPUS = {
   authClient: [
     "VERSION\t1\t2",
