@@ -68,7 +68,7 @@ export const addBackend = (b: NewBackend) =>
   })
 
 /** Number of `user_backend` rows (users or shards). */
-export const countMappings = (_strategy: Strategy) =>
+export const countMappings = () =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const rows = yield* sql<{ n: number | string }>`SELECT COUNT(*) AS n FROM user_backend`.pipe(wrap("count mappings"))

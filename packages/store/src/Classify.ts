@@ -38,13 +38,6 @@ const codeOf = (e: unknown): string | undefined => {
   return typeof d?.code === "string" ? d.code : undefined
 }
 
-/** A duplicate-key error on PostgreSQL (23505), MySQL/MariaDB (1062) or SQLite (constraint). */
-export const isUniqueViolation = (e: SqlError): boolean => {
-  const d = driverError(e)
-  return d?.code === "23505" || d?.errno === 1062 ||
-    d?.code === "SQLITE_CONSTRAINT_PRIMARYKEY" || d?.code === "SQLITE_CONSTRAINT_UNIQUE"
-}
-
 /**
  * A conflict the database asks the client to retry: InnoDB deadlock (1213) or lock wait timeout
  * (1205), PostgreSQL deadlock (40P01) or serialization failure (40001). Concurrent

@@ -7,7 +7,7 @@ import { Options } from "@effect/cli"
 import { routingLayer, type Settings } from "@doveroute/daemon"
 import { Router } from "@doveroute/routing"
 import { AdminOps } from "@doveroute/store"
-import { Console, Duration, Effect, Option } from "effect"
+import { Console, Duration, Effect } from "effect"
 import { execFile } from "node:child_process"
 import { common, type CommonValues, settingsFrom } from "../CommonOptions.js"
 
@@ -70,5 +70,3 @@ export const runKicks = (settings: Settings, user: string) =>
 
 export const optionalText = (name: string, description: string) =>
   Options.text(name).pipe(Options.withDescription(description), Options.optional)
-
-export const orUndefined = <A>(o: Option.Option<A>): A | undefined => Option.getOrUndefined(o)
