@@ -4,7 +4,8 @@
  *
  * A relay copies every auth line byte for byte, except auth-client `OK` lines (login socket) and
  * userdb `PASS` lines that ask for proxying but carry no `host=`; to those it appends
- * `host=`/`hostip=`/`port=`/`proxy_refresh=`, or replaces them with {@link tempFailLine}.
+ * `host=`/`hostip=`/`port=` (and a bare `proxy` when it had only `proxy_maybe`), or replaces them
+ * with {@link tempFailLine}. (The Director also appended `proxy_refresh=`; doveroute does not.)
  *
  * Field lists are the unescaped `KeyValue`s of a reply (as from {@link parseReplyLine} or
  * `AuthMaster.decodeReply`). Pure; nothing here throws except the documented encoder checks.

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { crc32, parseExtraField, Placement, replyFields, shardKey, type Backend, fieldsForLog, InvalidExtraField } from "@doveroute/routing"
 import { FastCheck, Redacted } from "effect"
+import * as zlib from "node:zlib"
 
 describe("shard key (docs/lua-director.md §4 vectors)", () => {
   const vectors: ReadonlyArray<[string, number, number]> = [
@@ -26,6 +27,7 @@ describe("shard key (docs/lua-director.md §4 vectors)", () => {
     const k = shardKey(s)
     expect(k).toBeGreaterThanOrEqual(0)
     expect(k).toBeLessThanOrEqual(0xffff)
+    expect(k).toBe(zlib.crc32(Buffer.from(s, "utf8"), 120254) & 0xffff)
   })
 })
 
