@@ -7,8 +7,8 @@
  *    (`keep` = reference behaviour);
  * 3. no row → placement among `state = 0` backends (and weight > 0 when the store reports weights):
  *    `random` (uniform, the scripts' rule; default), `weighted` or `least-loaded` (Placement.ts)
- *    → race-safe insert-ignore-then-read,
- *    so concurrent first logins of one user agree on one backend;
+ *    → race-safe insert-ignore-then-read, so concurrent first logins of one user agree on one
+ *    backend;
  * 4. no usable backend → {@link RouteError} `NoBackend` (front-ends answer `temp_fail`).
  *
  * @since 0.1.0
