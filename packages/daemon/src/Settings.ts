@@ -333,14 +333,15 @@ const portsConfig = Config.array(Config.string(), "port").pipe(
 
 const storeConfig = Config.all({
   url: secretConfig("store", "store", CREDENTIALS.store),
-  password: secretConfig("store_password", "store_password", CREDENTIALS.store_password)
+  password: secretConfig("store_password", "store_password", CREDENTIALS.store_password),
+  group: Config.option(Config.string("store_group"))
 }).pipe(
   Config.mapOrFail((s): Either.Either<{ readonly url: StoreUrl; readonly secrets: ReadonlyArray<Secret> }, ConfigError.ConfigError> => {
     try {
       const raw = Option.match(s.url, { onNone: () => DEFAULT_STORE, onSome: (u) => Redacted.value(u.value) })
       const url = Option.isSome(s.password) ? storeWithPassword(raw, s.password.value.value) : raw
       const secrets = [...Option.toArray(s.url), ...Option.toArray(s.password)]
-      return Either.right({ url: parseStoreUrl(url), secrets })
+      return Either.right({ url: withStoreGroup(parseStoreUrl(url), Option.getOrUndefined(s.group)), secrets })
     } catch (e) {
       return Either.left(ConfigError.InvalidData(["store"], (e as Error).message))
     }
@@ -424,6 +425,13 @@ export const settingsConfig: Config.Config<Settings> = Config.all({
     return clash === undefined ? Either.right(s) : Either.left(ConfigError.InvalidData([], clash))
   })
 )
+
+/** `store_group` on an SQLite store (group of the files it creates); refused for other stores. */
+const withStoreGroup = (url: StoreUrl, group: string | undefined): StoreUrl => {
+  if (group === undefined) return url
+  if (url._tag !== "Sqlite") throw new Error("store_group applies to an SQLite store only")
+  return { ...url, group }
+}
 
 const withoutSecret = <A extends { readonly secret?: Secret }>(a: A): Omit<A, "secret"> => {
   const { secret: _secret, ...rest } = a
