@@ -274,7 +274,7 @@ describe("hostile input on every listener (daemon child, real sockets)", () => {
         }
         // 50 pipelined requests on one connection: 50 answers
         const c = await RawConn.connect({ host: "127.0.0.1", port: httpPort })
-        c.send(Array.from({ length: 50 }, (_, i) => `GET /route?user=pipe${i} HTTP/1.1\r\nHost: x\r\n\r\n`).join(""))
+        c.send(Array.from({ length: 50 }, (_, i) => `GET /route?user=pipe${i} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${HTTP_TOKEN}\r\n\r\n`).join(""))
         await c.until(() => (c.text().match(/HTTP\/1\.1 200/g) ?? []).length >= 50, 8000)
         if ((c.text().match(/HTTP\/1\.1 200/g) ?? []).length !== 50) failures.push("http: 50 pipelined requests")
         c.close()
