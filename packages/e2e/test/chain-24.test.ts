@@ -226,7 +226,11 @@ describe("2.4.1 chain over loopback TCP: only with the shared token (issue 11)",
     const chain = shippedChain(users, lua)
       .replace("socket_path = /run/doveroute/http.sock", `token_file = ${luaToken}`)
       .replace("route_url = http://localhost/route", `route_url = http://127.0.0.1:${httpPort}/route`)
+      // the password Dovecot logs in to the backend with, from Dovecot's own config (here the
+      // users' password, so the backends accept it)
+      .replace("    noauthenticate = yes\n", "    noauthenticate = yes\n    pass = secret\n")
     expect(chain).toContain(`token_file = ${luaToken}`)
+    expect(chain).toContain("pass = secret")
     proxy = await startDovecot24({
       dir,
       config: proxyConfig24({ dir, imapPort }, chain),
@@ -250,6 +254,8 @@ describe("2.4.1 chain over loopback TCP: only with the shared token (issue 11)",
     const t = await proxy.doveadm(["auth", "test", "alice", "secret"])
     expect(t.code, t.stdout + t.stderr).toBe(0)
     expect(doveadmFields(t.stdout)).toContain("host=backend1.test")
+    // a password field comes from the passdb's fields { } block, never over HTTP
+    expect(doveadmFields(t.stdout)).toContain("pass=secret")
     expect(doveadmFields(t.stdout).some((f) => f.startsWith("password="))).toBe(false)
     expect(t.stdout + proxy.log() + daemon.logs()).not.toContain(MASTER)
     expect(proxy.log() + daemon.logs()).not.toContain(TOKEN)
