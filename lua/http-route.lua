@@ -8,8 +8,25 @@ Uses only Dovecot's built-in dovecot.http.client; no extra Lua modules.
 REQUEST
   GET <route_url>?user=<urlencoded req.user>&protocol=<req.protocol or req.service>
   (2.4 names the protocol req.protocol, 2.3 req.service)
+  with `Authorization: Bearer <token>` when a token is configured.
 
-RESPONSE (doveroute's endpoint: `doveroute serve --http-listen 127.0.0.1:PORT`)
+WHO MAY ASK (the answers say where every user's mail is; a first lookup writes a row)
+  * A UNIX socket (Dovecot 2.4 only): `doveroute serve --http-listen
+    /run/doveroute/http.sock` with http.group = dovecot, mode 0660; here
+    socket_path = /run/doveroute/http.sock and route_url = http://localhost/route
+    (only its path and query are used: Dovecot's HTTP client sends the request
+    through http_client_proxy_socket_path). The auth process (user dovecot)
+    connects; other local users cannot.
+  * Loopback TCP (2.3 and 2.4): doveroute refuses a TCP listener without a shared
+    token; give the same token here with token_file (a file readable by user
+    dovecot and root only, e.g. root:dovecot 0640; one line). `token` inline works
+    too, but Dovecot's config files are usually world-readable.
+
+NO SECRETS over HTTP: doveroute never sends a password field. Where a
+  master password is wanted, Dovecot's passdb adds it (its `fields { }` block,
+  in a config file only root and dovecot can read).
+
+RESPONSE (doveroute's endpoint)
   200  body = `key=value` fields separated by TAB (newlines also accepted);
        a bare `key` is a flag, sent as key=y.
        -> PASSDB_RESULT_OK with those fields (a new table per request).
@@ -31,6 +48,10 @@ SETTINGS -- same rule as director.lua:
     process (user dovecot) and the auth-workers (root).
   Keys:
     route_url              required, http://host:port/path
+                           (with socket_path: http://localhost/path)
+    socket_path            UNIX socket of doveroute's endpoint (2.4 only)
+    token_file             file holding the shared token (one line)
+    token                  the shared token itself (prefer token_file)
     connect_timeout_msecs  default 1000
     request_timeout_msecs  default 2000 (per attempt; one attempt only)
     user_agent             default "doveroute-http-route"
@@ -40,7 +61,8 @@ DOVECOT CONFIG
   2.4:  passdb lua {
           lua_file = /etc/dovecot/http-route.lua
           lua_settings {
-            route_url = http://127.0.0.1:20180/route
+            socket_path = /run/doveroute/http.sock
+            route_url = http://localhost/route
           }
           fields {
             nopassword = yes
@@ -50,7 +72,8 @@ DOVECOT CONFIG
           driver = lua
           args = file=/etc/dovecot/http-route.lua
         }
-        (settings in /etc/dovecot/http-route.conf; a pure proxy also needs
+        (settings in /etc/dovecot/http-route.conf: route_url =
+        http://127.0.0.1:PORT/route and token_file = …; a pure proxy also needs
         `nopassword` from the router's reply, or an authenticating passdb)
 ]]
 
@@ -58,7 +81,7 @@ local NAME = "doveroute http-route.lua"
 
 local KNOWN_KEYS = {
   route_url = true, connect_timeout_msecs = true, request_timeout_msecs = true,
-  user_agent = true,
+  user_agent = true, socket_path = true, token = true, token_file = true,
 }
 
 local function script_path()
@@ -114,6 +137,22 @@ end
 local route_url    -- configured URL
 local url_sep      -- "?" or "&"
 local http_client  -- dovecot.http.client
+local auth_header  -- "Bearer <token>" or nil
+
+-- The token from token_file: the whole file, one trailing newline dropped.
+local function read_token_file(path, source)
+  local f, err = io.open(path, "r")
+  if f == nil then
+    error(string.format("%s: cannot read token_file (%s): %s", NAME, source, tostring(err)))
+  end
+  local t = f:read("a") or ""
+  f:close()
+  t = t:gsub("\r?\n$", "")
+  if t == "" or t:find("[\r\n]") then
+    error(string.format("%s: token_file %s must hold one non-empty line (%s)", NAME, path, source))
+  end
+  return t
+end
 
 function script_init(args)
   local settings, source
@@ -161,6 +200,31 @@ function script_init(args)
   local request_ms = msecs("request_timeout_msecs", 2000)
   local user_agent = settings.user_agent or "doveroute-http-route"
 
+  if settings.token ~= nil and settings.token_file ~= nil then
+    error(string.format("%s: set token or token_file, not both (%s)", NAME, source))
+  end
+  local token = settings.token
+  if settings.token_file ~= nil and settings.token_file ~= "" then
+    token = read_token_file(settings.token_file, source)
+  end
+  if token ~= nil and token ~= "" then
+    if token:find("[%s]") then
+      error(string.format("%s: the token must not contain spaces (%s)", NAME, source))
+    end
+    auth_header = "Bearer " .. token
+  end
+  local socket_path = settings.socket_path
+  if socket_path ~= nil and socket_path ~= "" then
+    if not is_24 then
+      error(string.format("%s: socket_path needs Dovecot 2.4 (2.3's Lua HTTP client has no UNIX socket support); use a loopback route_url with token_file (%s)", NAME, source))
+    end
+    if socket_path:sub(1, 1) ~= "/" then
+      error(string.format("%s: socket_path must be an absolute path (%s)", NAME, source))
+    end
+  else
+    socket_path = nil
+  end
+
   -- The two versions name the HTTP client settings differently; 2.4 rejects
   -- unknown names, 2.3 ignores them.
   local client_settings
@@ -171,6 +235,10 @@ function script_init(args)
       request_max_attempts = 1,
       user_agent = user_agent,
     }
+    if socket_path ~= nil then
+      -- the request goes to the socket in absolute form (GET http://localhost/route?…)
+      client_settings.proxy_socket_path = socket_path
+    end
   else
     client_settings = {
       connect_timeout_msecs = connect_ms,
@@ -209,7 +277,11 @@ function auth_passdb_lookup(req)
               "&protocol=" .. urlencode(protocol)
 
   local ok, resp = pcall(function()
-    return http_client:request({ url = url, method = "GET" }):submit()
+    local r = http_client:request({ url = url, method = "GET" })
+    if auth_header ~= nil then
+      r:add_header("Authorization", auth_header)
+    end
+    return r:submit()
   end)
   if not ok then
     return R.PASSDB_RESULT_INTERNAL_FAILURE, "route lookup failed: " .. tostring(resp)

@@ -14,7 +14,11 @@ export const common = {
     Options.optional
   ),
   store: Options.text("store").pipe(
-    Options.withDescription("store URL: sqlite:/path/file.db, postgres://…, mysql://…"),
+    Options.withDescription("store URL: sqlite:/path/file.db, postgres://…, mysql://… (a URL with a password shows in ps: prefer --store-file)"),
+    Options.optional
+  ),
+  storeFile: Options.text("store-file").pipe(
+    Options.withDescription("file holding the store URL (mode 0600/0640; the systemd credential `store` also works)"),
     Options.optional
   ),
   strategy: Options.choice("strategy", ["mapping", "shard"]).pipe(
@@ -27,6 +31,7 @@ export const common = {
 export interface CommonValues {
   readonly config: Option.Option<string>
   readonly store: Option.Option<string>
+  readonly storeFile: Option.Option<string>
   readonly strategy: Option.Option<string>
 }
 
@@ -39,6 +44,12 @@ export const overrides = (
   return m
 }
 
+/** The flag overrides of common values plus extra ones. */
+export const flagsFrom = (
+  c: CommonValues,
+  extra: ReadonlyArray<readonly [string, Option.Option<string | ReadonlyArray<string>>]> = []
+): FlagOverrides => overrides([["store", c.store], ["store_file", c.storeFile], ["strategy", c.strategy], ...extra])
+
 /** Load settings from common values plus extra overrides. */
 export const settingsFrom = (
   c: CommonValues,
@@ -46,5 +57,5 @@ export const settingsFrom = (
 ) =>
   loadSettings({
     configFile: Option.getOrUndefined(c.config),
-    flags: overrides([["store", c.store], ["strategy", c.strategy], ...extra])
+    flags: flagsFrom(c, extra)
   })

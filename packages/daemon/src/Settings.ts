@@ -27,9 +27,9 @@
  * per connection, default 1000), `line_timeout` (an unfinished line closes the connection after
  * it, default 30 s; 0 = off), `idle_timeout` (default 0 = off). `max_connections` is the SQL pool.
  *
- * Secrets: `auth.password` is read as a `Redacted` value and never logged. Put it in the config
- * file (mode 0600) or in `DOVEROUTE_AUTH_PASSWORD`; `--password` on the command line is visible
- * to every local user in the process list.
+ * Secrets (`store`, `store_password`, `auth.password`, `http.token`) are `Redacted` values, never
+ * logged; each can also come from a `*_file` key or a systemd credential (Secrets.ts).
+ * `--password` on the command line is visible to every local user in the process list.
  *
  * @since 0.1.0
  */
@@ -48,6 +48,8 @@ import { BackendPort, HttpRoute } from "@doveroute/frontends"
 import { parseStoreUrl, type StoreUrl } from "@doveroute/store"
 import { Config, ConfigError, ConfigProvider, Data, Duration, Effect, Either, Option, Redacted } from "effect"
 import { type RoutingSettings, routingSettingsConfig } from "./RoutingSettings.js"
+import { CREDENTIALS, type Secret, secretConfig } from "./Secrets.js"
+import { storeWithPassword } from "./StoreSecret.js"
 import * as fs from "node:fs"
 import * as path from "node:path"
 
@@ -81,6 +83,8 @@ export interface AuthSettings extends SocketSettings {
 /** The HTTP route endpoint (`http` section): loopback `host:port` or a UNIX socket (with its permissions). */
 export interface HttpSettings {
   readonly listen: HttpRoute.HttpListen
+  /** Shared token callers must send (`Authorization: Bearer`); required for TCP. */
+  readonly token: Redacted.Redacted<string> | undefined
   readonly mode: number
   readonly owner: string | undefined
   readonly group: string | undefined
@@ -124,6 +128,8 @@ export interface Settings {
   readonly health: HealthSettings
   /** Prometheus metrics endpoint (`metrics.listen`, loopback `host:port`); undefined = off. */
   readonly metrics: MetricsSettings | undefined
+  /** Non-fatal secret problems to log at start (a group-readable secret file); never a value. */
+  readonly secretWarnings?: ReadonlyArray<string>
 }
 
 /** The backend health checker (`health` section): banner checks, live-reloadable on SIGHUP. */
@@ -230,18 +236,18 @@ const authConfig = Config.nested(
   Config.all({
     ...socketFields,
     authMode: Config.option(Config.literal(...AUTH_MODES)("auth_mode")),
-    password: Config.option(Config.redacted("password")),
+    password: secretConfig("password", "auth.password", CREDENTIALS["auth.password"]),
     pamService: Config.string("pam_service").pipe(Config.withDefault(DEFAULT_PAM_SERVICE)),
     failureDelay: Config.duration("failure_delay").pipe(Config.withDefault(Duration.seconds(2)))
   }),
   "auth"
 ).pipe(
-  Config.mapOrFail((a): Either.Either<AuthSettings | undefined, ConfigError.ConfigError> => {
+  Config.mapOrFail((a): Either.Either<(AuthSettings & { readonly secret?: Secret }) | undefined, ConfigError.ConfigError> => {
     const socket = toSocket(a)
-    const password = Option.getOrUndefined(a.password)
+    const password = Option.getOrUndefined(a.password)?.value
     const mode = Option.getOrElse(a.authMode, (): AuthMode => (password !== undefined ? "password" : "nopassword"))
     if (mode === "password" && password === undefined) {
-      return Either.left(ConfigError.InvalidData(["auth", "password"], "auth_mode=password needs a password (DOVEROUTE_AUTH_PASSWORD or auth.password in the config file)"))
+      return Either.left(ConfigError.InvalidData(["auth", "password"], "auth_mode=password needs a password (auth.password_file, the systemd credential auth_password, DOVEROUTE_AUTH_PASSWORD or auth.password in the config file)"))
     }
     if (mode === "pam" && password !== undefined) {
       return Either.left(ConfigError.InvalidData(["auth", "auth_mode"], "a password is set but auth_mode is pam (PAM checks the passwords); drop one of them"))
@@ -261,7 +267,8 @@ const authConfig = Config.nested(
       authMode: mode,
       password: mode === "password" ? password : undefined,
       pamService: a.pamService,
-      failureDelay: a.failureDelay
+      failureDelay: a.failureDelay,
+      ...(Option.isSome(a.password) ? { secret: a.password.value } : {})
     })
   })
 )
@@ -271,22 +278,30 @@ const httpConfig = Config.nested(
     listen: Config.option(Config.string("listen")),
     mode: parseMode("mode"),
     owner: Config.option(Config.string("owner")),
-    group: Config.option(Config.string("group"))
+    group: Config.option(Config.string("group")),
+    token: secretConfig("token", "http.token", CREDENTIALS["http.token"])
   }),
   "http"
 ).pipe(
-  Config.mapOrFail((h): Either.Either<HttpSettings | undefined, ConfigError.ConfigError> => {
+  Config.mapOrFail((h): Either.Either<(HttpSettings & { readonly secret?: Secret }) | undefined, ConfigError.ConfigError> => {
     if (Option.isNone(h.listen)) return Either.right(undefined)
+    let listen: HttpRoute.HttpListen
     try {
-      return Either.right({
-        listen: HttpRoute.parseHttpListen(h.listen.value),
-        mode: h.mode,
-        owner: Option.getOrUndefined(h.owner),
-        group: Option.getOrUndefined(h.group)
-      })
+      listen = HttpRoute.parseHttpListen(h.listen.value)
     } catch (e) {
       return Either.left(ConfigError.InvalidData(["http", "listen"], (e as Error).message))
     }
+    if (listen._tag === "Tcp" && Option.isNone(h.token)) {
+      return Either.left(ConfigError.InvalidData(["http", "token"], HttpRoute.TCP_NEEDS_TOKEN))
+    }
+    return Either.right({
+      listen,
+      mode: h.mode,
+      owner: Option.getOrUndefined(h.owner),
+      group: Option.getOrUndefined(h.group),
+      token: Option.getOrUndefined(h.token)?.value,
+      ...(Option.isSome(h.token) ? { secret: h.token.value } : {})
+    })
   })
 )
 
@@ -316,11 +331,17 @@ const portsConfig = Config.array(Config.string(), "port").pipe(
   })
 )
 
-const storeConfig = Config.string("store").pipe(
-  Config.withDefault(DEFAULT_STORE),
-  Config.mapOrFail((s) => {
+const storeConfig = Config.all({
+  url: secretConfig("store", "store", CREDENTIALS.store),
+  password: secretConfig("store_password", "store_password", CREDENTIALS.store_password),
+  group: Config.option(Config.string("store_group"))
+}).pipe(
+  Config.mapOrFail((s): Either.Either<{ readonly url: StoreUrl; readonly secrets: ReadonlyArray<Secret> }, ConfigError.ConfigError> => {
     try {
-      return Either.right(parseStoreUrl(s))
+      const raw = Option.match(s.url, { onNone: () => DEFAULT_STORE, onSome: (u) => Redacted.value(u.value) })
+      const url = Option.isSome(s.password) ? storeWithPassword(raw, s.password.value.value) : raw
+      const secrets = [...Option.toArray(s.url), ...Option.toArray(s.password)]
+      return Either.right({ url: withStoreGroup(parseStoreUrl(url), Option.getOrUndefined(s.group)), secrets })
     } catch (e) {
       return Either.left(ConfigError.InvalidData(["store"], (e as Error).message))
     }
@@ -388,15 +409,34 @@ export const settingsConfig: Config.Config<Settings> = Config.all({
   health: healthConfig,
   metrics: metricsConfig
 }).pipe(
-  Config.map((s): Settings => ({
-    ...s,
-    proxyFlag: Option.getOrElse(s.proxyFlag, () => defaultProxyFlag(s.strategy))
-  })),
+  Config.map((s): Settings => {
+    const secrets = [...s.store.secrets, s.auth?.secret, s.http?.secret]
+    return {
+      ...s,
+      store: s.store.url,
+      auth: s.auth === undefined ? undefined : withoutSecret(s.auth),
+      http: s.http === undefined ? undefined : withoutSecret(s.http),
+      proxyFlag: Option.getOrElse(s.proxyFlag, () => defaultProxyFlag(s.strategy)),
+      secretWarnings: secrets.flatMap((x) => (x?.warning === undefined ? [] : [x.warning]))
+    }
+  }),
   Config.mapOrFail((s) => {
     const clash = socketPathClash(s)
     return clash === undefined ? Either.right(s) : Either.left(ConfigError.InvalidData([], clash))
   })
 )
+
+/** `store_group` on an SQLite store (group of the files it creates); refused for other stores. */
+const withStoreGroup = (url: StoreUrl, group: string | undefined): StoreUrl => {
+  if (group === undefined) return url
+  if (url._tag !== "Sqlite") throw new Error("store_group applies to an SQLite store only")
+  return { ...url, group }
+}
+
+const withoutSecret = <A extends { readonly secret?: Secret }>(a: A): Omit<A, "secret"> => {
+  const { secret: _secret, ...rest } = a
+  return rest
+}
 
 /**
  * The first UNIX socket path given to two of our listeners, or given as one of our listeners and

@@ -17,10 +17,10 @@ describe("settings: http section", () => {
 
   it.effect("loopback TCP from a flag; a UNIX socket with mode/group from the config file", () =>
     Effect.gen(function*() {
-      const tcp = yield* loadSettings({ flags: flags({ "http.listen": "127.0.0.1:20180" }) })
+      const tcp = yield* loadSettings({ flags: flags({ "http.listen": "127.0.0.1:20180", "http.token": "t0k" }) })
       expect(tcp.http?.listen).toEqual({ _tag: "Tcp", host: "127.0.0.1", port: 20180 })
       expect(listenersLayer(tcp)).toHaveLength(1)
-      const v6 = yield* loadSettings({ flags: flags({ "http.listen": "[::1]:20180" }) })
+      const v6 = yield* loadSettings({ flags: flags({ "http.listen": "[::1]:20180", "http.token": "t0k" }) })
       expect(v6.http?.listen).toEqual({ _tag: "Tcp", host: "::1", port: 20180 })
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), "dvr-set-"))
       const file = path.join(dir, "c.json")

@@ -246,6 +246,9 @@ export interface ParityDaemon {
   readonly httpPort: number
 }
 
+/** The HTTP endpoint's shared token (lua/http-route.lua sends it). */
+const PARITY_HTTP_TOKEN = "parity-http-token-9b1e"
+
 export async function startParityDaemon(db: ParityDb, tmp: ChrootTempDir, tag: string): Promise<ParityDaemon> {
   const dictSocket = tmp.hostPath(tmp.join(`${tag}.sock`))
   const httpPort = await freePort()
@@ -257,7 +260,7 @@ export async function startParityDaemon(db: ParityDb, tmp: ChrootTempDir, tag: s
     ],
     // parity compares routing decisions scenario by scenario, and the scenarios rewrite the tables
     // faster than the lookup cache's invalidation bound (cache.refresh): compare without the cache
-    env: { DOVEROUTE_CACHE_ENABLED: "false" },
+    env: { DOVEROUTE_CACHE_ENABLED: "false", DOVEROUTE_HTTP_TOKEN: PARITY_HTTP_TOKEN },
     waitFor: [dictSocket],
     waitForTcp: [{ host: "127.0.0.1", port: httpPort }],
     timeoutMs: 120_000
@@ -304,7 +307,7 @@ export async function startParityProxy(combo: Combo, db: ParityDb, d: ParityDaem
     `protocol imap {\n  passdb director {\n    driver = lua\n    lua_file = ${dir}/lua/${script}\n    lua_settings {\n` +
       Object.entries(settings).map(([k, v]) => block(k, v)).join("") + "    }\n  }\n}",
     `protocol pop3 {\n  passdb route {\n    driver = lua\n    lua_file = ${dir}/lua/http-route.lua\n    lua_settings {\n` +
-      `      route_url = http://127.0.0.1:${d.httpPort}/route\n      request_timeout_msecs = 15000\n    }\n    fields {\n      nopassword = yes\n    }\n  }\n}`,
+      `      route_url = http://127.0.0.1:${d.httpPort}/route\n      token = ${PARITY_HTTP_TOKEN}\n      request_timeout_msecs = 15000\n    }\n    fields {\n      nopassword = yes\n    }\n  }\n}`,
     NEVER_PASSDB_24
   )
   return startDovecot24({ dir, config, tcp: [{ host: "127.0.0.1", port: imapPort }] })

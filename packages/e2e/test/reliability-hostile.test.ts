@@ -31,6 +31,8 @@ let daemon: Daemon
 let fakeLogin: FakeDovecot
 let fakeUserdb: FakeDovecot
 let httpPort: number
+/** The HTTP endpoint's shared token (a TCP listener needs one). */
+const HTTP_TOKEN = "hostile-test-token-41d2"
 const S = { dict: "", auth: "", login: "", userdb: "" }
 
 const b64 = (s: string | Buffer) => Buffer.from(s).toString("base64")
@@ -72,7 +74,7 @@ beforeAll(async () => {
       "--log-level", "debug"
     ],
     // the master password from the environment (never on the command line), short failure delay
-    env: { DOVEROUTE_AUTH_PASSWORD: MASTER_PASSWORD, DOVEROUTE_AUTH_FAILURE_DELAY: "100 millis", DOVEROUTE_LINE_TIMEOUT: "5 seconds" },
+    env: { DOVEROUTE_AUTH_PASSWORD: MASTER_PASSWORD, DOVEROUTE_AUTH_FAILURE_DELAY: "100 millis", DOVEROUTE_LINE_TIMEOUT: "5 seconds", DOVEROUTE_HTTP_TOKEN: HTTP_TOKEN },
     waitFor: [S.dict, S.auth, S.login, S.userdb],
     waitForTcp: [{ host: "127.0.0.1", port: httpPort }]
   })
@@ -102,7 +104,7 @@ const startGoodClients = async () => {
     relay: loop(() => relay.login(`relayuser${n()}`, USER_PASSWORDS[2]), (l) => new RegExp(`^OK\\t\\d+\\tuser=relayuser\\d+\\tproxy\\tpass=[^\\t]+${RELAY_HOST}$`).test(l)),
     userdb: loop(() => userdb.pass(`lmtpuser${n()}`), (l) => new RegExp(`^PASS\\t\\d+\\tuser=lmtpuser\\d+\\tproxy=y${RELAY_HOST}$`).test(l)),
     http: loop(
-      () => fetch(`http://127.0.0.1:${httpPort}/route?user=web${n()}&protocol=imap`).then(async (r) => `${r.status} ${await r.text()}`, (e: Error) => `X ${e.message}`),
+      () => fetch(`http://127.0.0.1:${httpPort}/route?user=web${n()}&protocol=imap`, { headers: { authorization: `Bearer ${HTTP_TOKEN}` } }).then(async (r) => `${r.status} ${await r.text()}`, (e: Error) => `X ${e.message}`),
       (l) => /^200 .*host=/.test(l)
     ),
     close: () => {
@@ -229,7 +231,9 @@ const USERDB_RELAY_CASES: ReadonlyArray<readonly [string, string, Expect]> = [
   ["USER passes unchanged", "VERSION\t1\t0\nUSER\t1\talice\tservice=lmtp\n", { reply: /^USER\t1\talice\tuid=5000$/, open: true }]
 ]
 
-const HTTP_CASES: ReadonlyArray<readonly [string, string, RegExp]> = [
+const HTTP_CASES: ReadonlyArray<readonly [string, string, RegExp]> = ([
+  ["no token", "GET /route?user=a HTTP/1.1\r\nHost: y\r\n\r\n", /^HTTP\/1\.1 401 /],
+  ["wrong token", "GET /route?user=a HTTP/1.1\r\nHost: y\r\nAuthorization: Bearer nope\r\n\r\n", /^HTTP\/1\.1 403 /],
   ["non-UTF-8 user", "GET /route?user=%ff%fe HTTP/1.1\r\nHost: x\r\n\r\n", /^HTTP\/1\.1 400 /],
   ["raw non-UTF-8 bytes", "GET /route?user=\xff HTTP/1.1\r\nHost: x\r\n\r\n", /^HTTP\/1\.1 400 /],
   ["NUL in the user", "GET /route?user=a%00b HTTP/1.1\r\nHost: x\r\n\r\n", /^HTTP\/1\.1 400 /],
@@ -243,7 +247,7 @@ const HTTP_CASES: ReadonlyArray<readonly [string, string, RegExp]> = [
   ["URL over 16 KiB", `GET /route?user=${"a".repeat(20_000)} HTTP/1.1\r\nHost: x\r\n\r\n`, /^HTTP\/1\.1 431 /],
   ["garbage request line", "\x00\xff\x01 nonsense\r\n\r\n", /^HTTP\/1\.1 400 /],
   ["bare LF request", "GET /route?user=a HTTP/1.1\nHost: x\n\n", /^HTTP\/1\.1 (200|400) /]
-]
+] as const).map(([name, bytes, want]) => [name, bytes.replace(/Host: x(\r?\n)/, `Host: x$1Authorization: Bearer ${HTTP_TOKEN}$1`), want] as const)
 
 describe("hostile input on every listener (daemon child, real sockets)", () => {
   it("named hostile cases: each bad connection gets an error or is closed; good clients on every listener are served throughout", async () => {
@@ -270,7 +274,7 @@ describe("hostile input on every listener (daemon child, real sockets)", () => {
         }
         // 50 pipelined requests on one connection: 50 answers
         const c = await RawConn.connect({ host: "127.0.0.1", port: httpPort })
-        c.send(Array.from({ length: 50 }, (_, i) => `GET /route?user=pipe${i} HTTP/1.1\r\nHost: x\r\n\r\n`).join(""))
+        c.send(Array.from({ length: 50 }, (_, i) => `GET /route?user=pipe${i} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${HTTP_TOKEN}\r\n\r\n`).join(""))
         await c.until(() => (c.text().match(/HTTP\/1\.1 200/g) ?? []).length >= 50, 8000)
         if ((c.text().match(/HTTP\/1\.1 200/g) ?? []).length !== 50) failures.push("http: 50 pipelined requests")
         c.close()

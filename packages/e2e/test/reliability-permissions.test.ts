@@ -179,9 +179,12 @@ describe("HTTP and metrics endpoints: loopback or a UNIX socket only", () => {
     const port = await freePort()
     const d = await serve({
       args: ["--store", `sqlite:${tmp.join("r.db")}`, "--http-listen", `127.0.0.1:${port}`],
+      env: { DOVEROUTE_HTTP_TOKEN: "perm-test-token" },
       waitForTcp: [{ host: "127.0.0.1", port }]
     })
-    expect((await fetch(`http://127.0.0.1:${port}/route?user=a`)).status).toBe(503) // no backend yet: temp failure
+    const auth = { headers: { authorization: "Bearer perm-test-token" } }
+    expect((await fetch(`http://127.0.0.1:${port}/route?user=a`, auth)).status).toBe(503) // no backend yet: temp failure
+    expect((await fetch(`http://127.0.0.1:${port}/route?user=a`)).status).toBe(401) // no token
     await expectNotReachableFromOutside(port)
     expectHealthy(d, "http on loopback")
   }, 60_000)

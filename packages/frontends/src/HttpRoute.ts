@@ -16,9 +16,17 @@
  *     another user), `protocol` with characters outside `[A-Za-z0-9_.-]`;
  * - every other path: `404` (other methods on `/route` too).
  *
- * It listens on loopback only (`127.0.0.0/8`, `::1`) or on a UNIX socket: the endpoint has no
- * authentication, and its answers say where every user's mail is. Any other address is refused
- * at start.
+ * Who may ask: its answers say where every user's mail is, and a first lookup writes a row. It
+ * listens on a UNIX socket (the default in the shipped configs: mode/owner/group decide who can
+ * connect) or on loopback TCP (`127.0.0.0/8`, `::1`) with a shared token, which a TCP listener
+ * must have (refused at start without one; any other address is refused too). With a token,
+ * `/route` first checks `Authorization: Bearer <token>` (constant time): `401` without it, `403`
+ * for a wrong one, in both cases before the store is touched. Requests in absolute form
+ * (`GET http://localhost/route?…`, what Dovecot's HTTP client sends through
+ * `proxy_socket_path`) are served like `GET /route?…`.
+ *
+ * Never a secret: configured extra fields holding one (`password=`, `pass=`) are not sent over
+ * HTTP (logged at start); a master password belongs in Dovecot's passdb configuration.
  *
  * Built on @effect/platform's `HttpRouter` and `NodeHttpServer`.
  *
@@ -26,10 +34,11 @@
  */
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
-import { type ExtraField, type ProxyFlag, replyFields } from "@doveroute/routing"
-import { Data, Effect, Layer } from "effect"
+import { type ExtraField, type ProxyFlag, replyFields, SECRET_KEYS } from "@doveroute/routing"
+import { Data, Effect, Layer, Redacted } from "effect"
 import * as http from "node:http"
 import * as net from "node:net"
+import { constantTimeEquals } from "./Authenticator.js"
 import { Lookup, type LookupService } from "./Lookup.js"
 import { ListenerError, socketFile, type SocketPermissions } from "./UnixListener.js"
 
@@ -47,6 +56,12 @@ export class HttpListenError extends Data.TaggedError("HttpListenError")<{
     return this.detail
   }
 }
+
+/** Why a TCP listener without a token is refused (settings and the layer use the same words). */
+export const TCP_NEEDS_TOKEN =
+  "a TCP http.listen needs a shared token (http.token_file, the systemd credential http_token, DOVEROUTE_HTTP_TOKEN or http.token) " +
+  "that lua/http-route.lua sends; without one every local user could ask where each user's mail is and create rows. " +
+  "Or listen on a UNIX socket path (mode/owner/group decide who may connect)"
 
 /** True for an IPv4 address in 127.0.0.0/8 or the IPv6 loopback `::1`. */
 export const isLoopback = (ip: string): boolean => {
@@ -85,7 +100,7 @@ export const parseHttpListen = (spec: string): HttpListen => {
   if (!isLoopback(host)) {
     throw new HttpListenError({
       reason: "NotLoopback",
-      detail: `refusing to listen on ${host}: the HTTP route endpoint has no authentication and reveals every user's backend; ` +
+      detail: `refusing to listen on ${host}: the HTTP route endpoint reveals every user's backend; ` +
         `listen on a loopback address (127.0.0.1:PORT, [::1]:PORT) or a UNIX socket path`
     })
   }
@@ -104,6 +119,8 @@ export interface HttpRouteOptions extends SocketPermissions {
   readonly listen: HttpListen
   readonly proxyFlag: ProxyFlag
   readonly extraFields: ReadonlyArray<ExtraField>
+  /** Shared token callers send as `Authorization: Bearer <token>`; required for TCP. */
+  readonly token?: Redacted.Redacted<string> | undefined
   /** Max concurrent connections (Node's `server.maxConnections`: more are closed at once); default 10 000. */
   readonly maxConnections?: number | undefined
 }
@@ -176,13 +193,41 @@ export const encodeFields = (fields: ReadonlyArray<readonly [string, string | un
 
 const PLAIN = { contentType: "text/plain; charset=utf-8", headers: { "cache-control": "no-store" } } as const
 
+/** Whether an `Authorization` header carries the token: `ok`, `missing` (no Bearer token) or `wrong`. */
+export const checkToken = (expected: Redacted.Redacted<string>, header: string | undefined): "ok" | "missing" | "wrong" => {
+  const m = header === undefined ? null : /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header)
+  if (m === null) return "missing"
+  return constantTimeEquals(m[1]!, Redacted.value(expected)) ? "ok" : "wrong"
+}
+
+/** The configured extra fields that may go over HTTP: every one but secrets (`password=`, `pass=`). */
+export const httpExtraFields = (extra: ReadonlyArray<ExtraField>): ReadonlyArray<ExtraField> =>
+  extra.filter((f) => !SECRET_KEYS.has(f.key))
+
 /** The HTTP app: the `/route` handler on a router (everything else is 404). */
-export const makeApp = (lookup: LookupService, options: Pick<HttpRouteOptions, "proxyFlag" | "extraFields">) =>
-  HttpRouter.empty.pipe(
+export const makeApp = (lookup: LookupService, options: Pick<HttpRouteOptions, "proxyFlag" | "extraFields" | "token">) => {
+  const extraFields = httpExtraFields(options.extraFields)
+  const token = options.token
+  return HttpRouter.empty.pipe(
     HttpRouter.get(
       "/route",
       Effect.gen(function*() {
         const request = yield* HttpServerRequest.HttpServerRequest
+        if (token !== undefined) {
+          const verdict = checkToken(token, request.headers["authorization"])
+          if (verdict !== "ok") {
+            yield* Effect.logWarning(verdict === "missing" ? "http route: request without the token refused" : "http route: wrong token refused").pipe(
+              Effect.annotateLogs({ listener: "http" })
+            )
+            return verdict === "missing"
+              ? HttpServerResponse.text("unauthorized: send Authorization: Bearer <http.token>\n", {
+                ...PLAIN,
+                status: 401,
+                headers: { ...PLAIN.headers, "www-authenticate": "Bearer" }
+              })
+              : HttpServerResponse.text("forbidden: wrong token\n", { ...PLAIN, status: 403 })
+          }
+        }
         let parsed: { readonly user: string; readonly protocol: string }
         try {
           parsed = parseRouteRequest(request.url)
@@ -195,7 +240,7 @@ export const makeApp = (lookup: LookupService, options: Pick<HttpRouteOptions, "
         if (res._tag === "TempFail") {
           return HttpServerResponse.text(`temporary failure: ${res.reason}\n`, { ...PLAIN, status: 503 })
         }
-        const fields = replyFields(res.route.backend, options.proxyFlag, options.extraFields)
+        const fields = replyFields(res.route.backend, options.proxyFlag, extraFields)
         if (fields.some(([k, v]) => UNSAFE_VALUE.test(k) || (v !== undefined && UNSAFE_VALUE.test(v)))) {
           yield* Effect.logWarning("http route: a reply field contains TAB/CR/LF; answering 503").pipe(
             Effect.annotateLogs({ listener: "http", user: parsed.user, backend_id: res.route.backend.id })
@@ -211,6 +256,18 @@ export const makeApp = (lookup: LookupService, options: Pick<HttpRouteOptions, "
     // other paths and methods: a plain 404, not an "unhandled error" log line per request
     Effect.catchTag("RouteNotFound", () => HttpServerResponse.text("not found\n", { ...PLAIN, status: 404 }))
   )
+}
+
+/** `http://host/path?q` (absolute form, sent to a proxy) → `/path?q`; other targets unchanged. */
+export const originForm = (target: string): string => {
+  if (!/^https?:\/\//i.test(target)) return target
+  try {
+    const u = new URL(target)
+    return u.pathname + u.search
+  } catch {
+    return target
+  }
+}
 
 /**
  * The HTTP route listener as a layer: listens for the layer's lifetime. Needs {@link Lookup}.
@@ -225,7 +282,19 @@ export const layer = (options: HttpRouteOptions) =>
       if (l._tag === "Tcp" && !isLoopback(l.host)) {
         return yield* new ListenerError({ reason: "Open", path: where, detail: "refusing a non-loopback address for the HTTP route endpoint" })
       }
-      const server = http.createServer()
+      if (l._tag === "Tcp" && options.token === undefined) {
+        return yield* new ListenerError({ reason: "Open", path: where, detail: TCP_NEEDS_TOKEN })
+      }
+      const dropped = options.extraFields.filter((f) => SECRET_KEYS.has(f.key)).map((f) => f.key)
+      if (dropped.length > 0) {
+        yield* Effect.logWarning("http route: secret extra fields are not sent over HTTP; set them in Dovecot's passdb").pipe(
+          Effect.annotateLogs({ listener: "http", fields: dropped.join(",") })
+        )
+      }
+      // runs before the platform's handler: absolute-form targets become origin-form
+      const server = http.createServer((req) => {
+        if (req.url !== undefined) req.url = originForm(req.url)
+      })
       server.maxConnections = options.maxConnections ?? 10_000
       const make = (at: { readonly host: string; readonly port: number } | { readonly path: string }) =>
         NodeHttpServer.make(() => server, at).pipe(
@@ -240,6 +309,7 @@ export const layer = (options: HttpRouteOptions) =>
         Effect.annotateLogs({
           listener: "http",
           address: where,
+          token: options.token !== undefined ? "required" : "none",
           ...(l._tag === "Unix" ? { mode: "0" + (options.mode ?? 0o660).toString(8) } : {})
         })
       )

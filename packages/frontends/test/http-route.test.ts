@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { HttpRoute, Lookup } from "@doveroute/frontends"
 import { parseExtraField } from "@doveroute/routing"
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Redacted } from "effect"
 import * as fs from "node:fs"
 import * as http from "node:http"
 import * as net from "node:net"
@@ -22,9 +22,17 @@ interface Reply {
   readonly type: string | undefined
 }
 
-const get = (target: { port: number } | { socketPath: string }, pathAndQuery: string, method = "GET"): Promise<Reply> =>
+const TOKEN = "tok-0123456789abcdef"
+const AUTH = { authorization: `Bearer ${TOKEN}` }
+
+const get = (
+  target: { port: number } | { socketPath: string },
+  pathAndQuery: string,
+  method = "GET",
+  headers: Record<string, string> = "port" in target ? AUTH : {}
+): Promise<Reply> =>
   new Promise((resolve, reject) => {
-    const req = http.request({ ...("port" in target ? { host: "127.0.0.1", port: target.port } : { socketPath: target.socketPath }), path: pathAndQuery, method, agent: false }, (res) => {
+    const req = http.request({ ...("port" in target ? { host: "127.0.0.1", port: target.port } : { socketPath: target.socketPath }), path: pathAndQuery, method, headers, agent: false }, (res) => {
       let body = ""
       res.setEncoding("utf8")
       res.on("data", (d: string) => (body += d))
@@ -44,13 +52,14 @@ const scripted = () =>
   })
 
 /** Start the endpoint with a scripted routing core for the current scope. */
-const start = (listen: HttpRoute.HttpListen, s = scripted(), mode?: number) =>
+const start = (listen: HttpRoute.HttpListen, s = scripted(), mode?: number, token: string | null = listen._tag === "Tcp" ? TOKEN : null) =>
   Layer.build(
     HttpRoute.layer({
       listen,
       proxyFlag: "proxy_maybe",
-      extraFields: [parseExtraField("nopassword"), parseExtraField("port=143")],
-      ...(mode !== undefined ? { mode } : {})
+      extraFields: [parseExtraField("nopassword"), parseExtraField("port=143"), parseExtraField("password=MASTER-SECRET-1")],
+      ...(mode !== undefined ? { mode } : {}),
+      ...(token !== null ? { token: Redacted.make(token) } : {})
     }).pipe(Layer.provide(Layer.succeed(Lookup, s.service)))
   ).pipe(Effect.as(s))
 
@@ -164,5 +173,66 @@ describe("HTTP route endpoint (real HTTP server, scripted routing core)", () => 
       const open = yield* Effect.exit(Effect.scoped(start({ _tag: "Tcp", host: "0.0.0.0", port: 1 })))
       expect(open._tag).toBe("Failure")
       expect(String(open)).toMatch(/non-loopback/)
+    }))
+})
+
+describe("HTTP route endpoint: who may ask (issue 11)", () => {
+  it.scopedLive("TCP needs a token: without one the listener is refused at start", () =>
+    Effect.gen(function*() {
+      const port = yield* Effect.promise(freePort)
+      const r = yield* Effect.exit(Effect.scoped(start({ _tag: "Tcp", host: "127.0.0.1", port }, scripted(), undefined, null)))
+      expect(r._tag).toBe("Failure")
+      expect(String(r)).toMatch(/needs a shared token/)
+      // nothing listens on the port
+      const refused = yield* Effect.promise(() => get({ port }, "/route?user=alice").then(() => "answered", (e: NodeJS.ErrnoException) => e.code))
+      expect(refused).toBe("ECONNREFUSED")
+    }))
+
+  it.scopedLive("no token 401, wrong token 403 (also one of another length), the routing core is never asked; the right token 200", () =>
+    Effect.gen(function*() {
+      const port = yield* Effect.promise(freePort)
+      const s = yield* start({ _tag: "Tcp", host: "127.0.0.1", port })
+      const none = yield* Effect.promise(() => get({ port }, "/route?user=newuser&protocol=imap", "GET", {}))
+      expect(none.status).toBe(401)
+      for (const h of [`Bearer ${TOKEN}x`, "Bearer x", `Basic ${TOKEN}`, `Bearer ${TOKEN.slice(0, -1)}X`, ""]) {
+        const r = yield* Effect.promise(() => get({ port }, "/route?user=newuser", "GET", { authorization: h }))
+        expect(r.status, h).toBe(h.startsWith("Bearer") ? 403 : 401)
+        expect(r.body).not.toMatch(/host=/)
+      }
+      expect(s.calls).toEqual([]) // no lookup, so no row
+      const ok = yield* Effect.promise(() => get({ port }, "/route?user=alice", "GET", { authorization: `bearer  ${TOKEN}` }))
+      expect(ok.status).toBe(200)
+      expect(s.calls.map((c) => c.user)).toEqual(["alice"])
+    }))
+
+  it.scopedLive("a password extra field never goes over HTTP (TCP with the token, UNIX socket)", () =>
+    Effect.gen(function*() {
+      const port = yield* Effect.promise(freePort)
+      yield* start({ _tag: "Tcp", host: "127.0.0.1", port })
+      const a = yield* Effect.promise(() => get({ port }, "/route?user=alice&protocol=imap"))
+      expect(a.body).toBe("proxy_maybe=y\thost=backend1.test\thostip=127.0.0.2\tnopassword\tport=143")
+      expect(a.body).not.toMatch(/MASTER-SECRET|password=/)
+      const dir = yield* scopedTmp
+      const sock = path.join(dir, "h.sock")
+      yield* start({ _tag: "Unix", path: sock })
+      const b = yield* Effect.promise(() => get({ socketPath: sock }, "/route?user=bob"))
+      expect(b.status).toBe(200)
+      expect(b.body).not.toMatch(/MASTER-SECRET|password=/)
+    }))
+
+  it.scopedLive("absolute-form targets (Dovecot's client through proxy_socket_path) are served like origin-form", () =>
+    Effect.gen(function*() {
+      const dir = yield* scopedTmp
+      const sock = path.join(dir, "h.sock")
+      const s = yield* start({ _tag: "Unix", path: sock }, scripted(), undefined, TOKEN)
+      const r = yield* Effect.promise(() => get({ socketPath: sock }, "http://localhost/route?user=alice&protocol=imap", "GET", AUTH))
+      expect(r.status).toBe(200)
+      expect(r.body).toMatch(/^proxy_maybe=y\thost=backend1\.test/)
+      // a token configured on a UNIX socket is checked there too
+      expect((yield* Effect.promise(() => get({ socketPath: sock }, "http://localhost/route?user=x", "GET", {}))).status).toBe(401)
+      expect((yield* Effect.promise(() => get({ socketPath: sock }, "http://localhost/nope?user=x", "GET", AUTH))).status).toBe(404)
+      expect(s.calls.map((c) => c.user)).toEqual(["alice"])
+      expect(HttpRoute.originForm("http://127.0.0.1:1/route?user=a%20b")).toBe("/route?user=a%20b")
+      expect(HttpRoute.originForm("/route?user=x")).toBe("/route?user=x")
     }))
 })

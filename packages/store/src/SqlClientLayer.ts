@@ -9,10 +9,9 @@ import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Duration, Effect, Layer, Redacted } from "effect"
-import * as fs from "node:fs"
-import * as path from "node:path"
 import { StoreError } from "@doveroute/routing"
 import { classifySqlError } from "./Classify.js"
+import { prepareSqliteFiles, type SqliteGroup } from "./SqliteFiles.js"
 import type { StoreUrl } from "./StoreUrl.js"
 
 /** Pool and timeout settings. */
@@ -23,15 +22,16 @@ export interface ClientOptions {
   readonly connectTimeout?: Duration.DurationInput
 }
 
-const sqliteLayer = (filename: string, options: ClientOptions) => {
+const sqliteLayer = (filename: string, group: SqliteGroup, options: ClientOptions) => {
   const busyMs = Duration.toMillis(Duration.decode(options.connectTimeout ?? "5 seconds"))
   return Layer.unwrapEffect(
     Effect.try({
       try: () => {
-        if (filename !== ":memory:") fs.mkdirSync(path.dirname(path.resolve(filename)), { recursive: true })
+        // private modes for what we create (SqliteFiles.ts)
+        prepareSqliteFiles(filename, group)
         return SqliteClient.layer({ filename })
       },
-      catch: (e) => new StoreError({ reason: "Unavailable", detail: `cannot create directory for ${filename}: ${String(e)}` })
+      catch: (e) => new StoreError({ reason: "Unavailable", detail: (e as Error).message })
     })
   ).pipe(
     Layer.tap((ctx) => {
@@ -74,7 +74,7 @@ export const layer = (store: StoreUrl, options: ClientOptions = {}): Layer.Layer
   const maxConnections = Math.max(1, Math.floor(options.maxConnections ?? 10))
   switch (store._tag) {
     case "Sqlite":
-      return sqliteLayer(store.filename, options).pipe(
+      return sqliteLayer(store.filename, store.group, options).pipe(
         Layer.catchAll((e) => Layer.fail(e instanceof StoreError ? e : new StoreError({ reason: "Unavailable", detail: String(e) })))
       ) as Layer.Layer<SqlClient.SqlClient, StoreError>
     case "Pg":

@@ -13,7 +13,12 @@
 import { Data, Redacted } from "effect"
 
 export type StoreUrl =
-  | { readonly _tag: "Sqlite"; readonly filename: string }
+  | {
+    readonly _tag: "Sqlite"
+    readonly filename: string
+    /** `store_group`: group of the files and directories doveroute creates (0640/0750); none = 0600/0700. */
+    readonly group?: string | undefined
+  }
   | { readonly _tag: "Pg"; readonly url: Redacted.Redacted<string> }
   | { readonly _tag: "Mysql"; readonly url: Redacted.Redacted<string> }
 

@@ -4,9 +4,10 @@
  * @since 0.1.0
  */
 import { Command, Options } from "@effect/cli"
-import { daemonLayer, Logging } from "@doveroute/daemon"
+import { daemonLayer, Logging, Secrets } from "@doveroute/daemon"
+import { SqliteFiles } from "@doveroute/store"
 import { Array as Arr, Effect, Layer, Option } from "effect"
-import { common, settingsFrom } from "../CommonOptions.js"
+import { common, flagsFrom, settingsFrom } from "../CommonOptions.js"
 
 const opt = {
   ...common,
@@ -37,8 +38,16 @@ const opt = {
   password: Options.text("password").pipe(
     Options.withDescription(
       "master password for --auth-mode password (implies it). Visible in the process list: prefer " +
-        "DOVEROUTE_AUTH_PASSWORD or auth.password in a 0600 config file"
+        "--password-file, the systemd credential auth_password or DOVEROUTE_AUTH_PASSWORD"
     ),
+    Options.optional
+  ),
+  passwordFile: Options.text("password-file").pipe(
+    Options.withDescription("file holding the master password for --auth-mode password (mode 0600/0640)"),
+    Options.optional
+  ),
+  httpTokenFile: Options.text("http-token-file").pipe(
+    Options.withDescription("file holding the shared token of a TCP --http-listen (mode 0600/0640)"),
     Options.optional
   ),
   loginRelaySocket: Options.text("login-relay-socket").pipe(
@@ -82,13 +91,15 @@ const opt = {
 
 export const serve = Command.make("serve", opt, (o) =>
   Effect.gen(function*() {
-    const load = settingsFrom(o, [
+    const pairs = [
       ["dict.socket", o.dictSocket],
       ["dict.mode", o.socketMode],
       ["auth.socket", o.authSocket],
       ["auth.mode", o.socketMode],
       ["auth.auth_mode", o.authMode],
       ["auth.password", o.password],
+      ["auth.password_file", o.passwordFile],
+      ["http.token_file", o.httpTokenFile],
       ["auth.pam_service", o.pamService],
       ["http.listen", o.httpListen],
       ["http.mode", o.socketMode],
@@ -103,10 +114,25 @@ export const serve = Command.make("serve", opt, (o) =>
       ["down_policy", o.downPolicy],
       ["proxy_flag", o.proxyFlag],
       ["log_level", o.logLevel]
-    ])
+    ] as const
+    const load = settingsFrom(o, pairs)
     const settings = yield* load
+    // secrets on the command line: gone from /proc/<pid>/cmdline from here on, and a warning
+    const onArgv = Secrets.argvSecrets(flagsFrom(o, pairs))
+    if (onArgv.length > 0) process.title = Secrets.scrubbedTitle(process.argv)
+    const warnings = Effect.gen(function*() {
+      if (onArgv.length > 0) {
+        yield* Effect.logWarning(
+          "a secret was given on the command line: every local user could read it in ps while the daemon started; " +
+            "use a *_file setting, a systemd credential or a DOVEROUTE_* variable"
+        ).pipe(Effect.annotateLogs({ flags: onArgv.join(",") }))
+      }
+      for (const w of settings.secretWarnings ?? []) yield* Effect.logWarning(w)
+      const exposed = settings.store._tag === "Sqlite" ? SqliteFiles.sqliteExposure(settings.store.filename) : undefined
+      if (exposed !== undefined) yield* Effect.logWarning(exposed)
+    })
     // SIGHUP re-runs `load`: the config file and DOVEROUTE_* are read again, the flags stay
-    return yield* Layer.launch(daemonLayer(settings, { reload: load })).pipe(
+    return yield* Effect.zipRight(warnings, Layer.launch(daemonLayer(settings, { reload: load }))).pipe(
       Effect.provide(Logging.reloadableLayer({ format: settings.logFormat, level: settings.logLevel }))
     )
   })
