@@ -1,0 +1,124 @@
+// Issue 11 — the dict and auth units behind real Dovecot 2.3.19 proxies: doveroute-dict.service and
+// doveroute-auth.service, each started as its unit starts it (systemd-support.ts: user doveroute,
+// Group dovecot resp. dovenull, /run/doveroute 0750, UMask, no capability, ProtectSystem=strict)
+// with its example config (paths moved under a fake root). Real IMAP logins go through them:
+// Dovecot's auth process (user dovecot) reads dict.sock; imap-login (user dovenull, the shipped
+// 95-doveroute-auth.conf) reaches auth.sock. The example configs answer with nopassword / pass=, so
+// the backend checks the password: a wrong one is refused there.
+import {
+  dictRoute23,
+  freePort,
+  imapLogin,
+  makeTempDir,
+  proxyConfig23,
+  REPO_ROOT,
+  startBackend23,
+  startDovecot23,
+  stopDovecots,
+  type Backend,
+  type Dovecot,
+  type TempDir
+} from "@doveroute/testkit"
+import * as fs from "node:fs"
+import path from "node:path"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { seedStore, snippet } from "./auth-fixtures.js"
+import type { FakeDovecot } from "./reliability-support.js"
+import { startAsUnit, talkAs, Unit, waitListening, type UnitRun } from "./systemd-support.js"
+
+const USERS = { alice: "secret", bob: "secret" }
+
+/** Start `unit` on a seeded store (backend ports of this test) and wait until it listens. */
+async function startUnit(name: string, tmp: TempDir, backend: Backend): Promise<UnitRun> {
+  const fakes: Array<FakeDovecot> = []
+  const run = await startAsUnit(Unit.read(name), tmp, fakes, {
+    prepare: async (config, ids) => {
+      // the backend's IMAP port: the dict answer carries it as an extra field, the auth socket's as `port`
+      if (config.dict !== undefined) config.extra_fields = [...(config.extra_fields ?? []), `port=${backend.imapPort}`]
+      else config.port = [`imap=${backend.imapPort}`]
+      const store = String(config.store).replace(/^sqlite:/, "")
+      await seedStore(store)
+      fs.chownSync(store, ids.uid, ids.gid)
+    }
+  })
+  expect(await waitListening(run), run.proc.output()).toBe(true)
+  return run
+}
+
+describe("dict and auth units behind real Dovecot 2.3.19", () => {
+  let tmp: TempDir
+  let backend: Backend
+
+  beforeAll(async () => {
+    tmp = makeTempDir({ prefix: "dvl-" })
+    backend = await startBackend23(tmp.path, { users: USERS })
+  }, 60_000)
+
+  afterAll(async () => {
+    await stopDovecots([backend?.dovecot])
+    await tmp?.cleanup()
+  })
+
+  it("doveroute-dict.service: Dovecot's passdb dict (auth process, user dovecot) routes alice to 127.0.0.2; nobody cannot connect", async () => {
+    const own = makeTempDir({ prefix: "dvd-" })
+    let run: UnitRun | undefined
+    let proxy: Dovecot | undefined
+    try {
+      run = await startUnit("doveroute-dict.service", own, backend)
+      const sock = run.config.dict.socket as string
+      const imapPort = await freePort()
+      const dir = own.join("proxy")
+      const dictConf = own.join("proxy-dict.conf.ext")
+      proxy = await startDovecot23({
+        dir,
+        config: proxyConfig23({ dir, imapPort }, dictRoute23({ dictConfPath: dictConf })),
+        // the shipped file with only its socket path changed
+        files: { [dictConf]: fs.readFileSync(path.join(REPO_ROOT, "config/dovecot-2.3/doveroute-dict.conf.ext"), "utf8").replace("/run/doveroute/dict.sock", sock) },
+        tcp: [{ host: "127.0.0.1", port: imapPort }]
+      })
+      const ok = await imapLogin("127.0.0.1", imapPort, "alice", "secret", { select: true })
+      expect(ok.login.status, ok.transcript + proxy.log().slice(-2000)).toBe("OK")
+      expect(backend.servedBy("alice", "imap")).toBe("127.0.0.2")
+      const bad = await imapLogin("127.0.0.1", imapPort, "alice", "wrong")
+      expect(bad.login.status, bad.transcript).toBe("NO")
+      expect(await talkAs("nobody", sock, "H3\t2\t0\t\tdirector\n")).toBe("EACCES")
+    } finally {
+      await stopDovecots([proxy])
+      const code = await run?.proc.stop()
+      await own.cleanup()
+      expect(code?.code).toBe(0)
+    }
+  }, 90_000)
+
+  it("doveroute-auth.service: imap-login (user dovenull) asks auth.sock; bob lands on 127.0.0.3; nobody cannot connect", async () => {
+    const own = makeTempDir({ prefix: "dva-" })
+    let run: UnitRun | undefined
+    let proxy: Dovecot | undefined
+    try {
+      run = await startUnit("doveroute-auth.service", own, backend)
+      const sock = run.config.auth.socket as string
+      const imapPort = await freePort()
+      const dir = own.join("proxy")
+      proxy = await startDovecot23({
+        dir,
+        config: proxyConfig23(
+          { dir, imapPort, pop3Port: await freePort() },
+          snippet("2.3", "95-doveroute-auth.conf", sock),
+          "passdb {\n  driver = static\n  args = password=internal-auth-should-never-be-used\n}"
+        ),
+        tcp: [{ host: "127.0.0.1", port: imapPort }]
+      })
+      const ok = await imapLogin("127.0.0.1", imapPort, "bob", "secret", { select: true })
+      expect(ok.login.status, ok.transcript + proxy.log().slice(-2000)).toBe("OK")
+      expect(backend.servedBy("bob", "imap")).toBe("127.0.0.3")
+      const bad = await imapLogin("127.0.0.1", imapPort, "bob", "wrong")
+      expect(bad.login.status, bad.transcript).toBe("NO")
+      expect(await talkAs("nobody", sock, undefined)).toBe("EACCES")
+    } finally {
+      await stopDovecots([proxy])
+      const code = await run?.proc.stop()
+      await own.cleanup()
+      expect(code?.code).toBe(0)
+    }
+  }, 90_000)
+})
