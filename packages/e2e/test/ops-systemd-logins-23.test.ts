@@ -1,16 +1,20 @@
-// Issue 11 — the dict and auth units behind real Dovecot 2.3.19 proxies: doveroute-dict.service and
+// Issue 11 — the dict, auth and SASL units behind real Dovecot 2.3.19 proxies and Postfix: doveroute-dict.service and
 // doveroute-auth.service, each started as its unit starts it (systemd-support.ts: user doveroute,
 // Group dovecot resp. dovenull, /run/doveroute 0750, UMask, no capability, ProtectSystem=strict)
 // with its example config (paths moved under a fake root). Real IMAP logins go through them:
 // Dovecot's auth process (user dovecot) reads dict.sock; imap-login (user dovenull, the shipped
 // 95-doveroute-auth.conf) reaches auth.sock. The example configs answer with nopassword / pass=, so
-// the backend checks the password: a wrong one is refused there.
+// the backend checks the password: a wrong one is refused there. And doveroute-sasl.service behind a
+// real Postfix smtpd (user postfix) through <fake root>/var/spool/postfix/private/doveroute-auth.
 import {
   dictRoute23,
   freePort,
   imapLogin,
   makeTempDir,
+  postfixAvailable,
   proxyConfig23,
+  SmtpClient,
+  startPostfix,
   REPO_ROOT,
   startBackend23,
   startDovecot23,
@@ -23,15 +27,16 @@ import * as fs from "node:fs"
 import path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { seedStore, snippet } from "./auth-fixtures.js"
-import type { FakeDovecot } from "./reliability-support.js"
+import { type FakeDovecot, MASTER_PASSWORD } from "./reliability-support.js"
 import { startAsUnit, talkAs, Unit, waitListening, type UnitRun } from "./systemd-support.js"
 
 const USERS = { alice: "secret", bob: "secret" }
 
 /** Start `unit` on a seeded store (backend ports of this test) and wait until it listens. */
-async function startUnit(name: string, tmp: TempDir, backend: Backend): Promise<UnitRun> {
+async function startUnit(name: string, tmp: TempDir, backend: Backend, env: Readonly<Record<string, string>> = {}): Promise<UnitRun> {
   const fakes: Array<FakeDovecot> = []
   const run = await startAsUnit(Unit.read(name), tmp, fakes, {
+    env,
     prepare: async (config, ids) => {
       // the backend's IMAP port: the dict answer carries it as an extra field, the auth socket's as `port`
       if (config.dict !== undefined) config.extra_fields = [...(config.extra_fields ?? []), `port=${backend.imapPort}`]
@@ -45,7 +50,7 @@ async function startUnit(name: string, tmp: TempDir, backend: Backend): Promise<
   return run
 }
 
-describe("dict and auth units behind real Dovecot 2.3.19", () => {
+describe("dict and auth units behind real Dovecot 2.3.19, the SASL unit behind real Postfix", () => {
   let tmp: TempDir
   let backend: Backend
 
@@ -116,6 +121,38 @@ describe("dict and auth units behind real Dovecot 2.3.19", () => {
       expect(await talkAs("nobody", sock, undefined)).toBe("EACCES")
     } finally {
       await stopDovecots([proxy])
+      const code = await run?.proc.stop()
+      await own.cleanup()
+      expect(code?.code).toBe(0)
+    }
+  }, 90_000)
+
+  it("doveroute-sasl.service: Postfix smtpd (user postfix) authenticates through private/doveroute-auth; nobody cannot connect", async () => {
+    if (!postfixAvailable()) throw new Error("Postfix is not installed: run scripts/install-deps.sh")
+    const own = makeTempDir({ prefix: "dvp-" })
+    let run: UnitRun | undefined
+    let postfix: Awaited<ReturnType<typeof startPostfix>> | undefined
+    try {
+      // the master password stands in for LoadCredential=auth-password
+      run = await startUnit("doveroute-sasl.service", own, backend, { DOVEROUTE_AUTH_PASSWORD: MASTER_PASSWORD })
+      const sock = run.config.auth.socket as string
+      expect(sock.endsWith("/var/spool/postfix/private/doveroute-auth")).toBe(true)
+      postfix = await startPostfix({ dir: own.join("pf"), port: await freePort(), saslPath: sock })
+      const auth = async (pass: string) => {
+        const c = await SmtpClient.connect("127.0.0.1", postfix!.port)
+        try {
+          expect((await c.ehlo()).lines.join("\n")).toMatch(/AUTH PLAIN LOGIN/)
+          return (await c.authPlain("alice", pass)).code
+        } finally {
+          await c.quit().catch(() => undefined)
+          c.close()
+        }
+      }
+      expect(await auth(MASTER_PASSWORD), postfix.log()).toBe(235)
+      expect(await auth("wrong")).toBe(535)
+      expect(await talkAs("nobody", sock, undefined)).toBe("EACCES")
+    } finally {
+      await postfix?.stop()
       const code = await run?.proc.stop()
       await own.cleanup()
       expect(code?.code).toBe(0)
