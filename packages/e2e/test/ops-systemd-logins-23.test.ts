@@ -1,11 +1,12 @@
-// Issue 11 — the dict, auth and SASL units behind real Dovecot 2.3.19 proxies and Postfix: doveroute-dict.service and
-// doveroute-auth.service, each started as its unit starts it (systemd-support.ts: user doveroute,
-// Group dovecot resp. dovenull, /run/doveroute 0750, UMask, no capability, ProtectSystem=strict)
-// with its example config (paths moved under a fake root). Real IMAP logins go through them:
-// Dovecot's auth process (user dovecot) reads dict.sock; imap-login (user dovenull, the shipped
-// 95-doveroute-auth.conf) reaches auth.sock. The example configs answer with nopassword / pass=, so
-// the backend checks the password: a wrong one is refused there. And doveroute-sasl.service behind a
-// real Postfix smtpd (user postfix) through <fake root>/var/spool/postfix/private/doveroute-auth.
+// Issue 11 — the dict, auth and SASL units behind real Dovecot 2.3.19 proxies and a real Postfix:
+// doveroute-dict.service, doveroute-auth.service and doveroute-sasl.service, each started as its
+// unit starts it (systemd-support.ts: user doveroute, its Group, /run/doveroute 0750, UMask,
+// capabilities, ProtectSystem=strict) with its example config (paths moved under a fake root).
+// Real logins go through them: Dovecot's auth process (user dovecot) reads dict.sock; imap-login
+// (user dovenull, the shipped 95-doveroute-auth.conf) reaches auth.sock; Postfix's smtpd (user
+// postfix) reaches <fake root>/var/spool/postfix/private/doveroute-auth. The dict and auth examples
+// answer with nopassword / pass=, so the backend checks the password: a wrong one is refused there.
+// nobody cannot connect to any of the sockets.
 import {
   dictRoute23,
   freePort,
