@@ -117,7 +117,8 @@ describe("relay units on real Dovecot 2.3.19", () => {
   })
 
   it("doveadm auth lookup through the userdb relay unit shows the route", async () => {
-    const l = await proxy.doveadm(["auth", "lookup", "-a", runs[1]!.config.userdb_relay.socket, "bob"])
+    // doveadm runs where Dovecot runs (2.4: in the chroot)
+    const l = await proxy.doveadm(["auth", "lookup", "-a", path.join(proxy.paths.baseDir, path.basename(runs[1]!.config.userdb_relay.socket)), "bob"])
     expect(l.code, l.stdout + l.stderr + runs[1]!.proc.output() + proxy.log().slice(-3000)).toBe(0)
     expect(doveadmFields(l.stdout)).toEqual(expect.arrayContaining(["user=bob", "host=127.0.0.3"]))
   })
