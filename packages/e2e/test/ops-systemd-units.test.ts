@@ -18,7 +18,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterEach, beforeAll, describe, expect, it } from "vitest"
 import { FakeDovecot, MASTER_PASSWORD } from "./reliability-support.js"
-import { CONFIG_PREFIX, listenersOf, octal, SHIPPED_EXEC, startAsUnit, talkAs, Unit, UNIT_DIR, waitListening } from "./systemd-support.js"
+import { applySysusers, CONFIG_PREFIX, listenersOf, octal, SHIPPED_EXEC, startAsUnit, talkAs, Unit, UNIT_DIR, waitListening } from "./systemd-support.js"
 
 const unitNames = fs.readdirSync(UNIT_DIR).filter((f) => f.endsWith(".service")).sort()
 
@@ -61,11 +61,8 @@ async function setup(): Promise<{ tmp: TempDir; fakes: Array<FakeDovecot> }> {
 }
 
 describe("config/systemd units", () => {
-  beforeAll(async () => {
-    // what the package's postinst does with the sysusers file (idempotent)
-    const r = await runCommand("systemd-sysusers", [path.join(UNIT_DIR, "doveroute.sysusers")])
-    expect(r.code, r.stderr).toBe(0)
-  })
+  // what the package's postinst does with the sysusers file (idempotent)
+  beforeAll(() => applySysusers())
 
   it("one unit per integration mode, each with a test client below", () => {
     expect(unitNames).toEqual(Object.keys(CLIENTS).sort())

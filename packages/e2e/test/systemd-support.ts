@@ -125,6 +125,18 @@ export interface UnitRun {
   readonly stateDirs: ReadonlyArray<string>
 }
 
+let sysusers: Promise<void> | undefined
+
+/**
+ * Create the units' system user from config/systemd/doveroute.sysusers, as the package's postinst
+ * does (systemd-sysusers; idempotent, once per test process).
+ */
+export const applySysusers = (): Promise<void> =>
+  (sysusers ??= (async () => {
+    const r = await runCommand("systemd-sysusers", [path.join(UNIT_DIR, "doveroute.sysusers")])
+    if (r.code !== 0) throw new Error(`systemd-sysusers doveroute.sysusers failed (exit ${r.code}): ${r.stderr}`)
+  })())
+
 /** How to start a unit: environment, grants taken away, paths of a real Dovecot, a hook. */
 export interface StartOptions {
   /** Extra environment: what the unit's credentials would supply. */
@@ -156,6 +168,7 @@ const shellQuote = (s: string) => `'${s.replace(/'/g, "'\\''")}'`
  * config it names (config/modes/<name>.json, paths moved).
  */
 export async function startAsUnit(unit: Unit, tmp: TempDir, fakes: Array<FakeDovecot>, o: StartOptions = {}): Promise<UnitRun> {
+  await applySysusers()
   const root = tmp.join("root")
   const at = o.at ?? {}
   const [dovenullGid, postfixUid, dovecotUid] = [await gidOfGroup("dovenull"), await idOf("-u", "postfix"), await idOf("-u", "dovecot")]
