@@ -10,7 +10,8 @@
 //   ExecStart names (config/modes/<mode>.json), with every absolute path moved under a fake root
 //   whose Dovecot and Postfix directories have the modes Debian's packages give them. Then each
 //   socket is checked: mode and owner, the user Dovecot's (or Postfix's) process for that mode runs
-//   as gets an answer, `nobody` gets EACCES;
+//   as gets an answer, `nobody` gets EACCES; SIGHUP reloads; SIGTERM stops with exit 0; and every
+//   system call the daemon made meanwhile (strace) is allowed by the unit's SystemCallFilter=;
 // - the login relay without its capability, or without its ReadWritePaths, cannot create its socket:
 //   both grants are needed, and the reproduction really enforces them.
 import { CLI_BIN, makeTempDir, REPO_ROOT, runCommand, type TempDir } from "@doveroute/testkit"
@@ -18,7 +19,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterEach, beforeAll, describe, expect, it } from "vitest"
 import { FakeDovecot, MASTER_PASSWORD } from "./reliability-support.js"
-import { applySysusers, CONFIG_PREFIX, listenersOf, octal, SHIPPED_EXEC, startAsUnit, talkAs, Unit, UNIT_DIR, waitListening } from "./systemd-support.js"
+import { allowedSyscalls, applySysusers, CONFIG_PREFIX, listenersOf, octal, SHIPPED_EXEC, startAsUnit, talkAs, Unit, UNIT_DIR, waitListening } from "./systemd-support.js"
 
 const unitNames = fs.readdirSync(UNIT_DIR).filter((f) => f.endsWith(".service")).sort()
 
@@ -103,8 +104,8 @@ describe("config/systemd units", () => {
     const unit = Unit.read(name)
     const client = CLIENTS[name]!
     const { tmp, fakes } = await setup()
-    const run = await startAsUnit(unit, tmp, fakes, { env: client.env ?? {} })
-    cleanups.push(() => run.proc.stop())
+    const run = await startAsUnit(unit, tmp, fakes, { env: client.env ?? {}, trace: true })
+    cleanups.push(() => run.stop())
     expect(await waitListening(run), run.proc.output()).toBe(true)
 
     const root = tmp.join("root")
@@ -137,9 +138,23 @@ describe("config/systemd units", () => {
     expect(st.uid).toBe(run.uid)
     expect((st.mode & 0o777 & octal(unit.get("UMask")!)).toString(8), `${name}: store file mode vs UMask`).toBe("0")
 
-    expect((await run.proc.stop()).code, run.proc.output()).toBe(0)
+    // ExecReload= (SIGHUP) as systemctl reload sends it
+    expect(unit.get("ExecReload")).toBe("/bin/kill -HUP $MAINPID")
+    process.kill(run.daemonPid(), "SIGHUP")
+    for (let i = 0; i < 200 && !/configuration reloaded/.test(run.proc.output()); i++) await new Promise((r) => setTimeout(r, 50))
+    expect(run.proc.output()).toMatch(/configuration reloaded/)
+
+    expect((await run.stop()).code, run.proc.output()).toBe(0)
     for (const l of listeners) if (l.at.startsWith("/")) expect(fs.existsSync(l.at), `${l.key} removed on stop`).toBe(false)
-  }, 90_000)
+
+    // SystemCallFilter=: every system call the daemon made (start, clients, reload, stop) is allowed;
+    // a call outside it would fail with EPERM or kill the daemon under systemd
+    const made = run.syscalls()
+    expect(made.size, "strace saw the daemon").toBeGreaterThan(30)
+    expect(made.has("epoll_pwait") || made.has("epoll_wait"), "the event loop was traced").toBe(true)
+    const allowed = await allowedSyscalls(unit)
+    expect([...made].filter((c) => !allowed.has(c)).sort(), `${name}: system calls outside SystemCallFilter=`).toEqual([])
+  }, 120_000)
 
   it("login relay: without CAP_DAC_OVERRIDE, or without its ReadWritePaths, it cannot create its socket", async () => {
     const unit = Unit.read("doveroute-login-relay.service")

@@ -1,7 +1,7 @@
 // What a systemd unit of config/systemd/ grants, reproduced for a test without systemd as PID 1:
 // the unit file parsed, the daemon started with the unit's user, groups, capabilities, umask,
 // directories and ProtectSystem=strict, and clients that connect as another user.
-import { CLI_BIN, freePort, REPO_ROOT, runCommand, spawnManaged, type ManagedProcess, type TempDir } from "@doveroute/testkit"
+import { CLI_BIN, freePort, REPO_ROOT, runCommand, spawnManaged, type ExitInfo, type ManagedProcess, type TempDir } from "@doveroute/testkit"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as path from "node:path"
@@ -31,6 +31,10 @@ export class Unit {
   /** The last value of `key` (systemd: a later assignment overrides), or undefined. */
   get(key: string): string | undefined {
     return this.entries.filter(([k]) => k === key).at(-1)?.[1]
+  }
+  /** Every assignment of `key`, in order. */
+  values(key: string): Array<string> {
+    return this.entries.filter(([k]) => k === key).map(([, v]) => v)
   }
   /** Every word of every assignment of `key` (an empty assignment resets the list). */
   words(key: string): Array<string> {
@@ -118,11 +122,18 @@ export const talkAs = async (user: string, at: string, probe: string | undefined
 
 /** A daemon started the way `unit` starts it, on the fake root `root`. */
 export interface UnitRun {
+  /** The started process (under `trace`: strace, whose child is the daemon). */
   readonly proc: ManagedProcess
   readonly config: Record<string, any>
   readonly uid: number
   readonly gid: number
   readonly stateDirs: ReadonlyArray<string>
+  /** PID of the daemon itself. */
+  daemonPid(): number
+  /** SIGTERM to the daemon; resolves with how the started process ended. */
+  stop(): Promise<ExitInfo>
+  /** Under `trace`: the names of the system calls the daemon (and its threads) made so far. */
+  syscalls(): Set<string>
 }
 
 let sysusers: Promise<void> | undefined
@@ -150,6 +161,8 @@ export interface StartOptions {
   readonly at?: Readonly<Record<string, string>>
   /** Called with the moved config before it is written and the daemon starts (seed the store, set ports). */
   readonly prepare?: (config: Record<string, any>, ids: { readonly uid: number; readonly gid: number }) => Promise<void> | void
+  /** Run the daemon under `strace -f` (as the unit's user) to see its system calls. */
+  readonly trace?: boolean
 }
 
 const capArg = (caps: ReadonlyArray<string>): string =>
@@ -227,6 +240,11 @@ export async function startAsUnit(unit: Unit, tmp: TempDir, fakes: Array<FakeDov
   const mounts: Array<string> = []
   for (const r of [root, ...Object.values(at)]) mounts.push(`mount --bind ${q(r)} ${q(r)}`, `mount -o remount,bind,ro ${q(r)}`)
   for (const w of writable) mounts.push(`mount --bind ${q(w)} ${q(w)}`, `mount -o remount,bind,rw ${q(w)}`)
+  let traceFile: string | undefined
+  if (o.trace === true) {
+    mkdirAs(tmp.join("trace"), 0o700, uid, gid)
+    traceFile = tmp.join("trace", "syscalls.txt")
+  }
   const caps = o.without?.capabilities === true ? [] : unit.words("AmbientCapabilities")
   const bounding = o.without?.capabilities === true ? [] : unit.words("CapabilityBoundingSet")
   const setpriv = [
@@ -234,6 +252,7 @@ export async function startAsUnit(unit: Unit, tmp: TempDir, fakes: Array<FakeDov
     ...(groups.length > 0 ? ["--groups", groups.join(",")] : ["--clear-groups"]),
     ...(unit.get("NoNewPrivileges") === "yes" ? ["--no-new-privs"] : []),
     `--inh-caps=${capArg(caps)}`, `--ambient-caps=${capArg(caps)}`, `--bounding-set=${capArg(bounding)}`,
+    ...(traceFile === undefined ? [] : ["strace", "-f", "-qq", "-o", traceFile]),
     process.execPath, CLI_BIN, ...exec.slice(1, 3), configFile
   ]
   const script = `set -e; ${mounts.join("; ")}; umask ${unit.get("UMask") ?? "0022"}; exec ${setpriv.map(q).join(" ")}`
@@ -242,7 +261,75 @@ export async function startAsUnit(unit: Unit, tmp: TempDir, fakes: Array<FakeDov
     env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...unitEnv, ...(o.env ?? {}) },
     cwd: "/"
   })
-  return { proc, config, uid, gid, stateDirs }
+  const daemonPid = (): number => {
+    if (traceFile === undefined) return proc.pid
+    const children = fs.readFileSync(`/proc/${proc.pid}/task/${proc.pid}/children`, "utf8").trim().split(/\s+/)
+    if (children.length !== 1 || children[0] === "") throw new Error(`strace ${proc.pid} has children ${JSON.stringify(children)}`)
+    return Number(children[0])
+  }
+  return {
+    proc, config, uid, gid, stateDirs, daemonPid,
+    stop: async () => {
+      if (traceFile === undefined || proc.exitInfo() !== undefined) return proc.stop()
+      process.kill(daemonPid(), "SIGTERM")
+      const timer = setTimeout(() => void proc.stop(), 15_000)
+      try {
+        return await proc.exited
+      } finally {
+        clearTimeout(timer)
+      }
+    },
+    syscalls: () => {
+      const names = new Set<string>()
+      if (traceFile === undefined) return names
+      for (const line of fs.readFileSync(traceFile, "utf8").split("\n")) {
+        const m = /^\d+\s+([a-z0-9_]+)\(/.exec(line)
+        if (m !== null) names.add(m[1]!)
+      }
+      return names
+    }
+  }
+}
+
+let filterGroups: Promise<Map<string, ReadonlyArray<string>>> | undefined
+
+/** systemd's system call groups (`systemd-analyze syscall-filter`), each as its members. */
+const syscallGroups = (): Promise<Map<string, ReadonlyArray<string>>> =>
+  (filterGroups ??= (async () => {
+    const r = await runCommand("systemd-analyze", ["syscall-filter"])
+    if (r.code !== 0) throw new Error(`systemd-analyze syscall-filter: ${r.stderr}`)
+    const groups = new Map<string, Array<string>>()
+    let current: Array<string> | undefined
+    for (const line of r.stdout.split("\n")) {
+      if (line.startsWith("@")) groups.set(line.trim(), (current = []))
+      else if (current !== undefined && line.trim() !== "" && !line.trim().startsWith("#")) current.push(line.trim())
+    }
+    return groups
+  })())
+
+/**
+ * The system calls a unit's SystemCallFilter= lines allow: the first line is an allow list (no
+ * `~`); later lines add to it, `~` lines take away (systemd's rule for mixed lines). Groups expanded.
+ */
+export async function allowedSyscalls(unit: Unit): Promise<Set<string>> {
+  const groups = await syscallGroups()
+  const expand = (name: string, into: Set<string>): Set<string> => {
+    if (!name.startsWith("@")) return into.add(name)
+    const members = groups.get(name)
+    if (members === undefined) throw new Error(`${unit.name}: unknown system call group ${name}`)
+    for (const m of members) expand(m, into)
+    return into
+  }
+  const lines = unit.values("SystemCallFilter")
+  if (lines.length === 0 || lines[0]!.startsWith("~")) throw new Error(`${unit.name}: SystemCallFilter= must start with an allow list`)
+  const allowed = new Set<string>()
+  for (const line of lines) {
+    const deny = line.startsWith("~")
+    for (const word of line.replace(/^~/, "").trim().split(/\s+/)) {
+      for (const call of expand(word, new Set())) deny ? allowed.delete(call) : allowed.add(call)
+    }
+  }
+  return allowed
 }
 
 /** Until every listener is up; undefined when the daemon exited first. */
