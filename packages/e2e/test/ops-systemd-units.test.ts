@@ -100,7 +100,7 @@ describe("config/systemd units", () => {
     expect(b.stderr).toMatch(/protect system value.*stricter/i)
   }, 90_000)
 
-  it.each(unitNames)("%s: started as the unit starts it, the mode's Dovecot/Postfix user gets in, nobody does not", async (name) => {
+  it.each(unitNames)("%s: run as the unit runs it: the mode's Dovecot/Postfix user gets in, nobody does not (UNIX sockets); reload; stop; system calls within SystemCallFilter=", async (name) => {
     const unit = Unit.read(name)
     const client = CLIENTS[name]!
     const { tmp, fakes } = await setup()
