@@ -130,7 +130,10 @@ export async function startDoveroute(o: DoverouteOptions): Promise<Server> {
   args.push(BUNDLE, "serve", "--store", o.store, "--log-level", "warning")
   if (o.dictSocket !== undefined) args.push("--dict-socket", o.dictSocket)
   if (o.authSocket !== undefined) args.push("--auth-socket", o.authSocket)
-  for (const f of o.extraFields ?? ["nopassword"]) args.push("--extra-field", f)
+  const extra = o.extraFields ?? ["nopassword"]
+  // doveroute refuses nopassword with proxy_maybe (a local login that no one checks)
+  if (extra.includes("nopassword")) args.push("--proxy-flag", "proxy")
+  for (const f of extra) args.push("--extra-field", f)
   const proc = await spawnManaged(process.execPath, args, { cwd: REPO_ROOT, ...(o.env !== undefined ? { env: { ...process.env, ...o.env } } : {}) })
   const abortIf = () => {
     const info = proc.exitInfo()

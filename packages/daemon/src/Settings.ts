@@ -36,6 +36,7 @@
 import {
   DOWN_POLICIES,
   defaultProxyFlag,
+  uncheckedLoginRisk,
   type DownPolicy,
   type ExtraField,
   parseExtraField,
@@ -395,6 +396,10 @@ export const settingsConfig: Config.Config<Settings> = Config.all({
   Config.mapOrFail((s) => {
     const clash = socketPathClash(s)
     return clash === undefined ? Either.right(s) : Either.left(ConfigError.InvalidData([], clash))
+  }),
+  Config.mapOrFail((s) => {
+    const risk = uncheckedLoginRisk(s.proxyFlag, s.extraFields)
+    return risk === undefined ? Either.right(s) : Either.left(ConfigError.InvalidData(["extra_fields"], risk))
   })
 )
 
