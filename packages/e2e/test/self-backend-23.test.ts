@@ -11,6 +11,7 @@
 //   doveroute with the default proxy_maybe and no nopassword): the proxy checks the password
 //   first, and the right password logs a user whose backend is the proxy in locally, with a
 //   working userdb.
+// - the standalone auth socket in nopassword mode: a user whose backend is the proxy gets temp_fail.
 // And the daemon refuses to start on the shipped config turned unsafe (proxy_flag proxy_maybe).
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { existsSync, mkdirSync, chmodSync, readFileSync, writeFileSync } from "node:fs"
@@ -233,5 +234,62 @@ describe("2.3.19, shipped chain (passwd-file first, then dict, proxy_maybe): the
     const zed = await imapLogin("127.0.0.1", port, "zed", "secret")
     expect(zed.login.status, zed.transcript).toBe("NO")
     expect(await mappedBackend(db, "zed")).toBeUndefined()
+  })
+})
+
+describe("2.3.19, standalone auth socket (shipped 95-doveroute-auth.conf, auth_mode nopassword, proxy_maybe): the proxy's own address is a backend", () => {
+  let tmp: TempDir
+  let backend: Backend
+  let proxy: Dovecot
+  let daemon: RunningDaemon
+  let port: number
+
+  beforeAll(async () => {
+    tmp = makeTempDir()
+    port = await freePort("127.0.0.1", ["127.0.0.2"])
+    const db = tmp.join("routes.db")
+    const sock = tmp.join("auth.sock")
+    const [be] = await Promise.all([startBackend23(tmp.path, { users: USERS, listen: ["127.0.0.2"], imapPort: port }), seed(db)])
+    backend = be
+    daemon = await startDaemon({
+      args: ["--store", `sqlite:${db}`, "--auth-socket", sock, "--socket-mode", "0666", "--port", String(port)],
+      env: { DOVEROUTE_AUTH_FAILURE_DELAY: "0 millis" },
+      waitFor: [sock]
+    })
+    const dir = tmp.join("proxy")
+    proxy = await startDovecot23({
+      dir,
+      config: proxyConfig23({ dir, imapPort: port },
+        shipped("95-doveroute-auth.conf").replaceAll("/run/doveroute/auth.sock", sock),
+        "passdb {\n  driver = static\n  args = password=internal-auth-should-never-be-used\n}"),
+      tcp: [{ host: "127.0.0.1", port }]
+    })
+  })
+
+  afterAll(async () => {
+    const [code] = await Promise.all([daemon?.stop(), stopDovecots([proxy, backend?.dovecot])])
+    await tmp?.cleanup()
+    expect(code).toBe(0)
+  })
+
+  it("backend = the proxy by IP or by name: a temporary failure for any password, never a login", async () => {
+    for (const user of ["alice", "carol"]) {
+      for (const pass of [WRONG, "secret"]) {
+        const r = await imapLogin("127.0.0.1", port, user, pass)
+        expect(r.login.status, r.transcript).toBe("NO")
+        expect(r.login.text).toMatch(/UNAVAILABLE|Temporary/i)
+      }
+      expect(localLogins(proxy.log(), user)).toEqual([])
+      expect(backend.logins(user)).toHaveLength(0)
+    }
+    expect(daemon.logs()).toMatch(/standalone auth socket cannot serve local logins/)
+  })
+
+  it("a user on another backend is proxied and the backend checks the password", async () => {
+    const bad = await imapLogin("127.0.0.1", port, "bob", WRONG)
+    expect(bad.login.status, bad.transcript).toBe("NO")
+    const ok = await imapLogin("127.0.0.1", port, "bob", "secret", { select: true })
+    expect(ok.login.status, ok.transcript).toBe("OK")
+    expect(backend.servedBy("bob", "imap")).toBe("127.0.0.2")
   })
 })

@@ -8,7 +8,8 @@
 //   proxy itself is refused by Dovecot as a loop (2.4.1 compares hostip too), whatever the password;
 // - the shipped config/dovecot-2.4/95-doveroute-http-chain.conf (passwd-file standing in for
 //   PAM; doveroute with the default proxy_maybe, no nopassword): a wrong password never reaches
-//   doveroute; the right one logs a user whose backend is the proxy in locally, with a userdb.
+//   doveroute; the right one logs a user whose backend is the proxy in locally, with a userdb;
+// - the standalone auth socket in nopassword mode: a user whose backend is the proxy gets temp_fail.
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { chmodSync, copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import path from "node:path"
@@ -203,5 +204,63 @@ describe("2.4.1, shipped chain (passwd-file first, then http-route.lua, proxy_ma
     const zed = await imapLogin("127.0.0.1", port, "zed", "secret")
     expect(zed.login.status, zed.transcript).toBe("NO")
     expect(await mappedBackend(db, "zed")).toBeUndefined()
+  })
+})
+
+describe("2.4.1, standalone auth socket (shipped 95-doveroute-auth.conf, auth_mode nopassword, proxy_maybe): the proxy's own address is a backend", () => {
+  let tmp: ChrootTempDir
+  let backend: Backend
+  let proxy: Dovecot
+  let daemon: RunningDaemon
+  let port: number
+
+  beforeAll(async () => {
+    requireDovecot24()
+    tmp = makeChrootTempDir()
+    port = await freePort("127.0.0.1", ["127.0.0.2"])
+    const db = tmp.hostPath(tmp.join("routes.db"))
+    const sock = tmp.join("auth.sock")
+    const [be] = await Promise.all([startBackend24(tmp, { users: USERS, listen: ["127.0.0.2"], imapPort: port }), seed(db)])
+    backend = be
+    daemon = await startDaemon({
+      args: ["--store", `sqlite:${db}`, "--auth-socket", tmp.hostPath(sock), "--socket-mode", "0666", "--port", String(port)],
+      env: { DOVEROUTE_AUTH_FAILURE_DELAY: "0 millis" },
+      waitFor: [tmp.hostPath(sock)]
+    })
+    const dir = tmp.join("proxy")
+    proxy = await startDovecot24({
+      dir,
+      config: proxyConfig24({ dir, imapPort: port },
+        readFileSync(path.join(REPO_ROOT, "config", "dovecot-2.4", "95-doveroute-auth.conf"), "utf8").replaceAll("/run/doveroute/auth.sock", sock),
+        "passdb static {\n  password = internal-auth-should-never-be-used\n}"),
+      tcp: [{ host: "127.0.0.1", port }]
+    })
+  })
+
+  afterAll(async () => {
+    const [code] = await Promise.all([daemon?.stop(), stopDovecots([proxy, backend?.dovecot])])
+    await tmp?.cleanup()
+    expect(code).toBe(0)
+  })
+
+  it("backend = the proxy by IP or by name: a temporary failure for any password, never a login", async () => {
+    for (const user of ["alice", "carol"]) {
+      for (const pass of [WRONG, "secret"]) {
+        const r = await imapLogin("127.0.0.1", port, user, pass)
+        expect(r.login.status, r.transcript).toBe("NO")
+        expect(r.login.text).toMatch(/UNAVAILABLE|Temporary/i)
+      }
+      expect(localLogins(proxy.log(), user)).toEqual([])
+      expect(backend.logins(user)).toHaveLength(0)
+    }
+    expect(daemon.logs()).toMatch(/standalone auth socket cannot serve local logins/)
+  })
+
+  it("a user on another backend is proxied and the backend checks the password", async () => {
+    const bad = await imapLogin("127.0.0.1", port, "bob", WRONG)
+    expect(bad.login.status, bad.transcript).toBe("NO")
+    const ok = await imapLogin("127.0.0.1", port, "bob", "secret", { select: true })
+    expect(ok.login.status, ok.transcript).toBe("OK")
+    expect(backend.servedBy("bob", "imap")).toBe("127.0.0.2")
   })
 })
