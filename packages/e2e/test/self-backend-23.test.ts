@@ -293,3 +293,72 @@ describe("2.3.19, standalone auth socket (shipped 95-doveroute-auth.conf, auth_m
     expect(backend.servedBy("bob", "imap")).toBe("127.0.0.2")
   })
 })
+
+describe("2.3.19, lua/director.lua as the only passdb: nopassword needs proxy_flag = proxy there too", () => {
+  let tmp: TempDir
+  let backend: Backend
+  let proxy: Dovecot
+  let unsafe: Dovecot | undefined
+  let port: number
+  let lua: string
+
+  beforeAll(async () => {
+    tmp = makeTempDir()
+    port = await freePort("127.0.0.1", ["127.0.0.2"])
+    const db = tmp.join("routes.db")
+    const [be] = await Promise.all([startBackend23(tmp.path, { users: USERS, listen: ["127.0.0.2"], imapPort: port }), seed(db)])
+    backend = be
+    chmodSync(tmp.path, 0o755)
+    lua = tmp.join("lua")
+    mkdirSync(lua, { recursive: true })
+    for (const f of ["director.lua", "director-core.lua"]) writeFileSync(path.join(lua, f), readFileSync(path.join(REPO_ROOT, "lua", f)))
+    // a second name for the same script reads its own settings file (lua/README.md)
+    writeFileSync(path.join(lua, "director-unsafe.lua"), readFileSync(path.join(REPO_ROOT, "lua", "director.lua")))
+    const common = `driver = SQLite3\ndatabase = ${db}\nextra_fields = "nopassword port=${port}"\n`
+    const dir = tmp.join("proxy")
+    proxy = await startDovecot23({
+      dir,
+      config: proxyConfig23({ dir, imapPort: port, trustedNetworks: "127.0.0.0/8" },
+        `passdb {\n  driver = lua\n  args = file=${lua}/director.lua\n}`),
+      files: {
+        [path.join(lua, "director.conf")]: common + "proxy_flag = proxy\n",
+        [path.join(lua, "director-unsafe.conf")]: common
+      },
+      tcp: [{ host: "127.0.0.1", port }]
+    })
+  })
+
+  afterAll(async () => {
+    await stopDovecots([proxy, unsafe, backend?.dovecot])
+    await tmp?.cleanup()
+  })
+
+  it("with proxy_flag = proxy: a backend that is the proxy gets NO for any password; another backend checks the password", async () => {
+    for (const pass of [WRONG, "secret"]) {
+      const r = await imapLogin("127.0.0.1", port, "alice", pass)
+      expect(r.login.status, r.transcript).toBe("NO")
+    }
+    expect(localLogins(proxy.log(), "alice")).toEqual([])
+    const bad = await imapLogin("127.0.0.1", port, "bob", WRONG)
+    expect(bad.login.status, bad.transcript).toBe("NO")
+    const ok = await imapLogin("127.0.0.1", port, "bob", "secret")
+    expect(ok.login.status, ok.transcript).toBe("OK")
+    expect(backend.servedBy("bob", "imap")).toBe("127.0.0.2")
+  })
+
+  it("with the default proxy_maybe the script refuses to start, naming the risk; no login succeeds through it", async () => {
+    const unsafePort = await freePort()
+    const dir = tmp.join("proxy-unsafe")
+    unsafe = await startDovecot23({
+      dir,
+      config: proxyConfig23({ dir, imapPort: unsafePort, instanceName: "dvr-unsafe" }, `passdb {\n  driver = lua\n  args = file=${lua}/director-unsafe.lua\n}`),
+      tcp: [{ host: "127.0.0.1", port: unsafePort }]
+    })
+    const t = await unsafe.doveadm(["auth", "test", "alice", WRONG])
+    expect(t.code, t.stdout + t.stderr).not.toBe(0)
+    // the auth process dies at start: login processes greet with BYE (or answer NO)
+    const r = await imapLogin("127.0.0.1", unsafePort, "alice", WRONG).then((x) => x.login.status, (e: Error) => e.message)
+    expect(r).toMatch(/^NO$|Auth process broken/)
+    expect(unsafe.log()).toMatch(/extra_fields nopassword with proxy_flag proxy_maybe admits logins no one checks: a user whose backend is this Dovecot server logs in locally with any password/)
+  })
+})
