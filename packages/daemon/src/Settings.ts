@@ -7,7 +7,7 @@
  * Config file (JSON, snake_case keys, nested sections):
  * ```json
  * { "store": "sqlite:/var/lib/doveroute/doveroute.db", "strategy": "mapping",
- *   "extra_fields": ["nopassword"],
+ *   "proxy_flag": "proxy", "extra_fields": ["nopassword"],
  *   "port": ["143", "pop3=110", "lmtp=24"],
  *   "dict": { "socket": "/run/doveroute/dict.sock", "mode": "0660", "group": "dovecot" },
  *   "auth": { "socket": "/run/doveroute/auth.sock", "mode": "0666", "auth_mode": "password",
@@ -26,6 +26,9 @@
  * connections per listener, default 10000), `max_requests_per_client` (requests worked on at once
  * per connection, default 1000), `line_timeout` (an unfinished line closes the connection after
  * it, default 30 s; 0 = off), `idle_timeout` (default 0 = off). `max_connections` is the SQL pool.
+ *
+ * `nopassword` in `extra_fields` needs `proxy_flag` `proxy`; other flags are refused (see
+ * `uncheckedLoginRisk` in @doveroute/routing): a local login that no one checks.
  *
  * Secrets: `auth.password` is read as a `Redacted` value and never logged. Put it in the config
  * file (mode 0600) or in `DOVEROUTE_AUTH_PASSWORD`; `--password` on the command line is visible
