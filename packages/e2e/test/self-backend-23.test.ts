@@ -12,7 +12,8 @@
 //   first, and the right password logs a user whose backend is the proxy in locally, with a
 //   working userdb.
 // - the standalone auth socket in nopassword mode: a user whose backend is the proxy gets temp_fail.
-// And the daemon refuses to start on the shipped config turned unsafe (proxy_flag proxy_maybe).
+// And the daemon refuses to start on the shipped config turned unsafe (proxy_flag proxy_maybe); a
+// last test shows why, on Dovecot alone: nopassword + proxy_maybe to itself admits any password.
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { existsSync, mkdirSync, chmodSync, readFileSync, writeFileSync } from "node:fs"
 import path from "node:path"
@@ -360,5 +361,33 @@ describe("2.3.19, lua/director.lua as the only passdb: nopassword needs proxy_fl
     const r = await imapLogin("127.0.0.1", unsafePort, "alice", WRONG).then((x) => x.login.status, (e: Error) => e.message)
     expect(r).toMatch(/^NO$|Auth process broken/)
     expect(unsafe.log()).toMatch(/extra_fields nopassword with proxy_flag proxy_maybe admits logins no one checks: a user whose backend is this Dovecot server logs in locally with any password/)
+  })
+})
+
+describe("2.3.19 itself: why doveroute refuses nopassword with proxy_maybe", () => {
+  it("a passdb answering nopassword + proxy_maybe with the proxy's own address logs ANY password in locally (the operator's report)", async () => {
+    const tmp = makeTempDir()
+    let proxy: Dovecot | undefined
+    try {
+      const port = await freePort()
+      const dir = tmp.join("proxy")
+      for (const d of ["mail", "home"]) {
+        mkdirSync(path.join(dir, d), { recursive: true })
+        chmodSync(path.join(dir, d), 0o1777)
+      }
+      proxy = await startDovecot23({
+        dir,
+        // what a router's reply with nopassword and proxy_maybe amounts to, without doveroute
+        config: proxyConfig23({ dir, imapPort: port, extra: "first_valid_uid = 1" },
+          `passdb {\n  driver = static\n  args = nopassword=y proxy_maybe=y host=127.0.0.1 port=${port}\n}`),
+        tcp: [{ host: "127.0.0.1", port }]
+      })
+      const r = await imapLogin("127.0.0.1", port, "alice", WRONG, { select: true })
+      expect(r.login.status, r.transcript).toBe("OK")
+      expect(localLogins(proxy.log(), "alice")).toHaveLength(1)
+    } finally {
+      await stopDovecots([proxy])
+      await tmp.cleanup()
+    }
   })
 })

@@ -9,7 +9,8 @@
 // - the shipped config/dovecot-2.4/95-doveroute-http-chain.conf (passwd-file standing in for
 //   PAM; doveroute with the default proxy_maybe, no nopassword): a wrong password never reaches
 //   doveroute; the right one logs a user whose backend is the proxy in locally, with a userdb;
-// - the standalone auth socket in nopassword mode: a user whose backend is the proxy gets temp_fail.
+// - the standalone auth socket in nopassword mode: a user whose backend is the proxy gets temp_fail;
+// and why the daemon refuses nopassword with proxy_maybe, on Dovecot alone: any password logs in.
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { chmodSync, copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import path from "node:path"
@@ -262,5 +263,35 @@ describe("2.4.1, standalone auth socket (shipped 95-doveroute-auth.conf, auth_mo
     const ok = await imapLogin("127.0.0.1", port, "bob", "secret", { select: true })
     expect(ok.login.status, ok.transcript).toBe("OK")
     expect(backend.servedBy("bob", "imap")).toBe("127.0.0.2")
+  })
+})
+
+describe("2.4.1 itself: why doveroute refuses nopassword with proxy_maybe", () => {
+  it("a passdb answering nopassword + proxy_maybe with the proxy's own address logs ANY password in locally", async () => {
+    requireDovecot24()
+    const tmp = makeChrootTempDir()
+    let proxy: Dovecot | undefined
+    try {
+      const port = await freePort()
+      const dir = tmp.join("proxy")
+      const home = tmp.join("proxy-home")
+      mkdirSync(tmp.hostPath(home), { recursive: true })
+      chmodSync(tmp.hostPath(home), 0o1777)
+      const local = `mail_driver = maildir\nmail_home = ${home}/%{user}\nmail_path = ~/Maildir\nmail_uid = vmail\nmail_gid = vmail\nfirst_valid_uid = 5000\n` +
+        `userdb static {\n  fields {\n    uid = vmail\n    gid = vmail\n    home = ${home}/%{user}\n  }\n}`
+      proxy = await startDovecot24({
+        dir,
+        // what a router's reply with nopassword and proxy_maybe amounts to, without doveroute
+        config: proxyConfig24({ dir, imapPort: port, extra: local },
+          `passdb static {\n  fields {\n    nopassword = yes\n    proxy_maybe = y\n    host = 127.0.0.1\n    port = ${port}\n  }\n}`),
+        tcp: [{ host: "127.0.0.1", port }]
+      })
+      const r = await imapLogin("127.0.0.1", port, "alice", WRONG, { select: true })
+      expect(r.login.status, r.transcript).toBe("OK")
+      expect(localLogins(proxy.log(), "alice")).toHaveLength(1)
+    } finally {
+      await stopDovecots([proxy])
+      await tmp.cleanup()
+    }
   })
 })
