@@ -11,7 +11,8 @@
 //   doveroute with the default proxy_maybe and no nopassword): the proxy checks the password
 //   first, and the right password logs a user whose backend is the proxy in locally, with a
 //   working userdb.
-// - the standalone auth socket in nopassword mode: a user whose backend is the proxy gets temp_fail.
+// - the standalone auth socket in nopassword mode: a user whose backend is the proxy gets temp_fail;
+// - lua/director.lua: nopassword works with proxy_flag = proxy and stops the script otherwise.
 // And the daemon refuses to start on the shipped config turned unsafe (proxy_flag proxy_maybe); a
 // last test shows why, on Dovecot alone: nopassword + proxy_maybe to itself admits any password.
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
