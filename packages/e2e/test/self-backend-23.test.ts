@@ -296,6 +296,43 @@ describe("2.3.19, standalone auth socket (shipped 95-doveroute-auth.conf, auth_m
   })
 })
 
+describe("2.3.19, standalone auth socket with proxy_flag proxy: the proxy's own address is a backend", () => {
+  it("doveroute answers proxy to the proxy itself and Dovecot refuses the loop: NO for any password, no local login", async () => {
+    const tmp = makeTempDir()
+    let proxy: Dovecot | undefined
+    let daemon: RunningDaemon | undefined
+    try {
+      const port = await freePort()
+      const db = tmp.join("routes.db")
+      const sock = tmp.join("auth.sock")
+      await seed(db)
+      daemon = await startDaemon({
+        args: ["--store", `sqlite:${db}`, "--auth-socket", sock, "--socket-mode", "0666", "--port", String(port), "--proxy-flag", "proxy"],
+        env: { DOVEROUTE_AUTH_FAILURE_DELAY: "0 millis" },
+        waitFor: [sock]
+      })
+      const dir = tmp.join("proxy")
+      proxy = await startDovecot23({
+        dir,
+        config: proxyConfig23({ dir, imapPort: port },
+          shipped("95-doveroute-auth.conf").replaceAll("/run/doveroute/auth.sock", sock),
+          "passdb {\n  driver = static\n  args = password=internal-auth-should-never-be-used\n}"),
+        tcp: [{ host: "127.0.0.1", port }]
+      })
+      for (const pass of [WRONG, "secret"]) {
+        const r = await imapLogin("127.0.0.1", port, "alice", pass)
+        expect(r.login.status, r.transcript).toBe("NO")
+      }
+      expect(proxy.log()).toMatch(/proxy\(alice\): Proxying loops to itself/)
+      expect(localLogins(proxy.log(), "alice")).toEqual([])
+    } finally {
+      const [code] = await Promise.all([daemon?.stop(), stopDovecots([proxy])])
+      await tmp.cleanup()
+      expect(code).toBe(0)
+    }
+  })
+})
+
 describe("2.3.19, lua/director.lua as the only passdb: nopassword needs proxy_flag = proxy there too", () => {
   let tmp: TempDir
   let backend: Backend
