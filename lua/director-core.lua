@@ -169,6 +169,13 @@ return function(VARIANT, SCRIPT_PATH)
     end
     c.extra = parse_fields(opt("extra_fields"))
     local flag = opt("proxy_flag") or (VARIANT == "shard" and "proxy" or "proxy_maybe")
+    -- nopassword makes Dovecot accept any password: safe only when every login is proxied to a
+    -- backend that checks it (the daemon's settings refuse the same combination)
+    if c.extra["nopassword"] ~= nil and flag ~= "proxy" then
+      error(string.format("%s: extra_fields nopassword with proxy_flag %s admits logins no one checks: " ..
+        "a user whose backend is this Dovecot server logs in locally with any password. fix: proxy_flag = proxy, " ..
+        "or drop nopassword and put an authenticating passdb first (%s)", NAME, flag, source))
+    end
     if flag == "none" then flag = nil end
     c.proxy_flag = flag
     c.source = source

@@ -64,9 +64,6 @@ DOVECOT CONFIG
             socket_path = /run/doveroute/http.sock
             route_url = http://localhost/route
           }
-          fields {
-            nopassword = yes
-          }
         }
   2.3:  passdb {
           driver = lua
@@ -75,6 +72,13 @@ DOVECOT CONFIG
         (settings in /etc/dovecot/http-route.conf: route_url =
         http://127.0.0.1:PORT/route and token_file = …; a pure proxy also needs
         `nopassword` from the router's reply, or an authenticating passdb)
+  WHO CHECKS THE PASSWORD: as the only passdb, nothing on the proxy does, so
+  doveroute must answer `nopassword` with `proxy` (proxy_flag proxy): every
+  login is proxied and the backend checks it (the daemon refuses nopassword
+  with proxy_maybe). Never put nopassword in this passdb's `fields { }` with
+  proxy_maybe: a user whose backend is the proxy itself would log in locally
+  with any password. To log such users in locally, put an authenticating
+  passdb first (config/dovecot-2.4/95-doveroute-http-chain.conf).
 ]]
 
 local NAME = "doveroute http-route.lua"

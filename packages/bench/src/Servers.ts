@@ -130,7 +130,10 @@ export async function startDoveroute(o: DoverouteOptions): Promise<Server> {
   args.push(BUNDLE, "serve", "--store", o.store, "--log-level", "warning")
   if (o.dictSocket !== undefined) args.push("--dict-socket", o.dictSocket)
   if (o.authSocket !== undefined) args.push("--auth-socket", o.authSocket)
-  for (const f of o.extraFields ?? ["nopassword"]) args.push("--extra-field", f)
+  const extra = o.extraFields ?? ["nopassword"]
+  // doveroute refuses nopassword with proxy_maybe (a local login that no one checks)
+  if (extra.includes("nopassword")) args.push("--proxy-flag", "proxy")
+  for (const f of extra) args.push("--extra-field", f)
   const proc = await spawnManaged(process.execPath, args, { cwd: REPO_ROOT, ...(o.env !== undefined ? { env: { ...process.env, ...o.env } } : {}) })
   const abortIf = () => {
     const info = proc.exitInfo()
@@ -175,7 +178,7 @@ export interface DovecotLuaOptions {
 
 /**
  * Real Dovecot 2.3.19, auth only (`protocols =`), `passdb lua` with a copy of `lua/director.lua`
- * (and the other `lua/*.lua` it loads) and its `director.conf` (SQLite3, `extra_fields = nopassword`), `auth_cache_size = 0`,
+ * (and the other `lua/*.lua` it loads) and its `director.conf` (SQLite3, `proxy_flag = proxy`, `extra_fields = nopassword`), `auth_cache_size = 0`,
  * `auth_failure_delay = 0`, otherwise Dovecot's defaults (auth-worker `process_limit`/
  * `auth_worker_max_count` 30). The load goes to `<base_dir>/auth-client`.
  */
@@ -188,7 +191,7 @@ export async function startDovecotLua(o: DovecotLuaOptions): Promise<Server & { 
     fs.chmodSync(path.join(o.dir, f), 0o644)
   }
   const script = path.join(o.dir, "director.lua")
-  fs.writeFileSync(path.join(o.dir, "director.conf"), `driver = SQLite3\ndatabase = ${o.dbFile}\nextra_fields = "nopassword"\n`)
+  fs.writeFileSync(path.join(o.dir, "director.conf"), `driver = SQLite3\ndatabase = ${o.dbFile}\nproxy_flag = proxy\nextra_fields = "nopassword"\n`)
   fs.chmodSync(path.join(o.dir, "director.conf"), 0o644)
   // the auth process (uid dovecot) and the workers (root) open the file, its -wal/-shm and the directory
   fs.chmodSync(path.dirname(o.dbFile), 0o777)

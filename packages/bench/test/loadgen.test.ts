@@ -76,7 +76,7 @@ describe("load generator against the doveroute daemon (SQLite)", () => {
     expected = await bulkMap({ kind: "sqlite", file }, users)
     const help = await runCli(["serve", "--help"], { timeoutMs: 60_000 })
     hasAuth = `${help.stdout}${help.stderr}`.includes("--auth-socket")
-    const args = ["--store", store, "--dict-socket", tmp.join("dict.sock"), "--extra-field", "nopassword", "--log-level", "warning"]
+    const args = ["--store", store, "--dict-socket", tmp.join("dict.sock"), "--proxy-flag", "proxy", "--extra-field", "nopassword", "--log-level", "warning"]
     if (hasAuth) args.push("--auth-socket", tmp.join("auth.sock"))
     daemon = await startDaemon({ args, waitFor: [tmp.join("dict.sock"), ...(hasAuth ? [tmp.join("auth.sock")] : [])], timeoutMs: 60_000 })
   })

@@ -7,7 +7,7 @@
  * Config file (JSON, snake_case keys, nested sections):
  * ```json
  * { "store": "sqlite:/var/lib/doveroute/doveroute.db", "strategy": "mapping",
- *   "extra_fields": ["nopassword"],
+ *   "proxy_flag": "proxy", "extra_fields": ["nopassword"],
  *   "port": ["143", "pop3=110", "lmtp=24"],
  *   "dict": { "socket": "/run/doveroute/dict.sock", "mode": "0660", "group": "dovecot" },
  *   "auth": { "socket": "/run/doveroute/auth.sock", "mode": "0666", "auth_mode": "password",
@@ -27,6 +27,9 @@
  * per connection, default 1000), `line_timeout` (an unfinished line closes the connection after
  * it, default 30 s; 0 = off), `idle_timeout` (default 0 = off). `max_connections` is the SQL pool.
  *
+ * `nopassword` in `extra_fields` needs `proxy_flag` `proxy`; other flags are refused (see
+ * `uncheckedLoginRisk` in @doveroute/routing): a local login that no one checks.
+ *
  * Secrets (`store`, `store_password`, `auth.password`, `http.token`) are `Redacted` values, never
  * logged; each can also come from a `*_file` key or a systemd credential (Secrets.ts).
  * `--password` on the command line is visible to every local user in the process list.
@@ -36,6 +39,7 @@
 import {
   DOWN_POLICIES,
   defaultProxyFlag,
+  uncheckedLoginRisk,
   type DownPolicy,
   type ExtraField,
   parseExtraField,
@@ -423,6 +427,10 @@ export const settingsConfig: Config.Config<Settings> = Config.all({
   Config.mapOrFail((s) => {
     const clash = socketPathClash(s)
     return clash === undefined ? Either.right(s) : Either.left(ConfigError.InvalidData([], clash))
+  }),
+  Config.mapOrFail((s) => {
+    const risk = uncheckedLoginRisk(s.proxyFlag, s.extraFields)
+    return risk === undefined ? Either.right(s) : Either.left(ConfigError.InvalidData(["extra_fields"], risk))
   })
 )
 

@@ -75,7 +75,8 @@ describe("doveroute dict front-end behind a real Dovecot 2.3.19 proxy", () => {
     }
     sock = tmp.join("dict.sock")
     daemon = await startDaemon({
-      args: ["--store", store, "--dict-socket", sock, "--extra-field", "nopassword", "--extra-field", `port=${backend.imapPort}`],
+      // nopassword: the backend checks the password, so every login is proxied (proxy, never proxy_maybe)
+      args: ["--store", store, "--dict-socket", sock, "--proxy-flag", "proxy", "--extra-field", "nopassword", "--extra-field", `port=${backend.imapPort}`],
       waitFor: [sock]
     })
     imapPort = await freePort()

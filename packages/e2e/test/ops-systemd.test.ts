@@ -32,7 +32,7 @@ describe("systemd-style supervision", () => {
       const sock = tmp.join("dict.sock")
       const config = tmp.join("doveroute.json")
       const writeConfig = (logLevel: string, extra: ReadonlyArray<string>) =>
-        fs.writeFileSync(config, JSON.stringify({ store: `sqlite:${db}`, dict: { socket: sock }, log_level: logLevel, extra_fields: extra }))
+        fs.writeFileSync(config, JSON.stringify({ store: `sqlite:${db}`, dict: { socket: sock }, log_level: logLevel, proxy_flag: "proxy", extra_fields: extra }))
       writeConfig("info", ["nopassword"])
       daemon = await startDaemon({ args: ["--config", config], waitFor: [sock], env: {
         NOTIFY_SOCKET: notifyPath,

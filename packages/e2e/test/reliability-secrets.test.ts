@@ -158,7 +158,7 @@ describe.concurrent("no secret in any CLI error message", () => {
   }, 60_000)
 
   it("doveroute lookup hides a password extra field", async () => {
-    const r = await runCli(["lookup", "alice", "--store", storeUrl], { env: { DOVEROUTE_EXTRA_FIELDS: `nopassword,password=${MASTER_PASSWORD}` } })
+    const r = await runCli(["lookup", "alice", "--store", storeUrl], { env: { DOVEROUTE_PROXY_FLAG: "proxy", DOVEROUTE_EXTRA_FIELDS: `nopassword,password=${MASTER_PASSWORD}` } })
     expect(r.code, r.stdout + r.stderr).toBe(0)
     expect(r.stdout).toContain("password=<hidden>")
     expectNoSecrets(r.stdout + r.stderr, "doveroute lookup")

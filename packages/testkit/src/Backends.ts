@@ -101,6 +101,8 @@ export interface BackendOptions {
   readonly name?: string
   /** Appended to the config. */
   readonly extra?: string
+  /** IMAP port (free on every `listen` address); default a free port. */
+  readonly imapPort?: number
 }
 
 function makeBackend(dovecot: Dovecot, o: {
@@ -132,7 +134,7 @@ export async function startBackend23(tmpDir: string, options: BackendOptions = {
   const ips = options.listen ?? ["127.0.0.2", "127.0.0.3"]
   const [first, ...rest] = ips
   if (first === undefined) throw new Error("startBackend23: no listen address")
-  const imapPort = await freePort(first, rest)
+  const imapPort = options.imapPort ?? await freePort(first, rest)
   const pop3Port = await freePort(first, rest)
   const lmtpPort = await freePort(first, rest)
   const dir = path.join(tmpDir, options.name ?? "backend")
@@ -160,7 +162,7 @@ export async function startBackend24(tmp: ChrootTempDir, options: BackendOptions
   const ips = options.listen ?? ["127.0.0.2", "127.0.0.3"]
   const [first, ...rest] = ips
   if (first === undefined) throw new Error("startBackend24: no listen address")
-  const imapPort = await freePort(first, rest)
+  const imapPort = options.imapPort ?? await freePort(first, rest)
   const pop3Port = await freePort(first, rest)
   const lmtpPort = await freePort(first, rest)
   const dir = tmp.join(options.name ?? "backend")

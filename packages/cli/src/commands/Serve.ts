@@ -83,7 +83,7 @@ const opt = {
     Options.optional
   ),
   proxyFlag: Options.choice("proxy-flag", ["proxy_maybe", "proxy", "none"]).pipe(
-    Options.withDescription("proxy flag in passdb replies (default proxy_maybe for mapping, proxy for shard)"),
+    Options.withDescription("proxy flag in passdb replies (default proxy_maybe for mapping, proxy for shard); --extra-field nopassword needs proxy"),
     Options.optional
   ),
   logLevel: Options.choice("log-level", ["debug", "info", "warning", "error"]).pipe(Options.optional)

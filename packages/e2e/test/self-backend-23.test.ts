@@ -1,0 +1,431 @@
+// Issue 11 on real Dovecot 2.3.19: a proxy whose OWN address is a backend never lets a login in
+// without a password check. The proxy listens on 127.0.0.1:P and a real backend on 127.0.0.2:P
+// (the same port, as in a cluster where every node serves IMAP on 143); the store knows three
+// backends: `127.0.0.1` (the proxy, by IP), `self.test` with hostip 127.0.0.1 (the proxy, by
+// name) and `127.0.0.2`. Both shipped setups run with the shipped files (only paths and the
+// port changed):
+// - the default: config/doveroute.json (proxy_flag proxy + nopassword) behind
+//   config/dovecot-2.3/95-doveroute-dict.conf: the backend checks the password, and a backend
+//   that is the proxy itself is refused by Dovecot as a loop, whatever the password;
+// - the chain: config/dovecot-2.3/95-doveroute-dict-chain.conf (passwd-file standing in for PAM,
+//   doveroute with the default proxy_maybe and no nopassword): the proxy checks the password
+//   first, and the right password logs a user whose backend is the proxy in locally, with a
+//   working userdb.
+// - the standalone auth socket in nopassword mode: a user whose backend is the proxy gets temp_fail;
+// - lua/director.lua: nopassword works with proxy_flag = proxy and stops the script otherwise.
+// And the daemon refuses to start on the shipped config turned unsafe (proxy_flag proxy_maybe); a
+// last test shows why, on Dovecot alone: nopassword + proxy_maybe to itself admits any password.
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { existsSync, mkdirSync, chmodSync, readFileSync, writeFileSync } from "node:fs"
+import path from "node:path"
+import {
+  freePort,
+  imapLogin,
+  makeTempDir,
+  mappedBackend,
+  proxyConfig23,
+  REPO_ROOT,
+  runCli,
+  seedSqliteStore,
+  startBackend23,
+  startDaemon,
+  startDovecot23,
+  stopDovecots,
+  usersFileContent,
+  type Backend,
+  type Dovecot,
+  type RunningDaemon,
+  type TempDir
+} from "@doveroute/testkit"
+
+const USERS = { alice: "secret", bob: "secret", carol: "secret", dave: "secret" }
+const shipped = (name: string) => readFileSync(path.join(REPO_ROOT, "config", "dovecot-2.3", name), "utf8")
+const WRONG = "NOT-THE-PASSWORD"
+
+/** The store of both setups: alice on the proxy by IP, carol on the proxy by name, bob on 127.0.0.2. */
+const seed = (file: string) =>
+  seedSqliteStore(file, {
+    backends: [{ hostname: "127.0.0.1" }, { hostname: "self.test", hostip: "127.0.0.1" }, { hostname: "127.0.0.2" }],
+    mappings: { alice: 1, carol: 2, bob: 3 }
+  })
+
+/** `imap-login: Login: user=<u>` lines of a proxy log: logins the proxy served itself (proxied ones say "proxy(u,…)"). */
+const localLogins = (log: string, user: string) => log.split("\n").filter((l) => l.includes(`Login: user=<${user}>`))
+
+/** The shipped config/doveroute.json with this run's store, dict socket and backend port. */
+const shippedDaemonConfig = (file: string, store: string, sock: string, port: number, over: Record<string, unknown> = {}) => {
+  const conf = JSON.parse(readFileSync(path.join(REPO_ROOT, "config", "doveroute.json"), "utf8")) as Record<string, unknown>
+  const dict = conf["dict"] as Record<string, unknown>
+  writeFileSync(file, JSON.stringify({
+    ...conf,
+    store,
+    dict: { ...dict, socket: sock },
+    extra_fields: [...(conf["extra_fields"] as Array<string>), `port=${port}`],
+    ...over
+  }, null, 2))
+  return file
+}
+
+describe("2.3.19, shipped default (proxy + nopassword, one dict passdb): the proxy's own address is a backend", () => {
+  let tmp: TempDir
+  let backend: Backend
+  let proxy: Dovecot
+  let daemon: RunningDaemon
+  let port: number
+  let store: string
+  let configFile: string
+
+  beforeAll(async () => {
+    tmp = makeTempDir()
+    port = await freePort("127.0.0.1", ["127.0.0.2"])
+    const db = tmp.join("routes.db")
+    store = `sqlite:${db}`
+    const [be] = await Promise.all([startBackend23(tmp.path, { users: USERS, listen: ["127.0.0.2"], imapPort: port }), seed(db)])
+    backend = be
+    const sock = tmp.join("dict.sock")
+    configFile = shippedDaemonConfig(tmp.join("doveroute.json"), store, sock, port)
+    daemon = await startDaemon({ args: ["--config", configFile], waitFor: [sock] })
+    const dir = tmp.join("proxy")
+    const dictConf = tmp.join("doveroute-dict.conf.ext")
+    proxy = await startDovecot23({
+      dir,
+      // the proxy trusts its own network, as backends trust their proxies: that makes the proxy
+      // TTL (x-proxy-ttl) count down on a loop through a host name
+      config: proxyConfig23({ dir, imapPort: port, trustedNetworks: "127.0.0.0/8" },
+        shipped("95-doveroute-dict.conf").replace("/etc/dovecot/doveroute-dict.conf.ext", dictConf)),
+      files: { [dictConf]: shipped("doveroute-dict.conf.ext").replace("/run/doveroute/dict.sock", sock) },
+      tcp: [{ host: "127.0.0.1", port }]
+    })
+  })
+
+  afterAll(async () => {
+    const [code] = await Promise.all([daemon?.stop(), stopDovecots([proxy, backend?.dovecot])])
+    await tmp?.cleanup()
+    expect(code).toBe(0)
+  })
+
+  it("the shipped config answers proxy (not proxy_maybe) with nopassword", async () => {
+    const r = await runCli(["lookup", "alice", "--config", configFile, "--json"])
+    expect(r.code, r.stderr).toBe(0)
+    expect(JSON.parse(r.stdout).fields).toEqual({ proxy: "y", host: "127.0.0.1", nopassword: true, port: String(port) })
+  })
+
+  it("backend = the proxy by IP: a wrong password and the right one both get NO; Dovecot refuses the loop, no local login", async () => {
+    for (const pass of [WRONG, "secret"]) {
+      const r = await imapLogin("127.0.0.1", port, "alice", pass)
+      expect(r.login.status, r.transcript).toBe("NO")
+    }
+    expect(proxy.log()).toMatch(/proxy\(alice\): Proxying loops to itself/)
+    expect(localLogins(proxy.log(), "alice")).toEqual([])
+    expect(backend.logins("alice")).toHaveLength(0)
+  })
+
+  it("backend = the proxy by host name + hostip: NO for any password; the proxy TTL ends the loop, no local login", async () => {
+    for (const pass of [WRONG, "secret"]) {
+      const r = await imapLogin("127.0.0.1", port, "carol", pass, { timeoutMs: 20_000 })
+      expect(r.login.status, r.transcript).toBe("NO")
+    }
+    expect(proxy.log()).toMatch(/TTL reached zero - proxies appear to be looping/)
+    expect(localLogins(proxy.log(), "carol")).toEqual([])
+    expect(backend.logins("carol")).toHaveLength(0)
+  })
+
+  it("a user on another backend: the backend refuses a wrong password and accepts the right one", async () => {
+    const bad = await imapLogin("127.0.0.1", port, "bob", WRONG)
+    expect(bad.login.status, bad.transcript).toBe("NO")
+    expect(backend.logins("bob")).toHaveLength(0)
+    const ok = await imapLogin("127.0.0.1", port, "bob", "secret", { select: true })
+    expect(ok.login.status, ok.transcript).toBe("OK")
+    expect(ok.select?.status, ok.transcript).toBe("OK")
+    expect(backend.servedBy("bob", "imap")).toBe("127.0.0.2")
+  })
+
+  it("the same shipped config with proxy_flag proxy_maybe does not start: one line naming the risk and the fixes", async () => {
+    const sock = tmp.join("unsafe.sock")
+    const unsafe = shippedDaemonConfig(tmp.join("unsafe.json"), store, sock, port, { proxy_flag: "proxy_maybe" })
+    for (const args of [["serve", "--config", unsafe], ["serve", "--config", configFile, "--proxy-flag", "proxy_maybe", "--dict-socket", sock]]) {
+      const r = await runCli(args)
+      expect(r.code, r.stdout + r.stderr).toBe(1)
+      const lines = r.stderr.split("\n").filter((l) => l.includes("nopassword"))
+      expect(lines).toHaveLength(1)
+      expect(lines[0]).toMatch(/extra_fields nopassword with proxy_flag proxy_maybe admits logins no one checks: a user whose backend is this Dovecot server logs in locally with any password/)
+      expect(lines[0]).toMatch(/fix: proxy_flag proxy .*95-doveroute-dict-chain\.conf/)
+      expect(existsSync(sock)).toBe(false)
+    }
+    // admin commands resolve the same settings and refuse the same way
+    const look = await runCli(["lookup", "alice", "--config", unsafe])
+    expect(look.code).toBe(1)
+    expect(look.stderr).toMatch(/admits logins no one checks/)
+  })
+})
+
+describe("2.3.19, shipped chain (passwd-file first, then dict, proxy_maybe): the proxy's own address is a backend", () => {
+  let tmp: TempDir
+  let backend: Backend
+  let proxy: Dovecot
+  let daemon: RunningDaemon
+  let port: number
+  let db: string
+
+  beforeAll(async () => {
+    tmp = makeTempDir()
+    port = await freePort("127.0.0.1", ["127.0.0.2"])
+    db = tmp.join("routes.db")
+    const [be] = await Promise.all([startBackend23(tmp.path, { users: USERS, listen: ["127.0.0.2"], imapPort: port }), seed(db)])
+    backend = be
+    const sock = tmp.join("dict.sock")
+    // the chain's doveroute: default proxy_maybe, no nopassword (the proxy's first passdb checks)
+    daemon = await startDaemon({
+      args: ["--store", `sqlite:${db}`, "--dict-socket", sock, "--extra-field", `port=${port}`, "--log-level", "debug"],
+      waitFor: [sock]
+    })
+    const dir = tmp.join("proxy")
+    const users = tmp.join("proxy-users")
+    const dictConf = tmp.join("doveroute-dict.conf.ext")
+    const chain = shipped("95-doveroute-dict-chain.conf")
+      .replace("driver = pam", `driver = passwd-file\n  args = scheme=PLAIN username_format=%u ${users}`)
+      .replace("/etc/dovecot/doveroute-dict.conf.ext", dictConf)
+    expect(chain).toContain("passwd-file")
+    // local logins: mail as the proxy's static userdb says (uid dovecot, maildir under dir/mail)
+    mkdirSync(path.join(dir, "mail"), { recursive: true })
+    chmodSync(path.join(dir, "mail"), 0o1777)
+    mkdirSync(path.join(dir, "home"), { recursive: true })
+    chmodSync(path.join(dir, "home"), 0o1777)
+    proxy = await startDovecot23({
+      dir,
+      config: proxyConfig23({ dir, imapPort: port, extra: "first_valid_uid = 1" }, chain),
+      files: {
+        [users]: usersFileContent(USERS),
+        [dictConf]: shipped("doveroute-dict.conf.ext").replace("/run/doveroute/dict.sock", sock)
+      },
+      tcp: [{ host: "127.0.0.1", port }]
+    })
+  })
+
+  afterAll(async () => {
+    const [code] = await Promise.all([daemon?.stop(), stopDovecots([proxy, backend?.dovecot])])
+    await tmp?.cleanup()
+    expect(code).toBe(0)
+  })
+
+  it("backend = the proxy by IP: a wrong password gets NO before routing", async () => {
+    const r = await imapLogin("127.0.0.1", port, "alice", WRONG)
+    expect(r.login.status, r.transcript).toBe("NO")
+    expect(r.login.text).not.toMatch(/UNAVAILABLE|Temporary/i)
+    expect(localLogins(proxy.log(), "alice")).toEqual([])
+    expect(daemon.logs()).not.toMatch(/user=alice\b/)
+  })
+
+  it("backend = the proxy by IP or by name: the right password logs in locally (proxy_maybe), userdb and mailbox work", async () => {
+    for (const user of ["alice", "carol"]) {
+      const r = await imapLogin("127.0.0.1", port, user, "secret", { select: true })
+      expect(r.login.status, r.transcript).toBe("OK")
+      expect(r.select?.status, r.transcript).toBe("OK")
+      expect(localLogins(proxy.log(), user)).toHaveLength(1)
+      expect(backend.logins(user)).toHaveLength(0)
+    }
+  })
+
+  it("a user on another backend is proxied after the proxy checked the password; an unknown user gets NO", async () => {
+    const bad = await imapLogin("127.0.0.1", port, "bob", WRONG)
+    expect(bad.login.status, bad.transcript).toBe("NO")
+    const ok = await imapLogin("127.0.0.1", port, "bob", "secret", { select: true })
+    expect(ok.login.status, ok.transcript).toBe("OK")
+    expect(backend.servedBy("bob", "imap")).toBe("127.0.0.2")
+    expect(localLogins(proxy.log(), "bob")).toEqual([])
+    const zed = await imapLogin("127.0.0.1", port, "zed", "secret")
+    expect(zed.login.status, zed.transcript).toBe("NO")
+    expect(await mappedBackend(db, "zed")).toBeUndefined()
+  })
+})
+
+describe("2.3.19, standalone auth socket (shipped 95-doveroute-auth.conf, auth_mode nopassword, proxy_maybe): the proxy's own address is a backend", () => {
+  let tmp: TempDir
+  let backend: Backend
+  let proxy: Dovecot
+  let daemon: RunningDaemon
+  let port: number
+
+  beforeAll(async () => {
+    tmp = makeTempDir()
+    port = await freePort("127.0.0.1", ["127.0.0.2"])
+    const db = tmp.join("routes.db")
+    const sock = tmp.join("auth.sock")
+    const [be] = await Promise.all([startBackend23(tmp.path, { users: USERS, listen: ["127.0.0.2"], imapPort: port }), seed(db)])
+    backend = be
+    daemon = await startDaemon({
+      args: ["--store", `sqlite:${db}`, "--auth-socket", sock, "--socket-mode", "0666", "--port", String(port)],
+      env: { DOVEROUTE_AUTH_FAILURE_DELAY: "0 millis" },
+      waitFor: [sock]
+    })
+    const dir = tmp.join("proxy")
+    proxy = await startDovecot23({
+      dir,
+      config: proxyConfig23({ dir, imapPort: port },
+        shipped("95-doveroute-auth.conf").replaceAll("/run/doveroute/auth.sock", sock),
+        "passdb {\n  driver = static\n  args = password=internal-auth-should-never-be-used\n}"),
+      tcp: [{ host: "127.0.0.1", port }]
+    })
+  })
+
+  afterAll(async () => {
+    const [code] = await Promise.all([daemon?.stop(), stopDovecots([proxy, backend?.dovecot])])
+    await tmp?.cleanup()
+    expect(code).toBe(0)
+  })
+
+  it("backend = the proxy by IP or by name: a temporary failure for any password, never a login", async () => {
+    for (const user of ["alice", "carol"]) {
+      for (const pass of [WRONG, "secret"]) {
+        const r = await imapLogin("127.0.0.1", port, user, pass)
+        expect(r.login.status, r.transcript).toBe("NO")
+        expect(r.login.text).toMatch(/UNAVAILABLE|Temporary/i)
+      }
+      expect(localLogins(proxy.log(), user)).toEqual([])
+      expect(backend.logins(user)).toHaveLength(0)
+    }
+    expect(daemon.logs()).toMatch(/standalone auth socket cannot serve local logins/)
+  })
+
+  it("a user on another backend is proxied and the backend checks the password", async () => {
+    const bad = await imapLogin("127.0.0.1", port, "bob", WRONG)
+    expect(bad.login.status, bad.transcript).toBe("NO")
+    const ok = await imapLogin("127.0.0.1", port, "bob", "secret", { select: true })
+    expect(ok.login.status, ok.transcript).toBe("OK")
+    expect(backend.servedBy("bob", "imap")).toBe("127.0.0.2")
+  })
+})
+
+describe("2.3.19, standalone auth socket with proxy_flag proxy: the proxy's own address is a backend", () => {
+  it("doveroute answers proxy to the proxy itself and Dovecot refuses the loop: NO for any password, no local login", async () => {
+    const tmp = makeTempDir()
+    let proxy: Dovecot | undefined
+    let daemon: RunningDaemon | undefined
+    try {
+      const port = await freePort()
+      const db = tmp.join("routes.db")
+      const sock = tmp.join("auth.sock")
+      await seed(db)
+      daemon = await startDaemon({
+        args: ["--store", `sqlite:${db}`, "--auth-socket", sock, "--socket-mode", "0666", "--port", String(port), "--proxy-flag", "proxy"],
+        env: { DOVEROUTE_AUTH_FAILURE_DELAY: "0 millis" },
+        waitFor: [sock]
+      })
+      const dir = tmp.join("proxy")
+      proxy = await startDovecot23({
+        dir,
+        config: proxyConfig23({ dir, imapPort: port },
+          shipped("95-doveroute-auth.conf").replaceAll("/run/doveroute/auth.sock", sock),
+          "passdb {\n  driver = static\n  args = password=internal-auth-should-never-be-used\n}"),
+        tcp: [{ host: "127.0.0.1", port }]
+      })
+      for (const pass of [WRONG, "secret"]) {
+        const r = await imapLogin("127.0.0.1", port, "alice", pass)
+        expect(r.login.status, r.transcript).toBe("NO")
+      }
+      expect(proxy.log()).toMatch(/proxy\(alice\): Proxying loops to itself/)
+      expect(localLogins(proxy.log(), "alice")).toEqual([])
+    } finally {
+      const [code] = await Promise.all([daemon?.stop(), stopDovecots([proxy])])
+      await tmp.cleanup()
+      expect(code).toBe(0)
+    }
+  })
+})
+
+describe("2.3.19, lua/director.lua as the only passdb: nopassword needs proxy_flag = proxy there too", () => {
+  let tmp: TempDir
+  let backend: Backend
+  let proxy: Dovecot
+  let unsafe: Dovecot | undefined
+  let port: number
+  let lua: string
+
+  beforeAll(async () => {
+    tmp = makeTempDir()
+    port = await freePort("127.0.0.1", ["127.0.0.2"])
+    const db = tmp.join("routes.db")
+    const [be] = await Promise.all([startBackend23(tmp.path, { users: USERS, listen: ["127.0.0.2"], imapPort: port }), seed(db)])
+    backend = be
+    chmodSync(tmp.path, 0o755)
+    lua = tmp.join("lua")
+    mkdirSync(lua, { recursive: true })
+    for (const f of ["director.lua", "director-core.lua"]) writeFileSync(path.join(lua, f), readFileSync(path.join(REPO_ROOT, "lua", f)))
+    // a second name for the same script reads its own settings file (lua/README.md)
+    writeFileSync(path.join(lua, "director-unsafe.lua"), readFileSync(path.join(REPO_ROOT, "lua", "director.lua")))
+    const common = `driver = SQLite3\ndatabase = ${db}\nextra_fields = "nopassword port=${port}"\n`
+    const dir = tmp.join("proxy")
+    proxy = await startDovecot23({
+      dir,
+      config: proxyConfig23({ dir, imapPort: port, trustedNetworks: "127.0.0.0/8" },
+        `passdb {\n  driver = lua\n  args = file=${lua}/director.lua\n}`),
+      files: {
+        [path.join(lua, "director.conf")]: common + "proxy_flag = proxy\n",
+        [path.join(lua, "director-unsafe.conf")]: common
+      },
+      tcp: [{ host: "127.0.0.1", port }]
+    })
+  })
+
+  afterAll(async () => {
+    await stopDovecots([proxy, unsafe, backend?.dovecot])
+    await tmp?.cleanup()
+  })
+
+  it("with proxy_flag = proxy: a backend that is the proxy gets NO for any password; another backend checks the password", async () => {
+    for (const pass of [WRONG, "secret"]) {
+      const r = await imapLogin("127.0.0.1", port, "alice", pass)
+      expect(r.login.status, r.transcript).toBe("NO")
+    }
+    expect(localLogins(proxy.log(), "alice")).toEqual([])
+    const bad = await imapLogin("127.0.0.1", port, "bob", WRONG)
+    expect(bad.login.status, bad.transcript).toBe("NO")
+    const ok = await imapLogin("127.0.0.1", port, "bob", "secret")
+    expect(ok.login.status, ok.transcript).toBe("OK")
+    expect(backend.servedBy("bob", "imap")).toBe("127.0.0.2")
+  })
+
+  it("with the default proxy_maybe the script refuses to start, naming the risk; no login succeeds through it", async () => {
+    const unsafePort = await freePort()
+    const dir = tmp.join("proxy-unsafe")
+    unsafe = await startDovecot23({
+      dir,
+      config: proxyConfig23({ dir, imapPort: unsafePort, instanceName: "dvr-unsafe" }, `passdb {\n  driver = lua\n  args = file=${lua}/director-unsafe.lua\n}`),
+      tcp: [{ host: "127.0.0.1", port: unsafePort }]
+    })
+    const t = await unsafe.doveadm(["auth", "test", "alice", WRONG])
+    expect(t.code, t.stdout + t.stderr).not.toBe(0)
+    // the auth process dies at start: login processes greet with BYE (or answer NO)
+    const r = await imapLogin("127.0.0.1", unsafePort, "alice", WRONG).then((x) => x.login.status, (e: Error) => e.message)
+    expect(r).toMatch(/^NO$|Auth process broken/)
+    expect(unsafe.log()).toMatch(/extra_fields nopassword with proxy_flag proxy_maybe admits logins no one checks: a user whose backend is this Dovecot server logs in locally with any password/)
+  })
+})
+
+describe("2.3.19 itself: why doveroute refuses nopassword with proxy_maybe", () => {
+  it("a passdb answering nopassword + proxy_maybe with the proxy's own address logs ANY password in locally (the operator's report)", async () => {
+    const tmp = makeTempDir()
+    let proxy: Dovecot | undefined
+    try {
+      const port = await freePort()
+      const dir = tmp.join("proxy")
+      for (const d of ["mail", "home"]) {
+        mkdirSync(path.join(dir, d), { recursive: true })
+        chmodSync(path.join(dir, d), 0o1777)
+      }
+      proxy = await startDovecot23({
+        dir,
+        // what a router's reply with nopassword and proxy_maybe amounts to, without doveroute
+        config: proxyConfig23({ dir, imapPort: port, extra: "first_valid_uid = 1" },
+          `passdb {\n  driver = static\n  args = nopassword=y proxy_maybe=y host=127.0.0.1 port=${port}\n}`),
+        tcp: [{ host: "127.0.0.1", port }]
+      })
+      const r = await imapLogin("127.0.0.1", port, "alice", WRONG, { select: true })
+      expect(r.login.status, r.transcript).toBe("OK")
+      expect(localLogins(proxy.log(), "alice")).toHaveLength(1)
+    } finally {
+      await stopDovecots([proxy])
+      await tmp.cleanup()
+    }
+  })
+})
