@@ -21,6 +21,11 @@ export interface ClientOptions {
   readonly maxConnections?: number
   /** Connect timeout (default 5 s); SQLite uses it as `busy_timeout`. */
   readonly connectTimeout?: Duration.DurationInput
+  /**
+   * SQLite: the file must exist already and is opened read-only (read-only admin commands).
+   * Without it a missing file and its directory are created.
+   */
+  readonly mustExist?: boolean
 }
 
 const sqliteLayer = (filename: string, options: ClientOptions) => {
@@ -28,10 +33,18 @@ const sqliteLayer = (filename: string, options: ClientOptions) => {
   return Layer.unwrapEffect(
     Effect.try({
       try: () => {
-        if (filename !== ":memory:") fs.mkdirSync(path.dirname(path.resolve(filename)), { recursive: true })
-        return SqliteClient.layer({ filename })
+        if (options.mustExist === true) {
+          if (filename !== ":memory:" && !fs.existsSync(filename)) {
+            throw new StoreError({
+              reason: "Unavailable",
+              detail: `no SQLite database at ${filename} (check --store / the store setting; \`doveroute migrate\` creates a new one)`
+            })
+          }
+        } else if (filename !== ":memory:") fs.mkdirSync(path.dirname(path.resolve(filename)), { recursive: true })
+        // looking only: open read-only and leave the journal mode as it is (no write at all)
+        return SqliteClient.layer(options.mustExist === true ? { filename, readonly: true, disableWAL: true } : { filename })
       },
-      catch: (e) => new StoreError({ reason: "Unavailable", detail: `cannot create directory for ${filename}: ${String(e)}` })
+      catch: (e) => e instanceof StoreError ? e : new StoreError({ reason: "Unavailable", detail: `cannot create directory for ${filename}: ${String(e)}` })
     })
   ).pipe(
     Layer.tap((ctx) => {

@@ -4,9 +4,9 @@
  * @since 0.1.0
  */
 import { Command, Options } from "@effect/cli"
-import { daemonLayer, Logging } from "@doveroute/daemon"
+import { daemonLayer, Logging, SettingValues } from "@doveroute/daemon"
 import { Array as Arr, Effect, Layer, Option } from "effect"
-import { common, settingsFrom } from "../CommonOptions.js"
+import { common, settingsFrom, validated } from "../CommonOptions.js"
 
 const opt = {
   ...common,
@@ -62,6 +62,7 @@ const opt = {
     Options.repeated
   ),
   socketMode: Options.text("socket-mode").pipe(
+    validated("--socket-mode", SettingValues.SocketMode),
     Options.withDescription("octal mode of every socket file (default 0660; sockets for login processes need 0666)"),
     Options.optional
   ),
