@@ -243,7 +243,9 @@ export const describeConfigError = (e: ConfigError.ConfigError): string => {
   const first = leaves.find((l) => !l.missing) ?? leaves[0]
   if (first === undefined) return String(e)
   // a section's own check names its key in full inside the section: drop the repeated segment
-  const key = first.path.filter((p, i) => !/^\[\d+\]$/.test(p) && p !== first.path[i - 1]).join(".")
+  const parts = first.path.filter((p, i) => !/^\[\d+\]$/.test(p) && p !== first.path[i - 1])
+  // a value from the environment is named by its variable (DOVEROUTE_DOWN_POLICY)
+  const key = parts[0] === "DOVEROUTE" ? parts.join("_") : parts.join(".")
   const message = first.message.replace(/\s*\n\s*/g, " ")
   return key.length > 0 && !message.startsWith(key) ? `${key}: ${message}` : message
 }
