@@ -8,7 +8,8 @@
  * in {@link EXTRA_KEYS}, and `DOVEROUTE_*` variables that are not settings (tooling) in
  * {@link OTHER_ENVIRONMENT}.
  *
- * Checks (each failure is ONE line naming the key and what is accepted):
+ * Checks (each failure is ONE line naming the key and what is accepted, never the value: it may
+ * be a secret such as `auth.password` or a store URL with a password):
  * - the JSON config file ({@link checkConfigJson}): an object at the top; every key at every level
  *   known (with a "did you mean" for near misses); sections are objects, lists are arrays,
  *   booleans are JSON booleans, numbers are numbers (or digit strings), text is a string; no `null`;
@@ -122,11 +123,6 @@ const nearest = (name: string, candidates: ReadonlyArray<string>): string | unde
 const jsonType = (v: unknown): string =>
   v === null ? "null" : Array.isArray(v) ? "an array" : typeof v === "object" ? "an object" : `a ${typeof v}`
 
-const shown = (v: unknown): string => {
-  const s = JSON.stringify(v)
-  return s === undefined ? String(v) : s.length > 60 ? s.slice(0, 57) + "..." : s
-}
-
 /** `a, b, c` of the keys directly under `section` ("" = top level). */
 const childrenOf = (keys: ReadonlyArray<KnownKey>, section: string): Array<string> => {
   const prefix = section === "" ? "" : section + "."
@@ -138,22 +134,22 @@ const childrenOf = (keys: ReadonlyArray<KnownKey>, section: string): Array<strin
 const leafProblem = (k: KnownKey, v: unknown): string | undefined => {
   const what = `${k.key} must be`
   if (k.list) {
-    if (!Array.isArray(v)) return `${what} a JSON array (of strings), got ${jsonType(v)} ${shown(v)}`
+    if (!Array.isArray(v)) return `${what} a JSON array (of strings), got ${jsonType(v)}`
     const bad = v.find((x) => typeof x !== "string" && typeof x !== "number")
-    return bad === undefined ? undefined : `${what} a JSON array of strings, got an item ${shown(bad)}`
+    return bad === undefined ? undefined : `${what} a JSON array of strings, got an item that is ${jsonType(bad)}`
   }
   switch (k.kind) {
     case "boolean":
-      return typeof v === "boolean" ? undefined : `${what} true or false, got ${jsonType(v)} ${shown(v)}`
+      return typeof v === "boolean" ? undefined : `${what} true or false, got ${jsonType(v)}`
     case "integer":
     case "number":
       return typeof v === "number" || (typeof v === "string" && /^-?\d+(\.\d+)?$/.test(v))
         ? undefined
-        : `${what} ${k.kind === "integer" ? "an integer" : "a number"}, got ${jsonType(v)} ${shown(v)}`
+        : `${what} ${k.kind === "integer" ? "an integer" : "a number"}, got ${jsonType(v)}`
     case "choice":
-      return typeof v === "string" ? undefined : `${what} ${k.accepts}, got ${jsonType(v)} ${shown(v)}`
+      return typeof v === "string" ? undefined : `${what} ${k.accepts}, got ${jsonType(v)}`
     case "text":
-      return typeof v === "string" ? undefined : `${what} a string, got ${jsonType(v)} ${shown(v)}`
+      return typeof v === "string" ? undefined : `${what} a string, got ${jsonType(v)}`
   }
 }
 
