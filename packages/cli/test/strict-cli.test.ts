@@ -56,7 +56,7 @@ describe("doveroute config check", () => {
     expect(r.stdout).toMatch(/listeners: dict \/run\/doveroute\/dict\.sock \(0660\)/)
     const j = await run(["config", "check", "--json", "--config", path.join(ROOT, "config/doveroute.json")])
     expect(JSON.parse(j.stdout)).toMatchObject({ ok: true, strategy: "mapping", listeners: ["dict /run/doveroute/dict.sock (0660)"] })
-  })
+  }, 120_000)
 
   it("misspelled keys (down_polcy, helth, listne) and unknown DOVEROUTE_* variables: exit 1, one line naming the key", async () => {
     const cases: ReadonlyArray<readonly [unknown, RegExp]> = [
@@ -75,7 +75,7 @@ describe("doveroute config check", () => {
     const env = await run(["config", "check"], { DOVEROUTE_DOWN_POLCY: "keep" })
     expect(env.code).toBe(1)
     expect(errLines(env)).toEqual([expect.stringMatching(/unknown environment variable DOVEROUTE_DOWN_POLCY; did you mean DOVEROUTE_DOWN_POLICY\?/)])
-  })
+  }, 120_000)
 
   it("serve and an admin command stop on a misspelled key before touching anything", async () => {
     const store = path.join(tmp, "serve-store", "r.db")
@@ -89,7 +89,7 @@ describe("doveroute config check", () => {
     expect(b.stderr).toMatch(/unknown key "down_polcy"/)
     expect(fs.existsSync(sock)).toBe(false)
     expect(fs.existsSync(path.dirname(store))).toBe(false)
-  })
+  }, 120_000)
 })
 
 describe("flag values are usage errors (exit 2)", () => {
@@ -106,7 +106,7 @@ describe("flag values are usage errors (exit 2)", () => {
       expect(errLines(r)).toEqual([expect.stringMatching(re)])
       expect(fs.existsSync(path.dirname(store))).toBe(false)
       expect(fs.existsSync(path.join(tmp, "f.sock"))).toBe(false)
-    })
+    }, 120_000)
   }
 
   it("good values still work: backend add --hostip fd00::11 --state 2", async () => {
@@ -115,7 +115,7 @@ describe("flag values are usage errors (exit 2)", () => {
     expect(r.stderr).not.toMatch(/error/)
     expect(r.code).toBe(0)
     expect(JSON.parse(r.stdout)).toMatchObject({ hostname: "b1", hostip: "fd00::11", state: 2 })
-  })
+  }, 120_000)
 })
 
 describe("read-only commands never create or migrate a store", () => {
@@ -131,7 +131,7 @@ describe("read-only commands never create or migrate a store", () => {
     const typoFile = path.join(tmp, "doveroute.bd")
     expect((await run(["status", "--store", `sqlite:${typoFile}`])).code).toBe(1)
     expect(fs.existsSync(typoFile)).toBe(false)
-  })
+  }, 120_000)
 
   it("a database that needs migration is refused unchanged (\"run doveroute migrate\"); after migrate it is served", async () => {
     const db = path.join(tmp, "lua.db")
@@ -154,7 +154,7 @@ describe("read-only commands never create or migrate a store", () => {
     expect(JSON.parse(st.stdout)).toMatchObject({ totalUsers: 1 })
     const look = await run(["lookup", "alice", "--json", "--store", `sqlite:${db}`])
     expect(JSON.parse(look.stdout)).toMatchObject({ mapped: true, backend: { hostname: "b1" } })
-  })
+  }, 120_000)
 })
 
 describe("fail2ban: config/fail2ban/doveroute.conf on a real daemon's log", () => {

@@ -242,6 +242,7 @@ export const describeConfigError = (e: ConfigError.ConfigError): string => {
   const parts = first.path.filter((p, i) => !/^\[\d+\]$/.test(p) && p !== first.path[i - 1])
   // a value from the environment is named by its variable (DOVEROUTE_DOWN_POLICY)
   const key = parts[0] === "DOVEROUTE" ? parts.join("_") : parts.join(".")
-  const message = first.message.replace(/\s*\n\s*/g, " ")
+  const message = first.message.replace(/\s*\n\s*/g, " ") +
+    (first.message.startsWith("Expected a boolean value") ? " (accepted: true, false, yes, no, on, off, 1, 0)" : "")
   return key.length > 0 && !message.startsWith(key) ? `${key}: ${message}` : message
 }

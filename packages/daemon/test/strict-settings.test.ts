@@ -113,6 +113,10 @@ describe("strict settings: DOVEROUTE_* environment variables", () => {
       expect(yield* withEnv({ DOVEROUTE_DOWN_POLICY: "nope" }, load({}))).toBe(
         'invalid settings: DOVEROUTE_DOWN_POLICY: Expected one of (keep, reassign, tempfail) but received "nope"'
       )
+      expect(yield* withEnv({ DOVEROUTE_CACHE_ENABLED: "maybe" }, load({}))).toBe(
+        'invalid settings: DOVEROUTE_CACHE_ENABLED: Expected a boolean value but received "maybe" (accepted: true, false, yes, no, on, off, 1, 0)'
+      )
+      expect(yield* withEnv({ DOVEROUTE_MAX_CLIENTS: "many" }, load({}))).toMatch(/^invalid settings: DOVEROUTE_MAX_CLIENTS: Expected an integer value but received "many"$/)
       // the variables of every known key are accepted
       for (const k of StrictSettings.knownKeys(settingsConfig)) {
         expect(StrictSettings.checkEnvironment(settingsConfig, { [StrictSettings.envName(k.key)]: "x" }), k.key).toBeUndefined()
