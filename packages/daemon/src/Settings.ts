@@ -437,7 +437,7 @@ export const fileProvider = (file: string) =>
       const problem = StrictSettings.checkConfigJson(settingsConfig, json, file)
       return problem === undefined
         ? Effect.succeed(ConfigProvider.fromJson(json))
-        : Effect.fail(new SettingsError({ reason: problem.key === "" ? "ConfigFile" : "UnknownKey", detail: `invalid settings: ${problem.message}` }))
+        : Effect.fail(new SettingsError({ reason: problem.reason, detail: `invalid settings: ${problem.message}` }))
     })
   )
 
@@ -472,7 +472,7 @@ export const loadSettings = (options: { readonly configFile?: string | undefined
   Effect.gen(function*() {
     const envProblem = StrictSettings.checkEnvironment(settingsConfig, process.env)
     if (envProblem !== undefined) {
-      return yield* new SettingsError({ reason: "UnknownKey", detail: `invalid settings: ${envProblem.message}` })
+      return yield* new SettingsError({ reason: envProblem.reason, detail: `invalid settings: ${envProblem.message}` })
     }
     let provider = flagsProvider(options.flags ?? new Map()).pipe(ConfigProvider.orElse(() => envProvider))
     if (options.configFile !== undefined) {

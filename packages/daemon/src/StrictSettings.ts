@@ -91,8 +91,9 @@ export const knownKeys = (config: Config.Config<unknown>): ReadonlyArray<KnownKe
 /** The environment variable of a key: `dict.socket` → `DOVEROUTE_DICT_SOCKET`. */
 export const envName = (key: string): string => "DOVEROUTE_" + key.replace(/\./g, "_").toUpperCase()
 
-/** A settings problem as one line. */
+/** A settings problem as one line: an unknown key, a wrong JSON type (`Invalid`) or a file that is not a JSON object. */
 export interface StrictProblem {
+  readonly reason: "UnknownKey" | "Invalid" | "ConfigFile"
   readonly key: string
   readonly message: string
 }
@@ -166,14 +167,14 @@ export const checkConfigJson = (config: Config.Config<unknown>, json: unknown, f
       const leaf = byKey.get(key)
       const isSection = keys.some((k) => k.key.startsWith(key + "."))
       if (v === null) {
-        return { key, message: `${key} in ${file} is null: give a value or leave the key out for the default` }
+        return { reason: "Invalid", key, message: `${key} in ${file} is null: give a value or leave the key out for the default` }
       }
       if (leaf !== undefined) {
         const p = leafProblem(leaf, v)
-        if (p !== undefined) return { key, message: `${p} (in ${file})` }
+        if (p !== undefined) return { reason: "Invalid", key, message: `${p} (in ${file})` }
       } else if (isSection) {
         if (typeof v !== "object" || Array.isArray(v)) {
-          return { key, message: `${key} in ${file} must be a section (a JSON object with ${childrenOf(keys, key).join(", ")}), got ${jsonType(v)}` }
+          return { reason: "Invalid", key, message: `${key} in ${file} must be a section (a JSON object with ${childrenOf(keys, key).join(", ")}), got ${jsonType(v)}` }
         }
         const p = walk(v as Record<string, unknown>, key)
         if (p !== undefined) return p
@@ -181,6 +182,7 @@ export const checkConfigJson = (config: Config.Config<unknown>, json: unknown, f
         const here = childrenOf(keys, section)
         const guess = nearest(name, here)
         return {
+          reason: "UnknownKey",
           key,
           message: `unknown key ${JSON.stringify(key)} in ${file}` +
             (guess !== undefined ? `; did you mean ${JSON.stringify(section === "" ? guess : `${section}.${guess}`)}?` : "") +
@@ -191,7 +193,7 @@ export const checkConfigJson = (config: Config.Config<unknown>, json: unknown, f
     return undefined
   }
   if (json === null || typeof json !== "object" || Array.isArray(json)) {
-    return { key: "", message: `${file} must hold a JSON object ({"store": …, "dict": {…}}), got ${jsonType(json)}` }
+    return { reason: "ConfigFile", key: "", message: `${file} must hold a JSON object ({"store": …, "dict": {…}}), got ${jsonType(json)}` }
   }
   return walk(json as Record<string, unknown>, "")
 }
@@ -206,6 +208,7 @@ export const checkEnvironment = (
     if (!name.startsWith("DOVEROUTE_") || names.has(name) || OTHER_ENVIRONMENT.includes(name)) continue
     const guess = nearest(name, [...names.keys()])
     return {
+      reason: "UnknownKey",
       key: name,
       message: `unknown environment variable ${name}` +
         (guess !== undefined ? `; did you mean ${guess}?` : "") +

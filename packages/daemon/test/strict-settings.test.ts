@@ -74,6 +74,17 @@ describe("strict settings: the config file", () => {
       expect(yield* load({ down_policy: null })).toMatch(/down_policy in \S+ is null/)
       expect(yield* load([{ store: "sqlite:/x" }])).toMatch(/must hold a JSON object .*got an array/)
       expect(yield* load("{ not json")).toMatch(/cannot read config file/)
+      // the closed reason union: unknown key, wrong type, unreadable file
+      const reasonOf = (json: unknown) =>
+        Effect.gen(function*() {
+          const file = path.join(dir, `r${n++}.json`)
+          fs.writeFileSync(file, JSON.stringify(json))
+          const r = yield* Effect.either(loadSettings({ configFile: file }))
+          return Either.isLeft(r) ? r.left.reason : "none"
+        })
+      expect(yield* reasonOf({ down_polcy: "keep" })).toBe("UnknownKey")
+      expect(yield* reasonOf({ cache: { enabled: "yes" } })).toBe("Invalid")
+      expect(yield* reasonOf([1])).toBe("ConfigFile")
     }))
 
   it.effect("invalid values name the key and the accepted values", () =>
