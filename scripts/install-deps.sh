@@ -22,7 +22,8 @@ PKGS=(dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-auth-lua
       lua-dbi-sqlite3 lua-dbi-postgresql lua-dbi-mysql sqlite3 lua5.4 debootstrap zstd
       postgresql mariadb-server mariadb-client postfix
       libpam0g-dev    # libpam0g-dev: headers for the node-linux-pam build (npm ci; auth_mode=pam)
-      systemd util-linux strace)   # systemd-analyze/-sysusers, setpriv/unshare, strace: tests of config/systemd/
+      systemd util-linux strace   # systemd-analyze/-sysusers, setpriv/unshare, strace: tests of config/systemd/
+      fail2ban)       # fail2ban-regex checks config/fail2ban/doveroute.conf (cli tests); the service never starts
 PG_HOST=127.0.0.1 PG_PORT=5432
 MY_HOST=127.0.0.1 MY_PORT=3306
 ROOT24=${DOVEROUTE_DOVECOT24_ROOT:-/var/tmp/doveroute/dovecot24-root}

@@ -5,6 +5,7 @@
  */
 import { Command } from "@effect/cli"
 import { backend } from "./commands/Backend.js"
+import { config } from "./commands/ConfigCheck.js"
 import { lookup } from "./commands/Lookup.js"
 import { migrate } from "./commands/Migrate.js"
 import { dump, importCommand, status } from "./commands/Ops.js"
@@ -15,7 +16,7 @@ export const VERSION = "0.1.0"
 
 export const doveroute = Command.make("doveroute").pipe(
   Command.withDescription("route every Dovecot mail user to one backend"),
-  Command.withSubcommands([serve, migrate, backend, user, shard, status, dump, importCommand, lookup])
+  Command.withSubcommands([serve, migrate, backend, user, shard, status, dump, importCommand, lookup, config])
 )
 
 /** Parse argv (`process.argv` shape) and run. */

@@ -3,9 +3,9 @@
  *
  * @since 0.1.0
  */
-import { Options } from "@effect/cli"
-import { type FlagOverrides, loadSettings } from "@doveroute/daemon"
-import { Option } from "effect"
+import { HelpDoc, Options, ValidationError } from "@effect/cli"
+import { type FlagOverrides, loadSettings, SettingValues } from "@doveroute/daemon"
+import { Effect, Either, Option, type Schema } from "effect"
 
 /** `--config FILE`, `--store URL`, `--strategy mapping|shard`. */
 export const common = {
@@ -26,6 +26,17 @@ export const common = {
     Options.optional
   )
 } as const
+
+/**
+ * Check an option's value with a settings schema (SettingValues.ts): a bad value is a usage error
+ * (exit 2) whose one line names the flag and the accepted values. The option keeps its raw value.
+ */
+export const validated = <B, A>(flag: string, schema: Schema.Schema<B, A>) => (self: Options.Options<A>): Options.Options<A> =>
+  Options.mapEffect(self, (value) =>
+    Either.match(SettingValues.check(schema, value), {
+      onLeft: (message) => Effect.fail(ValidationError.invalidValue(HelpDoc.p(`${flag}: ${message}`))),
+      onRight: () => Effect.succeed(value)
+    }))
 
 /** Values of {@link common}. */
 export interface CommonValues {

@@ -42,7 +42,10 @@ export const authenticatorFor = (auth: AuthSettings): Authenticator.Authenticato
  * lookup cache of `cache.*`, invalidated by the store's routes version (RouteCache.ts).
  * Placement weights and move holds come from the store (Operations.ts).
  */
-export const routingLayer = (settings: Settings, options: { readonly migrate?: boolean; readonly cached?: boolean } = {}) => {
+export const routingLayer = (
+  settings: Settings,
+  options: { readonly migrate?: boolean; readonly cached?: boolean; readonly readOnly?: boolean } = {}
+) => {
   const r = settings.routing
   const routerOptions = { strategy: settings.strategy, downPolicy: settings.downPolicy, placement: r.placement, normalize: r.normalize }
   const router = options.cached === true && r.cache.enabled
@@ -57,6 +60,7 @@ export const routingLayer = (settings: Settings, options: { readonly migrate?: b
         url: settings.store,
         strategy: settings.strategy,
         migrate: options.migrate ?? settings.migrate,
+        readOnly: options.readOnly === true,
         queryTimeout: settings.queryTimeout,
         connectTimeout: settings.connectTimeout,
         maxConnections: settings.maxConnections,

@@ -54,6 +54,8 @@ import { Config, ConfigError, ConfigProvider, Data, Duration, Effect, Either, Op
 import { type RoutingSettings, routingSettingsConfig } from "./RoutingSettings.js"
 import { CREDENTIALS, type Secret, secretConfig } from "./Secrets.js"
 import { storeWithPassword } from "./StoreSecret.js"
+import * as SettingValues from "./SettingValues.js"
+import * as StrictSettings from "./StrictSettings.js"
 import * as fs from "node:fs"
 import * as path from "node:path"
 
@@ -199,7 +201,7 @@ export const DEFAULT_STORE = "sqlite:/var/lib/doveroute/doveroute.db"
 
 /** A settings problem, with an operator-readable message. */
 export class SettingsError extends Data.TaggedError("SettingsError")<{
-  readonly reason: "ConfigFile" | "Invalid"
+  readonly reason: "ConfigFile" | "Invalid" | "UnknownKey"
   readonly detail: string
 }> {
   override get message(): string {
@@ -210,11 +212,7 @@ export class SettingsError extends Data.TaggedError("SettingsError")<{
 const parseMode = (name: string) =>
   Config.string(name).pipe(
     Config.withDefault("0660"),
-    Config.mapOrFail((s) =>
-      /^0?[0-7]{3}$/.test(s)
-        ? Either.right(parseInt(s, 8))
-        : Either.left(ConfigError.InvalidData([name], `expected an octal file mode such as 0660, got ${JSON.stringify(s)}`))
-    )
+    Config.mapOrFail((s) => Either.mapLeft(SettingValues.check(SettingValues.SocketMode, s), (m) => ConfigError.InvalidData([name], m)))
   )
 
 const socketFields = {
@@ -368,7 +366,9 @@ const healthConfig: Config.Config<HealthSettings> = Config.nested(
   Config.all({
     enabled: Config.boolean("enabled").pipe(Config.withDefault(false)),
     protocol: Config.literal("imap", "pop3", "lmtp")("protocol").pipe(Config.withDefault("imap" as const)),
-    port: Config.option(Config.integer("port")),
+    port: Config.option(Config.integer("port").pipe(
+      Config.validate({ message: "expected a port 1-65535", validation: (n) => n >= 1 && n <= 65535 })
+    )),
     interval: Config.duration("interval").pipe(Config.withDefault(Duration.seconds(10))),
     timeout: Config.duration("timeout").pipe(Config.withDefault(Duration.seconds(3))),
     fall: positiveInt("fall", 3),
@@ -474,13 +474,20 @@ export const socketPathClash = (s: Pick<Settings, "dict" | "auth" | "loginRelay"
   return undefined
 }
 
-/** Read and parse a JSON config file into a provider. */
+/** Read and parse a JSON config file into a provider; unknown keys and wrong JSON types are refused (StrictSettings.ts). */
 export const fileProvider = (file: string) =>
   Effect.try({
-    try: () => ConfigProvider.fromJson(JSON.parse(fs.readFileSync(file, "utf8"))),
+    try: () => JSON.parse(fs.readFileSync(file, "utf8")) as unknown,
     catch: (e) =>
       new SettingsError({ reason: "ConfigFile", detail: `cannot read config file ${file}: ${(e as Error).message}` })
-  })
+  }).pipe(
+    Effect.flatMap((json) => {
+      const problem = StrictSettings.checkConfigJson(settingsConfig, json, file)
+      return problem === undefined
+        ? Effect.succeed(ConfigProvider.fromJson(json))
+        : Effect.fail(new SettingsError({ reason: problem.reason, detail: `invalid settings: ${problem.message}` }))
+    })
+  )
 
 /** Environment variables `DOVEROUTE_*` (constant case, `_` between sections, `,` between list items). */
 export const envProvider = ConfigProvider.fromEnv().pipe(
@@ -511,12 +518,16 @@ const flagsProvider = (flags: FlagOverrides) => {
  */
 export const loadSettings = (options: { readonly configFile?: string | undefined; readonly flags?: FlagOverrides }) =>
   Effect.gen(function*() {
+    const envProblem = StrictSettings.checkEnvironment(settingsConfig, process.env)
+    if (envProblem !== undefined) {
+      return yield* new SettingsError({ reason: envProblem.reason, detail: `invalid settings: ${envProblem.message}` })
+    }
     let provider = flagsProvider(options.flags ?? new Map()).pipe(ConfigProvider.orElse(() => envProvider))
     if (options.configFile !== undefined) {
       const file = yield* fileProvider(options.configFile)
       provider = provider.pipe(ConfigProvider.orElse(() => file))
     }
     return yield* Effect.withConfigProvider(settingsConfig, provider).pipe(
-      Effect.mapError((e) => new SettingsError({ reason: "Invalid", detail: `invalid settings: ${String(e)}` }))
+      Effect.mapError((e) => new SettingsError({ reason: "Invalid", detail: `invalid settings: ${StrictSettings.describeConfigError(e)}` }))
     )
   })

@@ -15,6 +15,16 @@
  *   Several requests may be in flight on one connection; answers go out by id, each line whole.
  * - A line over 16 KiB closes that connection only (as the real server does).
  *
+ * Refused requests: an `AUTH` whose mechanism, parameters (`service`, `rip`, `lip`, …),
+ * `forward_fields` or `resp` hold a control character (C0, DEL) or invalid UTF-8 is answered at once
+ * with `FAIL\t<id>\treason=doveroute: invalid request: <field> …` (FieldCheck); so is a user name
+ * (authcid/authzid) with one, after the failure delay. None of them is routed.
+ *
+ * Logging: every authentication failure is one Info line `message="auth failed"` with Dovecot's
+ * auth log keys `service`, `mechanism`, `rip`, `lip` (`real_rip`/`real_lip` when they differ),
+ * `user` when usable, and `reason`; `config/fail2ban/doveroute.conf` matches it. Refused values
+ * are never logged.
+ *
  * Decision for one login (after the SASL exchange produced credentials):
  * 1. A password with 0x01/TAB/CR/LF is refused (Dovecot treats it as an unknown user).
  * 2. The {@link Authenticator} checks it (`nopassword`, `password=<master>`, later PAM). A refusal
@@ -50,6 +60,7 @@
 import {
   AuthClient,
   AuthClientSession,
+  FieldCheck,
   LineSplitter,
   LineTooLongError,
   Sasl
@@ -74,6 +85,28 @@ export const DEFAULT_FAILURE_DELAY: Duration.Duration = Duration.seconds(2)
 /** `reason=` of the FAIL sent when the user's backend is this server (`proxy_maybe` "self"). */
 export const REASON_SELF =
   "doveroute: the user's backend is this server; a standalone auth socket cannot serve local logins"
+
+/** `reason=` of the FAIL for SASL data that is not a valid message of its mechanism. */
+export const REASON_MALFORMED = "doveroute: malformed authentication data"
+
+/**
+ * The request's log annotations, Dovecot's auth log keys: `service`, `mechanism`, `rip`, `lip`
+ * (and `real_rip`/`real_lip` when they differ). A value holding a control character or invalid
+ * UTF-8 is left out: it would corrupt the log line (such a request is refused anyway).
+ */
+export const requestLogFields = (req: AuthClient.AuthLine): Record<string, string> => {
+  const out: Record<string, string> = {}
+  const put = (key: string, value: string | undefined) => {
+    if (value !== undefined && value.length > 0 && FieldCheck.fieldProblem(value) === undefined) out[key] = value
+  }
+  put("service", req.service)
+  put("mechanism", req.mech)
+  put("rip", req.rip)
+  put("lip", req.lip)
+  if (req.realRip !== req.rip) put("real_rip", req.realRip)
+  if (req.realLip !== req.lip) put("real_lip", req.realLip)
+  return out
+}
 
 /** `reason=` of the FAIL for an AUTH over the per-connection request limit. */
 export const REASON_TOO_MANY_REQUESTS = "doveroute: too many authentication requests in progress on this connection"
@@ -183,6 +216,9 @@ export class AuthConnection implements ConnectionHandler {
         return this.close()
       case "Reply":
         return this.write(d.line)
+      case "Refuse":
+        this.ctx.log("Info", "auth failed", { ...requestLogFields(d.request), reason: FieldCheck.describeBadField(d.bad) })
+        return this.write(d.line)
       case "Abort": {
         const r = this.requests.get(d.id)
         if (r !== undefined) clearTimeout(r.timer)
@@ -231,11 +267,12 @@ export class AuthConnection implements ConnectionHandler {
         return
       }
       case "SaslError":
+        this.ctx.log("Info", "auth failed", { ...requestLogFields(state.request), reason: s.detail })
         return this.failLater(
           state,
           s.reason === "invalid_base64"
             ? AuthClient.encodeFail(state.request.id, { code: "invalid_base64", reason: AuthClient.REASON_BAD_BASE64_CONT })
-            : AuthClient.encodeFail(state.request.id)
+            : AuthClient.encodeFail(state.request.id, { reason: REASON_MALFORMED })
         )
       case "Credentials":
         return this.authenticate(state, s)
@@ -268,9 +305,15 @@ export class AuthConnection implements ConnectionHandler {
     const req = state.request
     state.busy = true
     const { user, masterUser } = Sasl.loginIdentity(creds)
-    const base = { service: req.service, mechanism: req.mech, user, ...(masterUser !== undefined ? { master_user: masterUser } : {}) }
+    const badName = FieldCheck.firstBadField([["user", creds.authcid], ["authzid", creds.authzid]])
+    if (badName !== undefined) {
+      const reason = FieldCheck.describeBadField(badName)
+      this.ctx.log("Info", "auth failed", { ...requestLogFields(req), reason })
+      return this.failLater(state, AuthClient.encodeFail(req.id, { reason: `${AuthClient.REASON_INVALID_FIELD} ${reason}` }))
+    }
+    const base = { ...requestLogFields(req), user, ...(masterUser !== undefined ? { master_user: masterUser } : {}) }
     if (Sasl.passwordHasIllegalChars(creds.password)) {
-      this.ctx.log("Info", "auth failed: password contains TAB/CR/LF/0x01", base)
+      this.ctx.log("Info", "auth failed", { ...base, reason: "password contains TAB/CR/LF/0x01" })
       return this.failLater(state, AuthClient.encodeFail(req.id, { user }))
     }
     const authOnly = req.nologin || AUTH_ONLY_SERVICES.has(req.service)
@@ -300,7 +343,7 @@ export class AuthConnection implements ConnectionHandler {
         if (!this.current(state)) return
         switch (res._tag) {
           case "Rejected":
-            this.ctx.log("Info", "auth failed", { ...base, authenticator: authenticator.name, detail: res.detail })
+            this.ctx.log("Info", "auth failed", { ...base, authenticator: authenticator.name, reason: res.detail })
             return this.failLater(state, AuthClient.encodeFail(req.id, { user }))
           case "Unavailable":
             this.ctx.log("Warning", "authenticator unavailable, answering temp_fail", {

@@ -11,14 +11,15 @@
  *
  * Replies go out in request order (dict protocol rule), pipelined or one connection per lookup.
  * A line over 64 KiB, a bad hello or an unsupported command closes that connection only.
- * A user name that is not valid UTF-8 (it arrives with U+FFFD in it) gets `F`: a guessed name
- * would be routed as another user.
+ * A lookup whose key or username field holds a control character (after tab-unescaping) or is not
+ * valid UTF-8 (it arrives with U+FFFD in it) gets `F` naming the field, and is never routed: a
+ * guessed name would be routed as another user.
  * At most `maxRequests` lookups per connection are worked on at once; beyond that the connection
  * is not read from (its lines wait, in order) until replies went out: backpressure, never an error.
  *
  * @since 0.1.0
  */
-import { Dict, LineSplitter } from "@doveroute/protocol"
+import { Dict, FieldCheck, LineSplitter } from "@doveroute/protocol"
 import { type ExtraField, type ProxyFlag, replyFields } from "@doveroute/routing"
 import { Effect, Layer } from "effect"
 import type * as net from "node:net"
@@ -106,13 +107,14 @@ export class DictConnection {
         if (!this.helloSeen) return this.fail("lookup before hello")
         const slot: { reply: string | undefined } = { reply: undefined }
         this.queue.push(slot)
+        const bad = FieldCheck.firstBadField([["key", req.key], ["username", req.username]])
+        if (bad !== undefined) {
+          slot.reply = Dict.encodeFailure(`doveroute: invalid request: ${FieldCheck.describeBadField(bad)}`)
+          return this.flush()
+        }
         const user = userFromKey(req.key)
         if (user === undefined) {
           slot.reply = Dict.encodeNotFound()
-          return this.flush()
-        }
-        if (user.includes("\uFFFD")) {
-          slot.reply = Dict.encodeFailure("doveroute: user name is not valid UTF-8")
           return this.flush()
         }
         this.lookup.lookup(user, "dict").then(

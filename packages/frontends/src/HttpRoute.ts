@@ -11,9 +11,10 @@
  *     `hostip` when non-empty, the configured extra fields), built fresh per request;
  *   - `503` on a temporary failure (store down, no backend with `state = 0`, …): the Lua passdb
  *     answers an internal failure, the client sees `temp_fail`;
- *   - `400` for a bad request: no or empty `user`, a user with TAB/CR/LF/NUL, a query that is
- *     not valid percent-encoded UTF-8 (never guessed: a wrongly decoded name would be routed as
- *     another user), `protocol` with characters outside `[A-Za-z0-9_.-]`;
+ *   - `400` for a bad request: no or empty `user`, any query parameter (name or value) with a
+ *     control character (NUL, TAB, CR, LF, other C0, DEL), a query that is not valid
+ *     percent-encoded UTF-8 (never guessed: a wrongly decoded name would be routed as another
+ *     user), `protocol` with characters outside `[A-Za-z0-9_.-]`;
  * - every other path: `404` (other methods on `/route` too).
  *
  * Who may ask: its answers say where every user's mail is, and a first lookup writes a row. It
@@ -34,6 +35,7 @@
  */
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
+import { FieldCheck } from "@doveroute/protocol"
 import { type ExtraField, type ProxyFlag, replyFields, SECRET_KEYS } from "@doveroute/routing"
 import { Data, Effect, Layer, Redacted } from "effect"
 import * as http from "node:http"
@@ -172,16 +174,18 @@ export const parseQuery = (url: string): Map<string, string> => {
   return out
 }
 
-const INVALID_USER = /[\t\r\n\x00]/
 const PROTOCOL_RE = /^[A-Za-z0-9_.-]{0,64}$/
 const UNSAFE_VALUE = /[\t\r\n]/
 
 /** What one `/route` request asks for, or why it is bad. */
 export const parseRouteRequest = (url: string): { readonly user: string; readonly protocol: string } => {
   const q = parseQuery(url)
+  for (const [name, value] of q) {
+    const bad = FieldCheck.firstBadField([["a parameter name", name], [/^[A-Za-z0-9_-]+$/.test(name) ? name : "a parameter", value]])
+    if (bad !== undefined) throw new BadRequest({ detail: FieldCheck.describeBadField(bad) })
+  }
   const user = q.get("user")
   if (user === undefined || user.length === 0) throw new BadRequest({ detail: "missing or empty user parameter" })
-  if (INVALID_USER.test(user)) throw new BadRequest({ detail: "user contains TAB, CR, LF or NUL" })
   const protocol = q.get("protocol") ?? q.get("service") ?? ""
   if (!PROTOCOL_RE.test(protocol)) throw new BadRequest({ detail: "invalid protocol parameter" })
   return { user, protocol }

@@ -16,7 +16,7 @@
  *
  * @since 0.1.0
  */
-import { ProxyFields, TabEscape } from "@doveroute/protocol"
+import { FieldCheck, ProxyFields, TabEscape } from "@doveroute/protocol"
 import { isSelf, type Resolver, resolveBackend } from "./BackendAddress.js"
 import { type BackendPorts, portFor } from "./BackendPort.js"
 import type { ListenerLog } from "./ListenerLog.js"
@@ -110,6 +110,11 @@ export const completeProxyReply = async (
   const user = ProxyFields.routeUser(reply.fields)
   if (user === undefined || user.length === 0) {
     ctx.log("Warning", "proxy reply without a user name, answering temp_fail", { id: reply.id })
+    return fail
+  }
+  const bad = FieldCheck.firstBadField([["user", user]])
+  if (bad !== undefined) {
+    ctx.log("Warning", "proxy reply with an unusable user name, answering temp_fail", { id: reply.id, reason: FieldCheck.describeBadField(bad) })
     return fail
   }
   const res = await ctx.lookup.lookup(user, ctx.frontend)

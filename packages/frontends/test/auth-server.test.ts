@@ -307,16 +307,19 @@ describe("standalone auth-client server: authentication and routing decisions", 
       c.close()
     }))
 
-  it.scopedLive("passwords with TAB/CR/LF/0x01 are refused unrouted; other bytes pass into pass= tab-escaped", () =>
+  it.scopedLive("passwords with TAB/CR/LF/0x01 are refused unrouted; other bytes pass into pass= tab-escaped; a user name with 0x01 is refused", () =>
     Effect.gen(function*() {
       const { sock, lookup } = yield* startAuth()
       const c = yield* connect(sock)
       c.send(V23 + `AUTH\t1\tPLAIN\tservice=imap\tresp=${plain("alice", "a\tb")}\n`)
       expect(yield* after(c, 1)).toEqual(["FAIL\t1\tuser=alice"])
       expect(lookup.calls).toEqual([])
-      c.send(`AUTH\t2\tPLAIN\tservice=imap\tresp=${plain("we\x01ird=ü", "pä\\ss=1 ")}\n`)
-      expect((yield* after(c, 2))[1]).toBe("OK\t2\tuser=we\x011ird=ü\tproxy\thost=127.0.0.2\tport=25143\tpass=pä\\ss=1 ")
-      expect(lookup.calls).toEqual([{ user: "we\x01ird=ü", frontend: "auth" }])
+      c.send(`AUTH\t2\tPLAIN\tservice=imap\tresp=${plain("we ird=ü", "pä\\ss=1 \x02")}\n`)
+      expect((yield* after(c, 2))[1]).toBe("OK\t2\tuser=we ird=ü\tproxy\thost=127.0.0.2\tport=25143\tpass=pä\\ss=1 \x02")
+      expect(lookup.calls).toEqual([{ user: "we ird=ü", frontend: "auth" }])
+      c.send(`AUTH\t3\tPLAIN\tservice=imap\tresp=${plain("we\x01ird", "pw")}\n`)
+      expect((yield* after(c, 3))[2]).toBe("FAIL\t3\treason=doveroute: invalid request: user contains a control character")
+      expect(lookup.calls).toHaveLength(1)
       c.close()
     }))
 

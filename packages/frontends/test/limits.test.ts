@@ -299,7 +299,7 @@ describe("dict: user names that are not valid UTF-8", () => {
       const c = yield* Effect.promise(() => RawClient.connect(sock))
       c.send(Buffer.concat([Buffer.from(HELLO + "Lshared/passdb/j"), Buffer.from([0xf6]), Buffer.from("rg\tx\n" + lookupLine("ok"))]))
       const out = (yield* Effect.promise(() => c.waitFor((b) => b.toString().split("\n").length >= 3))).toString()
-      expect(out.split("\n")[0]).toBe("Fdoveroute: user name is not valid UTF-8")
+      expect(out.split("\n")[0]).toBe("Fdoveroute: invalid request: key is not valid UTF-8")
       expect(out.split("\n")[1]).toMatch(/^O\{/)
       expect(lookup.calls.map((x) => x.user)).toEqual(["ok"])
       c.close()

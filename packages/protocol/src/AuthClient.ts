@@ -17,6 +17,7 @@
  *
  * @since 0.1.0
  */
+import { type BadField, describeBadField, firstBadField } from "./FieldCheck.js"
 import { isValidBase64 } from "./Sasl.js"
 import { escape, formatKeyValue, parseKeyValue, splitLine, type KeyValue } from "./TabEscape.js"
 import { isNonZeroUint32, parsePort, parseUint32, utf8Length } from "./internal/parse.js"
@@ -497,6 +498,18 @@ export interface Continue {
   readonly data: string
 }
 
+/**
+ * An `AUTH` with a field that holds a control character or invalid UTF-8 (after tab-unescaping):
+ * write `line` (`FAIL\t<id>\treason=…` naming the field); the request never entered the table.
+ * `request` is for logging: its refused field must not be logged ({@link FieldCheck}).
+ */
+export interface Refuse {
+  readonly _tag: "Refuse"
+  readonly request: AuthLine
+  readonly bad: BadField
+  readonly line: string
+}
+
 /** Write `line` (complete, with LF); no request state changed. */
 export interface Reply {
   readonly _tag: "Reply"
@@ -520,7 +533,26 @@ export interface Ignore {
 }
 
 /** What the caller must do after one client line. */
-export type SessionDecision = Disconnect | StartAuth | Continue | Reply | Abort | Ignore
+export type SessionDecision = Disconnect | StartAuth | Continue | Reply | Abort | Ignore | Refuse
+
+/** `reason=` prefix of the FAIL for an AUTH with a refused field. */
+export const REASON_INVALID_FIELD = "doveroute: invalid request:"
+
+/**
+ * The first field of an AUTH request holding a control character or invalid UTF-8: the
+ * mechanism, every parameter name and value (`service`, `rip`, `lip`, `session`, …), the
+ * `forward_fields` entries and `resp`. Parameter values are checked after tab-unescaping.
+ */
+export const badRequestField = (req: AuthLine): BadField | undefined => {
+  const fields: Array<readonly [string, string | undefined]> = [["mechanism", req.mech]]
+  for (const kv of req.params) {
+    fields.push(["a parameter name", kv.key])
+    if (kv.key !== "forward_fields") fields.push([/^[A-Za-z0-9_-]+$/.test(kv.key) ? kv.key : "a parameter", kv.value])
+  }
+  for (const kv of req.forwardFields) fields.push(["forward_fields", kv.key], ["forward_fields", kv.value])
+  fields.push(["resp", req.resp])
+  return firstBadField(fields)
+}
 
 /** Options of {@link AuthClientSession}. */
 export interface AuthClientSessionOptions {
@@ -635,6 +667,10 @@ export class AuthClientSession {
         return this.disconnect(`unexpected ${msg._tag.toUpperCase()} after handshake`)
       case "Auth": {
         if (this.requests.has(msg.id)) return this.disconnect(`duplicate request id ${msg.id}`)
+        const bad = badRequestField(msg)
+        if (bad !== undefined) {
+          return { _tag: "Refuse", request: msg, bad, line: encodeFail(msg.id, { reason: `${REASON_INVALID_FIELD} ${describeBadField(bad)}` }) }
+        }
         if (this.mechanisms !== undefined && !this.mechanisms.has(msg.mech)) {
           return this.disconnect(`unsupported mechanism ${msg.mech}`)
         }

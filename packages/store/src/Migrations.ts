@@ -29,7 +29,7 @@ import { OPERATION_MIGRATIONS } from "./Operations.js"
 
 /** The schema cannot be used as it is; the message says what to do. */
 export class SchemaError extends Data.TaggedError("SchemaError")<{
-  readonly reason: "WrongStrategy" | "Duplicates" | "MissingColumn" | "Migration"
+  readonly reason: "WrongStrategy" | "Duplicates" | "MissingColumn" | "Migration" | "NeedsMigration"
   readonly detail: string
 }> {
   override get message(): string {
@@ -273,6 +273,24 @@ export const migrate = (strategy: Strategy) =>
         })
       }
       yield* Effect.sleep("100 millis")
+    }
+  })
+
+/**
+ * For read-only use (admin commands that only look): fails with `NeedsMigration` unless every
+ * migration is recorded, and with `WrongStrategy` for the other strategy's table. Changes nothing.
+ */
+export const assertMigrated = (strategy: Strategy) =>
+  Effect.gen(function*() {
+    yield* checkVariant(strategy)
+    const recorded = yield* latestRecorded
+    if (recorded < LATEST_MIGRATION) {
+      return yield* new SchemaError({
+        reason: "NeedsMigration",
+        detail: recorded === 0
+          ? "the database has no doveroute schema yet (no doveroute_migrations table); run doveroute migrate"
+          : `the database needs migration (schema ${recorded}, this doveroute needs ${LATEST_MIGRATION}); run doveroute migrate`
+      })
     }
   })
 

@@ -9,6 +9,7 @@ import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Duration, Effect, Layer, Redacted } from "effect"
+import * as fs from "node:fs"
 import { StoreError } from "@doveroute/routing"
 import { classifySqlError } from "./Classify.js"
 import { prepareSqliteFiles, type SqliteGroup } from "./SqliteFiles.js"
@@ -20,6 +21,11 @@ export interface ClientOptions {
   readonly maxConnections?: number
   /** Connect timeout (default 5 s); SQLite uses it as `busy_timeout`. */
   readonly connectTimeout?: Duration.DurationInput
+  /**
+   * SQLite: the file must exist already and is opened read-only (read-only admin commands).
+   * Without it a missing file and its directory are created.
+   */
+  readonly mustExist?: boolean
 }
 
 const sqliteLayer = (filename: string, group: SqliteGroup, options: ClientOptions) => {
@@ -27,11 +33,21 @@ const sqliteLayer = (filename: string, group: SqliteGroup, options: ClientOption
   return Layer.unwrapEffect(
     Effect.try({
       try: () => {
+        if (options.mustExist === true) {
+          if (filename !== ":memory:" && !fs.existsSync(filename)) {
+            throw new StoreError({
+              reason: "Unavailable",
+              detail: `no SQLite database at ${filename} (check --store / the store setting; \`doveroute migrate\` creates a new one)`
+            })
+          }
+          // looking only: open read-only and leave the journal mode as it is (no write at all)
+          return SqliteClient.layer({ filename, readonly: true, disableWAL: true })
+        }
         // private modes for what we create (SqliteFiles.ts)
         prepareSqliteFiles(filename, group)
         return SqliteClient.layer({ filename })
       },
-      catch: (e) => new StoreError({ reason: "Unavailable", detail: (e as Error).message })
+      catch: (e) => e instanceof StoreError ? e : new StoreError({ reason: "Unavailable", detail: (e as Error).message })
     })
   ).pipe(
     Layer.tap((ctx) => {

@@ -8,7 +8,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { RouteStore, type StoreError, type Strategy } from "@doveroute/routing"
 import { type Duration, Effect, Layer } from "effect"
 import { classifySqlError } from "./Classify.js"
-import { checkVariant, migrate, type SchemaError } from "./Migrations.js"
+import { assertMigrated, checkVariant, migrate, type SchemaError } from "./Migrations.js"
 import * as SqlClientLayer from "./SqlClientLayer.js"
 import * as SqlRouteStore from "./SqlRouteStore.js"
 import type { StoreUrl } from "./StoreUrl.js"
@@ -19,6 +19,12 @@ export interface StoreOptions {
   readonly strategy: Strategy
   /** Apply pending migrations when the layer is built (default true). */
   readonly migrate?: boolean
+  /**
+   * Look only (read-only admin commands): a missing SQLite file is an error (no file or directory
+   * is created) and a database that is not fully migrated is refused ("run doveroute migrate");
+   * nothing is migrated. Overrides `migrate`.
+   */
+  readonly readOnly?: boolean
   readonly queryTimeout?: Duration.DurationInput
   readonly connectTimeout?: Duration.DurationInput
   readonly maxConnections?: number
@@ -36,9 +42,12 @@ export interface StoreOptions {
 export const sqlLayer = (options: StoreOptions): Layer.Layer<SqlClient.SqlClient, StoreError | SchemaError> => {
   const client = SqlClientLayer.layer(options.url, {
     ...(options.maxConnections !== undefined ? { maxConnections: options.maxConnections } : {}),
-    ...(options.connectTimeout !== undefined ? { connectTimeout: options.connectTimeout } : {})
+    ...(options.connectTimeout !== undefined ? { connectTimeout: options.connectTimeout } : {}),
+    ...(options.readOnly === true ? { mustExist: true } : {})
   })
-  const prepare = options.migrate === false
+  const prepare = options.readOnly === true
+    ? assertMigrated(options.strategy)
+    : options.migrate === false
     ? Effect.asVoid(checkVariant(options.strategy))
     : Effect.tap(migrate(options.strategy), (applied) =>
       applied.length > 0

@@ -14,12 +14,23 @@ import { common, type CommonValues, settingsFrom } from "../CommonOptions.js"
 /** `--store/--config/--strategy` plus `--json`. */
 export const adminOptions = { ...common, json: Options.boolean("json").pipe(Options.withDescription("machine-readable output on stdout")) } as const
 
-/** Run `body` with the settings and the store (migrated like `serve`). */
+/** Run `body` with the settings and the store (migrated like `serve`): commands that write. */
 export const withStore = <A, E, R>(
   o: CommonValues,
   body: (settings: Settings) => Effect.Effect<A, E, R>
 ) =>
   Effect.flatMap(settingsFrom(o), (settings) => Effect.provide(body(settings), routingLayer(settings)))
+
+/**
+ * Run `body` with the settings and the store, looking only: a missing SQLite file is an error (no
+ * file or directory is created) and a database that needs migration is refused ("run doveroute
+ * migrate"). For `status`, `dump`, `backend list`, `user show|list`, `shard show`.
+ */
+export const withReadStore = <A, E, R>(
+  o: CommonValues,
+  body: (settings: Settings) => Effect.Effect<A, E, R>
+) =>
+  Effect.flatMap(settingsFrom(o), (settings) => Effect.provide(body(settings), routingLayer(settings, { readOnly: true })))
 
 /** Print `json` (with --json) or the text lines. */
 export const output = (json: boolean, value: unknown, text: () => ReadonlyArray<string>) =>

@@ -4,9 +4,11 @@
  * @since 0.1.0
  */
 import { Args, Command, Options } from "@effect/cli"
+import { SettingValues } from "@doveroute/daemon"
 import { AdminOps, Operations } from "@doveroute/store"
 import { Effect, Option } from "effect"
-import { adminOptions, optionalText, output, withStore } from "./AdminSupport.js"
+import { validated } from "../CommonOptions.js"
+import { adminOptions, optionalText, output, withReadStore, withStore } from "./AdminSupport.js"
 
 const BACKEND = Args.text({ name: "BACKEND" }).pipe(Args.withDescription("hostname or id"))
 
@@ -15,7 +17,7 @@ const row = (b: AdminOps.BackendRow) =>
 const HEADER = ["id", "hostname", "hostip", "state", "weight", "users", "last_health"].join("\t")
 
 const list = Command.make("list", adminOptions, (o) =>
-  withStore(o, () =>
+  withReadStore(o, () =>
     Effect.flatMap(AdminOps.listBackends, (rows) => output(o.json, rows, () => [HEADER, ...rows.map(row)])))
 ).pipe(Command.withDescription("list backends: id, hostname, hostip, state, weight, users mapped, last health result"))
 
@@ -24,8 +26,16 @@ const add = Command.make(
   {
     ...adminOptions,
     hostname: Args.text({ name: "HOSTNAME" }),
-    hostip: Options.text("hostip").pipe(Options.withDescription("IP the proxies connect to"), Options.optional),
-    state: Options.integer("state").pipe(Options.withDescription("0 up (default), 1 down, 2 drain"), Options.withDefault(0)),
+    hostip: Options.text("hostip").pipe(
+      validated("--hostip", SettingValues.IpAddress),
+      Options.withDescription("IP the proxies connect to (IPv4 or IPv6 address)"),
+      Options.optional
+    ),
+    state: Options.integer("state").pipe(
+      validated("--state", SettingValues.BackendState),
+      Options.withDescription("0 up (default), 1 down, 2 drain, 3 down by the health checker"),
+      Options.withDefault(0)
+    ),
     weight: Options.integer("weight").pipe(Options.withDescription("placement weight (default 1; 0 = no new users)"), Options.withDefault(1)),
     orUpdate: Options.boolean("or-update").pipe(Options.withDescription("update hostip/state/weight when the hostname exists (re-runnable)"))
   },

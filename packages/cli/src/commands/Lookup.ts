@@ -20,7 +20,7 @@ export const lookup = Command.make(
     Effect.gen(function*() {
       const settings = yield* settingsFrom(o)
       const preview = yield* Effect.flatMap(Router, (r) => r.preview(o.user)).pipe(
-        Effect.provide(routingLayer(settings, { migrate: false }))
+        Effect.provide(routingLayer(settings, { readOnly: true }))
       )
       const backend = Option.getOrUndefined(preview.backend)
       const fields = backend ? replyFields(backend, settings.proxyFlag, settings.extraFields) : undefined

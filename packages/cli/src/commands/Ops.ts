@@ -8,10 +8,10 @@ import type { RouteKey } from "@doveroute/routing"
 import { AdminOps } from "@doveroute/store"
 import { Effect } from "effect"
 import * as fs from "node:fs"
-import { adminOptions, output, withStore } from "./AdminSupport.js"
+import { adminOptions, output, withReadStore, withStore } from "./AdminSupport.js"
 
 export const status = Command.make("status", adminOptions, (o) =>
-  withStore(o, (settings) =>
+  withReadStore(o, (settings) =>
     Effect.gen(function*() {
       const backends = yield* AdminOps.listBackends
       const version = yield* AdminOps.routesVersion
@@ -28,7 +28,7 @@ export const status = Command.make("status", adminOptions, (o) =>
 const shq = (s: string) => /^[A-Za-z0-9@._:+=\/-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`
 
 export const dump = Command.make("dump", adminOptions, (o) =>
-  withStore(o, (settings) =>
+  withReadStore(o, (settings) =>
     Effect.gen(function*() {
       const backends = yield* AdminOps.listBackends
       const names = new Map(backends.map((b) => [b.id, b.hostname] as const))

@@ -4,10 +4,10 @@
  * @since 0.1.0
  */
 import { Command, Options } from "@effect/cli"
-import { daemonLayer, Logging, Secrets } from "@doveroute/daemon"
+import { daemonLayer, Logging, Secrets, SettingValues } from "@doveroute/daemon"
 import { SqliteFiles } from "@doveroute/store"
 import { Array as Arr, Effect, Layer, Option } from "effect"
-import { common, flagsFrom, settingsFrom } from "../CommonOptions.js"
+import { common, flagsFrom, settingsFrom, validated } from "../CommonOptions.js"
 
 const opt = {
   ...common,
@@ -71,6 +71,7 @@ const opt = {
     Options.repeated
   ),
   socketMode: Options.text("socket-mode").pipe(
+    validated("--socket-mode", SettingValues.SocketMode),
     Options.withDescription("octal mode of every socket file (default 0660; sockets for login processes need 0666)"),
     Options.optional
   ),

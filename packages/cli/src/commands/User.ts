@@ -14,7 +14,7 @@ import type { Settings } from "@doveroute/daemon"
 import { normalizeUser, type RouteKey, Router, shardKey } from "@doveroute/routing"
 import { AdminOps } from "@doveroute/store"
 import { Clock, Duration, Effect, Option } from "effect"
-import { adminOptions, keyOf, output, propagationWait, requireStrategy, runKicks, withStore } from "./AdminSupport.js"
+import { adminOptions, keyOf, output, propagationWait, requireStrategy, runKicks, withReadStore, withStore } from "./AdminSupport.js"
 
 const USER = Args.text({ name: "USER" })
 const BACKEND = Args.text({ name: "BACKEND" }).pipe(Args.withDescription("hostname or id"))
@@ -77,7 +77,7 @@ const moveOptions = {
 }
 
 const show = Command.make("show", { ...adminOptions, user: USER }, (o) =>
-  withStore(o, (settings) =>
+  withReadStore(o, (settings) =>
     Effect.gen(function*() {
       const r = yield* explain(settings, yield* keyOf(o.user), o.user)
       yield* output(o.json, r, () => explainLines(r))
@@ -128,7 +128,7 @@ const list = Command.make(
   "list",
   { ...adminOptions, backend: Options.text("backend").pipe(Options.withDescription("only users of this backend (hostname or id)"), Options.optional) },
   (o) =>
-    withStore(o, (settings) =>
+    withReadStore(o, (settings) =>
       Effect.gen(function*() {
         const b = Option.isSome(o.backend) ? yield* AdminOps.resolveBackend(o.backend.value) : undefined
         const names = new Map((yield* AdminOps.listBackends).map((x) => [x.id, x.hostname] as const))
@@ -149,7 +149,7 @@ export const user = Command.make("user").pipe(
 const SHARD = Args.text({ name: "USER|N" })
 
 const shardShow = Command.make("show", { ...adminOptions, shard: SHARD }, (o) =>
-  withStore(o, (settings) =>
+  withReadStore(o, (settings) =>
     Effect.gen(function*() {
       const isNumber = /^\d+$/.test(o.shard) && Number(o.shard) <= 0xffff
       const user = isNumber ? null : o.shard
