@@ -8,6 +8,9 @@
 #      (root without password, database "test"), started when down.
 #   3. The Dovecot 2.4.1 trixie chroot (scripts/mkroot24.sh; cached, skipped when up to date).
 #   4. npm ci when node_modules is missing or older than package-lock.json.
+#   5. For the Debian package and the Node 24 run: the bare bookworm/trixie roots
+#      (scripts/mkroot-bare.sh) and the Node 24 runtime with its addons (scripts/package-runtime.sh),
+#      both cached in CACHE_DIR.
 #
 # Env: DOVEROUTE_DOVECOT24_ROOT, DOVEROUTE_CACHE_DIR (chroot and cache locations),
 #      DEBIAN_MIRROR (for debootstrap).
@@ -21,7 +24,8 @@ exec </dev/null
 PKGS=(dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-auth-lua
       lua-dbi-sqlite3 lua-dbi-postgresql lua-dbi-mysql sqlite3 lua5.4 debootstrap zstd
       postgresql mariadb-server mariadb-client postfix
-      libpam0g-dev)   # libpam0g-dev: headers for the node-linux-pam build (npm ci; auth_mode=pam)
+      libpam0g-dev    # libpam0g-dev: headers for the node-linux-pam build (npm ci; auth_mode=pam)
+      dpkg-dev g++ make python3)   # npm run package: dpkg-shlibdeps, strip; node-gyp for the Node 24 addons
 PG_HOST=127.0.0.1 PG_PORT=5432
 MY_HOST=127.0.0.1 MY_PORT=3306
 ROOT24=${DOVEROUTE_DOVECOT24_ROOT:-/var/tmp/doveroute/dovecot24-root}
@@ -188,5 +192,16 @@ if [ ! -d node_modules ] || [ ! -e node_modules/.package-lock.json ] || [ packag
 else
   say "node_modules up to date"
 fi
+
+# ---------------------------------------------------------------------------------------------
+# 6. Debian package test inputs: bare roots, Node 24 runtime and addons (cached)
+# ---------------------------------------------------------------------------------------------
+if $IS_ROOT; then
+  for suite in bookworm trixie; do
+    bash "$REPO/scripts/mkroot-bare.sh" "$suite" "$CACHE_DIR" >/dev/null
+  done
+  say "bare bookworm and trixie roots: cached in $CACHE_DIR"
+fi
+DOVEROUTE_CACHE_DIR=$CACHE_DIR bash "$REPO/scripts/package-runtime.sh"
 
 say "done in $(( $(date +%s) - T0 )) s"

