@@ -164,7 +164,6 @@ Depends: $DEPENDS
 Suggests: dovecot-core
 Section: mail
 Priority: optional
-Homepage: https://github.com/doveroute/doveroute
 Description: routes every Dovecot mail user to one backend (Lua director replacement)
  doveroute keeps each user of a Dovecot proxy farm on one backend, on the SQL
  tables of Dovecot's Lua director scripts (SQLite, PostgreSQL, MySQL/MariaDB).

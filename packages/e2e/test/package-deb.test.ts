@@ -169,6 +169,19 @@ describe.each<BareSuite>(["bookworm", "trixie"])("Debian package on a bare %s", 
     expect(statOf(r.host(CONF))).toBe(`0640 0:${gid}`)
     const shown = (await r.shChecked(`doveroute user show alice@example.org --config ${CONF}`)).stdout
     expect(shown).toContain(fields.host)
+    // the upgraded program serves on the kept config and store: alice keeps her backend
+    daemon = await r.spawn(["doveroute", "serve", "--config", CONF, "--dict-socket", "/run/doveroute/dict.sock"])
+    const d2 = daemon
+    await waitUntil("the dict socket after the upgrade", async () => {
+      if (d2.exitInfo() !== undefined) throw new Error(`doveroute serve exited after the upgrade:\n${d2.output()}`)
+      return fs.existsSync(r.host("/run/doveroute/dict.sock")) ? true : undefined
+    }, 30_000)
+    const dict2 = await DictClient.connect(r.host("/run/doveroute/dict.sock"))
+    const again = await dict2.lookup("alice@example.org")
+    dict2.close()
+    expect((JSON.parse(again.line.slice(1)) as Record<string, string>).host).toBe(fields.host)
+    expect(await d2.stop()).toMatchObject({ code: 0 })
+    daemon = undefined
     expect((await r.shChecked(`doveroute backend list --json --config ${CONF}`)).stdout).toContain("b2.example.org")
 
     // ---- remove: program gone, config and store kept
