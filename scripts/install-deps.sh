@@ -8,6 +8,9 @@
 #      (root without password, database "test"), started when down.
 #   3. The Dovecot 2.4.1 trixie chroot (scripts/mkroot24.sh; cached, skipped when up to date).
 #   4. npm ci when node_modules is missing or older than package-lock.json.
+#   5. For the Debian package and the Node 24 run: the bare bookworm/trixie roots
+#      (scripts/mkroot-bare.sh) and the Node 24 runtime with its addons (scripts/package-runtime.sh),
+#      both cached in CACHE_DIR.
 #
 # Env: DOVEROUTE_DOVECOT24_ROOT, DOVEROUTE_CACHE_DIR (chroot and cache locations),
 #      DEBIAN_MIRROR (for debootstrap).
@@ -23,7 +26,8 @@ PKGS=(dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-auth-lua
       postgresql mariadb-server mariadb-client postfix
       libpam0g-dev    # libpam0g-dev: headers for the node-linux-pam build (npm ci; auth_mode=pam)
       systemd util-linux strace   # systemd-analyze/-sysusers, setpriv/unshare, strace: tests of config/systemd/
-      fail2ban)       # fail2ban-regex checks config/fail2ban/doveroute.conf (cli tests); the service never starts
+      fail2ban        # fail2ban-regex checks config/fail2ban/doveroute.conf (cli tests); the service never starts
+      dpkg-dev g++ make python3)   # npm run package: dpkg-shlibdeps, strip; node-gyp for the Node 24 addons
 PG_HOST=127.0.0.1 PG_PORT=5432
 MY_HOST=127.0.0.1 MY_PORT=3306
 ROOT24=${DOVEROUTE_DOVECOT24_ROOT:-/var/tmp/doveroute/dovecot24-root}
@@ -190,5 +194,16 @@ if [ ! -d node_modules ] || [ ! -e node_modules/.package-lock.json ] || [ packag
 else
   say "node_modules up to date"
 fi
+
+# ---------------------------------------------------------------------------------------------
+# 6. Debian package test inputs: bare roots, Node 24 runtime and addons (cached)
+# ---------------------------------------------------------------------------------------------
+if $IS_ROOT; then
+  for suite in bookworm trixie; do
+    bash "$REPO/scripts/mkroot-bare.sh" "$suite" "$CACHE_DIR" >/dev/null
+  done
+  say "bare bookworm and trixie roots: cached in $CACHE_DIR"
+fi
+DOVEROUTE_CACHE_DIR=$CACHE_DIR bash "$REPO/scripts/package-runtime.sh"
 
 say "done in $(( $(date +%s) - T0 )) s"

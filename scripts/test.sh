@@ -28,4 +28,7 @@ node -e '
 ' "$REPORT" || true
 if [ "$vitest_rc" != 0 ]; then echo "tests: FAILED (vitest exit $vitest_rc)"; status=1; fi
 
+echo "== tests on Node 24 (the packaged runtime): protocol, routing, store, frontends"
+if bash scripts/test-node24.sh; then echo "node 24 tests: ok"; else echo "node 24 tests: FAILED"; status=1; fi
+
 exit "$status"
