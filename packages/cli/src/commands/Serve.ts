@@ -4,8 +4,7 @@
  * @since 0.1.0
  */
 import { Command, Options } from "@effect/cli"
-import { daemonLayer, Logging } from "@doveroute/daemon"
-import { Array as Arr, Effect, Layer, Option } from "effect"
+import { Array as Arr, Effect, Option } from "effect"
 import { common, settingsFrom } from "../CommonOptions.js"
 
 const opt = {
@@ -105,9 +104,9 @@ export const serve = Command.make("serve", opt, (o) =>
       ["log_level", o.logLevel]
     ])
     const settings = yield* load
-    // SIGHUP re-runs `load`: the config file and DOVEROUTE_* are read again, the flags stay
-    return yield* Layer.launch(daemonLayer(settings, { reload: load })).pipe(
-      Effect.provide(Logging.reloadableLayer({ format: settings.logFormat, level: settings.logLevel }))
-    )
+    // SIGHUP re-runs `load`: the config file and DOVEROUTE_* are read again, the flags stay.
+    // ServeRun is loaded here, not at the top: admin commands never load the daemon and front-ends.
+    const { runDaemon } = yield* Effect.promise(() => import("./ServeRun.js"))
+    return yield* runDaemon(settings, load)
   })
 ).pipe(Command.withDescription("run the routing daemon until SIGTERM (SIGHUP reloads the configuration)"))
