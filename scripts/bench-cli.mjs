@@ -30,8 +30,10 @@ const USERS = arg("users", quick ? 100_000 : 1_000_000)
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "dvr-bench-cli-"))
 const LAUNCHER = path.join(repo, "packages", "cli", "bin", "doveroute.mjs")
 const store = `sqlite:${path.join(tmp, "store.db")}`
+const small = `sqlite:${path.join(tmp, "small.db")}`
 
 const run = (argv, env = {}, input) => {
+  // GNU time (Debian package `time`): wall, user, sys, peak RSS
   const r = spawnSync("/usr/bin/time", ["-f", "%e %U %S %M", ...argv], {
     cwd: repo, env: { ...process.env, ...env }, encoding: "utf8", maxBuffer: 1 << 30, ...(input ? { input } : {})
   })
@@ -55,7 +57,10 @@ await build({
 })
 
 // the store: 3 backends and USERS users, through one import process
-for (const [h, ip] of [["b1.test", "127.0.0.2"], ["b2.test", "127.0.0.3"], ["b3.test", "127.0.0.4"]]) run(["node", LAUNCHER, "backend", "add", h, "--hostip", ip, "--store", store])
+for (const s of [store, small]) {
+  for (const [h, ip] of [["b1.test", "127.0.0.2"], ["b2.test", "127.0.0.3"], ["b3.test", "127.0.0.4"]]) run(["node", LAUNCHER, "backend", "add", h, "--hostip", ip, "--store", s])
+}
+run(["node", LAUNCHER, "import", "-", "--store", small], {}, "user,backend\nuser4242@example.org,b1.test\n")
 const csv = path.join(tmp, "users.csv")
 const out = fs.createWriteStream(csv)
 out.write("user,backend\n")
@@ -77,26 +82,28 @@ const again = run(["node", LAUNCHER, "import", csv, "--store", store, "--json"])
 const cases = [
   ["node -e 0", ["node", "-e", "0"]],
   ["doveroute --version", ["node", LAUNCHER, "--version"]],
-  ["doveroute backend list", ["node", LAUNCHER, "backend", "list", "--store", store]],
-  ["doveroute user show", ["node", LAUNCHER, "user", "show", "user4242@example.org", "--store", store]],
+  ["doveroute backend list", ["node", LAUNCHER, "backend", "list", "--store", small]],
+  ["doveroute user show", ["node", LAUNCHER, "user", "show", "user4242@example.org", "--store", small]],
   ["unsplit bundle: --version", ["node", single, "--version"]],
-  ["unsplit bundle: backend list", ["node", single, "backend", "list", "--store", store]],
-  ["unsplit bundle: user show", ["node", single, "user", "show", "user4242@example.org", "--store", store]]
+  ["unsplit bundle: backend list", ["node", single, "backend", "list", "--store", small]],
+  ["unsplit bundle: user show", ["node", single, "user", "show", "user4242@example.org", "--store", small]],
+  [`doveroute user show, ${USERS.toLocaleString("en")} users`, ["node", LAUNCHER, "user", "show", "user4242@example.org", "--store", store]],
+  [`doveroute backend list, ${USERS.toLocaleString("en")} users`, ["node", LAUNCHER, "backend", "list", "--store", store]]
 ]
 const samples = new Map(cases.map(([n]) => [n, []]))
 for (let i = 0; i < RUNS; i++) for (const [name, argv] of cases) samples.get(name).push(run(argv))
-const dev = run(["node", LAUNCHER, "user", "show", "user4242@example.org", "--store", store], { DOVEROUTE_DEV: "1" })
+const dev = run(["node", LAUNCHER, "user", "show", "user4242@example.org", "--store", small], { DOVEROUTE_DEV: "1" })
 
 const rows = cases.map(([name]) => {
   const s = samples.get(name)
   return { name, wall: median(s.map((x) => x.wall)), cpu: median(s.map((x) => x.cpu)), rss: median(s.map((x) => x.rss)) }
 })
 const by = Object.fromEntries(rows.map((r) => [r.name, r]))
-console.log(`\nstart-up, median of ${RUNS} (store: ${USERS.toLocaleString("en")} users)`)
+console.log(`\nstart-up, median of ${RUNS} (SQLite store with 3 backends and 1 user, unless the row says otherwise)`)
 console.log("| command | wall ms | CPU ms | peak RSS MB | wall × unsplit |")
 console.log("|---|---|---|---|---|")
 for (const r of rows) {
-  const base = r.name.startsWith("doveroute ") ? by[`unsplit bundle: ${r.name.slice("doveroute ".length)}`] : undefined
+  const base = by[`unsplit bundle: ${r.name.slice("doveroute ".length)}`]
   console.log(`| ${r.name} | ${r.wall.toFixed(0)} | ${r.cpu.toFixed(0)} | ${r.rss.toFixed(0)} | ${base ? (r.wall / base.wall).toFixed(2) : ""} |`)
 }
 console.log(`| DOVEROUTE_DEV=1 user show (tsx, 1 run) | ${dev.wall.toFixed(0)} | ${dev.cpu.toFixed(0)} | ${dev.rss.toFixed(0)} | |`)

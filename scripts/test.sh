@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # The test command (npm test, .ci/run): dependencies, typecheck, all vitest projects.
+# Arguments go to vitest: `npm test -- packages/cli/test` runs only those files (after the same
+# install-deps, build and typecheck).
 # Exits non-zero when any step fails; the typecheck failing still runs the tests, for the report.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -14,11 +16,11 @@ status=0
 echo "== typecheck: tsc -p tsconfig.json --noEmit"
 if npx tsc -p tsconfig.json --noEmit; then echo "typecheck: ok"; else echo "typecheck: FAILED"; status=1; fi
 
-echo "== tests: vitest run (all projects)"
+echo "== tests: vitest run ${*:-(all projects)}"
 REPORT=$(mktemp /tmp/dvr-vitest.XXXXXX.json)
 trap 'rm -f "$REPORT"' EXIT
 vitest_rc=0
-npx vitest run --reporter=default --reporter=json --outputFile.json="$REPORT" || vitest_rc=$?
+npx vitest run "$@" --reporter=default --reporter=json --outputFile.json="$REPORT" || vitest_rc=$?
 # A plain closing line for CI: 'N passed, N failed, N skipped'. A skipped test is a failure: no
 # test skips itself, so a skip means its file's setup (beforeAll) failed and the test never ran;
 # those are counted as failed and named.
