@@ -60,7 +60,7 @@ await build({
 for (const s of [store, small]) {
   for (const [h, ip] of [["b1.test", "127.0.0.2"], ["b2.test", "127.0.0.3"], ["b3.test", "127.0.0.4"]]) run(["node", LAUNCHER, "backend", "add", h, "--hostip", ip, "--store", s])
 }
-run(["node", LAUNCHER, "import", "-", "--store", small], {}, "user,backend\nuser4242@example.org,b1.test\n")
+run(["node", LAUNCHER, "import", "--store", small, "-"], {}, "user,backend\nuser4242@example.org,b1.test\n")
 const csv = path.join(tmp, "users.csv")
 const out = fs.createWriteStream(csv)
 out.write("user,backend\n")

@@ -1,7 +1,8 @@
 // How the `doveroute` command starts (speed itself is measured by `npm run bench:cli`, not here):
 // the launcher runs the bundle without reading the sources; what an admin command loads at start
-// (the bundle's static import graph) holds neither the daemon, the front-ends, the metrics, the HTTP
-// server nor a SQL driver; `serve` still gets all of them; DOVEROUTE_DEV=1 runs the sources.
+// (the bundle's static import graph) holds neither the daemon layer, the metrics, the HTTP server
+// nor a SQL driver; `serve` still gets all of them; DOVEROUTE_DEV=1 runs the sources. (Part of the
+// front-end code is loaded: the settings parse listen addresses with it.)
 // Needs `npm run build` (scripts/test.sh builds before the tests).
 import { CLI_BIN, makeTempDir, REPO_ROOT, runCli } from "@doveroute/testkit"
 import * as fs from "node:fs"
@@ -45,7 +46,7 @@ describe("doveroute start-up", () => {
     expect(launcher).toMatch(/DOVEROUTE_DEV/)
   })
 
-  it("an admin command's static import graph holds no daemon, front-end, metrics, HTTP server or SQL driver", () => {
+  it("an admin command's static import graph holds no daemon layer, metrics, HTTP server or SQL driver", () => {
     const files = staticClosure(ENTRY)
     const text = files.map((f) => fs.readFileSync(f, "utf8")).join("\n")
     for (const [what, marker] of MARKERS) expect(marker.test(text), `${what} is loaded by every admin command`).toBe(false)
