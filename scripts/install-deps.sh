@@ -11,6 +11,9 @@
 #   5. For the Debian package and the Node 24 run: the bare bookworm/trixie roots
 #      (scripts/mkroot-bare.sh) and the Node 24 runtime with its addons (scripts/package-runtime.sh),
 #      both cached in CACHE_DIR.
+#   7. Every native module (better-sqlite3, unix-dgram, node-linux-pam) loads in this Node and is
+#      newer than the headers it was built against; otherwise `npm rebuild <module>` (e.g. npm ci
+#      ran before libpam0g-dev was installed, or Node was upgraded). Still broken = error.
 #
 # Env: DOVEROUTE_DOVECOT24_ROOT, DOVEROUTE_CACHE_DIR (chroot and cache locations),
 #      DEBIAN_MIRROR (for debootstrap).
@@ -27,7 +30,8 @@ PKGS=(dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-auth-lua
       libpam0g-dev    # libpam0g-dev: headers for the node-linux-pam build (npm ci; auth_mode=pam)
       systemd util-linux strace   # systemd-analyze/-sysusers, setpriv/unshare, strace: tests of config/systemd/
       fail2ban        # fail2ban-regex checks config/fail2ban/doveroute.conf (cli tests); the service never starts
-      dpkg-dev g++ make python3)   # npm run package: dpkg-shlibdeps, strip; node-gyp for the Node 24 addons
+      build-essential python3   # node-gyp builds of the native modules (step 7)
+      dpkg-dev g++ make)      # npm run package: dpkg-shlibdeps, strip; node-gyp for the Node 24 addons
 PG_HOST=127.0.0.1 PG_PORT=5432
 MY_HOST=127.0.0.1 MY_PORT=3306
 ROOT24=${DOVEROUTE_DOVECOT24_ROOT:-/var/tmp/doveroute/dovecot24-root}
@@ -205,5 +209,35 @@ if $IS_ROOT; then
   say "bare bookworm and trixie roots: cached in $CACHE_DIR"
 fi
 DOVEROUTE_CACHE_DIR=$CACHE_DIR bash "$REPO/scripts/package-runtime.sh"
+
+# ---------------------------------------------------------------------------------------------
+# 7. Native modules match this Node and the installed headers
+# ---------------------------------------------------------------------------------------------
+# module  Debian package whose headers it is compiled against (empty: only Node's own headers)
+NATIVE=("better-sqlite3:" "unix-dgram:" "node-linux-pam:libpam0g-dev")
+native_loads() { node -e 'require(process.argv[1])' "$1" >/dev/null 2>&1; }
+native_file() { find "node_modules/$1" -path '*/node_modules' -prune -o -name '*.node' -print 2>/dev/null | head -n1; }
+for entry in "${NATIVE[@]}"; do
+  mod=${entry%%:*} hdr=${entry#*:}
+  [ -d "node_modules/$mod" ] || die "node_modules/$mod is missing (package.json lists it): run npm ci"
+  why=""
+  built=$(native_file "$mod")
+  if [ -z "$built" ]; then why="no compiled .node file (its build failed or never ran)"
+  elif ! native_loads "$mod"; then why="it does not load in $(node --version)"
+  elif [ -n "$hdr" ]; then
+    # the package's file list is touched when dpkg installs or upgrades it
+    list=$(ls /var/lib/dpkg/info/"$hdr".list /var/lib/dpkg/info/"$hdr":*.list 2>/dev/null | head -n1 || true)
+    if [ -n "$list" ] && [ "$list" -nt "$built" ]; then why="built before $hdr was installed or upgraded"; fi
+  fi
+  if [ -n "$why" ]; then
+    say "rebuilding $mod: $why"
+    npm rebuild "$mod" --foreground-scripts >/tmp/dvr-rebuild-"$mod".log 2>&1 || { tail -n 30 /tmp/dvr-rebuild-"$mod".log >&2; die "npm rebuild $mod failed (log: /tmp/dvr-rebuild-$mod.log)"; }
+    built=$(native_file "$mod")
+    [ -n "$built" ] && native_loads "$mod" || { tail -n 30 /tmp/dvr-rebuild-"$mod".log >&2; die "$mod still does not load after npm rebuild (log: /tmp/dvr-rebuild-$mod.log)"; }
+    say "$mod: rebuilt ($built)"
+  else
+    say "$mod: built and loads"
+  fi
+done
 
 say "done in $(( $(date +%s) - T0 )) s"

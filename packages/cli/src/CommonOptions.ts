@@ -4,7 +4,8 @@
  * @since 0.1.0
  */
 import { HelpDoc, Options, ValidationError } from "@effect/cli"
-import { type FlagOverrides, loadSettings, SettingValues } from "@doveroute/daemon"
+import { type FlagOverrides, loadSettings } from "@doveroute/daemon"
+import * as SettingValues from "@doveroute/daemon/SettingValues"
 import { Effect, Either, Option, type Schema } from "effect"
 
 /** `--config FILE`, `--store URL`, `--strategy mapping|shard`. */

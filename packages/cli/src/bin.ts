@@ -5,9 +5,13 @@
  * @since 0.1.0
  */
 import { ValidationError } from "@effect/cli"
-import { NodeContext, NodeRuntime } from "@effect/platform-node"
+// subpath imports: the package index would load its HTTP client (undici) into every command
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Console, Effect, Exit } from "effect"
-import { Logging } from "@doveroute/daemon"
+// the module itself, not the package index: a namespace taken from the index makes the bundle load
+// the whole daemon (front-ends, metrics) into every admin command
+import * as Logging from "@doveroute/daemon/Logging"
 import { run } from "./Cli.js"
 
 const describe = (e: unknown): string =>

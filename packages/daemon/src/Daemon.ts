@@ -16,12 +16,12 @@ import {
   Pam,
   UserdbRelay
 } from "@doveroute/frontends"
-import { RouteCache, Router } from "@doveroute/routing"
-import { describeStoreUrl, Operations, storeLayer } from "@doveroute/store"
+import { describeStoreUrl } from "@doveroute/store"
 import { Effect, Layer, Runtime } from "effect"
 import * as HealthCheck from "./HealthCheck.js"
 import * as Logging from "./Logging.js"
 import * as Metrics from "./Metrics.js"
+import { routingLayer } from "./RoutingLayer.js"
 import type { AuthSettings, Settings } from "./Settings.js"
 import * as Systemd from "./Systemd.js"
 
@@ -35,40 +35,6 @@ export const authenticatorFor = (auth: AuthSettings): Authenticator.Authenticato
     case "nopassword":
       return Authenticator.nopassword
   }
-}
-
-/**
- * The store + router for settings (used by `serve` and the admin CLI). `cached` (the daemon): the
- * lookup cache of `cache.*`, invalidated by the store's routes version (RouteCache.ts).
- * Placement weights and move holds come from the store (Operations.ts).
- */
-export const routingLayer = (
-  settings: Settings,
-  options: { readonly migrate?: boolean; readonly cached?: boolean; readonly readOnly?: boolean } = {}
-) => {
-  const r = settings.routing
-  const routerOptions = { strategy: settings.strategy, downPolicy: settings.downPolicy, placement: r.placement, normalize: r.normalize }
-  const router = options.cached === true && r.cache.enabled
-    ? Router.layerCached(routerOptions).pipe(
-      Layer.provideMerge(RouteCache.layer(r.cache).pipe(Layer.provide(Operations.routeVersionLayer(settings.queryTimeout))))
-    )
-    : Router.layer(routerOptions)
-  return router.pipe(
-    Layer.provide(Layer.mergeAll(Operations.placementInfoLayer(settings.queryTimeout), Operations.routeHoldsLayer(settings.queryTimeout))),
-    Layer.provideMerge(
-      storeLayer({
-        url: settings.store,
-        strategy: settings.strategy,
-        migrate: options.migrate ?? settings.migrate,
-        readOnly: options.readOnly === true,
-        queryTimeout: settings.queryTimeout,
-        connectTimeout: settings.connectTimeout,
-        maxConnections: settings.maxConnections,
-        // the daemon never waits inside a SQLite statement for a lock (the event loop would stall)
-        sqliteLocks: options.cached === true ? "retry" : "block"
-      })
-    )
-  )
 }
 
 /** The listener limits of the settings, as every front-end takes them. */

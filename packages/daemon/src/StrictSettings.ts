@@ -48,7 +48,15 @@ export const EXTRA_KEYS: ReadonlyArray<KnownKey> = []
  * (testkit's Dovecot 2.4 chroot and its tarball cache). Everything else under `DOVEROUTE_` must be
  * a setting.
  */
-export const OTHER_ENVIRONMENT: ReadonlyArray<string> = ["DOVEROUTE_DOVECOT24_ROOT", "DOVEROUTE_CACHE_DIR"]
+export const OTHER_ENVIRONMENT: ReadonlyArray<string> = [
+  // test kit and install scripts
+  "DOVEROUTE_DOVECOT24_ROOT", "DOVEROUTE_CACHE_DIR", "DOVEROUTE_RUNTIME_DIR", "DOVEROUTE_NATIVE_MODULES",
+  // the launcher (packages/cli/bin/doveroute.mjs): run the TypeScript sources
+  "DOVEROUTE_DEV",
+  // the Debian package: its build (scripts/package-deb.sh) and purge (packaging/)
+  "DOVEROUTE_DEB_COMPRESS", "DOVEROUTE_DEB_COMPRESS_LEVEL", "DOVEROUTE_DEB_VERSION", "DOVEROUTE_DEB_MAINTAINER",
+  "DOVEROUTE_LINTIAN", "DOVEROUTE_PURGE_STORE"
+]
 
 const kindOf = (description: string): KeyKind =>
   description === "a boolean property" ? "boolean"

@@ -6,6 +6,7 @@
 export * from "./Settings.js"
 export * from "./RoutingSettings.js"
 export * as Logging from "./Logging.js"
+export * from "./RoutingLayer.js"
 export * from "./Daemon.js"
 export * as HealthCheck from "./HealthCheck.js"
 export * as Metrics from "./Metrics.js"

@@ -34,7 +34,6 @@
  * @since 0.1.0
  */
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { NodeHttpServer } from "@effect/platform-node"
 import { FieldCheck } from "@doveroute/protocol"
 import { type ExtraField, type ProxyFlag, replyFields, SECRET_KEYS } from "@doveroute/routing"
 import { Data, Effect, Layer, Redacted } from "effect"
@@ -301,7 +300,10 @@ export const layer = (options: HttpRouteOptions) =>
       })
       server.maxConnections = options.maxConnections ?? 10_000
       const make = (at: { readonly host: string; readonly port: number } | { readonly path: string }) =>
-        NodeHttpServer.make(() => server, at).pipe(
+        // loaded here, not at the top: Settings imports this module, and admin commands must not load
+        // the HTTP server stack (undici, ws) at every start
+        Effect.promise(() => import("@effect/platform-node/NodeHttpServer")).pipe(
+          Effect.flatMap((NodeHttpServer) => NodeHttpServer.make(() => server, at)),
           Effect.mapError((e) => new ListenerError({ reason: "Open", path: where, detail: e.cause instanceof Error ? e.cause.message : String(e.cause) }))
         )
       // a UNIX socket is bound 0600 at a staging name, then published with its permissions (SocketFile)

@@ -244,21 +244,64 @@ export interface ImportRow {
   readonly backend: string
 }
 
-/** Result of {@link importMappings}. */
+/**
+ * Every mapping row in key order, `pageSize` rows at a time (keyset pagination on the unique key
+ * index): `f` gets each page, so a dump of a million users holds one page in memory.
+ */
+export const forEachMappingPage = <E, R>(
+  strategy: Strategy,
+  pageSize: number,
+  f: (page: ReadonlyArray<{ readonly key: RouteKey; readonly backendId: number }>) => Effect.Effect<void, E, R>
+) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const col = sql(keyColumn(strategy))
+    const limit = sql.literal(String(Math.max(1, Math.floor(pageSize))))
+    let last: RouteKey | undefined
+    for (;;) {
+      const rows = last === undefined
+        ? yield* sql<{ k: string | number; b: number | string }>`SELECT ${col} AS k, backend_id AS b FROM user_backend
+            ORDER BY ${col} LIMIT ${limit}`.pipe(wrap("list mappings"))
+        : yield* sql<{ k: string | number; b: number | string }>`SELECT ${col} AS k, backend_id AS b FROM user_backend
+            WHERE ${col} > ${last} ORDER BY ${col} LIMIT ${limit}`.pipe(wrap("list mappings"))
+      if (rows.length === 0) return
+      const page = rows.map((r) => ({ key: strategy === "shard" ? Number(r.k) : String(r.k), backendId: Number(r.b) }))
+      yield* f(page)
+      if (rows.length < pageSize) return
+      last = page[page.length - 1]!.key
+    }
+  })
+
+/** Result of an import. `conflicts`/`errors` list the first {@link IMPORT_DETAILS}; the counts are complete. */
 export interface ImportReport {
   readonly total: number
   readonly inserted: number
   readonly unchanged: number
+  readonly conflictCount: number
+  readonly errorCount: number
   readonly conflicts: ReadonlyArray<{ readonly key: RouteKey; readonly backend: string; readonly current: number }>
   readonly errors: ReadonlyArray<{ readonly key: RouteKey; readonly backend: string; readonly error: string }>
 }
 
+/** How many conflicts and errors an import report lists one by one (all are counted). */
+export const IMPORT_DETAILS = 1000
+
+/** Rows per SELECT + multi-row INSERT of an import. */
+export const IMPORT_CHUNK = 500
+
+/** An import in progress: `add` rows in any number of calls (one chunk in memory), then `report`. */
+export interface Importer {
+  readonly add: (rows: ReadonlyArray<ImportRow>) => Effect.Effect<void, StoreError>
+  readonly report: () => ImportReport
+}
+
 /**
  * Idempotent bulk import: a key without a row gets one; a key already on that backend is
- * unchanged; a key on another backend is a conflict (reported, not changed). Runs in chunks of
- * 500 (one SELECT and inserts per chunk); `progress(done, total)` after each chunk.
+ * unchanged; a key on another backend is a conflict (reported, not changed). Each chunk of
+ * {@link IMPORT_CHUNK} rows is one SELECT and one multi-row insert-or-ignore in a transaction (a
+ * row a daemon inserted in between is kept; the report counts it as inserted).
  */
-export const importMappings = (strategy: Strategy, rows: ReadonlyArray<ImportRow>, progress: (done: number, total: number) => void = () => {}) =>
+export const importer = (strategy: Strategy) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const col = keyColumn(strategy)
@@ -266,38 +309,61 @@ export const importMappings = (strategy: Strategy, rows: ReadonlyArray<ImportRow
     const byName = new Map<string, number>()
     for (const b of backends) byName.set(String(b.id), b.id)
     for (const b of backends) byName.set(b.hostname, b.id)
+    let total = 0
     let inserted = 0
     let unchanged = 0
+    let conflictCount = 0
+    let errorCount = 0
     const conflicts: Array<{ key: RouteKey; backend: string; current: number }> = []
     const errors: Array<{ key: RouteKey; backend: string; error: string }> = []
-    const CHUNK = 500
-    for (let i = 0; i < rows.length; i += CHUNK) {
-      const chunk = rows.slice(i, i + CHUNK)
-      const keys = [...new Set(chunk.map((r) => r.key))]
-      const existing = yield* sql<{ k: string | number; b: number | string }>`SELECT ${sql(col)} AS k, backend_id AS b FROM user_backend
-        WHERE ${sql.in(col, keys)}`.pipe(wrap("read mappings"))
-      const current = new Map<string, number>(existing.map((r) => [String(r.k), Number(r.b)]))
-      const toInsert: Array<{ key: RouteKey; id: number }> = []
-      for (const r of chunk) {
-        const id = byName.get(r.backend)
-        if (id === undefined) {
-          errors.push({ key: r.key, backend: r.backend, error: "unknown backend" })
-          continue
-        }
-        const cur = current.get(String(r.key))
-        if (cur === undefined) {
-          current.set(String(r.key), id)
-          toInsert.push({ key: r.key, id })
-        } else if (cur === id) unchanged++
-        else conflicts.push({ key: r.key, backend: r.backend, current: cur })
-      }
-      if (toInsert.length > 0) {
-        yield* sql.withTransaction(Effect.forEach(toInsert, (t) => insertIgnoreStatement(sql, strategy, t.key, t.id), { discard: true })).pipe(
-          wrap("insert mappings")
-        )
-        inserted += toInsert.length
-      }
-      progress(Math.min(rows.length, i + CHUNK), rows.length)
+    const insertChunk = (toInsert: ReadonlyArray<{ key: RouteKey; id: number }>) => {
+      const values = sql.insert(toInsert.map((t) => ({ backend_id: t.id, [col]: t.key })))
+      return sql.onDialectOrElse({
+        mysql: () => sql`INSERT INTO user_backend ${values} ON DUPLICATE KEY UPDATE ${sql(col)} = ${sql(col)}`,
+        orElse: () => sql`INSERT INTO user_backend ${values} ON CONFLICT DO NOTHING`
+      })
     }
-    return { total: rows.length, inserted, unchanged, conflicts, errors } satisfies ImportReport
+    const addChunk = (chunk: ReadonlyArray<ImportRow>) =>
+      Effect.gen(function*() {
+        const keys = [...new Set(chunk.map((r) => r.key))]
+        const existing = yield* sql<{ k: string | number; b: number | string }>`SELECT ${sql(col)} AS k, backend_id AS b FROM user_backend
+          WHERE ${sql.in(col, keys)}`.pipe(wrap("read mappings"))
+        const current = new Map<string, number>(existing.map((r) => [String(r.k), Number(r.b)]))
+        const toInsert: Array<{ key: RouteKey; id: number }> = []
+        for (const r of chunk) {
+          total++
+          const id = byName.get(r.backend)
+          if (id === undefined) {
+            if (errorCount++ < IMPORT_DETAILS) errors.push({ key: r.key, backend: r.backend, error: "unknown backend" })
+            continue
+          }
+          const cur = current.get(String(r.key))
+          if (cur === undefined) {
+            current.set(String(r.key), id)
+            toInsert.push({ key: r.key, id })
+          } else if (cur === id) unchanged++
+          else if (conflictCount++ < IMPORT_DETAILS) conflicts.push({ key: r.key, backend: r.backend, current: cur })
+        }
+        if (toInsert.length > 0) {
+          yield* sql.withTransaction(insertChunk(toInsert)).pipe(wrap("insert mappings"))
+          inserted += toInsert.length
+        }
+      })
+    const add = (rows: ReadonlyArray<ImportRow>): Effect.Effect<void, StoreError> =>
+      Effect.gen(function*() {
+        for (let i = 0; i < rows.length; i += IMPORT_CHUNK) yield* addChunk(rows.slice(i, i + IMPORT_CHUNK))
+      })
+    const report = (): ImportReport => ({ total, inserted, unchanged, conflictCount, errorCount, conflicts, errors })
+    return { add, report } satisfies Importer
+  })
+
+/** {@link importer} over an array; `progress(done, total)` after each chunk. */
+export const importMappings = (strategy: Strategy, rows: ReadonlyArray<ImportRow>, progress: (done: number, total: number) => void = () => {}) =>
+  Effect.gen(function*() {
+    const imp = yield* importer(strategy)
+    for (let i = 0; i < rows.length; i += IMPORT_CHUNK) {
+      yield* imp.add(rows.slice(i, i + IMPORT_CHUNK))
+      progress(Math.min(rows.length, i + IMPORT_CHUNK), rows.length)
+    }
+    return imp.report()
   })

@@ -116,6 +116,9 @@ export const assertNoDuplicates = (strategy: Strategy) =>
   Effect.gen(function*() {
     const exists = yield* checkVariant(strategy)
     if (!exists) return
+    // with migration 0002's unique index no key can have two rows: skip the scan of every row
+    // (it ran at every admin command and daemon start)
+    if (yield* indexExists("user_backend", KEY_INDEX)) return
     const dups = yield* findDuplicates(strategy, DUPLICATES_SHOWN)
     if (dups.length > 0) return yield* new SchemaError({ reason: "Duplicates", detail: duplicatesMessage(strategy, dups) })
   })

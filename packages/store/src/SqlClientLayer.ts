@@ -1,12 +1,11 @@
 /**
  * The `@effect/sql` client for a store URL: SQLite (better-sqlite3, WAL), PostgreSQL (pg) or
- * MySQL/MariaDB (mysql2), each with a bounded pool and a connect timeout.
+ * MySQL/MariaDB (mysql2), each with a bounded pool and a connect timeout. Each driver is loaded when
+ * its layer is built, so a process loads only the one its store URL names (an admin command's
+ * start-up time).
  *
  * @since 0.1.0
  */
-import * as MysqlClient from "@effect/sql-mysql2/MysqlClient"
-import * as PgClient from "@effect/sql-pg/PgClient"
-import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Duration, Effect, Layer, Redacted } from "effect"
 import * as fs from "node:fs"
@@ -28,27 +27,32 @@ export interface ClientOptions {
   readonly mustExist?: boolean
 }
 
+/** Load a driver module; a missing or broken driver is a store that cannot be opened. */
+const loadDriver = <M>(name: string, load: () => Promise<M>) =>
+  Effect.tryPromise({ try: load, catch: (e) => new StoreError({ reason: "Unavailable", detail: `cannot load the ${name} driver: ${String(e)}` }) })
+
 const sqliteLayer = (filename: string, group: SqliteGroup, options: ClientOptions) => {
   const busyMs = Duration.toMillis(Duration.decode(options.connectTimeout ?? "5 seconds"))
   return Layer.unwrapEffect(
-    Effect.try({
-      try: () => {
-        if (options.mustExist === true) {
-          if (filename !== ":memory:" && !fs.existsSync(filename)) {
-            throw new StoreError({
-              reason: "Unavailable",
-              detail: `no SQLite database at ${filename} (check --store / the store setting; \`doveroute migrate\` creates a new one)`
-            })
+    Effect.flatMap(loadDriver("SQLite", () => import("@effect/sql-sqlite-node/SqliteClient")), (SqliteClient) =>
+      Effect.try({
+        try: () => {
+          if (options.mustExist === true) {
+            if (filename !== ":memory:" && !fs.existsSync(filename)) {
+              throw new StoreError({
+                reason: "Unavailable",
+                detail: `no SQLite database at ${filename} (check --store / the store setting; \`doveroute migrate\` creates a new one)`
+              })
+            }
+            // looking only: open read-only and leave the journal mode as it is (no write at all)
+            return SqliteClient.layer({ filename, readonly: true, disableWAL: true })
           }
-          // looking only: open read-only and leave the journal mode as it is (no write at all)
-          return SqliteClient.layer({ filename, readonly: true, disableWAL: true })
-        }
-        // private modes for what we create (SqliteFiles.ts)
-        prepareSqliteFiles(filename, group)
-        return SqliteClient.layer({ filename })
-      },
-      catch: (e) => e instanceof StoreError ? e : new StoreError({ reason: "Unavailable", detail: (e as Error).message })
-    })
+          // private modes for what we create (SqliteFiles.ts)
+          prepareSqliteFiles(filename, group)
+          return SqliteClient.layer({ filename })
+        },
+        catch: (e) => e instanceof StoreError ? e : new StoreError({ reason: "Unavailable", detail: (e as Error).message })
+      }))
   ).pipe(
     Layer.tap((ctx) => {
       const sql = ctx.unsafeMap.get(SqlClient.SqlClient.key) as SqlClient.SqlClient
@@ -94,35 +98,39 @@ export const layer = (store: StoreUrl, options: ClientOptions = {}): Layer.Layer
         Layer.catchAll((e) => Layer.fail(e instanceof StoreError ? e : new StoreError({ reason: "Unavailable", detail: String(e) })))
       ) as Layer.Layer<SqlClient.SqlClient, StoreError>
     case "Pg":
-      return PgClient.layer({
-        url: store.url,
-        connectTimeout,
-        maxConnections,
-        idleTimeout: "30 seconds",
-        applicationName: "doveroute"
-      }).pipe(
-        Layer.mapError(classifySqlError("connect to PostgreSQL"))
+      return Layer.unwrapEffect(
+        Effect.map(loadDriver("PostgreSQL", () => import("@effect/sql-pg/PgClient")), (PgClient) =>
+          PgClient.layer({
+            url: store.url,
+            connectTimeout,
+            maxConnections,
+            idleTimeout: "30 seconds",
+            applicationName: "doveroute"
+          }).pipe(
+            Layer.mapError(classifySqlError("connect to PostgreSQL"))
+          ))
       )
     case "Mysql": {
       const max = Math.max(2, maxConnections)
       // the URL form of MysqlClient ignores poolConfig, so pass the fields
       return Layer.unwrapEffect(
-        Effect.try({
-          try: () =>
-            MysqlClient.layer({
-              ...mysqlFields(store.url),
-              maxConnections: max,
-              connectionTTL: "60 seconds",
-              poolConfig: {
-                connectTimeout: Duration.toMillis(connectTimeout),
-                maxIdle: max,
-                queueLimit: max * MYSQL_QUEUE_PER_CONNECTION,
-                enableKeepAlive: true,
-                keepAliveInitialDelay: 10_000
-              }
-            }),
-          catch: (e) => new StoreError({ reason: "Unavailable", detail: `MySQL URL: ${(e as Error).message}` })
-        })
+        Effect.flatMap(loadDriver("MySQL", () => import("@effect/sql-mysql2/MysqlClient")), (MysqlClient) =>
+          Effect.try({
+            try: () =>
+              MysqlClient.layer({
+                ...mysqlFields(store.url),
+                maxConnections: max,
+                connectionTTL: "60 seconds",
+                poolConfig: {
+                  connectTimeout: Duration.toMillis(connectTimeout),
+                  maxIdle: max,
+                  queueLimit: max * MYSQL_QUEUE_PER_CONNECTION,
+                  enableKeepAlive: true,
+                  keepAliveInitialDelay: 10_000
+                }
+              }),
+            catch: (e) => new StoreError({ reason: "Unavailable", detail: `MySQL URL: ${(e as Error).message}` })
+          }))
       ).pipe(
         Layer.mapError((e) =>
           e._tag === "SqlError"

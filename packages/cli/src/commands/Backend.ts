@@ -4,7 +4,7 @@
  * @since 0.1.0
  */
 import { Args, Command, Options } from "@effect/cli"
-import { SettingValues } from "@doveroute/daemon"
+import * as SettingValues from "@doveroute/daemon/SettingValues"
 import { AdminOps, Operations } from "@doveroute/store"
 import { Effect, Option } from "effect"
 import { validated } from "../CommonOptions.js"

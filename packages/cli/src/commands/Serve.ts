@@ -4,9 +4,8 @@
  * @since 0.1.0
  */
 import { Command, Options } from "@effect/cli"
-import { daemonLayer, Logging, Secrets, SettingValues } from "@doveroute/daemon"
-import { SqliteFiles } from "@doveroute/store"
-import { Array as Arr, Effect, Layer, Option } from "effect"
+import * as SettingValues from "@doveroute/daemon/SettingValues"
+import { Array as Arr, Effect, Option } from "effect"
 import { common, flagsFrom, settingsFrom, validated } from "../CommonOptions.js"
 
 const opt = {
@@ -118,23 +117,9 @@ export const serve = Command.make("serve", opt, (o) =>
     ] as const
     const load = settingsFrom(o, pairs)
     const settings = yield* load
-    // secrets on the command line: gone from /proc/<pid>/cmdline from here on, and a warning
-    const onArgv = Secrets.argvSecrets(flagsFrom(o, pairs))
-    if (onArgv.length > 0) process.title = Secrets.scrubbedTitle(process.argv)
-    const warnings = Effect.gen(function*() {
-      if (onArgv.length > 0) {
-        yield* Effect.logWarning(
-          "a secret was given on the command line: every local user could read it in ps while the daemon started; " +
-            "use a *_file setting, a systemd credential or a DOVEROUTE_* variable"
-        ).pipe(Effect.annotateLogs({ flags: onArgv.join(",") }))
-      }
-      for (const w of settings.secretWarnings ?? []) yield* Effect.logWarning(w)
-      const exposed = settings.store._tag === "Sqlite" ? SqliteFiles.sqliteExposure(settings.store.filename) : undefined
-      if (exposed !== undefined) yield* Effect.logWarning(exposed)
-    })
-    // SIGHUP re-runs `load`: the config file and DOVEROUTE_* are read again, the flags stay
-    return yield* Effect.zipRight(warnings, Layer.launch(daemonLayer(settings, { reload: load }))).pipe(
-      Effect.provide(Logging.reloadableLayer({ format: settings.logFormat, level: settings.logLevel }))
-    )
+    // SIGHUP re-runs `load`: the config file and DOVEROUTE_* are read again, the flags stay.
+    // ServeRun is loaded here, not at the top: admin commands never load the daemon and front-ends.
+    const { runDaemon } = yield* Effect.promise(() => import("./ServeRun.js"))
+    return yield* runDaemon(settings, load, flagsFrom(o, pairs))
   })
 ).pipe(Command.withDescription("run the routing daemon until SIGTERM (SIGHUP reloads the configuration)"))

@@ -1,0 +1,42 @@
+/**
+ * What `doveroute serve` runs once its settings are loaded: the daemon layer until SIGTERM. Its own
+ * module, loaded by `serve` alone through a dynamic import, so that the bundle keeps the daemon,
+ * the front-ends and the metrics out of every admin command's start-up.
+ *
+ * @since 0.1.0
+ */
+import { daemonLayer, type Settings } from "@doveroute/daemon"
+import * as Secrets from "@doveroute/daemon/Secrets"
+import * as Logging from "@doveroute/daemon/Logging"
+import { SqliteFiles } from "@doveroute/store"
+import { Effect, Layer } from "effect"
+
+/** The start-up warnings: secrets given on the command line (then blanked from ps), weak secret files, an exposed store. */
+const startWarnings = (settings: Settings, flags: Parameters<typeof Secrets.argvSecrets>[0]) => {
+  const onArgv = Secrets.argvSecrets(flags)
+  if (onArgv.length > 0) process.title = Secrets.scrubbedTitle(process.argv)
+  return Effect.gen(function*() {
+    if (onArgv.length > 0) {
+      yield* Effect.logWarning(
+        "a secret was given on the command line: every local user could read it in ps while the daemon started; " +
+          "use a *_file setting, a systemd credential or a DOVEROUTE_* variable"
+      ).pipe(Effect.annotateLogs({ flags: onArgv.join(",") }))
+    }
+    for (const w of settings.secretWarnings ?? []) yield* Effect.logWarning(w)
+    const exposed = settings.store._tag === "Sqlite" ? SqliteFiles.sqliteExposure(settings.store.filename) : undefined
+    if (exposed !== undefined) yield* Effect.logWarning(exposed)
+  })
+}
+
+/**
+ * Run the daemon for `settings`; SIGHUP re-runs `reload` (config file + env + the same flags).
+ * `flags` are the command-line flags given, checked for secrets.
+ */
+export const runDaemon = (
+  settings: Settings,
+  reload: Effect.Effect<Settings, unknown>,
+  flags: Parameters<typeof Secrets.argvSecrets>[0]
+) =>
+  Effect.zipRight(startWarnings(settings, flags), Layer.launch(daemonLayer(settings, { reload }))).pipe(
+    Effect.provide(Logging.reloadableLayer({ format: settings.logFormat, level: settings.logLevel }))
+  )
