@@ -1,5 +1,6 @@
 /**
- * The `@effect/sql` client for a store URL: SQLite (better-sqlite3, WAL), PostgreSQL (pg) or
+ * The `@effect/sql` client for a store URL: SQLite (better-sqlite3; the journal mode as found, see
+ * Journal.ts), PostgreSQL (pg) or
  * MySQL/MariaDB (mysql2), each with a bounded pool and a connect timeout.
  *
  * @since 0.1.0
@@ -29,7 +30,8 @@ const sqliteLayer = (filename: string, options: ClientOptions) => {
     Effect.try({
       try: () => {
         if (filename !== ":memory:") fs.mkdirSync(path.dirname(path.resolve(filename)), { recursive: true })
-        return SqliteClient.layer({ filename })
+        // never switch the file to WAL on open: the journal mode is the operator's (Journal.ts)
+        return SqliteClient.layer({ filename, disableWAL: true })
       },
       catch: (e) => new StoreError({ reason: "Unavailable", detail: `cannot create directory for ${filename}: ${String(e)}` })
     })
