@@ -219,7 +219,7 @@ describe("faults (daemon child)", () => {
     })()
     await sleep(500)
     const lockDb = new Database(file)
-    lockDb.exec("BEGIN EXCLUSIVE")
+    lockDb.exec("BEGIN IMMEDIATE") // the write lock (readers go on in either journal mode)
     lockedAt = Date.now()
     await sleep(3000)
     lockDb.exec("COMMIT")
