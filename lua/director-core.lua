@@ -189,12 +189,18 @@ return function(VARIANT, SCRIPT_PATH)
       qcol = '"' .. col .. '"'
     end
     c.sql = {
-      lookup = "SELECT user_backend.backend_id AS bid, backends.hostname AS hostname, " ..
+      -- live: 0 when backend_id names no backends row (not a NULL test: LuaDBI's
+      -- MySQL driver on Debian 12 returned a non-nil value for NULL backends.id)
+      lookup = "SELECT user_backend.backend_id AS bid, " ..
+               "CASE WHEN backends.id IS NULL THEN 0 ELSE 1 END AS live, backends.hostname AS hostname, " ..
                "backends.hostip AS hostip FROM user_backend " ..
                "LEFT JOIN backends ON backends.id = user_backend.backend_id " ..
                "WHERE user_backend." .. qcol .. " = ?",
       candidates = "SELECT id, hostname, hostip FROM backends WHERE state = 0",
       insert = "INSERT INTO user_backend (backend_id, " .. qcol .. ") VALUES (?, ?)",
+      -- a row naming a deleted backend is replaced in one compare-and-set statement
+      replace = "UPDATE user_backend SET backend_id = ? WHERE " .. qcol .. " = ? " ..
+                "AND backend_id = ? AND NOT EXISTS (SELECT 1 FROM backends WHERE id = ?)",
     }
     return c
   end
@@ -367,7 +373,16 @@ return function(VARIANT, SCRIPT_PATH)
     if rows == nil then
       return R.PASSDB_RESULT_INTERNAL_FAILURE, "backend lookup for " .. tostring(key) .. " failed: " .. err
     end
-    local row = rows[#rows]
+    -- The last row naming an existing backend wins; a row naming a deleted
+    -- backend (no match in the join) counts as no row and is replaced.
+    local row, dead = nil, nil
+    for _, r in ipairs(rows) do
+      if tonumber(r.live) == 1 then
+        row = r
+      else
+        dead = as_id(r.bid)
+      end
+    end
 
     if row == nil then
       req:log_debug("no mapping for " .. tostring(key))
@@ -384,17 +399,33 @@ return function(VARIANT, SCRIPT_PATH)
       local bid = as_id(pick.id)
       req:log_debug(string.format("mapping %s to %s", tostring(key), tostring(bid)))
       local ok
-      ok, err = exec(req, "insert", false, bid, key)
+      if dead ~= nil then
+        req:log_info(string.format("%s is mapped to backend %s, which no longer exists; replacing the row",
+          tostring(key), tostring(dead)))
+        ok, err = exec(req, "replace", false, bid, key, dead, dead)
+        if not ok then
+          return R.PASSDB_RESULT_INTERNAL_FAILURE, "replacing the row of " .. tostring(key) .. " failed: " .. err
+        end
+        -- another lookup may have replaced it first: read what is stored now
+        ok = false
+      else
+        ok, err = exec(req, "insert", false, bid, key)
+        if not ok then
+          req:log_info(string.format("map update for %s failed: %s; reading the mapping again",
+            tostring(key), tostring(err)))
+        end
+      end
       if ok then
         row = { bid = bid, hostname = pick.hostname, hostip = pick.hostip }
       else
-        req:log_info(string.format("map update for %s failed: %s; reading the mapping again",
-          tostring(key), tostring(err)))
         rows, err = exec(req, "lookup", true, key)
         if rows == nil then
           return R.PASSDB_RESULT_INTERNAL_FAILURE, "backend re-read for " .. tostring(key) .. " failed: " .. err
         end
-        row = rows[#rows]
+        row = nil
+        for _, r in ipairs(rows) do
+          if tonumber(r.live) == 1 then row = r end
+        end
         if row == nil then
           return R.PASSDB_RESULT_INTERNAL_FAILURE,
             "could not store a backend for " .. tostring(key) .. " and none is stored"
@@ -405,8 +436,7 @@ return function(VARIANT, SCRIPT_PATH)
     local bid = as_id(row.bid)
     if not nonempty(row.hostname) then
       return R.PASSDB_RESULT_INTERNAL_FAILURE,
-        string.format("%s is mapped to backend %s, which has no hostname (missing backends row?)",
-          tostring(key), tostring(bid))
+        string.format("%s is mapped to backend %s, which has no hostname", tostring(key), tostring(bid))
     end
     req:log_debug(string.format("%s has backend %s", tostring(key), tostring(bid)))
 

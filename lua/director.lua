@@ -20,8 +20,10 @@ TABLES (the published scripts' own)
 LOOKUP
   key = req.user (mapping) or crc32(seed 120254, req.user bytes) & 0xFFFF (shard)
   1. read the key's row from user_backend (joined to backends)
-  2. none: pick uniformly at random among backends with state = 0, INSERT;
-     if the INSERT fails, read again (another login may have won a race);
+  2. none, or only a row naming a deleted backend: pick uniformly at random
+     among backends with state = 0, INSERT (or UPDATE the dead row, so the
+     key never has two rows); if that fails, read again (another login may
+     have won a race);
      still nothing -> internal failure (temp_fail). No state = 0 backend ->
      internal failure "no backend with state = 0 available".
   3. reply (a new table per request):

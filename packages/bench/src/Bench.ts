@@ -29,6 +29,7 @@ import { CpuMeter, memInfo } from "./ProcStats.js"
 import { formatProfile, monotonicUs, type ProfileSummary, summarizeProfile } from "./Profile.js"
 import {
   addBackends,
+  doverouteCli,
   authSocketSupported,
   BUNDLE,
   ensureBundle,
@@ -55,6 +56,10 @@ export interface BenchOptions {
   readonly groups: ReadonlySet<Group>
   /** Also run Dovecot with the Lua passdb in the auth process (`blocking=no`). */
   readonly luaInProcess: boolean
+  /** `--lua-script FILE`: the passdb script of the Dovecot + Lua cases instead of lua/director.lua. */
+  readonly luaScript?: string
+  /** `--sqlite-journal wal`: switch the SQLite store to WAL (`doveroute migrate --journal wal`) before the runs. */
+  readonly sqliteJournal?: "wal" | "delete"
   readonly memoryUsers: number
   readonly memoryLookups: number
   /** Which load the `profile` group profiles. */
@@ -62,6 +67,10 @@ export interface BenchOptions {
   readonly outDir: string
   readonly log: (line: string) => void
 }
+
+/** The Lua passdb script the Dovecot + Lua cases run, as the report names it. */
+export const luaScriptName = (o: { readonly luaScript?: string | undefined }): string =>
+  o.luaScript === undefined ? "lua/director.lua" : `${o.luaScript} (--lua-script)`
 
 export type ServerKind = "doveroute" | "dovecot-lua" | "dovecot-lua-inproc" | "bare"
 export type StoreKind = "sqlite" | "postgres" | "mysql" | "-"
@@ -319,6 +328,10 @@ async function phaseSqlite(ctx: Ctx): Promise<void> {
   const store = `sqlite:${file}`
   o.log(`SQLite store ${file}`)
   ctx.expected = await prepareStore(ctx, store, { kind: "sqlite", file })
+  if (o.sqliteJournal !== undefined) await doverouteCli(["migrate", "--store", store, "--journal", o.sqliteJournal])
+  const journal = o.sqliteJournal ?? "delete"
+  o.log(`  SQLite journal mode: ${journal}`)
+  ctx.report.notes.push(`SQLite store journal mode: ${journal}${o.sqliteJournal === undefined ? " (as doveroute leaves it; --sqlite-journal wal to compare)" : ""}`)
   if (o.groups.has("sqlite")) {
     await guarded(ctx, "doveroute on SQLite", async () => {
       const dictSocket = tmp.join("dict.sock")
@@ -356,10 +369,15 @@ async function phaseSqlite(ctx: Ctx): Promise<void> {
   const variants: Array<boolean> = o.luaInProcess ? [false, true] : [false]
   for (const inProcess of variants) {
     await guarded(ctx, inProcess ? "Dovecot + Lua (blocking=no)" : "Dovecot + Lua", async () => {
-      const dc = await startDovecotLua({ dir: tmp.join(inProcess ? "dl2" : "dl"), dbFile: file, inProcess })
+      const dc = await startDovecotLua({
+        dir: tmp.join(inProcess ? "dl2" : "dl"),
+        dbFile: file,
+        inProcess,
+        ...(o.luaScript !== undefined ? { luaScript: o.luaScript } : {})
+      })
       try {
         const kind: ServerKind = inProcess ? "dovecot-lua-inproc" : "dovecot-lua"
-        o.log(`Dovecot 2.3 + lua/director.lua${inProcess ? " (blocking=no)" : ""} on the same SQLite file`)
+        o.log(`Dovecot 2.3 + ${luaScriptName(o)}${inProcess ? " (blocking=no)" : ""} on the same SQLite file`)
         await prewarm(ctx, "auth", dc.authSocket, ctx.expected)
         await series(ctx, dc, { server: kind, frontend: "auth", store: "sqlite" }, dc.authSocket, "warm", ctx.expected)
         if (!inProcess) await series(ctx, dc, { server: kind, frontend: "auth", store: "sqlite" }, dc.authSocket, "cold", ctx.expected, file)

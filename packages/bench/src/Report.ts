@@ -1,7 +1,7 @@
 /**
  * Text table, ratios and target checks for a {@link BenchReport}; the same figures go to JSON.
  */
-import type { BenchReport, Row } from "./Bench.js"
+import { type BenchReport, luaScriptName, type Row } from "./Bench.js"
 
 const label = (r: Row): string => {
   const server = r.server === "doveroute" ? "doveroute" : r.server === "bare" ? "bare node:net" : r.server === "dovecot-lua" ? "Dovecot+Lua" : "Dovecot+Lua blocking=no"
@@ -137,7 +137,7 @@ export function formatReport(report: BenchReport): string {
   const widths = head.map((_, i) => Math.max(...table.map((t) => t[i]!.length)))
   for (const t of table) out.push(t.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  "))
   out.push("")
-  out.push("×Lua = req/s ÷ Dovecot 2.3.19 + lua/director.lua (auth workers, Dovecot's default) on the same SQLite file, same temperature and connections;")
+  out.push(`×Lua = req/s ÷ Dovecot 2.3.19 + ${luaScriptName(report.options)} (auth workers, Dovecot's default) on the same SQLite file, same temperature and connections;`)
   if (inproc) out.push("×Lua nb = the same against Dovecot with the Lua passdb in the auth process (blocking=no; warm only).")
   out.push("×bare = req/s ÷ the bare node:net server at the same connections (same request lines, fixed reply of doveroute's auth reply size).")
   out.push("cpu µs/req = server CPU time (user+sys, all its processes; Dovecot: master and all children) per reply. Peak RSS: VmHWM")

@@ -174,7 +174,39 @@ export interface DovecotLuaOptions {
   readonly dbFile: string
   /** Lua in the auth process (`blocking=no`) instead of auth-workers (Dovecot's default, `blocking=yes`). */
   readonly inProcess?: boolean
+  /**
+   * Another passdb script to run instead of `lua/director.lua` (`--lua-script`), e.g. the published
+   * `director.lua` an operator runs today: loaded through {@link luaScriptWrapper}.
+   */
+  readonly luaScript?: string
 }
+
+/**
+ * The passdb entry point that runs an operator's own Lua director script on the bench's database
+ * (our code; the operator's script is loaded from its copy, never changed):
+ * - `DBI.Connect` is redirected to the bench's SQLite file, whatever driver and credentials the
+ *   script names (the published scripts hard-code a MySQL database), with `busy_timeout` 5000
+ *   (as our lua/director.lua's default) so that its SQLite statements wait for a lock as ours do;
+ * - a script that only defines the init hook `auth_passdb_init(args)`, which no released Dovecot
+ *   calls (docs/lua-director.md §5, defect 1), gets a `script_init()` that calls it with
+ *   `{ nopassword = "y" }` (its reply fields, like `extra_fields = "nopassword"` for ours).
+ */
+export const luaScriptWrapper = (script: string, dbFile: string): string => `-- written by the doveroute benchmark (--lua-script)
+local DBI = require "DBI"
+local connect = DBI.Connect
+DBI.Connect = function(...)
+  local dbh, err = connect("SQLite3", ${JSON.stringify(dbFile)})
+  if dbh ~= nil then DBI.Do(dbh, "PRAGMA busy_timeout = 5000") end
+  return dbh, err
+end
+dofile(${JSON.stringify(script)})
+if script_init == nil and auth_passdb_init ~= nil then
+  function script_init()
+    auth_passdb_init({ nopassword = "y" })
+    return 0
+  end
+end
+`
 
 /**
  * Real Dovecot 2.3.19, auth only (`protocols =`), `passdb lua` with a copy of `lua/director.lua`
@@ -185,14 +217,25 @@ export interface DovecotLuaOptions {
 export async function startDovecotLua(o: DovecotLuaOptions): Promise<Server & { readonly authSocket: string }> {
   fs.mkdirSync(o.dir, { recursive: true, mode: 0o755 })
   fs.chmodSync(o.dir, 0o755)
-  // every lua/*.lua (director.lua loads its siblings, e.g. director-core.lua, from its own directory)
-  for (const f of fs.readdirSync(LUA_DIR).filter((n) => n.endsWith(".lua"))) {
-    fs.copyFileSync(path.join(LUA_DIR, f), path.join(o.dir, f))
-    fs.chmodSync(path.join(o.dir, f), 0o644)
+  // every *.lua beside the script (director.lua loads its siblings, e.g. director-core.lua, from its own directory)
+  const srcDir = o.luaScript !== undefined ? path.dirname(path.resolve(o.luaScript)) : LUA_DIR
+  const copyDir = o.luaScript !== undefined ? path.join(o.dir, "script") : o.dir
+  fs.mkdirSync(copyDir, { recursive: true, mode: 0o755 })
+  for (const f of fs.readdirSync(srcDir).filter((n) => n.endsWith(".lua"))) {
+    fs.copyFileSync(path.join(srcDir, f), path.join(copyDir, f))
+    fs.chmodSync(path.join(copyDir, f), 0o644)
   }
-  const script = path.join(o.dir, "director.lua")
-  fs.writeFileSync(path.join(o.dir, "director.conf"), `driver = SQLite3\ndatabase = ${o.dbFile}\nproxy_flag = proxy\nextra_fields = "nopassword"\n`)
-  fs.chmodSync(path.join(o.dir, "director.conf"), 0o644)
+  const copied = path.join(copyDir, o.luaScript !== undefined ? path.basename(o.luaScript) : "director.lua")
+  // settings for scripts that read `<script>.conf` (ours); others ignore it
+  const conf = copied.replace(/\.lua$/, "") + ".conf"
+  fs.writeFileSync(conf, `driver = SQLite3\ndatabase = ${o.dbFile}\nproxy_flag = proxy\nextra_fields = "nopassword"\n`)
+  fs.chmodSync(conf, 0o644)
+  let script = copied
+  if (o.luaScript !== undefined) {
+    script = path.join(o.dir, "bench-entry.lua")
+    fs.writeFileSync(script, luaScriptWrapper(copied, o.dbFile))
+    fs.chmodSync(script, 0o644)
+  }
   // the auth process (uid dovecot) and the workers (root) open the file, its -wal/-shm and the directory
   fs.chmodSync(path.dirname(o.dbFile), 0o777)
   for (const s of ["", "-wal", "-shm"]) {

@@ -24,6 +24,11 @@ const USAGE = `usage:
     --memory-users N        users inserted for the memory check (default 1000000)
     --memory-lookups N      users looked up (default 100000)
     --no-lua-inproc         leave out Dovecot with the Lua passdb in the auth process (blocking=no)
+    --lua-script FILE       the Dovecot+Lua cases run FILE (e.g. the published director.lua you run today)
+                            instead of lua/director.lua: its DBI.Connect goes to the bench's SQLite file,
+                            auth_passdb_init(args) is called from script_init (see packages/bench/README.md)
+    --sqlite-journal wal    switch the SQLite store to WAL first (doveroute migrate --journal wal); default: the
+                            rollback journal doveroute leaves
     --profile               also profile the daemon (node --cpu-prof) under the warm SQLite load at the top level
     --profile-cold          the same under first-time users
     --no-build              do not rebuild a stale bundle
@@ -32,6 +37,24 @@ const USAGE = `usage:
     --connections N  --depth N  --duration S  --warmup S  --users N  --user-prefix P
     --new-share X (0..1 first-time users)  --hosts h1,h2 (valid hosts)  --reply LINE (line mode)
     --sequential (each user once)  --password P`
+
+/** The `--lua-script` file as an absolute path; a missing or unreadable file is a usage error. */
+const checkedLuaScript = (file: string): string => {
+  // npm runs the script in the repository root; INIT_CWD is where `npm run bench` was typed
+  const abs = path.resolve(process.env["INIT_CWD"] ?? process.cwd(), file)
+  try {
+    fs.accessSync(abs, fs.constants.R_OK)
+  } catch {
+    throw new Error(`--lua-script ${file}: cannot read ${abs}`)
+  }
+  if (!fs.statSync(abs).isFile()) throw new Error(`--lua-script ${file}: not a file`)
+  return abs
+}
+
+const checkedJournal = (v: string): "wal" | "delete" => {
+  if (v !== "wal" && v !== "delete") throw new Error(`--sqlite-journal ${v}: use wal or delete`)
+  return v
+}
 
 async function main(argv: Array<string>): Promise<number> {
   if (argv[0] === "load") return load(argv.slice(1))
@@ -50,6 +73,8 @@ async function main(argv: Array<string>): Promise<number> {
       "memory-users": { type: "string" },
       "memory-lookups": { type: "string" },
       "no-lua-inproc": { type: "boolean", default: false },
+      "lua-script": { type: "string" },
+      "sqlite-journal": { type: "string" },
       profile: { type: "boolean", default: false },
       "profile-cold": { type: "boolean", default: false },
       "no-build": { type: "boolean", default: false },
@@ -86,6 +111,8 @@ async function main(argv: Array<string>): Promise<number> {
     build: !values["no-build"],
     groups,
     luaInProcess: !values["no-lua-inproc"] && !quick,
+    ...(values["lua-script"] !== undefined ? { luaScript: checkedLuaScript(values["lua-script"]) } : {}),
+    ...(values["sqlite-journal"] !== undefined ? { sqliteJournal: checkedJournal(values["sqlite-journal"]) } : {}),
     memoryUsers: num(values["memory-users"], 1_000_000),
     memoryLookups: num(values["memory-lookups"], 100_000),
     profile,

@@ -68,6 +68,13 @@ describe.each(ADMIN_STORES)("admin CLI on %s", { timeout: 400_000 }, (kind) => {
     expect(await s.json(["user", "unassign", "bob"])).toMatchObject({ removed: true, backendIds: [1] })
     expect(await s.json(["user", "unassign", "bob"])).toMatchObject({ removed: false })
     expect((await s.json(["user", "show", "bob"])).mapped).toBe(false)
+
+    // a row naming a deleted backend: shown as such, the next login replaces it
+    await s.sql(`INSERT INTO user_backend (backend_id, "user") VALUES (77, 'ghost')`)
+    expect(await s.json(["user", "show", "ghost"])).toMatchObject({ mapped: false, rows: [77], backend: null })
+    const text = await s.cli(["user", "show", "ghost"])
+    expect(text.stdout).toContain("row: ghost -> backend 77, which does not exist: the next login replaces it, on one of: b1.test, b2.test")
+    await s.sql(`DELETE FROM user_backend WHERE "user" = 'ghost'`)
   })
 
   it("two concurrent moves of one user: one succeeds, the other fails with try again (exit 75)", async () => {

@@ -218,13 +218,20 @@ scenario("shard keys: the documented vectors, and two names with one shard share
   expect(by.fields.filter((f) => !f.startsWith("user="))).toEqual(bx.fields.filter((f) => !f.startsWith("user=")))
 }, (c) => c.variant === "shard")
 
-scenario("a row pointing at a backend id that does not exist: both sides temp_fail (the published script answered OK without host)", async (c, proxy, db) => {
-  await resetDb(db(), { rows: [[c.variant === "shard" ? shardOf("ghost") : "ghost", 77]] })
-  const [lt, dt] = await Promise.all([authTest(proxy(), "lua", "ghost"), authTest(proxy(), "dr", "ghost")])
-  expect(lt.rc, lt.fields.join(" ")).not.toBe(0)
-  expect(lt.fields).toContain("code=temp_fail")
-  expect(dt).toEqual(lt)
-  expect(await rowsOf(db())).toEqual([`${c.variant === "shard" ? shardOf("ghost") : "ghost"}→77`])
+scenario("a row pointing at a backend id that does not exist: each side places the user anew on a state=0 backend, replacing the row (one row); the other side then reads it", async (c, proxy, db) => {
+  const key = (u: string) => (c.variant === "shard" ? shardOf(u) : u)
+  await resetDb(db(), { rows: [[key("ghost"), 77], [key("ghost2"), 78]] })
+  for (const [user, first, second] of [["ghost", "lua", "dr"], ["ghost2", "dr", "lua"]] as const) {
+    const a = await authTest(proxy(), first, user)
+    expect(a.rc, `${c.label} ${first} ${user}: ${a.fields.join(" ")}`).toBe(0)
+    const rows = await rowsFor(db(), user)
+    expect(rows, `${c.label} ${user}: rows after ${first}`).toHaveLength(1)
+    expect(UP.has(rows[0]!), `${c.label} ${user}: placed on backend ${rows[0]}`).toBe(true)
+    expect(backendOf(a.fields)?.id).toBe(rows[0])
+    const b = await authTest(proxy(), second, user)
+    expect(b, `${c.label} ${second} ${user}`).toEqual(a)
+    expect(await rowsFor(db(), user)).toEqual(rows)
+  }
 })
 
 scenario("an INSERT that fails: both sides temp_fail and store nothing (no unstored random backend); the next new user works", async (c, proxy, db) => {

@@ -4,7 +4,8 @@
 //   once on an empty database are in store-multi-daemon.test.ts; in-process races on separate pools
 //   for all three are in packages/store/test/dialects.test.ts);
 // - on a database of the Lua scripts holding duplicate rows it fails with a message listing them and
-//   changes nothing (PostgreSQL, MariaDB).
+//   changes nothing (PostgreSQL, MariaDB);
+// - `--journal wal|delete` switches a SQLite file's journal mode and reports it; other stores refuse it.
 import { describe, expect, it } from "vitest"
 import { freshMysql, freshPostgres, freshSqlite, makeTempDir, runCli, type FreshDatabase } from "@doveroute/testkit"
 import { Migrations } from "@doveroute/store"
@@ -32,6 +33,39 @@ describe.concurrent.each(KINDS.slice(0, 1))("doveroute migrate on %s", (name, fr
       }
     } finally {
       await db?.drop()
+      await tmp.cleanup()
+    }
+  })
+})
+
+describe("doveroute migrate --journal", () => {
+  it("SQLite: --journal wal, then --journal delete, each reported; PostgreSQL: refused (exit 1)", async () => {
+    const tmp = makeTempDir()
+    let db: FreshDatabase | undefined
+    let pg: FreshDatabase | undefined
+    try {
+      db = await freshSqlite(tmp.path)
+      const run = async (args: ReadonlyArray<string>) => {
+        const r = await runCli(["migrate", "--store", db!.url, "--json", ...args], { timeoutMs: 100_000 })
+        expect(r.code, `${r.stdout}${r.stderr}`).toBe(0)
+        return JSON.parse(r.stdout.trim().split("\n").pop()!) as { journal_mode?: string }
+      }
+      // a store doveroute creates starts in WAL, recorded as chosen
+      expect((await run([])).journal_mode).toBe("wal")
+      expect((await run(["--journal", "delete"])).journal_mode).toBe("delete")
+      expect((await run([])).journal_mode, "the rollback journal is kept once chosen").toBe("delete")
+      expect((await run(["--journal", "wal"])).journal_mode).toBe("wal")
+      expect((await run([])).journal_mode, "a chosen WAL is kept").toBe("wal")
+      expect((await run(["--journal", "delete"])).journal_mode).toBe("delete")
+      const bad = await runCli(["migrate", "--store", db.url, "--journal", "memory"], { timeoutMs: 100_000 })
+      expect(bad.code).toBe(2)
+      pg = await freshPostgres()
+      const r = await runCli(["migrate", "--store", pg.url, "--journal", "wal"], { timeoutMs: 100_000 })
+      expect(r.code).toBe(1)
+      expect(r.stderr).toContain("SQLite stores only")
+    } finally {
+      await db?.drop()
+      await pg?.drop()
       await tmp.cleanup()
     }
   })

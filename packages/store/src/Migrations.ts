@@ -12,7 +12,9 @@
  *
  * Duplicate rows (one user on several backends, possible with the scripts' documented key) are
  * **reported, not fixed**: {@link migrate} checks for them before any step and fails listing them,
- * leaving the database exactly as it was.
+ * leaving the database exactly as it was. The one exception is a row naming a deleted backend
+ * beside another row of the same key (what the scripts leave when a backend was deleted by hand:
+ * they place the user anew and add a row): that row is removed and logged.
  *
  * Migrations run through `@effect/sql` `Migrator` with the table `doveroute_migrations`, under a
  * per-database lock so that processes starting together (two daemons, `serve` + `migrate`) do not
@@ -23,19 +25,13 @@
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { Strategy } from "@doveroute/routing"
-import { Clock, Data, Effect } from "effect"
+import { Clock, Effect } from "effect"
 import { createBackends, createUserBackend, indexExists, keyColumn, tableColumns } from "./Schema.js"
+import { settleJournal } from "./Journal.js"
 import { OPERATION_MIGRATIONS } from "./Operations.js"
+import { SchemaError } from "./SchemaError.js"
 
-/** The schema cannot be used as it is; the message says what to do. */
-export class SchemaError extends Data.TaggedError("SchemaError")<{
-  readonly reason: "WrongStrategy" | "Duplicates" | "MissingColumn" | "Migration" | "NeedsMigration"
-  readonly detail: string
-}> {
-  override get message(): string {
-    return this.detail
-  }
-}
+export { SchemaError } from "./SchemaError.js"
 
 const other = (s: Strategy): Strategy => (s === "shard" ? "mapping" : "shard")
 
@@ -81,21 +77,36 @@ const m0001 = (strategy: Strategy) =>
 export interface DuplicateKey {
   readonly key: string | number
   readonly backendIds: ReadonlyArray<number>
+  /** Those of `backendIds` that name no `backends` row (a backend deleted by hand). */
+  readonly deletedBackendIds: ReadonlyArray<number>
 }
 
-/** Key values that have more than one row (at most `limit`), with their backend ids. */
-export const findDuplicates = (strategy: Strategy, limit = 20) =>
+/**
+ * Key values with more than one row (at most `limit`), with their backend ids. `conflictsOnly`:
+ * only keys with more than one row naming an existing backend (rows naming deleted backends beside
+ * one live row are resolved by {@link removeDanglingDuplicates}).
+ */
+export const findDuplicates = (strategy: Strategy, limit = 20, conflictsOnly = false) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const col = sql(keyColumn(strategy))
-    const keys = yield* sql<{ k: string | number }>`SELECT ${col} AS k FROM user_backend
-      GROUP BY ${col} HAVING COUNT(*) > 1 ORDER BY ${col} LIMIT ${sql.literal(String(Math.max(1, Math.floor(limit))))}`
+    const lim = sql.literal(String(Math.max(1, Math.floor(limit))))
+    const keys = conflictsOnly
+      ? yield* sql<{ k: string | number }>`SELECT ub.${col} AS k FROM user_backend ub JOIN backends b ON b.id = ub.backend_id
+          GROUP BY ub.${col} HAVING COUNT(*) > 1 ORDER BY ub.${col} LIMIT ${lim}`
+      : yield* sql<{ k: string | number }>`SELECT ${col} AS k FROM user_backend
+          GROUP BY ${col} HAVING COUNT(*) > 1 ORDER BY ${col} LIMIT ${lim}`
     if (keys.length === 0) return [] as ReadonlyArray<DuplicateKey>
-    const rows = yield* sql<{ k: string | number; b: number | string }>`SELECT ${col} AS k, backend_id AS b FROM user_backend
-      WHERE ${sql.in(keyColumn(strategy), keys.map((r) => r.k))} ORDER BY ${col}, backend_id`
-    const byKey = new Map<string, { key: string | number; backendIds: Array<number> }>()
-    for (const r of keys) byKey.set(String(r.k), { key: strategy === "shard" ? Number(r.k) : r.k, backendIds: [] })
-    for (const r of rows) byKey.get(String(r.k))?.backendIds.push(Number(r.b))
+    const rows = yield* sql<{ k: string | number; b: number | string; live: number | string | null }>`SELECT ub.${col} AS k,
+      ub.backend_id AS b, b.id AS live FROM user_backend ub LEFT JOIN backends b ON b.id = ub.backend_id
+      WHERE ${sql.in(`ub.${keyColumn(strategy)}`, keys.map((r) => r.k))} ORDER BY ub.${col}, ub.backend_id`
+    const byKey = new Map<string, { key: string | number; backendIds: Array<number>; deletedBackendIds: Array<number> }>()
+    for (const r of keys) byKey.set(String(r.k), { key: strategy === "shard" ? Number(r.k) : r.k, backendIds: [], deletedBackendIds: [] })
+    for (const r of rows) {
+      const d = byKey.get(String(r.k))
+      d?.backendIds.push(Number(r.b))
+      if (r.live === null || r.live === undefined) d?.deletedBackendIds.push(Number(r.b))
+    }
     return [...byKey.values()] as ReadonlyArray<DuplicateKey>
   })
 
@@ -105,8 +116,53 @@ const DUPLICATES_SHOWN = 20
 export const duplicatesMessage = (strategy: Strategy, dups: ReadonlyArray<DuplicateKey>): string =>
   `user_backend holds more than one row for ${dups.length}${dups.length >= DUPLICATES_SHOWN ? "+" : ""} ` +
   `${strategy === "shard" ? "shard(s)" : "user(s)"}: ` +
-  dups.map((d) => `${JSON.stringify(d.key)} (backends ${d.backendIds.join(", ")})`).join(", ") +
+  dups.map((d) =>
+    `${JSON.stringify(d.key)} (backends ${
+      d.backendIds.map((b) => (d.deletedBackendIds.includes(b) ? `${b} (deleted)` : String(b))).join(", ")
+    })`
+  ).join(", ") +
   `. Nothing was changed. Decide which backend each keeps (delete the other rows), then run "doveroute migrate" again`
+
+/** A row {@link removeDanglingDuplicates} deleted. */
+export interface RemovedRow {
+  readonly key: string | number
+  readonly backendId: number
+}
+
+/**
+ * Delete the rows that name a deleted backend from keys that have more than one row, and log
+ * each. This is what the published scripts leave when a user's backend was deleted by hand: their
+ * lookup joins `backends`, does not see the old row and adds a second one. A key then keeps its
+ * one live row; a key whose rows all name deleted backends keeps none (its next login places it
+ * anew, as the scripts did). Runs only when no key has two live rows ({@link migrate} refuses
+ * those first), in one transaction.
+ */
+export const removeDanglingDuplicates = (strategy: Strategy) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const name = keyColumn(strategy)
+    const col = sql(name)
+    const rows = yield* sql<{ k: string | number; b: number | string }>`SELECT ub.${col} AS k, ub.backend_id AS b
+      FROM user_backend ub
+      WHERE NOT EXISTS (SELECT 1 FROM backends b WHERE b.id = ub.backend_id)
+        AND ub.${col} IN (SELECT d.${col} FROM user_backend d GROUP BY d.${col} HAVING COUNT(*) > 1)
+      ORDER BY ub.${col}, ub.backend_id`
+    if (rows.length === 0) return [] as ReadonlyArray<RemovedRow>
+    const removed: ReadonlyArray<RemovedRow> = rows.map((r) => ({ key: strategy === "shard" ? Number(r.k) : r.k, backendId: Number(r.b) }))
+    yield* sql.withTransaction(
+      Effect.forEach(removed, (r) =>
+        sql`DELETE FROM user_backend WHERE ${col} = ${r.key} AND backend_id = ${r.backendId}
+          AND NOT EXISTS (SELECT 1 FROM backends WHERE id = ${r.backendId})`, { discard: true })
+    )
+    yield* Effect.logWarning("removed rows naming deleted backends from users (or shards) that had another row").pipe(
+      Effect.annotateLogs({
+        removed: removed.length,
+        rows: removed.slice(0, 50).map((r) => `${JSON.stringify(r.key)}->${r.backendId}`).join(",") +
+          (removed.length > 50 ? ",…" : "")
+      })
+    )
+    return removed
+  })
 
 /**
  * Fails with `Duplicates` when `user_backend` (of this strategy) holds several rows for one key.
@@ -121,6 +177,23 @@ export const assertNoDuplicates = (strategy: Strategy) =>
     if (yield* indexExists("user_backend", KEY_INDEX)) return
     const dups = yield* findDuplicates(strategy, DUPLICATES_SHOWN)
     if (dups.length > 0) return yield* new SchemaError({ reason: "Duplicates", detail: duplicatesMessage(strategy, dups) })
+  })
+
+/**
+ * Before any step: refuse true conflicts (a key with two rows naming existing backends), listing
+ * them, with nothing changed; otherwise remove the rows naming deleted backends beside another row
+ * ({@link removeDanglingDuplicates}), then check that no key has two rows.
+ */
+const resolveDuplicates = (strategy: Strategy) =>
+  Effect.gen(function*() {
+    const exists = yield* checkVariant(strategy)
+    if (!exists) return
+    const conflicts = yield* findDuplicates(strategy, DUPLICATES_SHOWN, true)
+    if (conflicts.length > 0) {
+      return yield* new SchemaError({ reason: "Duplicates", detail: duplicatesMessage(strategy, conflicts) })
+    }
+    yield* removeDanglingDuplicates(strategy)
+    yield* assertNoDuplicates(strategy)
   })
 
 /** Name of the unique index migration 0002 adds on the key column. */
@@ -252,22 +325,30 @@ const CONCURRENT_WAIT_MS = 30_000
 /**
  * Apply pending migrations; returns the ones applied as `[id, name]`. Safe when several processes
  * start at once (see `withMigrationLock`): each returns only after every migration is recorded.
- * A database with duplicate rows is refused before anything is changed.
+ * A database with duplicate rows is refused before anything is changed (rows naming deleted
+ * backends beside a live row excepted: {@link removeDanglingDuplicates}). Then the SQLite journal
+ * ({@link settleJournal}): WAL for a store these migrations created, and a file an earlier version
+ * left in WAL goes back to the rollback journal.
  * Fails with {@link SchemaError} (`Duplicates`, `WrongStrategy`, …) with an operator-readable message.
  */
 export const migrate = (strategy: Strategy) =>
   Effect.gen(function*() {
     const applied: Array<readonly [number, string]> = []
     const deadline = (yield* Clock.currentTimeMillis) + CONCURRENT_WAIT_MS
+    // no backends table yet: this store is doveroute's own (no Lua passdb has used it)
+    const created = (yield* tableColumns("backends")).length === 0
     while (true) {
       const done = yield* withMigrationLock(
         Effect.gen(function*() {
-          yield* assertNoDuplicates(strategy)
+          yield* resolveDuplicates(strategy)
           applied.push(...(yield* migrateOnce(strategy)))
           return (yield* latestRecorded) >= LATEST_MIGRATION
         })
       )
-      if (done) return applied as ReadonlyArray<readonly [number, string]>
+      if (done) {
+        yield* settleJournal(created)
+        return applied as ReadonlyArray<readonly [number, string]>
+      }
       // the Migrator reports "locked" (another process is migrating) as success with nothing applied
       if ((yield* Clock.currentTimeMillis) > deadline) {
         return yield* new SchemaError({

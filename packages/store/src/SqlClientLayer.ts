@@ -1,8 +1,8 @@
 /**
- * The `@effect/sql` client for a store URL: SQLite (better-sqlite3, WAL), PostgreSQL (pg) or
- * MySQL/MariaDB (mysql2), each with a bounded pool and a connect timeout. Each driver is loaded when
- * its layer is built, so a process loads only the one its store URL names (an admin command's
- * start-up time).
+ * The `@effect/sql` client for a store URL: SQLite (better-sqlite3; the journal mode as found, see
+ * Journal.ts), PostgreSQL (pg) or MySQL/MariaDB (mysql2), each with a bounded pool and a connect
+ * timeout. Each driver is loaded when its layer is built, so a process loads only the one its store
+ * URL names (an admin command's start-up time).
  *
  * @since 0.1.0
  */
@@ -49,7 +49,8 @@ const sqliteLayer = (filename: string, group: SqliteGroup, options: ClientOption
           }
           // private modes for what we create (SqliteFiles.ts)
           prepareSqliteFiles(filename, group)
-          return SqliteClient.layer({ filename })
+          // never switch the file to WAL on open: the journal mode is the operator's (Journal.ts)
+          return SqliteClient.layer({ filename, disableWAL: true })
         },
         catch: (e) => e instanceof StoreError ? e : new StoreError({ reason: "Unavailable", detail: (e as Error).message })
       }))

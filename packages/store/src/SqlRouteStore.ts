@@ -3,6 +3,8 @@
  * path for all three dialects, on the Lua director's tables.
  *
  * - `findAssigned`: `user_backend LEFT JOIN backends` on the key (Q1 + Q4 of the scripts in one query).
+ *   A row whose `backend_id` names no backend (deleted by hand) counts as no row: `assign` then
+ *   replaces it with one compare-and-set UPDATE, so the key never has two rows.
  * - `assign`: insert-ignore, then read (`ON CONFLICT DO NOTHING` on PostgreSQL/SQLite,
  *   `ON DUPLICATE KEY UPDATE key = key` on MySQL), relying on the unique index of migration 0002.
  * - Every query has a timeout; driver errors are classified once ({@link classifySqlError}).
@@ -30,6 +32,12 @@ interface BackendRow {
   readonly hostip: string | null
   readonly state: number | string | null
 }
+
+/** What `user_backend` holds for one key. */
+type KeyRow =
+  | { readonly _tag: "None" }
+  | { readonly _tag: "Live"; readonly backend: Backend }
+  | { readonly _tag: "Dangling"; readonly backendId: number }
 
 /** Normalise a driver row (ids may come back as strings or bigints). */
 export const toBackend = (r: BackendRow): Backend => ({
@@ -110,7 +118,12 @@ export const make = (options: SqlRouteStoreOptions) =>
     const synchronous = runsSynchronously(sql)
     const run = <A>(what: string, eff: Effect.Effect<A, SqlError>): Effect.Effect<A, StoreError> => guarded(what, timeout, { synchronous })(eff)
 
-    const findAssigned = (key: RouteKey): Effect.Effect<Option.Option<Backend>, StoreError> =>
+    /**
+     * The key's row: none, live (its backend exists), or dangling (`backend_id` names no
+     * `backends` row: a backend deleted by hand). Several rows for one key are an integrity error
+     * (migration 0002's unique index makes them impossible).
+     */
+    const readRow = (key: RouteKey): Effect.Effect<KeyRow, StoreError> =>
       Effect.flatMap(
         run(
           "find mapping",
@@ -118,25 +131,25 @@ export const make = (options: SqlRouteStoreOptions) =>
             FROM user_backend ub LEFT JOIN backends b ON b.id = ub.backend_id
             WHERE ub.${col} = ${key}`
         ),
-        (rows) => {
-          if (rows.length === 0) return Effect.succeed(Option.none())
+        (rows): Effect.Effect<KeyRow, StoreError> => {
+          if (rows.length === 0) return Effect.succeed({ _tag: "None" })
           if (rows.length > 1) {
             return Effect.fail(
               new StoreError({ reason: "Integrity", detail: `user_backend holds ${rows.length} rows for ${String(key)}` })
             )
           }
           const r = rows[0]!
-          if (r.id === null || r.id === undefined) {
-            return Effect.fail(
-              new StoreError({
-                reason: "Integrity",
-                detail: `mapping for ${String(key)} points at backend id ${String(r.bid)}, which does not exist`
-              })
-            )
-          }
-          return Effect.succeed(Option.some(toBackend(r)))
+          return Effect.succeed(
+            r.id === null || r.id === undefined
+              ? { _tag: "Dangling", backendId: Number(r.bid) }
+              : { _tag: "Live", backend: toBackend(r) }
+          )
         }
       )
+
+    // a row naming a deleted backend counts as no row: the user is placed anew (`assign`)
+    const findAssigned = (key: RouteKey): Effect.Effect<Option.Option<Backend>, StoreError> =>
+      Effect.map(readRow(key), (r) => (r._tag === "Live" ? Option.some(r.backend) : Option.none()))
 
     const listBackends = run(
       "list backends",
@@ -161,8 +174,25 @@ export const make = (options: SqlRouteStoreOptions) =>
         })
       )
 
+    // The dangling row is replaced in one compare-and-set statement (never a second row); a
+    // concurrent lookup that replaced it first wins, and both read its row.
+    const replaceDangling = (key: RouteKey, danglingId: number, backendId: number) =>
+      run(
+        "replace mapping to a deleted backend",
+        sql`UPDATE user_backend SET backend_id = ${backendId} WHERE ${col} = ${key} AND backend_id = ${danglingId}
+          AND NOT EXISTS (SELECT 1 FROM backends WHERE id = ${danglingId})`
+      )
+
     const assign = (key: RouteKey, backendId: number) =>
-      Effect.zipRight(run("insert mapping", insertRetrying(key, backendId)), readBack(key, "insert"))
+      Effect.zipRight(
+        run("insert mapping", insertRetrying(key, backendId)),
+        Effect.flatMap(readRow(key), (r) =>
+          r._tag === "Live"
+            ? Effect.succeed(r.backend)
+            : r._tag === "Dangling"
+            ? Effect.zipRight(replaceDangling(key, r.backendId, backendId), readBack(key, "replace"))
+            : Effect.fail(new StoreError({ reason: "Integrity", detail: `insert for ${String(key)} left no row` })))
+      )
 
     const reassign = (key: RouteKey, fromId: number, toId: number) =>
       Effect.zipRight(

@@ -48,6 +48,8 @@ const explainLines = (r: Effect.Effect.Success<ReturnType<typeof explain>>) => [
     ? `row: ${String(r.key)} -> backend ${r.backend.id} ${r.backend.hostname}${r.backend.hostip ? " (" + r.backend.hostip + ")" : ""}, state ${r.backend.stateName}, weight ${r.backend.weight}`
     : r.rows.length > 1
       ? `rows: several (${r.rows.join(", ")}): lookups fail until fixed`
+      : r.rows.length === 1
+      ? `row: ${String(r.key)} -> backend ${r.rows[0]}, which does not exist: the next login replaces it, on one of: ${r.candidates?.map((c) => c.hostname).join(", ") || "(none: temp_fail)"}`
       : `no row: the next login places it on one of: ${r.candidates?.map((c) => c.hostname).join(", ") || "(none: temp_fail)"}`,
   ...(r.moveInProgress !== null ? [`move in progress${r.moveInProgress.holdLogins ? ", logins held" : ""} until ${new Date(r.moveInProgress.expiresAt).toISOString()}`] : [])
 ]
