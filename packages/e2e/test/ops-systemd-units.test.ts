@@ -12,6 +12,8 @@
 //   socket is checked: mode and owner, the user Dovecot's (or Postfix's) process for that mode runs
 //   as gets an answer, `nobody` gets EACCES; SIGHUP reloads; SIGTERM stops with exit 0; and every
 //   system call the daemon made meanwhile (strace) is allowed by the unit's SystemCallFilter=;
+// - the HTTP unit's commented TCP alternative: refused without LoadCredential=http_token, and with
+//   it 401/403 without the right token;
 // - the login relay without its capability, or without its ReadWritePaths, cannot create its socket:
 //   both grants are needed, and the reproduction really enforces them.
 import { CLI_BIN, freePort, makeTempDir, REPO_ROOT, runCommand, type TempDir } from "@doveroute/testkit"
