@@ -70,7 +70,7 @@ describe("login relay and userdb relay on real Dovecot 2.3.19", () => {
       args: [
         "--store", `sqlite:${db}`, "--socket-mode", "0666", "--log-level", "debug",
         "--login-relay-socket", loginSock, "--dovecot-login-socket", path.join(run, "login", "login"),
-        "--userdb-relay-socket", userdbSock, "--dovecot-userdb-socket", path.join(run, "auth-userdb"),
+        "--userdb-relay-socket", userdbSock, "--dovecot-userdb-socket", path.join(run, "auth-master"),
         "--port", `imap=${backend.imapPort}`, "--port", `pop3=${backend.pop3Port}`, "--port", `lmtp=${backend.lmtpPort}`
       ],
       env: { ...DAEMON_ENV },

@@ -1,7 +1,7 @@
 // Issue 3, relay mode on real Dovecot 2.4.1 (Debian 13 chroot): Dovecot's own passdb (passwd-file,
 // with proxy set by fields { }) authenticates; login processes use login_socket_path = doveroute
 // (config/dovecot-2.4/95-doveroute-login-relay.conf) and LMTP auth_socket_path = doveroute-userdb
-// (95-doveroute-userdb-relay.conf); doveroute relays to login/login and auth-userdb and adds the
+// (95-doveroute-userdb-relay.conf); doveroute relays to login/login and auth-master and adds the
 // mapped backend. Two real 2.4.1 backends on 127.0.0.2 / 127.0.0.3; which one served a login is
 // read from its log (real_lip). Fails (does not skip) when the chroot is missing.
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -73,7 +73,7 @@ describe("login relay and userdb relay on real Dovecot 2.4.1", () => {
       args: [
         "--store", `sqlite:${db}`, "--socket-mode", "0666", "--log-level", "debug",
         "--login-relay-socket", loginSock, "--dovecot-login-socket", path.join(run, "login", "login"),
-        "--userdb-relay-socket", userdbSock, "--dovecot-userdb-socket", path.join(run, "auth-userdb"),
+        "--userdb-relay-socket", userdbSock, "--dovecot-userdb-socket", path.join(run, "auth-master"),
         "--port", `imap=${backend.imapPort}`, "--port", `pop3=${backend.pop3Port}`, "--port", `lmtp=${backend.lmtpPort}`
       ],
       env: { ...DAEMON_ENV },

@@ -2,6 +2,8 @@
 // auth-client socket (config/dovecot-2.3/95-doveroute-auth.conf), doveroute checks the master
 // password and answers "proxy to <mapped backend>"; two real backends on 127.0.0.2 / 127.0.0.3.
 // Which backend served a login is read from the backend's own log (real_lip).
+// Issue 11: the socket as shipped (config/modes/auth.json): 0660, group dovenull — the login
+// processes (dovenull) get in, other local users (nobody) do not.
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import {
   doveadmFields,
@@ -21,7 +23,9 @@ import {
   type RunningDaemon,
   type TempDir
 } from "@doveroute/testkit"
+import { statSync } from "node:fs"
 import { DAEMON_ENV, IP_OF, seedStore, snippet } from "./auth-fixtures.js"
+import { gidOfGroup, talkAs } from "./systemd-support.js"
 
 const MASTER = "secret" // the backends' users all have this password too
 
@@ -45,10 +49,10 @@ describe("standalone auth socket on real Dovecot 2.3.19", () => {
     backend = be
     daemon = await startDaemon({
       args: [
-        "--store", `sqlite:${db}`, "--auth-socket", sock, "--socket-mode", "0666",
+        "--store", `sqlite:${db}`, "--auth-socket", sock, "--socket-mode", "0660",
         "--port", String(backend.imapPort), "--port", `pop3=${backend.pop3Port}`
       ],
-      env: { ...DAEMON_ENV, DOVEROUTE_AUTH_PASSWORD: MASTER },
+      env: { ...DAEMON_ENV, DOVEROUTE_AUTH_PASSWORD: MASTER, DOVEROUTE_AUTH_GROUP: "dovenull" },
       waitFor: [sock]
     })
     const dir = tmp.join("proxy")
@@ -67,6 +71,12 @@ describe("standalone auth socket on real Dovecot 2.3.19", () => {
     const [code] = await Promise.all([daemon?.stop(), stopDovecots([proxy, backend?.dovecot])])
     await tmp?.cleanup()
     expect(code).toBe(0)
+  })
+
+  it("the socket is 0660, group dovenull (config/modes/auth.json): the login processes get in (the logins below); nobody gets EACCES", async () => {
+    const st = statSync(sock)
+    expect([(st.mode & 0o777).toString(8), st.gid]).toEqual(["660", await gidOfGroup("dovenull")])
+    expect(await talkAs("nobody", sock, undefined)).toBe("EACCES")
   })
 
   it("IMAP LOGIN: alice lands on 127.0.0.2 and bob on 127.0.0.3, their mapped backends", async () => {

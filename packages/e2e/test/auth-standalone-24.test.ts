@@ -3,6 +3,8 @@
 // doveroute checks the master password and answers "proxy to <mapped backend>"; two real 2.4.1
 // backends on 127.0.0.2 / 127.0.0.3. Which backend served a login is read from the backend's own
 // log (real_lip). Fails (does not skip) when the chroot is missing.
+// Issue 11: the socket as shipped (config/modes/auth.json): 0660, group dovenull (the chroot's
+// dovenull: its own /etc/group) — the login processes get in, other local users (nobody) do not.
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import {
   doveadmFields,
@@ -23,9 +25,17 @@ import {
   type Dovecot,
   type RunningDaemon
 } from "@doveroute/testkit"
+import { readFileSync, statSync } from "node:fs"
+import path from "node:path"
+import { DOVECOT24_ROOT } from "@doveroute/testkit"
 import { DAEMON_ENV, IP_OF, seedStore, snippet } from "./auth-fixtures.js"
+import { talkAs } from "./systemd-support.js"
 
 const MASTER = "secret" // the backends' users all have this password too
+/** The chroot's dovenull group (its login processes run with it). */
+const CHROOT_DOVENULL_GID = Number(
+  readFileSync(path.join(DOVECOT24_ROOT, "etc", "group"), "utf8").split("\n").find((l) => l.startsWith("dovenull:"))?.split(":")[2]
+)
 
 describe("standalone auth socket on real Dovecot 2.4.1", () => {
   let tmp: ChrootTempDir
@@ -50,10 +60,10 @@ describe("standalone auth socket on real Dovecot 2.4.1", () => {
     backend = be
     daemon = await startDaemon({
       args: [
-        "--store", `sqlite:${db}`, "--auth-socket", hostSock, "--socket-mode", "0666",
+        "--store", `sqlite:${db}`, "--auth-socket", hostSock, "--socket-mode", "0660",
         "--port", String(backend.imapPort), "--port", `pop3=${backend.pop3Port}`
       ],
-      env: { ...DAEMON_ENV, DOVEROUTE_AUTH_PASSWORD: MASTER },
+      env: { ...DAEMON_ENV, DOVEROUTE_AUTH_PASSWORD: MASTER, DOVEROUTE_AUTH_GROUP: String(CHROOT_DOVENULL_GID) },
       waitFor: [hostSock]
     })
     const dir = tmp.join("proxy")
@@ -72,6 +82,12 @@ describe("standalone auth socket on real Dovecot 2.4.1", () => {
     const [code] = await Promise.all([daemon?.stop(), stopDovecots([proxy, backend?.dovecot])])
     await tmp?.cleanup()
     expect(code).toBe(0)
+  })
+
+  it("the socket is 0660, group dovenull (config/modes/auth.json): the login processes get in (the logins below); nobody gets EACCES", async () => {
+    const st = statSync(hostSock)
+    expect([(st.mode & 0o777).toString(8), st.gid]).toEqual(["660", CHROOT_DOVENULL_GID])
+    expect(await talkAs("nobody", hostSock, undefined)).toBe("EACCES")
   })
 
   it("IMAP LOGIN: alice lands on 127.0.0.2 and bob on 127.0.0.3, their mapped backends", async () => {

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { chmodSync, chownSync, copyFileSync, readFileSync, writeFileSync } from "node:fs"
 import path from "node:path"
 import {
+  DOVECOT24_ROOT,
   doveadmFields,
   freePort,
   imapLogin,
@@ -41,8 +42,10 @@ const USERS = { alice: "secret", bob: "secret", carol: "secret", dave: "secret" 
 const MASTER = "Master-Pw-7c41e9"
 /** The shared token of the TCP route. */
 const TOKEN = "tok-5e0f2b8a9d314c6e"
-/** The chroot's `dovecot` group (its auth process connects to the socket). */
-const CHROOT_DOVECOT_GID = 102
+/** The chroot's `dovecot` group, from its own /etc/group (its auth process connects to the socket). */
+const CHROOT_DOVECOT_GID = Number(
+  readFileSync(path.join(DOVECOT24_ROOT, "etc", "group"), "utf8").split("\n").find((l) => l.startsWith("dovecot:"))?.split(":")[2]
+)
 
 /** The shipped 2.4 chain with passwd-file standing in for PAM, the script at `lua`. */
 const shippedChain = (users: string, lua: string): string =>

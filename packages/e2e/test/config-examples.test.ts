@@ -1,19 +1,26 @@
 // Every Dovecot snippet shipped in config/ passes `doveconf -n` on the Dovecot version it is for
 // (2.3.19 on the host, 2.4.1 in the chroot), included into a minimal proxy config.
+// Every doveroute config shipped in config/ (and the README's config fragments) starts the daemon:
+// a shipped config that the daemon's rules refuse (a TCP endpoint without a token, nopassword
+// without proxy, a secret its unit names under another credential) fails here.
 import { describe, expect, it } from "vitest"
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
+import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import path from "node:path"
 import {
   checkConfig23,
   checkConfig24,
+  CLI_BIN,
   DOVECOT24_ROOT,
+  freePort,
   makeChrootTempDir,
   makeTempDir,
   REPO_ROOT,
   requireDovecot24,
   runChecked,
-  runCommand
+  runCommand,
+  spawnManaged
 } from "@doveroute/testkit"
+import { CONFIG_PREFIX, credentialNames, listenersOf, rebase, Unit, UNIT_DIR } from "./systemd-support.js"
 
 const snippets = (dir: string) =>
   existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith(".conf")).map((f) => path.join(dir, f)) : []
@@ -177,4 +184,101 @@ describe("config/ examples pass doveconf -n", () => {
       }
     })
   })
+})
+
+/** Credentials a test supplies stand in for the admin's files; never a real secret. */
+const CREDENTIAL_VALUE = "Cred-5b7e1d9c-test"
+
+/**
+ * `doveroute serve --config <config>` with every path of `config` moved under a temp root and the
+ * given systemd credentials ($CREDENTIALS_DIRECTORY, files 0400 as systemd writes them): "ready"
+ * once it logged `doveroute ready` (then SIGTERM, exit 0 checked), else its exit code and output.
+ */
+const startShipped = async (config: Record<string, unknown>, credentials: ReadonlyArray<string>): Promise<{ ready: boolean; output: string }> => {
+  const tmp = makeTempDir({ prefix: "dvc-" })
+  try {
+    const root = tmp.join("root")
+    const moved = rebase(config, root, await freePort()) as Record<string, any>
+    // the directories the package and systemd make: each socket's, the store's
+    for (const l of listenersOf(moved)) if (l.at.startsWith("/")) mkdirSync(path.dirname(l.at), { recursive: true })
+    for (const s of [moved.login_relay?.upstream, moved.userdb_relay?.upstream]) if (typeof s === "string") mkdirSync(path.dirname(s), { recursive: true })
+    if (typeof moved.store === "string" && moved.store.startsWith("sqlite:")) mkdirSync(path.dirname(moved.store.slice("sqlite:".length)), { recursive: true })
+    const file = tmp.join("config.json")
+    writeFileSync(file, JSON.stringify(moved), { mode: 0o600 })
+    const env: Record<string, string> = { PATH: process.env.PATH ?? "/usr/bin:/bin" }
+    if (credentials.length > 0) {
+      const dir = tmp.join("credentials")
+      mkdirSync(dir)
+      for (const c of credentials) writeFileSync(path.join(dir, c), CREDENTIAL_VALUE, { mode: 0o400 })
+      chmodSync(dir, 0o500)
+      env.CREDENTIALS_DIRECTORY = dir
+    }
+    const proc = await spawnManaged(process.execPath, [CLI_BIN, "serve", "--config", file], { env, cwd: REPO_ROOT })
+    const deadline = Date.now() + 30_000
+    while (Date.now() < deadline && proc.exitInfo() === undefined && !/doveroute ready/.test(proc.output())) {
+      await new Promise((r) => setTimeout(r, 100))
+    }
+    const ready = proc.exitInfo() === undefined && /doveroute ready/.test(proc.output())
+    const exit = await proc.stop()
+    if (ready) expect(exit.code, proc.output()).toBe(0)
+    expect(proc.output(), "no credential value in the output").not.toContain(CREDENTIAL_VALUE)
+    return { ready, output: proc.output() }
+  } finally {
+    await tmp.cleanup()
+  }
+}
+
+describe("every shipped doveroute config starts the daemon (paths moved to a temp root)", () => {
+  const configDir = path.join(REPO_ROOT, "config")
+  const shipped = [
+    ...readdirSync(configDir).filter((f) => f.endsWith(".json")).map((f) => path.join(configDir, f)),
+    ...readdirSync(path.join(configDir, "modes")).filter((f) => f.endsWith(".json")).map((f) => path.join(configDir, "modes", f))
+  ]
+  /** The unit whose ExecStart runs `file` as /etc/doveroute/<name>.json. */
+  const unitOf = (file: string): Unit | undefined =>
+    readdirSync(UNIT_DIR).filter((f) => f.endsWith(".service")).map((f) => Unit.read(f))
+      .find((u) => u.get("ExecStart")?.endsWith(` --config ${CONFIG_PREFIX}${path.basename(file)}`))
+
+  it("config/doveroute.json and one config per mode", () => {
+    expect(shipped.map((f) => path.relative(configDir, f)).sort()).toEqual(expect.arrayContaining(["doveroute.json", "modes/dict.json", "modes/http.json"]))
+    for (const f of shipped.filter((f) => f.includes("/modes/"))) expect(unitOf(f), `a unit runs ${f}`).toBeDefined()
+  })
+
+  /**
+   * Shipped configs that cannot start until the admin supplies a secret (there is no safe default):
+   * the credentials their unit's LoadCredential= lines name. Every other config starts as shipped.
+   */
+  const NEEDS_SECRET: Readonly<Record<string, ReadonlyArray<string>>> = { "modes/sasl.json": ["auth_password"] }
+
+  for (const file of shipped) {
+    const name = path.relative(configDir, file)
+    const secrets = NEEDS_SECRET[name] ?? []
+    it(secrets.length === 0
+      ? `config/${name}: starts as shipped`
+      : `config/${name}: refused without ${secrets.join(", ")}, starts with the credential its unit names`, async () => {
+      const config = JSON.parse(readFileSync(file, "utf8")) as Record<string, unknown>
+      const first = await startShipped(config, [])
+      if (secrets.length === 0) {
+        expect(first.ready, `config/${name}:\n${first.output}`).toBe(true)
+        return
+      }
+      expect(first.ready, first.output).toBe(false)
+      for (const c of secrets) expect(first.output, "the refusal names the credential").toContain(c)
+      for (const c of secrets) expect(credentialNames(unitOf(file)!), `the unit running config/${name} names LoadCredential=${c}`).toContain(c)
+      const second = await startShipped(config, secrets)
+      expect(second.ready, `config/${name} with the credentials ${secrets.join(", ")}:\n${second.output}`).toBe(true)
+    }, 90_000)
+  }
+
+  it("the README's config fragments (`\"key\": …`) merged into config/doveroute.json start too", async () => {
+    const readme = readFileSync(path.join(REPO_ROOT, "README.md"), "utf8")
+    const fragments = [...readme.matchAll(/`("[a-z_]+": [\[{][^`]*)`/g)].map((m) => m[1]!.replace(/\s+/g, " "))
+    expect(fragments.length, "README fragments").toBeGreaterThanOrEqual(3)
+    const base = JSON.parse(readFileSync(path.join(REPO_ROOT, "config", "doveroute.json"), "utf8")) as Record<string, unknown>
+    for (const f of fragments) {
+      const fragment = JSON.parse(`{${f}}`) as Record<string, unknown>
+      const r = await startShipped({ ...base, ...fragment }, [])
+      expect(r.ready, `${f}:\n${r.output}`).toBe(true)
+    }
+  }, 120_000)
 })

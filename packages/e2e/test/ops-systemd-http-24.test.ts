@@ -1,11 +1,15 @@
-// Issue 11 — doveroute-http.service behind real Dovecot 2.4.1 (chroot): the daemon started as the
-// unit starts it (systemd-support.ts: user doveroute, group doveroute, no capability, UMask,
-// ProtectSystem=strict with only its StateDirectory writable) with config/modes/http.json (paths
-// moved under a fake root, the port replaced by a free one); the shipped 2.4 chain
-// (95-doveroute-http-chain.conf, passwd-file standing in for PAM) asks it through lua/http-route.lua
-// from Dovecot's auth process. Right password: routed to the mapped backend; wrong: refused before
-// routing.
+// Issue 11 — doveroute-http.service behind real Dovecot 2.4.1 (chroot), in its shipped form: the
+// daemon started as the unit starts it (systemd-support.ts: user doveroute, group dovecot, no
+// capability, UMask, RuntimeDirectory /run/doveroute 0750, ProtectSystem=strict with only its
+// RuntimeDirectory and StateDirectory writable) with config/modes/http.json: the endpoint on the
+// UNIX socket /run/doveroute/http.sock, mode 0660, group dovecot. The unit's /run/doveroute is a
+// directory inside the chroot, and "dovecot" is the chroot's group (its own /etc/group: another id
+// than the host's), as on a Debian 13 host where the unit and Dovecot share one group database.
+// The shipped 2.4 chain (95-doveroute-http-chain.conf, passwd-file standing in for PAM) asks it
+// through lua/http-route.lua's socket_path from Dovecot's own auth process (user dovecot). Right
+// password: routed to the mapped backend; wrong: refused before routing; nobody: EACCES.
 import {
+  DOVECOT24_ROOT,
   freePort,
   imapLogin,
   makeChrootTempDir,
@@ -22,14 +26,25 @@ import {
   type Dovecot,
   type TempDir
 } from "@doveroute/testkit"
-import { copyFileSync, chownSync, readFileSync } from "node:fs"
+import { copyFileSync, chownSync, readFileSync, statSync } from "node:fs"
 import path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { seedStore } from "./auth-fixtures.js"
 import type { FakeDovecot } from "./reliability-support.js"
-import { startAsUnit, talkAs, Unit, waitListening, type UnitRun } from "./systemd-support.js"
+import { startAsUnit, talkAs, talkAsIds, Unit, waitListening, type UnitRun } from "./systemd-support.js"
 
 const USERS = { alice: "secret", bob: "secret" }
+
+/** `name`'s numeric fields in the chroot's /etc/passwd or /etc/group. */
+const chrootIds = (file: "passwd" | "group", name: string): [number, number] => {
+  const line = readFileSync(path.join(DOVECOT24_ROOT, "etc", file), "utf8").split("\n").find((l) => l.startsWith(`${name}:`))
+  if (line === undefined) throw new Error(`no ${name} in the 2.4.1 chroot's /etc/${file}`)
+  const [a, b] = line.split(":").slice(2, 4).map(Number)
+  return [a!, b!]
+}
+
+/** GET /route for alice on the UNIX socket, as http-route.lua sends it. */
+const PROBE = "GET /route?user=alice&protocol=imap HTTP/1.1\r\nHost: localhost\r\n\r\n"
 
 describe("doveroute-http.service behind real Dovecot 2.4.1", () => {
   let tmp: ChrootTempDir
@@ -38,6 +53,8 @@ describe("doveroute-http.service behind real Dovecot 2.4.1", () => {
   let proxy: Dovecot
   let run: UnitRun
   let imapPort: number
+  let runDir: string
+  const [dovecotUid, dovecotGid] = chrootIds("passwd", "dovecot")
   const fakes: Array<FakeDovecot> = []
 
   beforeAll(async () => {
@@ -46,8 +63,15 @@ describe("doveroute-http.service behind real Dovecot 2.4.1", () => {
     unitRoot = makeTempDir({ prefix: "dvh-" })
     imapPort = await freePort()
     backend = await startBackend24(tmp, { users: USERS })
+    // the unit's /run/doveroute: a directory inside the chroot (Dovecot sees it there)
+    runDir = tmp.join("run-doveroute")
     run = await startAsUnit(Unit.read("doveroute-http.service"), unitRoot, fakes, {
+      at: { "/run/doveroute": tmp.hostPath(runDir) },
+      groups: { dovecot: dovecotGid },
       prepare: async (config, ids) => {
+        // the daemon resolves group names in the host's /etc/group: the chroot's dovecot by its id
+        expect(config.http.group).toBe("dovecot")
+        config.http.group = String(dovecotGid)
         config.extra_fields = [...(config.extra_fields ?? []), `port=${backend.imapPort}`]
         const store = String(config.store).replace(/^sqlite:/, "")
         await seedStore(store)
@@ -55,7 +79,7 @@ describe("doveroute-http.service behind real Dovecot 2.4.1", () => {
       }
     })
     expect(await waitListening(run), run.proc.output()).toBe(true)
-    const listen = run.config.http.listen as string
+    expect(run.config.http.listen).toBe(tmp.hostPath(path.join(runDir, "http.sock")))
     const dir = tmp.join("proxy")
     const users = tmp.join("proxy-users")
     const lua = tmp.join("http-route.lua")
@@ -63,8 +87,8 @@ describe("doveroute-http.service behind real Dovecot 2.4.1", () => {
     const chain = readFileSync(path.join(REPO_ROOT, "config", "dovecot-2.4", "95-doveroute-http-chain.conf"), "utf8")
       .replace("passdb pam {", `passdb passwd-file {\n  passwd_file_path = ${users}`)
       .replaceAll("/etc/dovecot/http-route.lua", lua)
-      .replaceAll("http://127.0.0.1:20180/route", `http://${listen}/route`)
-    expect(chain).toContain(`http://${listen}/route`)
+      .replaceAll("socket_path = /run/doveroute/http.sock", `socket_path = ${runDir}/http.sock`)
+    expect(chain).toContain(`socket_path = ${runDir}/http.sock`)
     proxy = await startDovecot24({
       dir,
       config: proxyConfig24({ dir, imapPort }, chain),
@@ -81,9 +105,14 @@ describe("doveroute-http.service behind real Dovecot 2.4.1", () => {
     expect(code?.code).toBe(0)
   })
 
-  it("the endpoint listens on loopback only and answers Dovecot's auth user", async () => {
-    expect(run.config.http.listen).toMatch(/^127\.0\.0\.1:\d+$/)
-    expect(await talkAs("dovecot", run.config.http.listen, undefined)).toBe("HTTP 200")
+  it("the socket is 0660 doveroute:dovecot in /run/doveroute (0750): Dovecot's auth user (the chroot's dovecot) gets a route, nobody gets EACCES", async () => {
+    const sock = run.config.http.listen as string
+    const st = statSync(sock)
+    expect([st.isSocket(), (st.mode & 0o777).toString(8), st.uid, st.gid]).toEqual([true, "660", run.uid, dovecotGid])
+    const dir = statSync(path.dirname(sock))
+    expect([(dir.mode & 0o777).toString(8), dir.uid, dir.gid]).toEqual(["750", run.uid, dovecotGid])
+    expect(await talkAsIds({ uid: dovecotUid, gid: dovecotGid }, sock, PROBE)).toMatch(/^HTTP\/1\.1 200 /)
+    expect(await talkAs("nobody", sock, PROBE)).toBe("EACCES")
   })
 
   it("IMAP through the 2.4 chain: alice lands on 127.0.0.2, bob on 127.0.0.3; a wrong password is refused", async () => {

@@ -29,15 +29,15 @@ import path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { seedStore, snippet } from "./auth-fixtures.js"
 import { type FakeDovecot, MASTER_PASSWORD } from "./reliability-support.js"
-import { startAsUnit, talkAs, Unit, waitListening, type UnitRun } from "./systemd-support.js"
+import { credentialNames, startAsUnit, talkAs, Unit, waitListening, type UnitRun } from "./systemd-support.js"
 
 const USERS = { alice: "secret", bob: "secret" }
 
 /** Start `unit` on a seeded store (backend ports of this test) and wait until it listens. */
-async function startUnit(name: string, tmp: TempDir, backend: Backend, env: Readonly<Record<string, string>> = {}): Promise<UnitRun> {
+async function startUnit(name: string, tmp: TempDir, backend: Backend, credentials?: Readonly<Record<string, string>>): Promise<UnitRun> {
   const fakes: Array<FakeDovecot> = []
   const run = await startAsUnit(Unit.read(name), tmp, fakes, {
-    env,
+    ...(credentials !== undefined ? { credentials } : {}),
     prepare: async (config, ids) => {
       // the backend's IMAP port: the dict answer carries it as an extra field, the auth socket's as `port`
       if (config.dict !== undefined) config.extra_fields = [...(config.extra_fields ?? []), `port=${backend.imapPort}`]
@@ -134,8 +134,9 @@ describe("dict and auth units behind real Dovecot 2.3.19, the SASL unit behind r
     let run: UnitRun | undefined
     let postfix: Awaited<ReturnType<typeof startPostfix>> | undefined
     try {
-      // the master password stands in for LoadCredential=auth-password
-      run = await startUnit("doveroute-sasl.service", own, backend, { DOVEROUTE_AUTH_PASSWORD: MASTER_PASSWORD })
+      // the master password as the unit's LoadCredential=auth_password passes it
+      expect(credentialNames(Unit.read("doveroute-sasl.service"))).toContain("auth_password")
+      run = await startUnit("doveroute-sasl.service", own, backend, { auth_password: MASTER_PASSWORD })
       const sock = run.config.auth.socket as string
       expect(sock.endsWith("/var/spool/postfix/private/doveroute-auth")).toBe(true)
       postfix = await startPostfix({ dir: own.join("pf"), port: await freePort(), saslPath: sock })

@@ -12,14 +12,16 @@
 //   socket is checked: mode and owner, the user Dovecot's (or Postfix's) process for that mode runs
 //   as gets an answer, `nobody` gets EACCES; SIGHUP reloads; SIGTERM stops with exit 0; and every
 //   system call the daemon made meanwhile (strace) is allowed by the unit's SystemCallFilter=;
+// - the HTTP unit's commented TCP alternative: refused without LoadCredential=http_token, and with
+//   it 401/403 without the right token;
 // - the login relay without its capability, or without its ReadWritePaths, cannot create its socket:
 //   both grants are needed, and the reproduction really enforces them.
-import { CLI_BIN, makeTempDir, REPO_ROOT, runCommand, type TempDir } from "@doveroute/testkit"
+import { CLI_BIN, freePort, makeTempDir, REPO_ROOT, runCommand, type TempDir } from "@doveroute/testkit"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterEach, beforeAll, describe, expect, it } from "vitest"
 import { FakeDovecot, MASTER_PASSWORD } from "./reliability-support.js"
-import { allowedSyscalls, applySysusers, CONFIG_PREFIX, listenersOf, octal, SHIPPED_EXEC, startAsUnit, talkAs, Unit, UNIT_DIR, waitListening } from "./systemd-support.js"
+import { allowedSyscalls, applySysusers, CONFIG_PREFIX, credentialNames, listenersOf, octal, SHIPPED_EXEC, startAsUnit, talkAs, Unit, UNIT_DIR, waitListening } from "./systemd-support.js"
 
 const unitNames = fs.readdirSync(UNIT_DIR).filter((f) => f.endsWith(".service")).sort()
 
@@ -31,22 +33,23 @@ interface ModeClient {
   readonly probe?: string
   /** The first line the daemon sends back. */
   readonly reply: RegExp
-  /** Extra environment: what the unit's credentials would supply. */
-  readonly env?: Readonly<Record<string, string>>
+  /** What the unit's LoadCredential= lines (commented out as shipped) would supply. */
+  readonly credentials?: Readonly<Record<string, string>>
 }
 const CLIENTS: Readonly<Record<string, ModeClient>> = {
   // Dovecot 2.3's auth process (user dovecot) asks over the dict protocol; no backend yet: "F"
   "doveroute-dict.service": { user: "dovecot", probe: "H3\t2\t0\t\tdirector\nLshared/passdb/alice\talice\n", reply: /^F/ },
   // the login processes run as dovenull; the auth server greets first
   "doveroute-auth.service": { user: "dovenull", reply: /^VERSION\t1\t\d+$/ },
-  // Postfix's smtpd runs as postfix; the master password stands in for LoadCredential=auth-password
-  "doveroute-sasl.service": { user: "postfix", reply: /^VERSION\t1\t\d+$/, env: { DOVEROUTE_AUTH_PASSWORD: MASTER_PASSWORD } },
+  // Postfix's smtpd runs as postfix; the master password from LoadCredential=auth_password
+  "doveroute-sasl.service": { user: "postfix", reply: /^VERSION\t1\t\d+$/, credentials: { auth_password: MASTER_PASSWORD } },
   // the relay passes Dovecot's login/login greeting through
   "doveroute-login-relay.service": { user: "dovenull", reply: /^VERSION\t1\t2$/ },
   // LMTP (extra group dovecot) and the auth process; the relay passes auth-userdb's greeting through
   "doveroute-userdb-relay.service": { user: "dovecot", probe: "VERSION\t1\t0\n", reply: /^VERSION\t1\t1$/ },
-  // the 2.4 Lua passdb runs in the auth process (user dovecot); GET /route, no backend yet: 503
-  "doveroute-http.service": { user: "dovecot", reply: /^HTTP 503$/ }
+  // the 2.4 Lua passdb runs in the auth process (user dovecot); GET /route over the UNIX socket,
+  // no backend yet: 503
+  "doveroute-http.service": { user: "dovecot", probe: "GET /route?user=alice&protocol=imap HTTP/1.1\r\nHost: localhost\r\n\r\n", reply: /^HTTP\/1\.1 503 / }
 }
 
 const cleanups: Array<() => Promise<unknown>> = []
@@ -104,7 +107,9 @@ describe("config/systemd units", () => {
     const unit = Unit.read(name)
     const client = CLIENTS[name]!
     const { tmp, fakes } = await setup()
-    const run = await startAsUnit(unit, tmp, fakes, { env: client.env ?? {}, trace: true })
+    // the credentials the test supplies are the ones the unit names
+    for (const c of Object.keys(client.credentials ?? {})) expect(credentialNames(unit), `${name}: LoadCredential=${c}`).toContain(c)
+    const run = await startAsUnit(unit, tmp, fakes, { ...(client.credentials ? { credentials: client.credentials } : {}), trace: true })
     cleanups.push(() => run.stop())
     expect(await waitListening(run), run.proc.output()).toBe(true)
 
@@ -119,12 +124,8 @@ describe("config/systemd units", () => {
       expect(listeners.some((l) => path.dirname(l.at) === path.join(root, "run", d)), `${name}: RuntimeDirectory=${d} holds a socket`).toBe(true)
     }
     for (const l of listeners) {
-      if (!l.at.startsWith("/")) {
-        // loopback TCP (HTTP): the client user gets an answer; loopback TCP has no per-user gate
-        expect(l.at, `${name}: ${l.key}`).toMatch(/^127\.0\.0\.1:\d+$/)
-        expect(await talkAs(client.user, l.at, undefined), `${client.user} → ${l.key}`).toMatch(client.reply)
-        continue
-      }
+      // every shipped listener is a UNIX socket: its mode and group decide who connects
+      expect(l.at.startsWith("/"), `${name}: ${l.key} is a UNIX socket path`).toBe(true)
       const st = fs.statSync(l.at)
       expect(st.isSocket(), `${name}: ${l.key} is a socket`).toBe(true)
       expect([(st.mode & 0o777).toString(8), st.uid, st.gid], `${name}: ${l.key} mode, owner, group`).toEqual([l.mode.toString(8), run.uid, run.gid])
@@ -155,6 +156,29 @@ describe("config/systemd units", () => {
     const allowed = await allowedSyscalls(unit)
     expect([...made].filter((c) => !allowed.has(c)).sort(), `${name}: system calls outside SystemCallFilter=`).toEqual([])
   }, 120_000)
+
+  it("doveroute-http.service, its commented TCP alternative: refused without LoadCredential=http_token; with it, 401 without the token, an answer with it", async () => {
+    const unit = Unit.read("doveroute-http.service")
+    expect(credentialNames(unit)).toContain("http_token")
+    const token = "tok-3f9a61c0d2b84e57"
+    const tcp = async (config: Record<string, any>) => {
+      config.http = { listen: `127.0.0.1:${await freePort()}` }
+    }
+    const refused = await startAsUnit(unit, (await setup()).tmp, [], { prepare: tcp })
+    cleanups.push(() => refused.proc.stop())
+    expect(await waitListening(refused), refused.proc.output()).toBe(false)
+    expect(refused.proc.exitInfo()?.code, refused.proc.output()).toBe(1)
+    expect(refused.proc.output()).toMatch(/a TCP http\.listen needs a shared token/)
+
+    const run = await startAsUnit(unit, (await setup()).tmp, [], { prepare: tcp, credentials: { http_token: token } })
+    cleanups.push(() => run.stop())
+    expect(await waitListening(run), run.proc.output()).toBe(true)
+    expect(await talkAs("nobody", run.config.http.listen, undefined)).toBe("HTTP 401")
+    expect(await talkAs("dovecot", run.config.http.listen, undefined, "wrong-token")).toBe("HTTP 403")
+    expect(await talkAs("dovecot", run.config.http.listen, undefined, token)).toBe("HTTP 503")
+    expect(run.proc.output()).not.toContain(token)
+    expect((await run.stop()).code, run.proc.output()).toBe(0)
+  }, 90_000)
 
   it("login relay: without CAP_DAC_OVERRIDE, or without its ReadWritePaths, it cannot create its socket", async () => {
     const unit = Unit.read("doveroute-login-relay.service")

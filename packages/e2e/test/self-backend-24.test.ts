@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { chmodSync, copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import path from "node:path"
 import {
+  DOVECOT24_ROOT,
   freePort,
   imapLogin,
   makeChrootTempDir,
@@ -44,6 +45,11 @@ const seed = (file: string) =>
     mappings: { alice: 1, carol: 2, bob: 3 }
   })
 
+/** The chroot's `dovecot` group (its own /etc/group): the HTTP endpoint's socket group, as shipped. */
+const CHROOT_DOVECOT_GID = String(
+  readFileSync(path.join(DOVECOT24_ROOT, "etc", "group"), "utf8").split("\n").find((l) => l.startsWith("dovecot:"))?.split(":")[2]
+)
+
 /** Logins the proxy served itself (`Logged in: user=<u>`; proxied ones log "proxy(u,…)" instead). */
 const localLogins = (log: string, user: string) => log.split("\n").filter((l) => l.includes(`Logged in: user=<${user}>`))
 
@@ -65,7 +71,7 @@ describe("2.4.1, http-route.lua as the only passdb, doveroute on the shipped con
     requireDovecot24()
     tmp = makeChrootTempDir()
     port = await freePort("127.0.0.1", ["127.0.0.2"])
-    const httpPort = await freePort()
+    const httpSock = tmp.join("http.sock")
     const db = tmp.hostPath(tmp.join("routes.db"))
     const [be] = await Promise.all([startBackend24(tmp, { users: USERS, listen: ["127.0.0.2"], imapPort: port }), seed(db)])
     backend = be
@@ -77,16 +83,17 @@ describe("2.4.1, http-route.lua as the only passdb, doveroute on the shipped con
       ...shipped,
       store: `sqlite:${db}`,
       dict: { ...(shipped["dict"] as object), socket: sock },
-      http: { listen: `127.0.0.1:${httpPort}` },
+      // the endpoint as shipped (config/modes/http.json): a UNIX socket, 0660, group dovecot
+      http: { listen: tmp.hostPath(httpSock), mode: "0660", group: CHROOT_DOVECOT_GID },
       extra_fields: [...(shipped["extra_fields"] as Array<string>), `port=${port}`]
     }))
-    daemon = await startDaemon({ args: ["--config", configFile], waitFor: [sock], waitForTcp: [{ host: "127.0.0.1", port: httpPort }] })
+    daemon = await startDaemon({ args: ["--config", configFile], waitFor: [sock, tmp.hostPath(httpSock)] })
     const dir = tmp.join("proxy")
     const lua = installRouteLua(tmp)
     proxy = await startDovecot24({
       dir,
       config: proxyConfig24({ dir, imapPort: port },
-        `passdb route {\n  driver = lua\n  lua_file = ${lua}\n  lua_settings {\n    route_url = http://127.0.0.1:${httpPort}/route\n  }\n}`),
+        `passdb route {\n  driver = lua\n  lua_file = ${lua}\n  lua_settings {\n    socket_path = ${httpSock}\n    route_url = http://localhost/route\n  }\n}`),
       tcp: [{ host: "127.0.0.1", port }]
     })
   })
@@ -121,7 +128,7 @@ describe("2.4.1, http-route.lua as the only passdb, doveroute on the shipped con
   })
 
   it("the HTTP endpoint with nopassword and proxy_flag proxy_maybe does not start", async () => {
-    const r = await runCli(["serve", "--http-listen", "127.0.0.1:1", "--store", "sqlite:/nonexistent/never.db", "--extra-field", "nopassword"])
+    const r = await runCli(["serve", "--http-listen", "/nonexistent/http.sock", "--store", "sqlite:/nonexistent/never.db", "--extra-field", "nopassword"])
     expect(r.code, r.stdout + r.stderr).toBe(1)
     expect(r.stderr).toMatch(/extra_fields nopassword with proxy_flag proxy_maybe admits logins no one checks/)
   })
@@ -139,13 +146,14 @@ describe("2.4.1, shipped chain (passwd-file first, then http-route.lua, proxy_ma
     requireDovecot24()
     tmp = makeChrootTempDir()
     port = await freePort("127.0.0.1", ["127.0.0.2"])
-    const httpPort = await freePort()
+    const httpSock = tmp.join("http.sock")
     db = tmp.hostPath(tmp.join("routes.db"))
     const [be] = await Promise.all([startBackend24(tmp, { users: USERS, listen: ["127.0.0.2"], imapPort: port }), seed(db)])
     backend = be
     daemon = await startDaemon({
-      args: ["--store", `sqlite:${db}`, "--http-listen", `127.0.0.1:${httpPort}`, "--extra-field", `port=${port}`, "--log-level", "debug"],
-      waitForTcp: [{ host: "127.0.0.1", port: httpPort }]
+      args: ["--store", `sqlite:${db}`, "--http-listen", tmp.hostPath(httpSock), "--extra-field", `port=${port}`, "--log-level", "debug"],
+      env: { DOVEROUTE_HTTP_GROUP: CHROOT_DOVECOT_GID },
+      waitFor: [tmp.hostPath(httpSock)]
     })
     const dir = tmp.join("proxy")
     const users = tmp.join("proxy-users")
@@ -153,8 +161,9 @@ describe("2.4.1, shipped chain (passwd-file first, then http-route.lua, proxy_ma
     const chain = readFileSync(path.join(REPO_ROOT, "config", "dovecot-2.4", "95-doveroute-http-chain.conf"), "utf8")
       .replace("passdb pam {", `passdb passwd-file {\n  passwd_file_path = ${users}`)
       .replaceAll("/etc/dovecot/http-route.lua", lua)
-      .replaceAll("http://127.0.0.1:20180/route", `http://127.0.0.1:${httpPort}/route`)
+      .replaceAll("socket_path = /run/doveroute/http.sock", `socket_path = ${httpSock}`)
     expect(chain).toContain("passwd_file_path")
+    expect(chain).toContain(`socket_path = ${httpSock}`)
     // local logins: a static userdb, mail as vmail under dir/home
     const home = tmp.join("proxy-home")
     mkdirSync(tmp.hostPath(home), { recursive: true })

@@ -102,19 +102,26 @@ export const mkdirAs = (p: string, mode: number, uid: number, gid: number): void
 /**
  * As `user` (uid, gid and supplementary groups of that account): connect to the UNIX socket `at`
  * (or GET /route on the TCP address), send `probe`, and return the first line received, the
- * error code (EACCES …) or `HTTP <status>`.
+ * error code (EACCES …) or `HTTP <status>` (over TCP, with `Authorization: Bearer <token>` when given).
  */
-export const talkAs = async (user: string, at: string, probe: string | undefined): Promise<string> => {
+export const talkAs = async (user: string, at: string, probe: string | undefined, token?: string): Promise<string> =>
+  talkAsIds({ uid: await idOf("-u", user), gid: await idOf("-g", user), initGroups: true }, at, probe, token)
+
+/**
+ * {@link talkAs} as the numeric `uid`/`gid` (a user of another system's passwd, e.g. the 2.4.1
+ * chroot's `dovecot`); supplementary groups of the host's account only with `initGroups`.
+ */
+export const talkAsIds = async (ids: { readonly uid: number; readonly gid: number; readonly initGroups?: boolean }, at: string, probe: string | undefined, token?: string): Promise<string> => {
   const script = at.startsWith("/")
     ? `const c=require("net").connect(${JSON.stringify(at)});let b="";` +
       `c.on("connect",()=>{${probe === undefined ? "" : `c.write(${JSON.stringify(probe)})`}});` +
       `c.on("data",(d)=>{b+=d;const i=b.indexOf("\\n");if(i>=0){console.log(b.slice(0,i));process.exit(0)}});` +
       `c.on("error",(e)=>{console.log(e.code);process.exit(0)});` +
       `setTimeout(()=>{console.log("no reply: "+JSON.stringify(b));process.exit(0)},10000)`
-    : `require("http").get("http://${at}/route?user=alice&protocol=imap",(r)=>{console.log("HTTP "+r.statusCode);process.exit(0)})` +
+    : `require("http").get("http://${at}/route?user=alice&protocol=imap",{headers:${JSON.stringify(token === undefined ? {} : { authorization: `Bearer ${token}` })}},(r)=>{console.log("HTTP "+r.statusCode);process.exit(0)})` +
       `.on("error",(e)=>{console.log(e.code);process.exit(0)})`
   const r = await runCommand("setpriv", [
-    "--reuid", String(await idOf("-u", user)), "--regid", String(await idOf("-g", user)), "--init-groups",
+    "--reuid", String(ids.uid), "--regid", String(ids.gid), ...(ids.initGroups === true ? ["--init-groups"] : ["--clear-groups"]),
     process.execPath, "-e", script
   ], { timeoutMs: 20_000 })
   return (r.stdout.trim() || r.stderr.trim()).split("\n")[0]!
@@ -163,7 +170,21 @@ export interface StartOptions {
   readonly prepare?: (config: Record<string, any>, ids: { readonly uid: number; readonly gid: number }) => Promise<void> | void
   /** Run the daemon under `strace -f` (as the unit's user) to see its system calls. */
   readonly trace?: boolean
+  /**
+   * Group ids as the system Dovecot runs on resolves the names (the 2.4.1 chroot has its own
+   * /etc/group): used for Group=, SupplementaryGroups= and the directories' group.
+   */
+  readonly groups?: Readonly<Record<string, number>>
+  /**
+   * What LoadCredential= would pass: name → secret, written as systemd does (a directory of the
+   * unit's user, 0500, files 0400) and named by $CREDENTIALS_DIRECTORY.
+   */
+  readonly credentials?: Readonly<Record<string, string>>
 }
+
+/** The credential names of a unit's LoadCredential= lines, the commented-out ones included. */
+export const credentialNames = (unit: Unit): Array<string> =>
+  [...unit.text.matchAll(/^#?\s*LoadCredential=([^:\s]+):/gm)].map((m) => m[1]!)
 
 const capArg = (caps: ReadonlyArray<string>): string =>
   ["-all", ...caps.map((c) => `+${c.replace(/^CAP_/, "").toLowerCase()}`)].join(",")
@@ -196,8 +217,9 @@ export async function startAsUnit(unit: Unit, tmp: TempDir, fakes: Array<FakeDov
   const user = unit.get("User")!
   const group = unit.get("Group")!
   const uid = await idOf("-u", user)
-  const gid = await gidOfGroup(group)
-  const groups = await Promise.all(unit.words("SupplementaryGroups").map(gidOfGroup))
+  const groupId = async (g: string): Promise<number> => o.groups?.[g] ?? gidOfGroup(g)
+  const gid = await groupId(group)
+  const groups = await Promise.all(unit.words("SupplementaryGroups").map(groupId))
   const runtimeDirs = unit.words("RuntimeDirectory").map((d) => movePath(`/run/${d}`, root, at))
   for (const d of runtimeDirs) mkdirAs(d, octal(unit.get("RuntimeDirectoryMode") ?? "0755"), uid, gid)
   const stateDirs = unit.words("StateDirectory").map((d) => movePath(`/var/lib/${d}`, root, at))
@@ -257,8 +279,20 @@ export async function startAsUnit(unit: Unit, tmp: TempDir, fakes: Array<FakeDov
   ]
   const script = `set -e; ${mounts.join("; ")}; umask ${unit.get("UMask") ?? "0022"}; exec ${setpriv.map(q).join(" ")}`
   const unitEnv = Object.fromEntries(unit.words("Environment").map((kv) => kv.split("=", 2) as [string, string]))
+  const credentialEnv: Record<string, string> = {}
+  if (o.credentials !== undefined) {
+    const dir = tmp.join("credentials")
+    fs.mkdirSync(dir)
+    for (const [name, value] of Object.entries(o.credentials)) {
+      fs.writeFileSync(path.join(dir, name), value, { mode: 0o400 })
+      fs.chownSync(path.join(dir, name), uid, gid)
+    }
+    fs.chownSync(dir, uid, gid)
+    fs.chmodSync(dir, 0o500)
+    credentialEnv["CREDENTIALS_DIRECTORY"] = dir
+  }
   const proc = await spawnManaged("unshare", ["--mount", "--propagation", "private", "sh", "-c", script], {
-    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...unitEnv, ...(o.env ?? {}) },
+    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...unitEnv, ...credentialEnv, ...(o.env ?? {}) },
     cwd: "/"
   })
   const daemonPid = (): number => {

@@ -97,9 +97,14 @@ export const publishSocket = (
   perms: { readonly mode: number; readonly uid: number | undefined; readonly gid: number | undefined }
 ): number | "exists" => {
   try {
-    if (perms.uid !== undefined || perms.gid !== undefined) fs.chownSync(staging, perms.uid ?? -1, perms.gid ?? -1)
+    const st = fs.lstatSync(staging)
+    // chown only when the ids differ: a socket that already has them (a daemon whose own group is
+    // the configured one) needs no chown(2), which systemd's @privileged filter denies
+    const uid = perms.uid !== undefined && perms.uid !== st.uid ? perms.uid : -1
+    const gid = perms.gid !== undefined && perms.gid !== st.gid ? perms.gid : -1
+    if (uid !== -1 || gid !== -1) fs.chownSync(staging, uid, gid)
     fs.chmodSync(staging, perms.mode)
-    const ino = fs.lstatSync(staging).ino
+    const ino = st.ino
     if (staging === path) return ino
     try {
       fs.linkSync(staging, path)
