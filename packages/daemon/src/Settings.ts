@@ -10,17 +10,19 @@
  *   "proxy_flag": "proxy", "extra_fields": ["nopassword"],
  *   "port": ["143", "pop3=110", "lmtp=24"],
  *   "dict": { "socket": "/run/doveroute/dict.sock", "mode": "0660", "group": "dovecot" },
- *   "auth": { "socket": "/run/doveroute/auth.sock", "mode": "0666", "auth_mode": "password",
- *             "password": "…", "failure_delay": "2 seconds" },
+ *   "auth": { "socket": "/run/doveroute/auth.sock", "mode": "0660", "group": "dovenull",
+ *             "auth_mode": "password", "password_file": "/etc/doveroute/auth-password",
+ *             "failure_delay": "2 seconds" },
  *   "login_relay": { "socket": "/run/dovecot/login/doveroute", "mode": "0666",
  *                    "upstream": "/run/dovecot/login/login" },
- *   "userdb_relay": { "socket": "/run/dovecot/doveroute-userdb", "mode": "0666",
- *                     "upstream": "/run/dovecot/auth-userdb" },
- *   "http": { "listen": "127.0.0.1:20180" } }
+ *   "userdb_relay": { "socket": "/run/dovecot/doveroute-userdb", "mode": "0660", "group": "dovecot",
+ *                     "upstream": "/run/dovecot/auth-master" },
+ *   "http": { "listen": "/run/doveroute/http.sock", "mode": "0660", "group": "dovecot" } }
  * ```
  * `auth.auth_mode` is `nopassword`, `password` (with `auth.password`) or `pam` (with
- * `auth.pam_service`, default `dovecot`). `http.listen` is `127.0.0.1:PORT`, `[::1]:PORT` or a
- * UNIX socket path (then `http.mode`/`owner`/`group`); other addresses are refused.
+ * `auth.pam_service`, default `dovecot`). `http.listen` is a UNIX socket path (then
+ * `http.mode`/`owner`/`group`), or `127.0.0.1:PORT` / `[::1]:PORT` with `http.token`; other
+ * addresses are refused.
  *
  * Listener limits (top level, for every listener; docs/operations.md): `max_clients` (concurrent
  * connections per listener, default 10000), `max_requests_per_client` (requests worked on at once
