@@ -148,9 +148,11 @@ describe("dict: refused request fields", () => {
 })
 
 describe("HTTP route: refused request fields", () => {
+  // a TCP listener needs a shared token; the right one is sent, so only the fields are refused
+  const TOKEN = "request-fields-token"
   const get = (port: number, q: string) =>
     new Promise<{ status: number; body: string }>((resolve, reject) => {
-      const req = http.request({ host: "127.0.0.1", port, path: `/route?${q}`, agent: false }, (res) => {
+      const req = http.request({ host: "127.0.0.1", port, path: `/route?${q}`, agent: false, headers: { authorization: `Bearer ${TOKEN}` } }, (res) => {
         let body = ""
         res.setEncoding("utf8")
         res.on("data", (d: string) => (body += d))
@@ -172,7 +174,7 @@ describe("HTTP route: refused request fields", () => {
       )
       const lookup = scriptedLookup()
       yield* Layer.build(
-        HttpRoute.layer({ listen: { _tag: "Tcp", host: "127.0.0.1", port }, proxyFlag: "proxy", extraFields: [] }).pipe(
+        HttpRoute.layer({ listen: { _tag: "Tcp", host: "127.0.0.1", port }, proxyFlag: "proxy", extraFields: [], token: Redacted.make(TOKEN) }).pipe(
           Layer.provide(Layer.succeed(Lookup, lookup.service))
         )
       ).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, Logger.none)))

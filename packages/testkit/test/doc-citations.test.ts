@@ -12,7 +12,7 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../.
 const MD = "." + "md"
 
 /** A markdown file name or path, e.g. `docs/protocols` + MD, `lua/README` + MD. */
-const MD_CITATION = new RegExp(String.raw`(?<![\w/.-])((?:\.\.?/)*(?:[\w.-]+/)*[\w.-]*\w\.md)(?![\w-])`, "g")
+const MD_CITATION = new RegExp(String.raw`(?<![\w/.$-])((?:\.\.?/)*(?:[\w.-]+/)*[\w.-]*\w\.md)(?![\w-])`, "g")
 /** A path under `docs/` (any file type). */
 const DOCS_PATH = /(?<![\w/.-])(docs\/[\w./-]*[\w-])/g
 /** A section number: `§2`, `§2.3`. */
