@@ -94,7 +94,7 @@ const round = (s: HealthSettings, results: Map<number, BackendHealth>) =>
         const fails = r.ok ? 0 : (prev?.fails ?? 0) + 1
         const oks = r.ok ? (prev?.oks ?? 0) + 1 : 0
         results.set(b.id, { hostname: b.hostname, ok: r.ok, fails, oks })
-        const log = Effect.annotateLogs({ backend: b.hostname, backend_id: b.id, state: b.state, result: r.detail })
+        const log = Effect.annotateLogs({ backend: b.hostname, backend_id: b.id, state: OpsEvents.stateName(b.state), result: r.detail })
         yield* Health.recordHealth(b.id, r.detail, columns)
         if (!r.ok && prev?.ok !== false) yield* Effect.logWarning("backend health check failed").pipe(log)
         if (r.ok && prev?.ok === false) yield* Effect.logInfo("backend health check passes again").pipe(log)

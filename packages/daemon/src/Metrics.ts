@@ -28,7 +28,7 @@ export const BACKEND_QUERY_TTL_MS = 5000
 export const LINT_FAILING_DEFAULTS = ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"] as const
 
 /** Route-error reasons; any other temp-fail reason counts as a store error. */
-const ROUTE_REASONS = new Set(["NoBackend", "BackendDown", "InvalidUser", "Internal"])
+const ROUTE_REASONS = new Set(["NoBackend", "BackendDown", "InvalidUser", "Held", "Internal"])
 
 export interface MetricsService {
   readonly registry: client.Registry
@@ -40,8 +40,10 @@ export interface MetricsService {
 export class Metrics extends Context.Tag("doveroute/Metrics")<Metrics, MetricsService>() {}
 
 /** The result label of a lookup outcome: `ok`, or the temp-fail reason in snake case. */
-export const resultLabel = (r: LookupResult): string =>
-  r._tag === "Routed" ? "ok" : r.reason.replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase()
+export const resultLabel = (r: LookupResult): string => r._tag === "Routed" ? "ok" : snakeCase(r.reason)
+
+/** A reason as a label value: `NoBackend` → `no_backend` (the label convention, docs/metrics.md). */
+export const snakeCase = (reason: string): string => reason.replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase()
 
 /** The registry, its metrics and the HTTP endpoint; needs a `SqlClient` (RouteCache and HealthChecker when present). */
 export const layer = (settings: MetricsSettings) =>
@@ -227,7 +229,7 @@ export const lookupLayer = Layer.effect(
         return base.lookup(user, frontend).then((r) => {
           m.latency.observe({ frontend }, (performance.now() - start) / 1000)
           m.lookups.inc({ frontend, result: resultLabel(r) })
-          if (r._tag === "TempFail" && !ROUTE_REASONS.has(r.reason)) m.storeErrors.inc({ reason: r.reason })
+          if (r._tag === "TempFail" && !ROUTE_REASONS.has(r.reason)) m.storeErrors.inc({ reason: snakeCase(r.reason) })
           return r
         })
       }
