@@ -267,7 +267,7 @@ describe("contrib/prometheus and contrib/grafana against the daemon's real metri
 
   it("docs/metrics.md lists exactly the doveroute metrics the daemon exports", () => {
     const exported = [...names()].filter((n) => n.startsWith("doveroute_") && !/_(bucket|sum|count)$/.test(n)).sort()
-    const doc = fs.readFileSync(path.join(REPO_ROOT, "docs", "metrics.md"), "utf8")
+    const doc = fs.readFileSync(path.join(REPO_ROOT, "docs/metrics.md"), "utf8")
     const documented = [...new Set([...doc.matchAll(/`(doveroute_[a-z0-9_]+)/g)].map((m) => m[1]!))]
       .filter((n) => !/_(bucket|sum|count)$/.test(n))
       .sort()
