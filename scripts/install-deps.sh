@@ -69,13 +69,14 @@ done
 # (only promtool of the prometheus package is used).
 stop_system_mail_services() {
   local pidfile pid
-  for pidfile in /run/dovecot/master.pid /var/spool/postfix/pid/master.pid; do
+  for pidfile in /run/dovecot/master.pid /var/spool/postfix/pid/master.pid /run/prometheus/prometheus.pid; do
     [ -f "$pidfile" ] || continue
     pid=$(tr -dc '0-9' <"$pidfile")
     [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || continue
     $IS_ROOT || die "a system service (pid $pid, $pidfile) is running — stop it as root"
     case "$pidfile" in
       /run/dovecot/*) say "stopping system Dovecot (pid $pid)"; doveadm stop >/dev/null 2>&1 || kill "$pid" ;;
+      /run/prometheus/*) say "stopping system Prometheus (pid $pid)"; kill "$pid" ;;
       *) say "stopping system Postfix (pid $pid)"; postfix stop >/dev/null 2>&1 || kill "$pid" ;;
     esac
     wait_for 10 sh -c "! kill -0 $pid" || say "warning: pid $pid still running"

@@ -7,6 +7,7 @@
 //   doveroute_health_transitions_total and logged naming backend, from, to and reason;
 // - SIGHUP reloads are counted by result (ok, failed);
 // - with metrics.allow_remote the endpoint listens on a non-loopback address and answers there;
+// - installing the prometheus package for promtool started no Prometheus server;
 // - contrib/prometheus: `promtool check rules` and `promtool test rules` pass, and every metric the
 //   rules name is exported; contrib/grafana: the dashboard parses, every panel's PromQL is valid
 //   (promtool) and names only metrics the daemon exports (a renamed metric fails here);
@@ -182,6 +183,21 @@ describe("metrics an operator's Prometheus scrapes", () => {
       tmp.cleanup()
     }
   }, 120_000)
+
+  it("installing the prometheus package (for promtool) started no Prometheus server", () => {
+    expect(fs.existsSync("/usr/bin/promtool"), "promtool missing: scripts/install-deps.sh installs the prometheus package").toBe(true)
+    const servers: Array<string> = []
+    for (const pid of fs.readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
+      let exe = ""
+      try {
+        exe = fs.readlinkSync(`/proc/${pid}/exe`)
+      } catch {
+        continue // gone, or not ours to read
+      }
+      if (exe === "/usr/bin/prometheus") servers.push(pid)
+    }
+    expect(servers, "a system Prometheus runs (install-deps must never start it)").toEqual([])
+  })
 
   it("promtool check metrics would catch what prom-client exported before (a gauge named _total)", async () => {
     const r = await promtool(["check", "metrics"], "# HELP x_total a gauge\n# TYPE x_total gauge\nx_total 1\n")
