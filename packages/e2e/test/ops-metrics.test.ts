@@ -6,13 +6,14 @@
 // - a backend that stops answering goes up -> health_down and back, each counted in
 //   doveroute_health_transitions_total and logged naming backend, from, to and reason;
 // - SIGHUP reloads are counted by result (ok, failed);
+// - a store error is counted once, its reason label in snake case and equal to the lookup's result;
 // - with metrics.allow_remote the endpoint listens on a non-loopback address and answers there;
 // - installing the prometheus package for promtool started no Prometheus server;
 // - contrib/prometheus: `promtool check rules` and `promtool test rules` pass, and every metric the
 //   rules name is exported; contrib/grafana: the dashboard parses, every panel's PromQL is valid
 //   (promtool) and names only metrics the daemon exports (a renamed metric fails here);
 // - docs/metrics.md lists exactly the doveroute_* metrics the daemon exports.
-import { freePort, makeTempDir, REPO_ROOT, runCli, runCommand, seedSqliteStore, startDaemon, type RunningDaemon } from "@doveroute/testkit"
+import { freePort, makeTempDir, REPO_ROOT, runCli, runCommand, seedSqliteStore, sqlite, startDaemon, type RunningDaemon } from "@doveroute/testkit"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as os from "node:os"
@@ -166,6 +167,21 @@ describe("metrics an operator's Prometheus scrapes", () => {
         return metric(s.samples, "doveroute_config_reloads_total", { result: "failed" }) === 1 ? s : undefined
       })
       expect(metric(last.samples, "doveroute_config_reloads_total", { result: "ok" })).toBe(1)
+
+      // a store error: the table of mappings is gone; a new user's lookup answers F, counted with a
+      // snake-case reason, the same value in both metrics
+      await sqlite(db, "ALTER TABLE user_backend RENAME TO user_backend_gone;")
+      const c = await DictClient.connect(dictSock)
+      clients.push(c)
+      expect((await c.lookup("newcomer@example.com")).line).toMatch(/^F/)
+      await sqlite(db, "ALTER TABLE user_backend_gone RENAME TO user_backend;")
+      expect((await c.lookup("newcomer2@example.com")).line).toMatch(/^O/)
+      const withError = (await scrape()).samples
+      const errs = withError.filter((x) => x.name === "doveroute_store_errors_total" && x.value > 0)
+      expect(errs).toHaveLength(1)
+      expect(errs[0]!.value).toBe(1)
+      expect(errs[0]!.labels["reason"]).toMatch(/^[a-z]+(_[a-z]+)*$/)
+      expect(metric(withError, "doveroute_lookups_total", { frontend: "dict", result: errs[0]!.labels["reason"]! })).toBe(1)
 
       // promtool's own parser and linter on the real endpoint: nothing to report
       const check = await promtool(["check", "metrics"], last.text)
