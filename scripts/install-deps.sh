@@ -30,6 +30,7 @@ PKGS=(dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-auth-lua
       libpam0g-dev    # libpam0g-dev: headers for the node-linux-pam build (npm ci; auth_mode=pam)
       systemd util-linux strace   # systemd-analyze/-sysusers, setpriv/unshare, strace: tests of config/systemd/
       fail2ban        # fail2ban-regex checks config/fail2ban/doveroute.conf (cli tests); the service never starts
+      prometheus      # promtool checks /metrics and contrib/prometheus/ (e2e ops-metrics); the service never starts
       build-essential python3   # node-gyp builds of the native modules (step 7)
       dpkg-dev g++ make)      # npm run package: dpkg-shlibdeps, strip; node-gyp for the Node 24 addons
 PG_HOST=127.0.0.1 PG_PORT=5432
@@ -64,22 +65,24 @@ for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
 done
 
-# System Dovecot / Postfix must never run: tests use their own instances on free ports.
+# System Dovecot / Postfix / Prometheus must never run: tests use their own instances on free ports
+# (only promtool of the prometheus package is used).
 stop_system_mail_services() {
   local pidfile pid
-  for pidfile in /run/dovecot/master.pid /var/spool/postfix/pid/master.pid; do
+  for pidfile in /run/dovecot/master.pid /var/spool/postfix/pid/master.pid /run/prometheus/prometheus.pid; do
     [ -f "$pidfile" ] || continue
     pid=$(tr -dc '0-9' <"$pidfile")
     [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || continue
     $IS_ROOT || die "a system service (pid $pid, $pidfile) is running — stop it as root"
     case "$pidfile" in
       /run/dovecot/*) say "stopping system Dovecot (pid $pid)"; doveadm stop >/dev/null 2>&1 || kill "$pid" ;;
+      /run/prometheus/*) say "stopping system Prometheus (pid $pid)"; kill "$pid" ;;
       *) say "stopping system Postfix (pid $pid)"; postfix stop >/dev/null 2>&1 || kill "$pid" ;;
     esac
     wait_for 10 sh -c "! kill -0 $pid" || say "warning: pid $pid still running"
   done
   if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
-    systemctl disable --now dovecot.service postfix.service >/dev/null 2>&1 || true
+    systemctl disable --now dovecot.service postfix.service prometheus.service >/dev/null 2>&1 || true
   fi
 }
 

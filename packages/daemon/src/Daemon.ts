@@ -21,6 +21,7 @@ import { Effect, Layer, Runtime } from "effect"
 import * as HealthCheck from "./HealthCheck.js"
 import * as Logging from "./Logging.js"
 import * as Metrics from "./Metrics.js"
+import * as OpsEvents from "./OpsEvents.js"
 import { routingLayer } from "./RoutingLayer.js"
 import type { AuthSettings, Settings } from "./Settings.js"
 import * as Systemd from "./Systemd.js"
@@ -137,6 +138,7 @@ const reloadLayer = (settings: Settings, liveExtra: Array<Settings["extraFields"
           const next = yield* Effect.either(options.reload)
           if (next._tag === "Left") {
             const e = next.left
+            OpsEvents.reloaded("failed")
             yield* Effect.logError("SIGHUP: reload failed, keeping the running settings").pipe(
               Effect.annotateLogs("detail", e instanceof Error ? e.message : String(e))
             )
@@ -147,6 +149,7 @@ const reloadLayer = (settings: Settings, liveExtra: Array<Settings["extraFields"
             checker.settings.current = n.health
             const restart = restartKeys(current, n)
             current = { ...n, ...Object.fromEntries(restart.map((k) => [k, (current as unknown as Record<string, unknown>)[k]])) } as Settings
+            OpsEvents.reloaded("ok")
             yield* Effect.logInfo("configuration reloaded").pipe(
               Effect.annotateLogs({ log_level: n.logLevel, health: n.health.enabled, extra_fields: n.extraFields.length })
             )

@@ -14,6 +14,7 @@
 import { Health } from "@doveroute/store"
 import { Context, Duration, Effect, Layer } from "effect"
 import * as net from "node:net"
+import * as OpsEvents from "./OpsEvents.js"
 import type { HealthSettings } from "./Settings.js"
 
 /** Default check port per protocol. */
@@ -93,17 +94,27 @@ const round = (s: HealthSettings, results: Map<number, BackendHealth>) =>
         const fails = r.ok ? 0 : (prev?.fails ?? 0) + 1
         const oks = r.ok ? (prev?.oks ?? 0) + 1 : 0
         results.set(b.id, { hostname: b.hostname, ok: r.ok, fails, oks })
-        const log = Effect.annotateLogs({ backend: b.hostname, backend_id: b.id, state: b.state, result: r.detail })
+        const log = Effect.annotateLogs({ backend: b.hostname, backend_id: b.id, state: OpsEvents.stateName(b.state), result: r.detail })
         yield* Health.recordHealth(b.id, r.detail, columns)
         if (!r.ok && prev?.ok !== false) yield* Effect.logWarning("backend health check failed").pipe(log)
         if (r.ok && prev?.ok === false) yield* Effect.logInfo("backend health check passes again").pipe(log)
         if (!r.ok && b.state === Health.STATE_UP && fails >= s.fall) {
           if (yield* Health.markHealthDown(b.id)) {
-            yield* Effect.logWarning("backend marked down by the health checker (state 3)").pipe(log, Effect.annotateLogs("failures", fails))
+            const t = { backend: b.hostname, id: String(b.id), from: OpsEvents.stateName(Health.STATE_UP), to: OpsEvents.stateName(Health.STATE_HEALTH_DOWN) }
+            OpsEvents.transitioned(t)
+            yield* Effect.logWarning(`backend marked down by the health checker (${t.from} -> ${t.to})`).pipe(
+              log,
+              Effect.annotateLogs({ from: t.from, to: t.to, failures: fails, reason: `${fails} failed checks in a row (fall ${s.fall}): ${r.detail}` })
+            )
           }
         } else if (r.ok && b.state === Health.STATE_HEALTH_DOWN && oks >= s.rise) {
           if (yield* Health.markHealthUp(b.id)) {
-            yield* Effect.logInfo("backend marked up by the health checker (state 0)").pipe(log, Effect.annotateLogs("successes", oks))
+            const t = { backend: b.hostname, id: String(b.id), from: OpsEvents.stateName(Health.STATE_HEALTH_DOWN), to: OpsEvents.stateName(Health.STATE_UP) }
+            OpsEvents.transitioned(t)
+            yield* Effect.logInfo(`backend marked up by the health checker (${t.from} -> ${t.to})`).pipe(
+              log,
+              Effect.annotateLogs({ from: t.from, to: t.to, successes: oks, reason: `${oks} passed checks in a row (rise ${s.rise}): ${r.detail}` })
+            )
           }
         }
       }), { concurrency: 32, discard: true })

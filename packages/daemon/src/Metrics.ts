@@ -1,5 +1,5 @@
 /**
- * Prometheus metrics (`metrics.listen`, loopback only) with `prom-client` on its own registry,
+ * Prometheus metrics (`metrics.listen`; loopback only unless `metrics.allow_remote`) with `prom-client` on its own registry,
  * served as `GET /metrics` by a small `node:http` server.
  *
  * Hot path: one counter increment and one histogram observation per lookup (a wrapper around the
@@ -9,7 +9,7 @@
  *
  * @since 0.1.0
  */
-import { Lookup, type LookupResult } from "@doveroute/frontends"
+import { ListenerCounts, Lookup, type LookupResult } from "@doveroute/frontends"
 import { RouteCache } from "@doveroute/routing"
 import { Health } from "@doveroute/store"
 import * as SqlClient from "@effect/sql/SqlClient"
@@ -17,13 +17,18 @@ import { Context, Effect, Layer, Option, Runtime } from "effect"
 import * as http from "node:http"
 import * as client from "prom-client"
 import { HealthChecker } from "./HealthCheck.js"
+import * as OpsEvents from "./OpsEvents.js"
 import type { MetricsSettings } from "./Settings.js"
+import { VERSION } from "./Version.js"
 
 /** How long the users-per-backend query result is reused between scrapes. */
 export const BACKEND_QUERY_TTL_MS = 5000
 
+/** prom-client default metrics that are gauges with a `_total` name (refused by `promtool check metrics`). */
+export const LINT_FAILING_DEFAULTS = ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"] as const
+
 /** Route-error reasons; any other temp-fail reason counts as a store error. */
-const ROUTE_REASONS = new Set(["NoBackend", "BackendDown", "InvalidUser", "Internal"])
+const ROUTE_REASONS = new Set(["NoBackend", "BackendDown", "InvalidUser", "Held", "Internal"])
 
 export interface MetricsService {
   readonly registry: client.Registry
@@ -35,8 +40,10 @@ export interface MetricsService {
 export class Metrics extends Context.Tag("doveroute/Metrics")<Metrics, MetricsService>() {}
 
 /** The result label of a lookup outcome: `ok`, or the temp-fail reason in snake case. */
-export const resultLabel = (r: LookupResult): string =>
-  r._tag === "Routed" ? "ok" : r.reason.replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase()
+export const resultLabel = (r: LookupResult): string => r._tag === "Routed" ? "ok" : snakeCase(r.reason)
+
+/** A reason as a label value: `NoBackend` → `no_backend` (the label convention, docs/metrics.md). */
+export const snakeCase = (reason: string): string => reason.replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase()
 
 /** The registry, its metrics and the HTTP endpoint; needs a `SqlClient` (RouteCache and HealthChecker when present). */
 export const layer = (settings: MetricsSettings) =>
@@ -49,7 +56,46 @@ export const layer = (settings: MetricsSettings) =>
       const runtime = yield* Effect.runtime<never>()
       const registry = new client.Registry()
       client.collectDefaultMetrics({ register: registry })
+      // prom-client exports these as gauges named `_total`, which Prometheus' lint refuses
+      // (`promtool check metrics`); `nodejs_active_handles`/`_requests`/`_resources` carry the same counts by type
+      for (const name of LINT_FAILING_DEFAULTS) registry.removeSingleMetric(name)
       const registers = [registry]
+      new client.Gauge({
+        name: "doveroute_build_info",
+        help: "Always 1; the labels name the doveroute version and the Node.js version running it",
+        labelNames: ["version", "node"] as const,
+        registers
+      }).set({ version: VERSION, node: process.versions.node }, 1)
+      new client.Gauge({
+        name: "doveroute_listener_connections",
+        help: "Open client connections per listener (dict, auth, login-relay, userdb-relay, http)",
+        labelNames: ["listener"] as const,
+        registers,
+        collect() {
+          this.reset()
+          for (const [listener, n] of ListenerCounts.snapshot()) this.set({ listener }, n)
+        }
+      })
+      new client.Counter({
+        name: "doveroute_config_reloads_total",
+        help: "SIGHUP configuration reloads by result: ok (applied) or failed (running settings kept)",
+        labelNames: ["result"] as const,
+        registers,
+        collect() {
+          this.reset()
+          for (const [result, n] of OpsEvents.reloadCounts()) this.inc({ result }, n)
+        }
+      })
+      new client.Counter({
+        name: "doveroute_health_transitions_total",
+        help: "Backend state changes made by this daemon's health checker, by backend and from/to state name",
+        labelNames: ["backend", "id", "from", "to"] as const,
+        registers,
+        collect() {
+          this.reset()
+          for (const t of OpsEvents.transitionCounts()) this.inc({ backend: t.backend, id: t.id, from: t.from, to: t.to }, t.count)
+        }
+      })
       const lookups = new client.Counter({
         name: "doveroute_lookups_total",
         help: "Routing lookups by front-end and result (ok, or the temp-fail reason)",
@@ -183,7 +229,7 @@ export const lookupLayer = Layer.effect(
         return base.lookup(user, frontend).then((r) => {
           m.latency.observe({ frontend }, (performance.now() - start) / 1000)
           m.lookups.inc({ frontend, result: resultLabel(r) })
-          if (r._tag === "TempFail" && !ROUTE_REASONS.has(r.reason)) m.storeErrors.inc({ reason: r.reason })
+          if (r._tag === "TempFail" && !ROUTE_REASONS.has(r.reason)) m.storeErrors.inc({ reason: snakeCase(r.reason) })
           return r
         })
       }

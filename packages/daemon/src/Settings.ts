@@ -134,7 +134,7 @@ export interface Settings {
   readonly routing: RoutingSettings
   /** Backend health checker (`health` section; off by default). */
   readonly health: HealthSettings
-  /** Prometheus metrics endpoint (`metrics.listen`, loopback `host:port`); undefined = off. */
+  /** Prometheus metrics endpoint (`metrics.listen` `host:port`, loopback unless `metrics.allow_remote`); undefined = off. */
   readonly metrics: MetricsSettings | undefined
   /** Non-fatal secret problems to log at start (a group-readable secret file); never a value. */
   readonly secretWarnings?: ReadonlyArray<string>
@@ -160,15 +160,21 @@ export interface MetricsSettings {
   readonly port: number
 }
 
-/** Parse `metrics.listen`: `127.0.0.1:PORT`, `[::1]:PORT` or `localhost:PORT`; anything else is refused. */
-export const parseMetricsListen = (spec: string): MetricsSettings => {
+/**
+ * Parse `metrics.listen`: `127.0.0.1:PORT`, `[::1]:PORT` or `localhost:PORT`; any other address
+ * only with `allowRemote` (`metrics.allow_remote: true`, the admin's explicit choice).
+ */
+export const parseMetricsListen = (spec: string, allowRemote = false): MetricsSettings => {
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(spec.trim())
   if (m === null) throw new Error(`metrics.listen must be HOST:PORT (loopback), got ${JSON.stringify(spec)}`)
   const host = (m[1] ?? m[2])!
   const port = Number(m[3])
   if (port < 1 || port > 65535) throw new Error(`metrics.listen: bad port ${m[3]}`)
-  if (!(/^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host) || host === "::1" || host === "localhost")) {
-    throw new Error(`metrics.listen must be a loopback address (127.0.0.0/8, [::1], localhost), got ${host}: metrics are not for the network`)
+  if (!allowRemote && !(/^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host) || host === "::1" || host === "localhost")) {
+    throw new Error(
+      `metrics.listen must be a loopback address (127.0.0.0/8, [::1], localhost), got ${host}: ` +
+        "set metrics.allow_remote to true to serve metrics on another address"
+    )
   }
   return { host, port }
 }
@@ -379,11 +385,17 @@ const healthConfig: Config.Config<HealthSettings> = Config.nested(
   "health"
 ).pipe(Config.map((h) => ({ ...h, port: Option.getOrUndefined(h.port) })))
 
-const metricsConfig = Config.option(Config.nested(Config.string("listen"), "metrics")).pipe(
-  Config.mapOrFail((l): Either.Either<MetricsSettings | undefined, ConfigError.ConfigError> => {
+const metricsConfig = Config.nested(
+  Config.all({
+    listen: Config.option(Config.string("listen")),
+    allowRemote: Config.boolean("allow_remote").pipe(Config.withDefault(false))
+  }),
+  "metrics"
+).pipe(
+  Config.mapOrFail(({ allowRemote, listen: l }): Either.Either<MetricsSettings | undefined, ConfigError.ConfigError> => {
     if (Option.isNone(l)) return Either.right(undefined)
     try {
-      return Either.right(parseMetricsListen(l.value))
+      return Either.right(parseMetricsListen(l.value, allowRemote))
     } catch (e) {
       return Either.left(ConfigError.InvalidData(["metrics", "listen"], (e as Error).message))
     }

@@ -40,6 +40,7 @@ import { Data, Effect, Layer, Redacted } from "effect"
 import * as http from "node:http"
 import * as net from "node:net"
 import { constantTimeEquals } from "./Authenticator.js"
+import * as ListenerCounts from "./ListenerCounts.js"
 import { Lookup, type LookupService } from "./Lookup.js"
 import { ListenerError, socketFile, type SocketPermissions } from "./UnixListener.js"
 
@@ -299,6 +300,14 @@ export const layer = (options: HttpRouteOptions) =>
         if (req.url !== undefined) req.url = originForm(req.url)
       })
       server.maxConnections = options.maxConnections ?? 10_000
+      // open connections for the metrics scrape: counted on connect and close only
+      let open = 0
+      server.on("connection", (socket: net.Socket) => {
+        open++
+        socket.once("close", () => open--)
+      })
+      const unregister = ListenerCounts.register("http", () => open)
+      yield* Effect.addFinalizer(() => Effect.sync(unregister))
       const make = (at: { readonly host: string; readonly port: number } | { readonly path: string }) =>
         // loaded here, not at the top: Settings imports this module, and admin commands must not load
         // the HTTP server stack (undici, ws) at every start

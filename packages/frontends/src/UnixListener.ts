@@ -21,6 +21,7 @@ import { Data, Deferred, Duration, Effect, Exit, type Scope } from "effect"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as os from "node:os"
+import * as ListenerCounts from "./ListenerCounts.js"
 import { runtimeLog } from "./ListenerLog.js"
 import { holdRestrictiveUmask, MAX_SOCKET_PATH_BYTES, publishSocket, stagingPath } from "./SocketFile.js"
 
@@ -368,6 +369,9 @@ export const listen = (options: ListenOptions, makeHandler: (socket: net.Socket,
       : undefined
     sweeper?.unref()
     yield* Effect.addFinalizer(() => Effect.sync(() => clearInterval(sweeper)))
+    // open connections for the metrics scrape: read from the map above, nothing per request
+    const unregister = ListenerCounts.register(options.name, () => connections.size)
+    yield* Effect.addFinalizer(() => Effect.sync(unregister))
 
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {

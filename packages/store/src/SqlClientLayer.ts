@@ -11,6 +11,7 @@ import { Duration, Effect, Layer, Redacted } from "effect"
 import * as fs from "node:fs"
 import { StoreError } from "@doveroute/routing"
 import { classifySqlError } from "./Classify.js"
+import { mysqlPoolOptions, parseMysqlParams } from "./MysqlUrl.js"
 import { prepareSqliteFiles, type SqliteGroup } from "./SqliteFiles.js"
 import type { StoreUrl } from "./StoreUrl.js"
 
@@ -64,11 +65,15 @@ const sqliteLayer = (filename: string, group: SqliteGroup, options: ClientOption
   )
 }
 
-/** mysql2 options parsed out of a `mysql://user:pass@host:port/db` URL (the password stays `Redacted`). */
+/**
+ * mysql2 options parsed out of a `mysql://user:pass@host:port/db?params` URL (the password stays
+ * `Redacted`); the parameters (MysqlUrl.ts: `socket`, `ssl`, …) come back as `pool` options.
+ */
 export const mysqlFields = (url: Redacted.Redacted<string>) => {
   const u = new URL(Redacted.value(url))
   const database = decodeURIComponent(u.pathname.replace(/^\//, ""))
   return {
+    pool: mysqlPoolOptions(parseMysqlParams(u.searchParams)),
     host: u.hostname.replace(/^\[(.*)\]$/, "$1") || "localhost",
     port: u.port === "" ? 3306 : Number(u.port),
     ...(database !== "" ? { database } : {}),
@@ -117,20 +122,26 @@ export const layer = (store: StoreUrl, options: ClientOptions = {}): Layer.Layer
       return Layer.unwrapEffect(
         Effect.flatMap(loadDriver("MySQL", () => import("@effect/sql-mysql2/MysqlClient")), (MysqlClient) =>
           Effect.try({
-            try: () =>
-              MysqlClient.layer({
-                ...mysqlFields(store.url),
+            try: () => {
+              const { pool, ...fields } = mysqlFields(store.url)
+              return MysqlClient.layer({
+                ...fields,
                 maxConnections: max,
                 connectionTTL: "60 seconds",
                 poolConfig: {
+                  ...pool,
                   connectTimeout: Duration.toMillis(connectTimeout),
                   maxIdle: max,
                   queueLimit: max * MYSQL_QUEUE_PER_CONNECTION,
                   enableKeepAlive: true,
                   keepAliveInitialDelay: 10_000
                 }
-              }),
-            catch: (e) => new StoreError({ reason: "Unavailable", detail: `MySQL URL: ${(e as Error).message}` })
+              })
+            },
+            catch: (e) => {
+              const m = (e as Error).message
+              return new StoreError({ reason: "Unavailable", detail: m.startsWith("MySQL store URL") ? m : `MySQL URL: ${m}` })
+            }
           }))
       ).pipe(
         Layer.mapError((e) =>

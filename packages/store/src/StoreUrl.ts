@@ -3,7 +3,8 @@
  *
  * - `sqlite:/absolute/path/file.db` (also `sqlite:///abs/path` and `sqlite:relative/path`)
  * - `postgres://user:pass@host:port/db` (also `postgresql://`)
- * - `mysql://user:pass@host:port/db` (also `mariadb://`)
+ * - `mysql://user:pass@host:port/db` (also `mariadb://`), with the parameters of MysqlUrl.ts
+ *   (`?socket=/run/mysqld/mysqld.sock`, `?ssl=true`, …)
  *
  * The whole URL is kept `Redacted` (it may hold a password); {@link describeStoreUrl} gives a
  * loggable form with the password removed.
@@ -11,6 +12,7 @@
  * @since 0.1.0
  */
 import { Data, Redacted } from "effect"
+import { parseMysqlParams } from "./MysqlUrl.js"
 
 export type StoreUrl =
   | {
@@ -55,6 +57,11 @@ export const parseStoreUrl = (raw: string): StoreUrl => {
     case "mysql:":
     case "mariadb:":
       url.protocol = "mysql:"
+      try {
+        parseMysqlParams(url.searchParams)
+      } catch (e) {
+        throw new StoreUrlError({ reason: "Malformed", detail: (e as Error).message })
+      }
       return { _tag: "Mysql", url: Redacted.make(url.toString()) }
     default:
       throw new StoreUrlError({
