@@ -10,7 +10,7 @@
  * @since 0.1.0
  */
 import { Lookup, type LookupResult } from "@doveroute/frontends"
-import { RouteCache } from "@doveroute/routing"
+import { isStoreErrorReason, RouteCache } from "@doveroute/routing"
 import { Health } from "@doveroute/store"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Context, Effect, Layer, Option, Runtime } from "effect"
@@ -21,9 +21,6 @@ import type { MetricsSettings } from "./Settings.js"
 
 /** How long the users-per-backend query result is reused between scrapes. */
 export const BACKEND_QUERY_TTL_MS = 5000
-
-/** Route-error reasons; any other temp-fail reason counts as a store error. */
-const ROUTE_REASONS = new Set(["NoBackend", "BackendDown", "InvalidUser", "Internal"])
 
 export interface MetricsService {
   readonly registry: client.Registry
@@ -183,7 +180,7 @@ export const lookupLayer = Layer.effect(
         return base.lookup(user, frontend).then((r) => {
           m.latency.observe({ frontend }, (performance.now() - start) / 1000)
           m.lookups.inc({ frontend, result: resultLabel(r) })
-          if (r._tag === "TempFail" && !ROUTE_REASONS.has(r.reason)) m.storeErrors.inc({ reason: r.reason })
+          if (r._tag === "TempFail" && isStoreErrorReason(r.reason)) m.storeErrors.inc({ reason: r.reason })
           return r
         })
       }
