@@ -35,20 +35,14 @@ export interface UserdbRelayOptions extends SocketPermissions, ConnectionLimits 
 
 const FINAL = new Set(["FAIL", "NOTFOUND", "USER"])
 
-/** The commands Dovecot's `auth-userdb` serves; everything else is refused before it gets there. */
-export const USERDB_COMMANDS: ReadonlySet<string> = new Set(["VERSION", "USER", "PASS", "LIST"])
-
 /**
- * The userdb relay forwards only what an `auth-userdb` socket serves (VERSION, USER, PASS, LIST).
- * `REQUEST`, `CACHE-FLUSH`, `CPID` or anything else closes the client's connection (as Dovecot's
- * auth-userdb does: "BUG: Unknown command in userdb socket"), so a relay pointed at `auth-master`
- * by mistake still never passes master-only commands. Returns why a line is refused, or undefined.
+ * The userdb relay forwards only what an `auth-userdb` socket serves
+ * (`AuthMaster.USERDB_COMMANDS`: VERSION, USER, PASS, LIST). `REQUEST`, `CACHE-FLUSH`, `CPID` or
+ * anything else closes the client's connection (as Dovecot's auth-userdb does: "BUG: Unknown
+ * command in userdb socket"), so a relay pointed at `auth-master` by mistake still never passes
+ * master-only commands. Returns why a line is refused, or undefined.
  */
-export const userdbClientFilter = (line: Buffer): string | undefined => {
-  const tab = line.indexOf(9)
-  const cmd = line.toString("latin1", 0, tab === -1 ? line.length : tab)
-  return USERDB_COMMANDS.has(cmd) ? undefined : `command ${JSON.stringify(cmd.slice(0, 20))} is not served on auth-userdb`
-}
+export const userdbClientFilter: (line: Buffer) => string | undefined = AuthMaster.userdbRefusal
 
 /** The relay rules for one userdb connection. */
 export const userdbRelayRules = (ctx: RelayRouteContext): RelayRules => {
