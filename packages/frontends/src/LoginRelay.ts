@@ -20,25 +20,14 @@
  * @since 0.1.0
  */
 import { AuthClient, ProxyFields, TabEscape } from "@doveroute/protocol"
-import { Effect, Layer } from "effect"
-import { type BackendPorts, NO_PORTS } from "./BackendPort.js"
-import type { Resolver } from "./BackendAddress.js"
-import { runtimeLog } from "./ListenerLog.js"
-import { Lookup } from "./Lookup.js"
-import { RelayConnection, type RelayRules } from "./Relay.js"
+import { Effect } from "effect"
+import type { Lookup } from "./Lookup.js"
+import type { RelayRules } from "./Relay.js"
+import { relayLayer, type RelayOptions } from "./RelayListener.js"
 import { proxyRewriter, type RelayRouteContext, RequestTable, requestInfo } from "./RelayRoute.js"
-import { type ConnectionLimits, listen, type SocketPermissions } from "./UnixListener.js"
 
-/** Login relay settings. */
-export interface LoginRelayOptions extends SocketPermissions, ConnectionLimits {
-  /** Where login processes connect (mode 0666: they run as dovenull). */
-  readonly path: string
-  /** Dovecot's login socket: `<base_dir>/login/login` (or `<base_dir>/auth-login`). */
-  readonly upstream: string
-  readonly ports?: BackendPorts
-  readonly resolver?: Resolver
-  readonly resolveTimeoutMs?: number
-}
+/** Login relay settings (`upstream`: Dovecot's login socket, `<base_dir>/login/login` or `<base_dir>/auth-login`). */
+export type LoginRelayOptions = RelayOptions
 
 const FINAL = new Set(["FAIL"])
 
@@ -64,30 +53,9 @@ export const loginRelayRules = (ctx: RelayRouteContext): RelayRules => {
 
 /** The login relay as a layer: listens for the layer's lifetime. Needs {@link Lookup}. */
 export const layer = (options: LoginRelayOptions) =>
-  Layer.scopedDiscard(
-    Effect.gen(function*() {
-      const lookup = yield* Lookup
-      const ctx: RelayRouteContext = {
-        lookup,
-        ports: options.ports ?? NO_PORTS,
-        frontend: "login-relay",
-        resolver: options.resolver,
-        resolveTimeoutMs: options.resolveTimeoutMs,
-        log: yield* runtimeLog("login-relay")
-      }
-      yield* listen(
-        { ...options, name: "login-relay" },
-        (socket, flow) =>
-          new RelayConnection(
-            socket,
-            options.upstream,
-            loginRelayRules(ctx),
-            (detail) =>
-              ctx.log("Warning", "Dovecot login socket connection failed; closing the client", { upstream: options.upstream, detail }),
-            flow,
-            options.maxRequests
-          )
-      )
-      yield* Effect.logInfo("login relay ready").pipe(Effect.annotateLogs({ upstream: options.upstream }))
-    })
-  )
+  relayLayer({
+    name: "login-relay",
+    rules: loginRelayRules,
+    upstreamFailed: "Dovecot login socket connection failed; closing the client",
+    ready: Effect.logInfo("login relay ready").pipe(Effect.annotateLogs({ upstream: options.upstream }))
+  }, options)

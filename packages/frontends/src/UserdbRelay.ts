@@ -13,25 +13,14 @@
  * @since 0.1.0
  */
 import { AuthMaster, ProxyFields, TabEscape } from "@doveroute/protocol"
-import { Effect, Layer } from "effect"
-import type { Resolver } from "./BackendAddress.js"
-import { type BackendPorts, NO_PORTS } from "./BackendPort.js"
-import { runtimeLog } from "./ListenerLog.js"
-import { Lookup } from "./Lookup.js"
-import { RelayConnection, type RelayRules } from "./Relay.js"
+import { Effect } from "effect"
+import type { Lookup } from "./Lookup.js"
+import type { RelayRules } from "./Relay.js"
+import { relayLayer, type RelayOptions } from "./RelayListener.js"
 import { proxyRewriter, type RelayRouteContext, RequestTable, requestInfo } from "./RelayRoute.js"
-import { type ConnectionLimits, listen, type SocketPermissions } from "./UnixListener.js"
 
-/** Userdb relay settings. */
-export interface UserdbRelayOptions extends SocketPermissions, ConnectionLimits {
-  /** Where LMTP/doveadm connect (`auth_socket_path`). */
-  readonly path: string
-  /** Dovecot's `<base_dir>/auth-userdb`. */
-  readonly upstream: string
-  readonly ports?: BackendPorts
-  readonly resolver?: Resolver
-  readonly resolveTimeoutMs?: number
-}
+/** Userdb relay settings (`path`: LMTP/doveadm's `auth_socket_path`; `upstream`: Dovecot's `<base_dir>/auth-userdb`). */
+export type UserdbRelayOptions = RelayOptions
 
 const FINAL = new Set(["FAIL", "NOTFOUND", "USER"])
 
@@ -63,31 +52,12 @@ export const userdbRelayRules = (ctx: RelayRouteContext): RelayRules => {
 
 /** The userdb relay as a layer: listens for the layer's lifetime. Needs {@link Lookup}. */
 export const layer = (options: UserdbRelayOptions) =>
-  Layer.scopedDiscard(
-    Effect.gen(function*() {
-      const lookup = yield* Lookup
-      const ctx: RelayRouteContext = {
-        lookup,
-        ports: options.ports ?? NO_PORTS,
-        frontend: "userdb-relay",
-        resolver: options.resolver,
-        resolveTimeoutMs: options.resolveTimeoutMs,
-        log: yield* runtimeLog("userdb-relay")
-      }
-      yield* listen(
-        { ...options, name: "userdb-relay" },
-        (socket, flow) =>
-          new RelayConnection(
-            socket,
-            options.upstream,
-            userdbRelayRules(ctx),
-            (detail) =>
-              ctx.log("Warning", "Dovecot auth-userdb connection failed; closing the client", { upstream: options.upstream, detail }),
-            flow,
-            options.maxRequests,
-            (why) => ctx.log("Warning", "userdb relay client sent a command auth-userdb does not serve; closing it", { detail: why })
-          )
-      )
+  relayLayer({
+    name: "userdb-relay",
+    rules: userdbRelayRules,
+    upstreamFailed: "Dovecot auth-userdb connection failed; closing the client",
+    refused: "userdb relay client sent a command auth-userdb does not serve; closing it",
+    ready: Effect.gen(function*() {
       if (((options.mode ?? 0o660) & 0o006) !== 0) {
         yield* Effect.logWarning(
           "the userdb relay socket is open to every local user: doveroute asks auth-userdb as itself, so Dovecot's " +
@@ -97,4 +67,4 @@ export const layer = (options: UserdbRelayOptions) =>
       }
       yield* Effect.logInfo("userdb relay ready").pipe(Effect.annotateLogs({ upstream: options.upstream }))
     })
-  )
+  }, options)
