@@ -4,7 +4,8 @@
  */
 import { FastCheck as fc } from "effect"
 import { describe, expect, it } from "vitest"
-import { AuthClientSession, decodeClientLine } from "../src/AuthClient.js"
+import { decodeClientLine } from "../src/AuthClient.js"
+import { AuthClientSession } from "../src/AuthClientSession.js"
 import { AuthMasterCodec } from "@doveroute/testkit"
 import { needsRoute, parseReplyLine, routeUser } from "../src/ProxyFields.js"
 import { decodePlain, LoginMechanism, PlainMechanism } from "../src/Sasl.js"
