@@ -19,12 +19,12 @@
  *
  * @since 0.1.0
  */
-import { AuthClient, ProxyFields, TabEscape } from "@doveroute/protocol"
+import { AuthClient } from "@doveroute/protocol"
 import { Effect } from "effect"
 import type { Lookup } from "./Lookup.js"
 import type { RelayRules } from "./Relay.js"
 import { relayLayer, type RelayOptions } from "./RelayListener.js"
-import { proxyRewriter, type RelayRouteContext, RequestTable, requestInfo } from "./RelayRoute.js"
+import { proxyRewriter, type RelayRouteContext, rememberRequest, RequestTable, rewriteErrorLine } from "./RelayRoute.js"
 
 /** Login relay settings (`upstream`: Dovecot's login socket, `<base_dir>/login/login` or `<base_dir>/auth-login`). */
 export type LoginRelayOptions = RelayOptions
@@ -38,8 +38,7 @@ export const loginRelayRules = (ctx: RelayRouteContext): RelayRules => {
     ordered: false,
     observeClientLine: (line) => {
       if (line.startsWith("AUTH\t")) {
-        const args = TabEscape.splitLine(line)
-        if (args[1] !== undefined) requests.set(args[1], requestInfo(args.slice(3).map(TabEscape.parseKeyValue)))
+        rememberRequest(requests, line)
       } else if (line.startsWith("CANCEL\t")) {
         requests.take(line.slice(7))
       }
@@ -47,7 +46,7 @@ export const loginRelayRules = (ctx: RelayRouteContext): RelayRules => {
     // Dovecot disconnects on longer lines anyway; bounds what one client makes the relay buffer
     clientMaxLine: AuthClient.AUTH_CLIENT_MAX_LINE,
     rewrite: proxyRewriter(ctx, "OK", requests, FINAL),
-    onRewriteError: (line) => ProxyFields.tempFailLine(ProxyFields.parseReplyLine(line.toString("utf8"))?.id ?? "0")
+    onRewriteError: rewriteErrorLine
   }
 }
 

@@ -78,6 +78,16 @@ export const requestInfo = (fields: ReadonlyArray<TabEscape.KeyValue>): RequestI
   return { protocol, lip: realLip ?? lip, lport }
 }
 
+/** Remember a request line (`AUTH\t<id>\t<mech>\t…` or `PASS\t<id>\t<user>\t…`): its fields start at the fourth. */
+export const rememberRequest = (requests: RequestTable, line: string): void => {
+  const args = TabEscape.splitLine(line)
+  if (args[1] !== undefined) requests.set(args[1], requestInfo(args.slice(3).map(TabEscape.parseKeyValue)))
+}
+
+/** The safety-net reply when a rewrite rejects: temp_fail for the line's id. */
+export const rewriteErrorLine = (line: Buffer): string =>
+  ProxyFields.tempFailLine(ProxyFields.parseReplyLine(line.toString("utf8"))?.id ?? "0")
+
 /** Settings shared by both relays. */
 export interface RelayRouteContext extends DestinationContext {
   /** Name for routing logs (`login-relay`, `userdb-relay`). */

@@ -12,12 +12,12 @@
  *
  * @since 0.1.0
  */
-import { AuthMaster, ProxyFields, TabEscape } from "@doveroute/protocol"
+import { AuthMaster } from "@doveroute/protocol"
 import { Effect } from "effect"
 import type { Lookup } from "./Lookup.js"
 import type { RelayRules } from "./Relay.js"
 import { relayLayer, type RelayOptions } from "./RelayListener.js"
-import { proxyRewriter, type RelayRouteContext, RequestTable, requestInfo } from "./RelayRoute.js"
+import { proxyRewriter, type RelayRouteContext, rememberRequest, RequestTable, rewriteErrorLine } from "./RelayRoute.js"
 
 /** Userdb relay settings (`path`: LMTP/doveadm's `auth_socket_path`; `upstream`: Dovecot's `<base_dir>/auth-userdb`). */
 export type UserdbRelayOptions = RelayOptions
@@ -40,13 +40,12 @@ export const userdbRelayRules = (ctx: RelayRouteContext): RelayRules => {
     ordered: true,
     observeClientLine: (line) => {
       if (!line.startsWith("PASS\t")) return
-      const args = TabEscape.splitLine(line)
-      if (args[1] !== undefined) requests.set(args[1], requestInfo(args.slice(3).map(TabEscape.parseKeyValue)))
+      rememberRequest(requests, line)
     },
     clientMaxLine: AuthMaster.AUTH_MASTER_MAX_LINE,
     filterClientLine: userdbClientFilter,
     rewrite: proxyRewriter(ctx, "PASS", requests, FINAL),
-    onRewriteError: (line) => ProxyFields.tempFailLine(ProxyFields.parseReplyLine(line.toString("utf8"))?.id ?? "0")
+    onRewriteError: rewriteErrorLine
   }
 }
 
