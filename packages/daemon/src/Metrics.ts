@@ -10,7 +10,7 @@
  * @since 0.1.0
  */
 import { ListenerCounts, Lookup, type LookupResult } from "@doveroute/frontends"
-import { RouteCache } from "@doveroute/routing"
+import { isStoreErrorReason, RouteCache } from "@doveroute/routing"
 import { Health } from "@doveroute/store"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Context, Effect, Layer, Option, Runtime } from "effect"
@@ -26,9 +26,6 @@ export const BACKEND_QUERY_TTL_MS = 5000
 
 /** prom-client default metrics that are gauges with a `_total` name (refused by `promtool check metrics`). */
 export const LINT_FAILING_DEFAULTS = ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"] as const
-
-/** Route-error reasons; any other temp-fail reason counts as a store error. */
-const ROUTE_REASONS = new Set(["NoBackend", "BackendDown", "InvalidUser", "Held", "Internal"])
 
 export interface MetricsService {
   readonly registry: client.Registry
@@ -229,7 +226,7 @@ export const lookupLayer = Layer.effect(
         return base.lookup(user, frontend).then((r) => {
           m.latency.observe({ frontend }, (performance.now() - start) / 1000)
           m.lookups.inc({ frontend, result: resultLabel(r) })
-          if (r._tag === "TempFail" && !ROUTE_REASONS.has(r.reason)) m.storeErrors.inc({ reason: snakeCase(r.reason) })
+          if (r._tag === "TempFail" && isStoreErrorReason(r.reason)) m.storeErrors.inc({ reason: snakeCase(r.reason) })
           return r
         })
       }

@@ -2,8 +2,8 @@
 // raised fd limit, protocol clients for every listener, fake Dovecot upstreams for the relays, the
 // known secrets and the checks every test ends with (daemon alive, no fatal/Unhandled, no secret
 // in any log line or error message).
-import { CLI_BIN, REPO_ROOT, spawnManaged, waitForPath, waitForTcp, type ManagedProcess } from "@doveroute/testkit"
-import { AuthClient, AuthMaster } from "@doveroute/protocol"
+import { AuthMasterCodec, CLI_BIN, REPO_ROOT, spawnManaged, waitForPath, waitForTcp, type ManagedProcess } from "@doveroute/testkit"
+import { AuthClient } from "@doveroute/protocol"
 import * as net from "node:net"
 import { expect } from "vitest"
 
@@ -403,7 +403,7 @@ export class FakeDovecot {
         }
       }
     }
-    const r = AuthMaster.decodeRequest(line)
+    const r = AuthMasterCodec.decodeRequest(line)
     switch (r._tag) {
       case "Invalid":
       case "Cpid":

@@ -32,7 +32,7 @@
  * 3. Auth-only clients (`nologin`, which Postfix and Exim send, or `service=smtp`) get
  *    `OK\t<id>\tuser=<u>` and nothing else — but only when the authenticator verifies passwords;
  *    in `nopassword` mode they are refused, since nothing would check the password.
- * 4. Everything else is routed: `OK\t<id>\tuser=<u>\tproxy\thost=<IP>[\tport=<n>]\tpass=<typed>`
+ * 4. Everything else is routed (`Destination.ts`): `OK\t<id>\tuser=<u>\tproxy\thost=<IP>[\tport=<n>]\tpass=<typed>`
  *    (+ `master=<authcid>` for a master-user login). `proxy` is always the bare token (2.3 login
  *    processes need it); `host` is always an IP ({@link resolveBackend}); `port` comes from the
  *    configured {@link BackendPorts}.
@@ -70,8 +70,9 @@ import { Duration, Effect, Layer, Redacted } from "effect"
 import * as crypto from "node:crypto"
 import type * as net from "node:net"
 import { type Authenticator, nopassword } from "./Authenticator.js"
-import { isSelf, type Resolver, resolveBackend } from "./BackendAddress.js"
-import { type BackendPorts, NO_PORTS, portFor } from "./BackendPort.js"
+import type { Resolver } from "./BackendAddress.js"
+import { type BackendPorts, NO_PORTS } from "./BackendPort.js"
+import { authServerFields, destination, type DestinationContext } from "./Destination.js"
 import { type ListenerLog, runtimeLog } from "./ListenerLog.js"
 import { Lookup, type LookupService } from "./Lookup.js"
 import { type ConnectionHandler, type ConnectionLimits, DEFAULT_MAX_REQUESTS, listen, type SocketPermissions } from "./UnixListener.js"
@@ -128,15 +129,10 @@ export interface AuthServerOptions extends SocketPermissions, ConnectionLimits {
 }
 
 /** Everything a connection needs, shared by all connections of one listener. */
-export interface AuthServerContext {
-  readonly lookup: LookupService
+export interface AuthServerContext extends DestinationContext {
   readonly authenticator: Authenticator
   readonly selfCheck: boolean
-  readonly ports: BackendPorts
   readonly failureDelayMs: number
-  readonly resolver: Resolver | undefined
-  readonly resolveTimeoutMs: number | undefined
-  readonly log: ListenerLog
   /** Requests one connection may have in its table at once (more: temp_fail). */
   readonly maxRequests: number
   /** Next CUID (connection counter, starting at 1). */
@@ -366,38 +362,36 @@ export class AuthConnection implements ConnectionHandler {
 
   private route(state: RequestState, user: string, password: Redacted.Redacted<string>, masterUser: string | undefined): void {
     const req = state.request
-    this.ctx.lookup.lookup(user, "auth").then(async (res) => {
+    destination(this.ctx, {
+      user,
+      frontend: "auth",
+      protocol: req.service,
+      lip: req.realLip,
+      lport: req.lport,
+      selfCheck: this.ctx.selfCheck,
+      wanted: () => this.current(state)
+    }).then((d) => {
       if (!this.current(state)) return
-      if (res._tag === "TempFail") return this.tempFail(state, user)
-      const addr = await resolveBackend(res.route.backend, {
-        ...(this.ctx.resolver !== undefined ? { resolver: this.ctx.resolver } : {}),
-        ...(this.ctx.resolveTimeoutMs !== undefined ? { timeoutMs: this.ctx.resolveTimeoutMs } : {})
-      })
-      if (!this.current(state)) return
-      if (addr._tag === "Unresolved") {
-        this.ctx.log("Warning", "backend address unknown, answering temp_fail", {
-          user,
-          backend_id: res.route.backend.id,
-          detail: addr.detail
-        })
-        return this.tempFail(state, user)
+      switch (d._tag) {
+        case "Gone":
+          return
+        case "TempFail":
+          return this.tempFail(state, user)
+        case "Self":
+          this.ctx.log("Warning", "user's backend is this server (proxy_maybe): a standalone auth socket cannot serve local logins", {
+            user,
+            backend_id: d.backend.id,
+            host: d.ip,
+            lip: req.realLip
+          })
+          return this.tempFail(state, user, REASON_SELF)
+        case "Proxy": {
+          const fields: Array<AuthClient.Field> = [["user", user], ...authServerFields(d), ["pass", Redacted.value(password)]]
+          if (masterUser !== undefined) fields.push(["master", masterUser])
+          this.ctx.log("Debug", "auth ok, proxying", { user, service: req.service, host: d.ip, port: d.port ?? "-" })
+          return this.answer(state, AuthClient.encodeOk(req.id, fields))
+        }
       }
-      const port = portFor(this.ctx.ports, req.service)
-      if (this.ctx.selfCheck && isSelf(addr.ip, port, req.realLip, req.lport)) {
-        this.ctx.log("Warning", "user's backend is this server (proxy_maybe): a standalone auth socket cannot serve local logins", {
-          user,
-          backend_id: res.route.backend.id,
-          host: addr.ip,
-          lip: req.realLip
-        })
-        return this.tempFail(state, user, REASON_SELF)
-      }
-      const fields: Array<AuthClient.Field> = [["user", user], ["proxy", undefined], ["host", addr.ip]]
-      if (port !== undefined) fields.push(["port", String(port)])
-      fields.push(["pass", Redacted.value(password)])
-      if (masterUser !== undefined) fields.push(["master", masterUser])
-      this.ctx.log("Debug", "auth ok, proxying", { user, service: req.service, host: addr.ip, port: port ?? "-" })
-      this.answer(state, AuthClient.encodeOk(req.id, fields))
     }).catch(() => {
       if (this.current(state)) this.tempFail(state, user)
     })

@@ -20,7 +20,8 @@
  * @since 0.1.0
  */
 import { Dict, FieldCheck, LineSplitter } from "@doveroute/protocol"
-import { type ExtraField, type ProxyFlag, replyFields } from "@doveroute/routing"
+import { type ExtraField, type ProxyFlag } from "@doveroute/routing"
+import { passdbFields } from "./Destination.js"
 import { Effect, Layer } from "effect"
 import type * as net from "node:net"
 import { Lookup, type LookupService } from "./Lookup.js"
@@ -120,7 +121,7 @@ export class DictConnection {
         this.lookup.lookup(user, "dict").then(
           (res) => {
             slot.reply = res._tag === "Routed"
-              ? Dict.encodeFound(Dict.encodePassdbJson(replyFields(res.route.backend, this.options.proxyFlag, this.options.extraFields)))
+              ? Dict.encodeFound(Dict.encodePassdbJson(passdbFields(res.route.backend, this.options.proxyFlag, this.options.extraFields)))
               : Dict.encodeFailure(`doveroute: ${res.reason}`)
           }
         ).catch(() => {

@@ -7,7 +7,7 @@
  *
  * - `GET /route?user=<u>&protocol=<p>` (`service=` is accepted for `protocol=`):
  *   - `200`, `text/plain`: the passdb reply fields, TAB-separated, `key=value` or a bare `key`
- *     for a flag — the same fields as the dict front-end (`replyFields`: proxy flag, `host`,
+ *     for a flag — the same fields as the dict front-end (`passdbFields` in `Destination.ts`: proxy flag, `host`,
  *     `hostip` when non-empty, the configured extra fields), built fresh per request;
  *   - `503` on a temporary failure (store down, no backend with `state = 0`, …): the Lua passdb
  *     answers an internal failure, the client sees `temp_fail`;
@@ -35,7 +35,8 @@
  */
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { FieldCheck } from "@doveroute/protocol"
-import { type ExtraField, type ProxyFlag, replyFields, SECRET_KEYS } from "@doveroute/routing"
+import { type ExtraField, type ProxyFlag, SECRET_KEYS } from "@doveroute/routing"
+import { passdbFields } from "./Destination.js"
 import { Data, Effect, Layer, Redacted } from "effect"
 import * as http from "node:http"
 import * as net from "node:net"
@@ -244,7 +245,7 @@ export const makeApp = (lookup: LookupService, options: Pick<HttpRouteOptions, "
         if (res._tag === "TempFail") {
           return HttpServerResponse.text(`temporary failure: ${res.reason}\n`, { ...PLAIN, status: 503 })
         }
-        const fields = replyFields(res.route.backend, options.proxyFlag, extraFields)
+        const fields = passdbFields(res.route.backend, options.proxyFlag, extraFields)
         if (fields.some(([k, v]) => UNSAFE_VALUE.test(k) || (v !== undefined && UNSAFE_VALUE.test(v)))) {
           yield* Effect.logWarning("http route: a reply field contains TAB/CR/LF; answering 503").pipe(
             Effect.annotateLogs({ listener: "http", user: parsed.user, backend_id: res.route.backend.id })

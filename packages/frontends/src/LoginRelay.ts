@@ -19,26 +19,15 @@
  *
  * @since 0.1.0
  */
-import { AuthClient, ProxyFields, TabEscape } from "@doveroute/protocol"
-import { Effect, Layer } from "effect"
-import { type BackendPorts, NO_PORTS } from "./BackendPort.js"
-import type { Resolver } from "./BackendAddress.js"
-import { runtimeLog } from "./ListenerLog.js"
-import { Lookup } from "./Lookup.js"
-import { RelayConnection, type RelayRules } from "./Relay.js"
-import { proxyRewriter, type RelayRouteContext, RequestTable, requestInfo } from "./RelayRoute.js"
-import { type ConnectionLimits, listen, type SocketPermissions } from "./UnixListener.js"
+import { AuthClient } from "@doveroute/protocol"
+import { Effect } from "effect"
+import type { Lookup } from "./Lookup.js"
+import type { RelayRules } from "./Relay.js"
+import { relayLayer, type RelayOptions } from "./RelayListener.js"
+import { proxyRewriter, type RelayRouteContext, rememberRequest, RequestTable, rewriteErrorLine } from "./RelayRoute.js"
 
-/** Login relay settings. */
-export interface LoginRelayOptions extends SocketPermissions, ConnectionLimits {
-  /** Where login processes connect (mode 0666: they run as dovenull). */
-  readonly path: string
-  /** Dovecot's login socket: `<base_dir>/login/login` (or `<base_dir>/auth-login`). */
-  readonly upstream: string
-  readonly ports?: BackendPorts
-  readonly resolver?: Resolver
-  readonly resolveTimeoutMs?: number
-}
+/** Login relay settings (`upstream`: Dovecot's login socket, `<base_dir>/login/login` or `<base_dir>/auth-login`). */
+export type LoginRelayOptions = RelayOptions
 
 const FINAL = new Set(["FAIL"])
 
@@ -49,8 +38,7 @@ export const loginRelayRules = (ctx: RelayRouteContext): RelayRules => {
     ordered: false,
     observeClientLine: (line) => {
       if (line.startsWith("AUTH\t")) {
-        const args = TabEscape.splitLine(line)
-        if (args[1] !== undefined) requests.set(args[1], requestInfo(args.slice(3).map(TabEscape.parseKeyValue)))
+        rememberRequest(requests, line)
       } else if (line.startsWith("CANCEL\t")) {
         requests.take(line.slice(7))
       }
@@ -58,36 +46,15 @@ export const loginRelayRules = (ctx: RelayRouteContext): RelayRules => {
     // Dovecot disconnects on longer lines anyway; bounds what one client makes the relay buffer
     clientMaxLine: AuthClient.AUTH_CLIENT_MAX_LINE,
     rewrite: proxyRewriter(ctx, "OK", requests, FINAL),
-    onRewriteError: (line) => ProxyFields.tempFailLine(ProxyFields.parseReplyLine(line.toString("utf8"))?.id ?? "0")
+    onRewriteError: rewriteErrorLine
   }
 }
 
 /** The login relay as a layer: listens for the layer's lifetime. Needs {@link Lookup}. */
 export const layer = (options: LoginRelayOptions) =>
-  Layer.scopedDiscard(
-    Effect.gen(function*() {
-      const lookup = yield* Lookup
-      const ctx: RelayRouteContext = {
-        lookup,
-        ports: options.ports ?? NO_PORTS,
-        frontend: "login-relay",
-        resolver: options.resolver,
-        resolveTimeoutMs: options.resolveTimeoutMs,
-        log: yield* runtimeLog("login-relay")
-      }
-      yield* listen(
-        { ...options, name: "login-relay" },
-        (socket, flow) =>
-          new RelayConnection(
-            socket,
-            options.upstream,
-            loginRelayRules(ctx),
-            (detail) =>
-              ctx.log("Warning", "Dovecot login socket connection failed; closing the client", { upstream: options.upstream, detail }),
-            flow,
-            options.maxRequests
-          )
-      )
-      yield* Effect.logInfo("login relay ready").pipe(Effect.annotateLogs({ upstream: options.upstream }))
-    })
-  )
+  relayLayer({
+    name: "login-relay",
+    rules: loginRelayRules,
+    upstreamFailed: "Dovecot login socket connection failed; closing the client",
+    ready: Effect.logInfo("login relay ready").pipe(Effect.annotateLogs({ upstream: options.upstream }))
+  }, options)

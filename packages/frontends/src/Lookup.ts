@@ -5,14 +5,14 @@
  *
  * @since 0.1.0
  */
-import { type Route, RouteError, Router, StoreError } from "@doveroute/routing"
+import { type Route, RouteError, Router, StoreError, type TempFailReason } from "@doveroute/routing"
 import { Context, Duration, Effect, Exit, FiberId, Layer, LogLevel, Runtime } from "effect"
 import { logLevelGate } from "./ListenerLog.js"
 
 /** The outcome of one routing request. */
 export type LookupResult =
   | { readonly _tag: "Routed"; readonly route: Route }
-  | { readonly _tag: "TempFail"; readonly reason: string; readonly detail: string }
+  | { readonly _tag: "TempFail"; readonly reason: TempFailReason; readonly detail: string }
 
 /** Front-end facing routing: `lookup(user, frontend)` never rejects. */
 export interface LookupService {
@@ -23,7 +23,7 @@ export interface LookupService {
 export interface LookupOptions {
   /**
    * The longest a routing decision that misses the cache may take (all its store statements
-   * together); then the request is answered `TempFail` (reason `Timeout`) and the routing fiber is
+   * together); then the request is answered `TempFail` (reason `LookupTimeout`, unlike a statement's `Timeout`) and the routing fiber is
    * interrupted. 0 or undefined = no deadline (each statement still has the store's query timeout).
    */
   readonly deadline?: Duration.DurationInput | undefined
@@ -73,10 +73,10 @@ const make = (options: LookupOptions) =>
         const timer = deadlineMs > 0
           ? setTimeout(() => {
             const detail = `no routing decision within ${deadlineMs} ms (lookup_timeout)`
-            resolve({ _tag: "TempFail", reason: "Timeout", detail })
+            resolve({ _tag: "TempFail", reason: "LookupTimeout", detail })
             runFork(
               Effect.logWarning("routing took too long, answering temp_fail").pipe(
-                Effect.annotateLogs({ frontend, user, reason: "Timeout", detail })
+                Effect.annotateLogs({ frontend, user, reason: "LookupTimeout", detail })
               )
             )
             // statements already sent finish in the background; the first insert is idempotent

@@ -21,6 +21,7 @@
  *
  * @since 0.1.0
  */
+import { LineSplitter } from "@doveroute/protocol"
 import * as net from "node:net"
 import { type ConnectionHandler, DEFAULT_MAX_REQUESTS, type Flow } from "./UnixListener.js"
 
@@ -49,36 +50,6 @@ export interface RelayRules {
   readonly filterClientLine?: (line: Buffer) => string | undefined
 }
 
-/** Splits a byte stream into LF-terminated lines, keeping bytes (no decoding). */
-export class ByteLines {
-  private parts: Array<Buffer> = []
-  private len = 0
-  constructor(private readonly maxLine: number) {}
-
-  /** Feed a chunk; `onLine` gets each complete line without its LF. Throws on an over-long line. */
-  push(chunk: Buffer, onLine: (line: Buffer) => void): void {
-    let start = 0
-    for (let nl = chunk.indexOf(10); nl !== -1; nl = chunk.indexOf(10, start)) {
-      let line: Buffer
-      if (this.len === 0) line = chunk.subarray(start, nl)
-      else {
-        this.parts.push(chunk.subarray(start, nl))
-        line = Buffer.concat(this.parts, this.len + nl - start)
-        this.parts = []
-        this.len = 0
-      }
-      if (line.length > this.maxLine) throw new Error(`line longer than ${this.maxLine} bytes`)
-      start = nl + 1
-      onLine(line)
-    }
-    if (start < chunk.length) {
-      this.parts.push(Buffer.from(chunk.subarray(start)))
-      this.len += chunk.length - start
-      if (this.len > this.maxLine) throw new Error(`line longer than ${this.maxLine} bytes`)
-    }
-  }
-}
-
 const LF = Buffer.from("\n")
 
 type Slot = { data: Buffer | undefined }
@@ -86,8 +57,8 @@ type Slot = { data: Buffer | undefined }
 /** One relayed connection: client socket ⇄ Dovecot socket. */
 export class RelayConnection implements ConnectionHandler {
   private readonly upstream: net.Socket
-  private readonly fromUpstream = new ByteLines(RELAY_MAX_LINE)
-  private readonly fromClient: ByteLines
+  private readonly fromUpstream = new LineSplitter(RELAY_MAX_LINE)
+  private readonly fromClient: LineSplitter
   private readonly queue: Array<Slot> = []
   private readonly maxRequests: number
   private pending = 0
@@ -105,7 +76,7 @@ export class RelayConnection implements ConnectionHandler {
     maxRequests?: number,
     private readonly onRefused?: (why: string) => void
   ) {
-    this.fromClient = new ByteLines(rules.clientMaxLine ?? RELAY_MAX_LINE)
+    this.fromClient = new LineSplitter(rules.clientMaxLine ?? RELAY_MAX_LINE)
     this.maxRequests = Math.max(1, maxRequests ?? DEFAULT_MAX_REQUESTS)
     this.upstream = net.connect({ path: upstreamPath })
     this.upstream.on("drain", () => this.flow?.release("upstream"))
@@ -128,7 +99,7 @@ export class RelayConnection implements ConnectionHandler {
     this.toUpstream(chunk)
     if (!this.observing || this.rules.observeClientLine === undefined) return
     try {
-      this.fromClient.push(chunk, (line) => this.rules.observeClientLine!(line.toString("utf8")))
+      this.fromClient.pushBytes(chunk, (line) => this.rules.observeClientLine!(line.toString("utf8")))
     } catch {
       // an over-long client line: stop observing; Dovecot decides what to do with it
       this.observing = false
@@ -144,7 +115,7 @@ export class RelayConnection implements ConnectionHandler {
     const out: Array<Buffer> = []
     let refused: string | undefined
     try {
-      this.fromClient.push(chunk, (line) => {
+      this.fromClient.pushBytes(chunk, (line) => {
         if (refused !== undefined) return
         refused = filter(line)
         if (refused !== undefined) return
@@ -182,7 +153,7 @@ export class RelayConnection implements ConnectionHandler {
   private onUpstreamData = (chunk: Buffer): void => {
     if (this.closed) return
     try {
-      this.fromUpstream.push(chunk, this.onUpstreamLine)
+      this.fromUpstream.pushBytes(chunk, this.onUpstreamLine)
     } catch (e) {
       this.onUpstreamError((e as Error).message)
       return this.close()

@@ -8,7 +8,7 @@
  * - The user routed is `destuser` over `user`, cut at the master-user separator `*`.
  * - Appended, never reordered: `host=<ip>` (or `host=<name>\thostip=<ip>` when the backend has a
  *   host name), `port=<n>` when the reply has no `port` and one is configured for the request's
- *   protocol, and a bare `proxy` when the reply only had `proxy_maybe`.
+ *   protocol, and a bare `proxy` when the reply only had `proxy_maybe` (`Destination.ts`).
  * - Replaced by `FAIL\t<id>\tcode=temp_fail` when no backend can be given (store trouble, no
  *   backend up, unresolvable host name, no user name) and when the backend is this very server
  *   (its IP equals the reply's/request's `lip` and the port is absent or equals `lport`): the real
@@ -17,10 +17,7 @@
  * @since 0.1.0
  */
 import { FieldCheck, ProxyFields, TabEscape } from "@doveroute/protocol"
-import { isSelf, type Resolver, resolveBackend } from "./BackendAddress.js"
-import { type BackendPorts, portFor } from "./BackendPort.js"
-import type { ListenerLog } from "./ListenerLog.js"
-import type { LookupService } from "./Lookup.js"
+import { destination, type DestinationContext, relayFields } from "./Destination.js"
 
 /** What the relay saw in the client's request with a given id. */
 export interface RequestInfo {
@@ -81,15 +78,20 @@ export const requestInfo = (fields: ReadonlyArray<TabEscape.KeyValue>): RequestI
   return { protocol, lip: realLip ?? lip, lport }
 }
 
+/** Remember a request line (`AUTH\t<id>\t<mech>\t…` or `PASS\t<id>\t<user>\t…`): its fields start at the fourth. */
+export const rememberRequest = (requests: RequestTable, line: string): void => {
+  const args = TabEscape.splitLine(line)
+  if (args[1] !== undefined) requests.set(args[1], requestInfo(args.slice(3).map(TabEscape.parseKeyValue)))
+}
+
+/** The safety-net reply when a rewrite rejects: temp_fail for the line's id. */
+export const rewriteErrorLine = (line: Buffer): string =>
+  ProxyFields.tempFailLine(ProxyFields.parseReplyLine(line.toString("utf8"))?.id ?? "0")
+
 /** Settings shared by both relays. */
-export interface RelayRouteContext {
-  readonly lookup: LookupService
-  readonly ports: BackendPorts
+export interface RelayRouteContext extends DestinationContext {
   /** Name for routing logs (`login-relay`, `userdb-relay`). */
   readonly frontend: string
-  readonly resolver?: Resolver | undefined
-  readonly resolveTimeoutMs?: number | undefined
-  readonly log: ListenerLog
 }
 
 const toPort = (text: string | undefined): number | undefined =>
@@ -117,36 +119,31 @@ export const completeProxyReply = async (
     ctx.log("Warning", "proxy reply with an unusable user name, answering temp_fail", { id: reply.id, reason: FieldCheck.describeBadField(bad) })
     return fail
   }
-  const res = await ctx.lookup.lookup(user, ctx.frontend)
-  if (res._tag === "TempFail") return fail
-  const backend = res.route.backend
-  const addr = await resolveBackend(backend, {
-    ...(ctx.resolver !== undefined ? { resolver: ctx.resolver } : {}),
-    ...(ctx.resolveTimeoutMs !== undefined ? { timeoutMs: ctx.resolveTimeoutMs } : {})
-  })
-  if (addr._tag === "Unresolved") {
-    ctx.log("Warning", "backend address unknown, answering temp_fail", { user, backend_id: backend.id, detail: addr.detail })
-    return fail
-  }
   const replyPort = ProxyFields.fieldValue(reply.fields, "port")
-  const port = replyPort !== undefined ? toPort(replyPort) : portFor(ctx.ports, request?.protocol)
   const lip = ProxyFields.fieldValue(reply.fields, "lip") ?? request?.lip
-  const lport = toPort(ProxyFields.fieldValue(reply.fields, "lport") ?? request?.lport)
-  if (isSelf(addr.ip, port, lip, lport)) {
-    ctx.log("Warning", "user's backend is this server: the relay cannot turn a proxied login into a local one", {
-      user,
-      backend_id: backend.id,
-      host: addr.ip,
-      lip
-    })
+  const d = await destination(ctx, {
+    user,
+    frontend: ctx.frontend,
+    protocol: request?.protocol,
+    hasReplyPort: replyPort !== undefined,
+    replyPort: toPort(replyPort),
+    lip,
+    lport: toPort(ProxyFields.fieldValue(reply.fields, "lport") ?? request?.lport),
+    selfCheck: true
+  })
+  if (d._tag !== "Proxy") {
+    if (d._tag === "Self") {
+      ctx.log("Warning", "user's backend is this server: the relay cannot turn a proxied login into a local one", {
+        user,
+        backend_id: d.backend.id,
+        host: d.ip,
+        lip
+      })
+    }
     return fail
   }
-  const extra: Array<ProxyFields.Field> = []
-  if (!ProxyFields.hasProxy(reply.fields)) extra.push(["proxy", undefined])
-  if (addr.name !== undefined) extra.push(["host", addr.name], ["hostip", addr.ip])
-  else extra.push(["host", addr.ip])
-  if (replyPort === undefined && port !== undefined) extra.push(["port", String(port)])
-  ctx.log("Debug", "routed proxy reply", { user, host: addr.ip, port: port ?? "-" })
+  const extra = relayFields(d, ProxyFields.hasProxy(reply.fields), replyPort !== undefined)
+  ctx.log("Debug", "routed proxy reply", { user, host: d.ip, port: d.port ?? "-" })
   const withLf = new Uint8Array(line.length + 1)
   withLf.set(line, 0)
   withLf[line.length] = 0x0a

@@ -12,43 +12,26 @@
  *
  * @since 0.1.0
  */
-import { AuthMaster, ProxyFields, TabEscape } from "@doveroute/protocol"
-import { Effect, Layer } from "effect"
-import type { Resolver } from "./BackendAddress.js"
-import { type BackendPorts, NO_PORTS } from "./BackendPort.js"
-import { runtimeLog } from "./ListenerLog.js"
-import { Lookup } from "./Lookup.js"
-import { RelayConnection, type RelayRules } from "./Relay.js"
-import { proxyRewriter, type RelayRouteContext, RequestTable, requestInfo } from "./RelayRoute.js"
-import { type ConnectionLimits, listen, type SocketPermissions } from "./UnixListener.js"
+import { AuthMaster } from "@doveroute/protocol"
+import { Effect } from "effect"
+import type { Lookup } from "./Lookup.js"
+import type { RelayRules } from "./Relay.js"
+import { relayLayer, type RelayOptions } from "./RelayListener.js"
+import { proxyRewriter, type RelayRouteContext, rememberRequest, RequestTable, rewriteErrorLine } from "./RelayRoute.js"
 
-/** Userdb relay settings. */
-export interface UserdbRelayOptions extends SocketPermissions, ConnectionLimits {
-  /** Where LMTP/doveadm connect (`auth_socket_path`). */
-  readonly path: string
-  /** Dovecot's `<base_dir>/auth-userdb`. */
-  readonly upstream: string
-  readonly ports?: BackendPorts
-  readonly resolver?: Resolver
-  readonly resolveTimeoutMs?: number
-}
+/** Userdb relay settings (`path`: LMTP/doveadm's `auth_socket_path`; `upstream`: Dovecot's `<base_dir>/auth-userdb`). */
+export type UserdbRelayOptions = RelayOptions
 
 const FINAL = new Set(["FAIL", "NOTFOUND", "USER"])
 
-/** The commands Dovecot's `auth-userdb` serves; everything else is refused before it gets there. */
-export const USERDB_COMMANDS: ReadonlySet<string> = new Set(["VERSION", "USER", "PASS", "LIST"])
-
 /**
- * The userdb relay forwards only what an `auth-userdb` socket serves (VERSION, USER, PASS, LIST).
- * `REQUEST`, `CACHE-FLUSH`, `CPID` or anything else closes the client's connection (as Dovecot's
- * auth-userdb does: "BUG: Unknown command in userdb socket"), so a relay pointed at `auth-master`
- * by mistake still never passes master-only commands. Returns why a line is refused, or undefined.
+ * The userdb relay forwards only what an `auth-userdb` socket serves
+ * (`AuthMaster.USERDB_COMMANDS`: VERSION, USER, PASS, LIST). `REQUEST`, `CACHE-FLUSH`, `CPID` or
+ * anything else closes the client's connection (as Dovecot's auth-userdb does: "BUG: Unknown
+ * command in userdb socket"), so a relay pointed at `auth-master` by mistake still never passes
+ * master-only commands. Returns why a line is refused, or undefined.
  */
-export const userdbClientFilter = (line: Buffer): string | undefined => {
-  const tab = line.indexOf(9)
-  const cmd = line.toString("latin1", 0, tab === -1 ? line.length : tab)
-  return USERDB_COMMANDS.has(cmd) ? undefined : `command ${JSON.stringify(cmd.slice(0, 20))} is not served on auth-userdb`
-}
+export const userdbClientFilter: (line: Buffer) => string | undefined = AuthMaster.userdbRefusal
 
 /** The relay rules for one userdb connection. */
 export const userdbRelayRules = (ctx: RelayRouteContext): RelayRules => {
@@ -57,43 +40,23 @@ export const userdbRelayRules = (ctx: RelayRouteContext): RelayRules => {
     ordered: true,
     observeClientLine: (line) => {
       if (!line.startsWith("PASS\t")) return
-      const args = TabEscape.splitLine(line)
-      if (args[1] !== undefined) requests.set(args[1], requestInfo(args.slice(3).map(TabEscape.parseKeyValue)))
+      rememberRequest(requests, line)
     },
     clientMaxLine: AuthMaster.AUTH_MASTER_MAX_LINE,
     filterClientLine: userdbClientFilter,
     rewrite: proxyRewriter(ctx, "PASS", requests, FINAL),
-    onRewriteError: (line) => ProxyFields.tempFailLine(ProxyFields.parseReplyLine(line.toString("utf8"))?.id ?? "0")
+    onRewriteError: rewriteErrorLine
   }
 }
 
 /** The userdb relay as a layer: listens for the layer's lifetime. Needs {@link Lookup}. */
 export const layer = (options: UserdbRelayOptions) =>
-  Layer.scopedDiscard(
-    Effect.gen(function*() {
-      const lookup = yield* Lookup
-      const ctx: RelayRouteContext = {
-        lookup,
-        ports: options.ports ?? NO_PORTS,
-        frontend: "userdb-relay",
-        resolver: options.resolver,
-        resolveTimeoutMs: options.resolveTimeoutMs,
-        log: yield* runtimeLog("userdb-relay")
-      }
-      yield* listen(
-        { ...options, name: "userdb-relay" },
-        (socket, flow) =>
-          new RelayConnection(
-            socket,
-            options.upstream,
-            userdbRelayRules(ctx),
-            (detail) =>
-              ctx.log("Warning", "Dovecot auth-userdb connection failed; closing the client", { upstream: options.upstream, detail }),
-            flow,
-            options.maxRequests,
-            (why) => ctx.log("Warning", "userdb relay client sent a command auth-userdb does not serve; closing it", { detail: why })
-          )
-      )
+  relayLayer({
+    name: "userdb-relay",
+    rules: userdbRelayRules,
+    upstreamFailed: "Dovecot auth-userdb connection failed; closing the client",
+    refused: "userdb relay client sent a command auth-userdb does not serve; closing it",
+    ready: Effect.gen(function*() {
       if (((options.mode ?? 0o660) & 0o006) !== 0) {
         yield* Effect.logWarning(
           "the userdb relay socket is open to every local user: doveroute asks auth-userdb as itself, so Dovecot's " +
@@ -103,4 +66,4 @@ export const layer = (options: UserdbRelayOptions) =>
       }
       yield* Effect.logInfo("userdb relay ready").pipe(Effect.annotateLogs({ upstream: options.upstream }))
     })
-  )
+  }, options)

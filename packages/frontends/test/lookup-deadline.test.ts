@@ -12,7 +12,7 @@ import * as path from "node:path"
 import { scopedTmp } from "./helpers.js"
 
 describe("lookup deadline", () => {
-  it.scopedLive("a routing decision that outlives lookup_timeout answers TempFail Timeout; the user is routed once the store is back", () =>
+  it.scopedLive("a routing decision that outlives lookup_timeout answers TempFail LookupTimeout; the user is routed once the store is back", () =>
     Effect.gen(function*() {
       const dir = yield* scopedTmp
       const file = path.join(dir, "r.db")
@@ -37,7 +37,7 @@ describe("lookup deadline", () => {
       const slow = yield* ask("newbie")
       const mapped = yield* ask("mapped")
       other.exec("COMMIT")
-      expect(slow.r).toMatchObject({ _tag: "TempFail", reason: "Timeout" })
+      expect(slow.r).toMatchObject({ _tag: "TempFail", reason: "LookupTimeout" })
       expect(slow.ms, "answered at the deadline, not at the 5 s query timeout").toBeLessThan(2000)
       expect(slow.ms).toBeGreaterThanOrEqual(290)
       // reads are not blocked by the writer's lock; the uncached router reads the row

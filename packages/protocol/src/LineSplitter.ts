@@ -9,7 +9,7 @@
  * @since 0.1.0
  */
 
-/** Thrown by {@link LineSplitter.push} when a line exceeds the limit (the caller closes the connection). */
+/** Thrown by {@link LineSplitter.push} / {@link LineSplitter.pushBytes} when a line exceeds the limit (the caller closes the connection). */
 export class LineTooLongError extends Error {
   constructor(readonly limit: number) {
     super(`line longer than ${limit} bytes`)
@@ -23,19 +23,27 @@ export class LineSplitter {
   /** @param maxLine maximum line length in bytes, without the LF */
   constructor(private readonly maxLine: number) {}
 
-  /** Feed one chunk; `onLine` is called for every complete line (without LF, CR kept). */
+  /** Feed one chunk; `onLine` is called for every complete line (without LF, CR kept), decoded as UTF-8. */
   push(chunk: Uint8Array, onLine: (line: string) => void): void {
+    this.pushBytes(chunk, (line) => onLine(line.toString("utf8")))
+  }
+
+  /**
+   * Feed one chunk; `onLine` gets every complete line as bytes (without LF, not decoded: invalid
+   * UTF-8 passes unchanged). A line that fits in one chunk is a view of that chunk.
+   */
+  pushBytes(chunk: Uint8Array, onLine: (line: Buffer) => void): void {
     const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
     let start = 0
     for (let nl = buf.indexOf(10); nl !== -1; nl = buf.indexOf(10, start)) {
       const lineLen = this.len + nl - start
       if (lineLen > this.maxLine) throw new LineTooLongError(this.maxLine)
-      let line: string
+      let line: Buffer
       if (this.len === 0) {
-        line = buf.toString("utf8", start, nl)
+        line = buf.subarray(start, nl)
       } else {
         this.parts.push(buf.subarray(start, nl))
-        line = Buffer.concat(this.parts, lineLen).toString("utf8")
+        line = Buffer.concat(this.parts, lineLen)
         this.parts = []
         this.len = 0
       }

@@ -1,5 +1,6 @@
 /**
- * Pure Dovecot protocol codecs: tab-escaping, line framing, dict proxy, auth-client, auth-master, SASL.
+ * Pure Dovecot protocol codecs: tab-escaping, line framing, dict proxy, auth-client, SASL, and the
+ * auth-master line limit and userdb filter.
  * No I/O, no clocks, no Effect runtime.
  *
  * @since 0.1.0
@@ -12,4 +13,5 @@ export * as AuthMaster from "./AuthMaster.js"
 export * as Sasl from "./Sasl.js"
 export * as ProxyFields from "./ProxyFields.js"
 export * as FieldCheck from "./FieldCheck.js"
-export { AuthClientSession } from "./AuthClient.js"
+export { AuthClientSession } from "./AuthClientSession.js"
+export { parseUint32 } from "./internal/parse.js"

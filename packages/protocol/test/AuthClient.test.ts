@@ -1,7 +1,6 @@
 import { describe, expect, it } from "vitest"
 import {
   AUTH_CLIENT_MAX_LINE,
-  AuthClientSession,
   decodeClientLine,
   DEFAULT_MECHANISMS,
   encodeCancelled,
@@ -10,9 +9,9 @@ import {
   encodeHandshake,
   encodeOk,
   type AuthLine,
-  type ClientLine,
-  type SessionDecision
+  type ClientLine
 } from "../src/AuthClient.js"
+import { AuthClientSession, type SessionDecision } from "../src/AuthClientSession.js"
 import { createMechanism, decodePlain, LoginMechanism } from "../src/Sasl.js"
 
 const COOKIE = "310c068b7b5a1b9b6d9ea3ba700f6208"

@@ -1,7 +1,9 @@
 import { FastCheck as fc } from "effect"
 import { describe, expect, it } from "vitest"
-import {
-  allowedOnUserdbSocket,
+import { AuthMasterCodec } from "@doveroute/testkit"
+import { allowedOnUserdbSocket, userdbRefusal } from "../src/AuthMaster.js"
+
+const {
   decodeReply,
   decodeRequest,
   encodeClientVersion,
@@ -10,9 +12,9 @@ import {
   encodeLookupRequest,
   encodeNotFound,
   encodePassReply,
-  encodeUserReply,
-  type Field
-} from "../src/AuthMaster.js"
+  encodeUserReply
+} = AuthMasterCodec
+type Field = AuthMasterCodec.Field
 
 describe("decodeRequest: captured lines", () => {
   it("2.3.19 doveadm auth lookup", () => {
@@ -116,11 +118,20 @@ describe("decodeRequest: captured lines", () => {
     expect(decodeRequest("PASS\t1\talice\tservice=imap\tx=" + "y".repeat(9000))).toEqual({ _tag: "Invalid", reason: "line longer than 8192 bytes" })
   })
 
-  it("auth-userdb accepts only USER, PASS, LIST (and VERSION)", () => {
-    const allowed = ["VERSION\t1\t0", "PASS\t1\ta\tservice=lmtp", "USER\t1\ta\tservice=lmtp", "LIST\t1"].map((l) => allowedOnUserdbSocket(decodeRequest(l)))
-    expect(allowed).toEqual([true, true, true, true])
-    const refused = ["REQUEST\t1\t2\t3\tab", "CACHE-FLUSH\t1", "CPID\t5", "junk"].map((l) => allowedOnUserdbSocket(decodeRequest(l)))
-    expect(refused).toEqual([false, false, false, false])
+  it("auth-userdb accepts only USER, PASS, LIST (and VERSION): the userdb relay's filter", () => {
+    const allowed = ["VERSION\t1\t0", "PASS\t1\ta\tservice=lmtp", "USER\t1\ta\tservice=lmtp", "LIST\t1", "LIST"]
+    expect(allowed.map((l) => userdbRefusal(Buffer.from(l)))).toEqual([undefined, undefined, undefined, undefined, undefined])
+    expect(allowed.map((l) => allowedOnUserdbSocket(l.split("\t")[0]!))).toEqual([true, true, true, true, true])
+    const refused = ["REQUEST\t1\t2\t3\tab", "CACHE-FLUSH\t1", "CPID\t5", "junk", "", "pass\t1", "PASSWORD_IS_NOT_A_COMMAND\t1"]
+    expect(refused.map((l) => userdbRefusal(Buffer.from(l)))).toEqual([
+      'command "REQUEST" is not served on auth-userdb',
+      'command "CACHE-FLUSH" is not served on auth-userdb',
+      'command "CPID" is not served on auth-userdb',
+      'command "junk" is not served on auth-userdb',
+      'command "" is not served on auth-userdb',
+      'command "pass" is not served on auth-userdb',
+      'command "PASSWORD_IS_NOT_A_CO" is not served on auth-userdb'
+    ])
   })
 })
 

@@ -4,8 +4,9 @@
  */
 import { FastCheck as fc } from "effect"
 import { describe, expect, it } from "vitest"
-import { AuthClientSession, decodeClientLine } from "../src/AuthClient.js"
-import { decodeReply, decodeRequest } from "../src/AuthMaster.js"
+import { decodeClientLine } from "../src/AuthClient.js"
+import { AuthClientSession } from "../src/AuthClientSession.js"
+import { AuthMasterCodec } from "@doveroute/testkit"
 import { needsRoute, parseReplyLine, routeUser } from "../src/ProxyFields.js"
 import { decodePlain, LoginMechanism, PlainMechanism } from "../src/Sasl.js"
 
@@ -48,8 +49,8 @@ describe("decoders never throw", () => {
   it("AuthMaster.decodeRequest and decodeReply", () => {
     fc.assert(
       fc.property(anyLine, (l) => {
-        expect(typeof decodeRequest(l)._tag).toBe("string")
-        expect(typeof decodeReply(l)._tag).toBe("string")
+        expect(typeof AuthMasterCodec.decodeRequest(l)._tag).toBe("string")
+        expect(typeof AuthMasterCodec.decodeReply(l)._tag).toBe("string")
       }),
       { numRuns: RUNS }
     )

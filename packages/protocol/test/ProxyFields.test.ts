@@ -1,6 +1,6 @@
 import { FastCheck as fc } from "effect"
 import { describe, expect, it } from "vitest"
-import { decodeReply } from "../src/AuthMaster.js"
+import { AuthMasterCodec } from "@doveroute/testkit"
 import {
   appendFields,
   appendFieldsBytes,
@@ -45,7 +45,7 @@ describe("needsRoute on captured replies", () => {
   }
 
   it("works on AuthMaster.decodeReply fields too", () => {
-    const r = decodeReply("PASS\t1\tuser=erin@example.org\tproxy=y\tlip=127.0.0.1\tlport=20125")
+    const r = AuthMasterCodec.decodeReply("PASS\t1\tuser=erin@example.org\tproxy=y\tlip=127.0.0.1\tlport=20125")
     if (r._tag !== "Pass") throw new Error("expected PASS")
     expect(needsRoute(r.fields)).toBe(true)
     expect(routeUser(r.fields)).toBe("erin@example.org")

@@ -7,11 +7,12 @@
  *
  * `FUZZ_LINES` (default 1 000 000) scales every codec; `FUZZ_SEED` replays a failing run.
  */
-import { Hostile } from "@doveroute/testkit"
+import { AuthMasterCodec, Hostile } from "@doveroute/testkit"
 import { FastCheck as fc } from "effect"
 import { describe, expect, it } from "vitest"
-import { AUTH_CLIENT_MAX_LINE, AuthClientSession, decodeClientLine, encodeFail } from "../src/AuthClient.js"
-import { allowedOnUserdbSocket, decodeReply, decodeRequest as decodeMasterRequest } from "../src/AuthMaster.js"
+import { AUTH_CLIENT_MAX_LINE, decodeClientLine, encodeFail } from "../src/AuthClient.js"
+import { AuthClientSession } from "../src/AuthClientSession.js"
+import { USERDB_COMMANDS, userdbRefusal } from "../src/AuthMaster.js"
 import { decodeRequest as decodeDict, encodeFailure, encodeFound } from "../src/Dict.js"
 import { LineSplitter, LineTooLongError } from "../src/LineSplitter.js"
 import { appendFieldsBytes, needsRoute, parseReplyLine, routeUser, tempFailLine } from "../src/ProxyFields.js"
@@ -216,14 +217,18 @@ describe(`codec fuzz: ${LINES} hostile lines per codec`, () => {
     expect(lines).toBeGreaterThanOrEqual(LINES)
   }, TIMEOUT)
 
-  it("AuthMaster: requests and replies decode totally; ids are uint32; only VERSION/USER/PASS/LIST are userdb-safe", async () => {
-    const userdbSafe = new Set(["Version", "Pass", "User", "List"])
+  const { decodeReply, decodeRequest: decodeMasterRequest } = AuthMasterCodec
+  it("AuthMaster: requests and replies decode totally; ids are uint32; the userdb filter passes only VERSION/USER/PASS/LIST", async () => {
     const n = await fuzzLines(fc.oneof(Hostile.authMasterLine, Hostile.replyLine), (raw) => {
       const line = Hostile.asText(raw)
       const r = decodeMasterRequest(line)
       if ("id" in r) must(r.id >= 0 && r.id <= 0xffffffff, "id out of range", raw)
       if (r._tag === "Pass" || r._tag === "User") must(r.user.length > 0 && r.service.length > 0, "lookup without user/service", raw)
-      must(allowedOnUserdbSocket(r) === userdbSafe.has(r._tag), "userdb filter", raw)
+      // the relay's filter looks at the raw command (as Dovecot's userdb socket does) and never
+      // passes a master-only request
+      const passed = userdbRefusal(Buffer.from(line, "utf8")) === undefined
+      must(passed === USERDB_COMMANDS.has(line.split("\t")[0]!), "userdb filter", raw)
+      if (r._tag === "Request" || r._tag === "CacheFlush" || r._tag === "Cpid") must(!passed, "userdb filter passed a master-only command", raw)
       must(typeof decodeReply(line)._tag === "string", "reply decode", raw)
     })
     expect(n).toBeGreaterThanOrEqual(LINES)

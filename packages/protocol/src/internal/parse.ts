@@ -1,6 +1,6 @@
 /**
- * Small strict number/length helpers shared by the protocol decoders. Internal: not exported from
- * the package index.
+ * Small strict number/length helpers shared by the protocol decoders. Internal: only
+ * {@link parseUint32} is exported from the package index (testkit's auth-master codec uses it).
  *
  * @since 0.1.0
  */
