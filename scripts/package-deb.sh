@@ -49,6 +49,9 @@ mkdir -p "$ROOT/DEBIAN" "$LIB/bin" "$ROOT/usr/bin" "$ROOT/etc/doveroute" \
 install -m 0755 "$RUNTIME/node/bin/node" "$LIB/bin/node"
 strip --strip-unneeded "$LIB/bin/node"   # debug info and the static symbol table (addons use .dynsym)
 install -m 0644 packages/cli/dist/doveroute.mjs "$LIB/doveroute.mjs"
+# the bundle is split: the entry loads its chunks (the daemon's only when `serve` runs); no source maps
+install -d -m 0755 "$LIB/chunks"
+find packages/cli/dist/chunks -maxdepth 1 -name '*.mjs' -exec install -m 0644 {} "$LIB/chunks/" \;
 cp -a "$RUNTIME/node_modules" "$LIB/node_modules"
 find "$LIB/node_modules" -type d -exec chmod 0755 {} +
 find "$LIB/node_modules" -type f -exec chmod 0644 {} +
