@@ -23,8 +23,10 @@ has_config=no
 for a in "$@"; do case "$a" in --config|--config=*) has_config=yes ;; esac; done
 
 if [ "$(id -u)" -eq 0 ]; then
-  install -d -m 0755 /var/lib/doveroute
-  install -d -m 0755 /run/doveroute
+  # the store directory is private (it lists every user); an existing one keeps its mode
+  [ -d /var/lib/doveroute ] || install -d -m 0700 /var/lib/doveroute
+  # the sockets' own modes decide who connects; the directory only needs to be passable
+  [ -d /run/doveroute ] || install -d -m 0755 /run/doveroute
   if getent group dovecot >/dev/null; then chgrp dovecot /run/doveroute; fi
   if [ "$has_config" = no ]; then
     # each socket of the example config whose group is missing: SECTION GROUP per line

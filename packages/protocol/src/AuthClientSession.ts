@@ -1,7 +1,7 @@
 /**
- * The auth-client protocol's per-connection state machine, **server side** (`docs/protocols.md`
- * §2.3–§2.6): client lines in, decisions out. The codec (decoders, encoders, reasons) is
- * `AuthClient.ts`. Pure: no I/O, no clocks.
+ * The auth-client protocol's per-connection state machine, **server side**
+ * (`docs/protocols.md` §2.3–§2.6): client lines in, decisions out. The codec (decoders, encoders,
+ * reasons) is `AuthClient.ts`. Pure: no I/O, no clocks.
  *
  * @since 0.1.0
  */
