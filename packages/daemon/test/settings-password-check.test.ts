@@ -58,6 +58,25 @@ describe("nopassword needs proxy_flag proxy", () => {
       expect(Either.isLeft(shard)).toBe(true)
     }))
 
+  it.effect("refused: a routing field as an extra field (proxy_maybe beside proxy=y logs a self-backend user in locally), from flags and env", () =>
+    Effect.gen(function*() {
+      for (const extra of [["nopassword", "proxy_maybe"], ["proxy_maybe=y"], ["proxy"], ["host=10.0.0.9"], ["hostip=10.0.0.9"], ["HOST=x"]]) {
+        const r = yield* load({ extra_fields: extra, proxy_flag: "proxy" })
+        expect(Either.isLeft(r), JSON.stringify(extra)).toBe(true)
+        if (Either.isLeft(r)) expect(r.left.detail).toMatch(/invalid extra field "[A-Za-z_]+": reserved/)
+      }
+      const old = process.env["DOVEROUTE_EXTRA_FIELDS"]
+      process.env["DOVEROUTE_EXTRA_FIELDS"] = "nopassword,proxy_maybe"
+      try {
+        const r = yield* load({ proxy_flag: "proxy" })
+        expect(Either.isLeft(r)).toBe(true)
+        if (Either.isLeft(r)) expect(r.left.detail).toMatch(/reserved/)
+      } finally {
+        if (old === undefined) delete process.env["DOVEROUTE_EXTRA_FIELDS"]
+        else process.env["DOVEROUTE_EXTRA_FIELDS"] = old
+      }
+    }))
+
   it.effect("the environment is checked the same way (DOVEROUTE_EXTRA_FIELDS)", () =>
     Effect.gen(function*() {
       const old = process.env["DOVEROUTE_EXTRA_FIELDS"]
