@@ -168,6 +168,15 @@ return function(VARIANT, SCRIPT_PATH)
       error(NAME .. ": busy_timeout_msecs is not a number (" .. source .. ")")
     end
     c.extra = parse_fields(opt("extra_fields"))
+    -- the routing fields this script sets itself are never extra fields: Dovecot acts on
+    -- proxy_maybe even beside proxy=y, and a second host/hostip overrides the routed backend
+    for k in pairs(c.extra) do
+      local lk = string.lower(k)
+      if lk == "proxy" or lk == "proxy_maybe" or lk == "host" or lk == "hostip" then
+        error(string.format("%s: extra_fields '%s' is reserved: this script sets the routing fields " ..
+          "proxy/proxy_maybe, host and hostip itself (set proxy_flag instead) (%s)", NAME, k, source))
+      end
+    end
     local flag = opt("proxy_flag") or (VARIANT == "shard" and "proxy" or "proxy_maybe")
     -- nopassword makes Dovecot accept any password: safe only when every login is proxied to a
     -- backend that checks it (the daemon's settings refuse the same combination)

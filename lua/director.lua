@@ -52,7 +52,8 @@ SETTINGS -- one rule, the same on 2.3 and 2.4:
     user, password, host, port   PostgreSQL / MySQL connection (optional)
     extra_fields  space-separated reply fields, `key=value` or bare `key`
                   (bare = flag, sent as key=y), e.g. "nopassword port=143".
-                  On 2.4 prefer the passdb `fields { }` block.
+                  nopassword needs proxy_flag = proxy (refused at start otherwise);
+                  proxy, proxy_maybe, host and hostip are reserved (refused).
     proxy_flag    field used as the proxy flag; default proxy_maybe (mapping)
                   or proxy (shard); "none" sends no proxy flag.
     busy_timeout_msecs  SQLite only: wait for a locked database (default 5000)
@@ -70,11 +71,18 @@ DOVECOT CONFIG
           lua_settings {
             driver = SQLite3
             database = /var/lib/dovecot/director.db
+            proxy_flag = proxy
           }
           fields {
             nopassword = yes
           }
         }
+  WHO CHECKS THE PASSWORD: this script cannot see Dovecot's `fields { }`.
+    nopassword there (or in extra_fields) is safe only with proxy_flag =
+    proxy: every login is proxied and the backend checks the password. With
+    proxy_maybe (the mapping default) a user whose backend is this server
+    logs in locally with ANY password. Keep proxy_flag = proxy next to it, or
+    drop nopassword and put an authenticating passdb first.
 ]]
 
 local VARIANT = "mapping" -- "mapping" in director.lua, "shard" in director-shard.lua

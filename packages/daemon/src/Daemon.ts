@@ -16,6 +16,7 @@ import {
   Pam,
   UserdbRelay
 } from "@doveroute/frontends"
+import { uncheckedLoginRisk } from "@doveroute/routing"
 import { describeStoreUrl } from "@doveroute/store"
 import { Effect, Layer, Runtime } from "effect"
 import * as HealthCheck from "./HealthCheck.js"
@@ -112,6 +113,24 @@ export const restartKeys = (a: Settings, b: Settings): Array<string> =>
     JSON.stringify((a as unknown as Record<string, unknown>)[k]) !== JSON.stringify((b as unknown as Record<string, unknown>)[k])
   )
 
+/**
+ * The settings a reload would really run: `next`'s {@link LIVE_KEYS} on the running settings
+ * (every other key needs a restart and keeps its running value).
+ */
+export const settingsAfterReload = (running: Settings, next: Settings): Settings =>
+  ({ ...next, ...Object.fromEntries(restartKeys(running, next).map((k) => [k, (running as unknown as Record<string, unknown>)[k]])) }) as Settings
+
+/**
+ * Why a reload must be refused: the checks of a settings file, run on what would really run
+ * (the new file alone passed them, but e.g. its `proxy_flag proxy` needs a restart while its
+ * `nopassword` would apply at once beside the running `proxy_maybe`). Undefined = safe.
+ */
+export const reloadRisk = (running: Settings, next: Settings): string | undefined => {
+  const after = settingsAfterReload(running, next)
+  const risk = uncheckedLoginRisk(after.proxyFlag, after.extraFields)
+  return risk === undefined ? undefined : `with the running proxy_flag ${after.proxyFlag} (proxy_flag needs a restart): ${risk}`
+}
+
 /** Options of {@link daemonLayer}. */
 export interface DaemonOptions {
   /** Re-read the settings (config file + env + the original flags) on SIGHUP. */
@@ -142,13 +161,18 @@ const reloadLayer = (settings: Settings, liveExtra: Array<Settings["extraFields"
             yield* Effect.logError("SIGHUP: reload failed, keeping the running settings").pipe(
               Effect.annotateLogs("detail", e instanceof Error ? e.message : String(e))
             )
+          } else if (reloadRisk(current, next.right) !== undefined) {
+            OpsEvents.reloaded("failed")
+            yield* Effect.logError("SIGHUP: reload refused, keeping the running settings").pipe(
+              Effect.annotateLogs("detail", reloadRisk(current, next.right))
+            )
           } else {
             const n = next.right
             Logging.setLive({ format: n.logFormat, level: n.logLevel })
             liveExtra.splice(0, liveExtra.length, ...n.extraFields)
             checker.settings.current = n.health
             const restart = restartKeys(current, n)
-            current = { ...n, ...Object.fromEntries(restart.map((k) => [k, (current as unknown as Record<string, unknown>)[k]])) } as Settings
+            current = settingsAfterReload(current, n)
             OpsEvents.reloaded("ok")
             yield* Effect.logInfo("configuration reloaded").pipe(
               Effect.annotateLogs({ log_level: n.logLevel, health: n.health.enabled, extra_fields: n.extraFields.length })

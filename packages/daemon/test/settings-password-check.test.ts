@@ -3,7 +3,7 @@
 // any password) or none (every user does) is refused wherever settings are resolved: at start,
 // on SIGHUP reload and by every admin command. The shipped config/doveroute.json passes.
 import { describe, expect, it } from "@effect/vitest"
-import { loadSettings } from "@doveroute/daemon"
+import { loadSettings, reloadRisk, settingsAfterReload } from "@doveroute/daemon"
 import { parseExtraField, uncheckedLoginRisk } from "@doveroute/routing"
 import { Effect, Either } from "effect"
 import * as path from "node:path"
@@ -56,6 +56,42 @@ describe("nopassword needs proxy_flag proxy", () => {
       }
       const shard = yield* load({ extra_fields: ["nopassword"], strategy: "shard", proxy_flag: "proxy_maybe" })
       expect(Either.isLeft(shard)).toBe(true)
+    }))
+
+  it.effect("refused: a routing field as an extra field (proxy_maybe beside proxy=y logs a self-backend user in locally), from flags and env", () =>
+    Effect.gen(function*() {
+      for (const extra of [["nopassword", "proxy_maybe"], ["proxy_maybe=y"], ["proxy"], ["host=10.0.0.9"], ["hostip=10.0.0.9"], ["HOST=x"]]) {
+        const r = yield* load({ extra_fields: extra, proxy_flag: "proxy" })
+        expect(Either.isLeft(r), JSON.stringify(extra)).toBe(true)
+        if (Either.isLeft(r)) expect(r.left.detail).toMatch(/invalid extra field "[A-Za-z_]+": reserved/)
+      }
+      const old = process.env["DOVEROUTE_EXTRA_FIELDS"]
+      process.env["DOVEROUTE_EXTRA_FIELDS"] = "nopassword,proxy_maybe"
+      try {
+        const r = yield* load({ proxy_flag: "proxy" })
+        expect(Either.isLeft(r)).toBe(true)
+        if (Either.isLeft(r)) expect(r.left.detail).toMatch(/reserved/)
+      } finally {
+        if (old === undefined) delete process.env["DOVEROUTE_EXTRA_FIELDS"]
+        else process.env["DOVEROUTE_EXTRA_FIELDS"] = old
+      }
+    }))
+
+  it.effect("a reload is checked on what would run: the running proxy_flag with the new extra fields", () =>
+    Effect.gen(function*() {
+      const running = Either.getOrThrow(yield* load({}))
+      expect(running.proxyFlag).toBe("proxy_maybe")
+      // the new file alone passes (proxy + nopassword), but proxy_flag needs a restart
+      const next = Either.getOrThrow(yield* load({ proxy_flag: "proxy", extra_fields: ["nopassword"] }))
+      const after = settingsAfterReload(running, next)
+      expect(after.proxyFlag).toBe("proxy_maybe")
+      expect(after.extraFields.map((f) => f.key)).toEqual(["nopassword"])
+      expect(reloadRisk(running, next)).toMatch(/^with the running proxy_flag proxy_maybe \(proxy_flag needs a restart\): extra_fields nopassword with proxy_flag proxy_maybe admits logins no one checks/)
+      // safe: the running proxy + nopassword; proxy_maybe running + a harmless field
+      const proxied = Either.getOrThrow(yield* load({ proxy_flag: "proxy", extra_fields: ["nopassword"] }))
+      expect(reloadRisk(proxied, next)).toBeUndefined()
+      expect(reloadRisk(proxied, Either.getOrThrow(yield* load({ proxy_flag: "proxy", extra_fields: ["nopassword", "port=143"] })))).toBeUndefined()
+      expect(reloadRisk(running, Either.getOrThrow(yield* load({ extra_fields: ["port=143"] })))).toBeUndefined()
     }))
 
   it.effect("the environment is checked the same way (DOVEROUTE_EXTRA_FIELDS)", () =>

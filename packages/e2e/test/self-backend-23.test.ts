@@ -157,6 +157,19 @@ describe("2.3.19, shipped default (proxy + nopassword, one dict passdb): the pro
     expect(look.code).toBe(1)
     expect(look.stderr).toMatch(/admits logins no one checks/)
   })
+
+  it("proxy_flag proxy with proxy_maybe as an extra field does not start: a reserved routing field, from the file or a flag", async () => {
+    const sock = tmp.join("reserved.sock")
+    const conf = JSON.parse(readFileSync(configFile, "utf8")) as Record<string, unknown>
+    const file = tmp.join("reserved.json")
+    writeFileSync(file, JSON.stringify({ ...conf, dict: { ...(conf["dict"] as object), socket: sock }, proxy_flag: "proxy", extra_fields: ["nopassword", "proxy_maybe", `port=${port}`] }))
+    for (const args of [["serve", "--config", file], ["serve", "--config", configFile, "--extra-field", "proxy_maybe", "--dict-socket", sock]]) {
+      const r = await runCli(args)
+      expect(r.code, r.stdout + r.stderr).toBe(1)
+      expect(r.stderr).toMatch(/invalid extra field "proxy_maybe": reserved/)
+      expect(existsSync(sock)).toBe(false)
+    }
+  })
 })
 
 describe("2.3.19, shipped chain (passwd-file first, then dict, proxy_maybe): the proxy's own address is a backend", () => {
@@ -338,6 +351,7 @@ describe("2.3.19, lua/director.lua as the only passdb: nopassword needs proxy_fl
   let backend: Backend
   let proxy: Dovecot
   let unsafe: Dovecot | undefined
+  let reserved: Dovecot | undefined
   let port: number
   let lua: string
 
@@ -353,6 +367,7 @@ describe("2.3.19, lua/director.lua as the only passdb: nopassword needs proxy_fl
     for (const f of ["director.lua", "director-core.lua"]) writeFileSync(path.join(lua, f), readFileSync(path.join(REPO_ROOT, "lua", f)))
     // a second name for the same script reads its own settings file (lua/README.md)
     writeFileSync(path.join(lua, "director-unsafe.lua"), readFileSync(path.join(REPO_ROOT, "lua", "director.lua")))
+    writeFileSync(path.join(lua, "director-reserved.lua"), readFileSync(path.join(REPO_ROOT, "lua", "director.lua")))
     const common = `driver = SQLite3\ndatabase = ${db}\nextra_fields = "nopassword port=${port}"\n`
     const dir = tmp.join("proxy")
     proxy = await startDovecot23({
@@ -361,14 +376,16 @@ describe("2.3.19, lua/director.lua as the only passdb: nopassword needs proxy_fl
         `passdb {\n  driver = lua\n  args = file=${lua}/director.lua\n}`),
       files: {
         [path.join(lua, "director.conf")]: common + "proxy_flag = proxy\n",
-        [path.join(lua, "director-unsafe.conf")]: common
+        [path.join(lua, "director-unsafe.conf")]: common,
+        // proxy_maybe as an extra field beside proxy_flag = proxy: Dovecot would act on proxy_maybe
+        [path.join(lua, "director-reserved.conf")]: `driver = SQLite3\ndatabase = ${db}\nextra_fields = "nopassword proxy_maybe port=${port}"\nproxy_flag = proxy\n`
       },
       tcp: [{ host: "127.0.0.1", port }]
     })
   })
 
   afterAll(async () => {
-    await stopDovecots([proxy, unsafe, backend?.dovecot])
+    await stopDovecots([proxy, unsafe, reserved, backend?.dovecot])
     await tmp?.cleanup()
   })
 
@@ -400,9 +417,50 @@ describe("2.3.19, lua/director.lua as the only passdb: nopassword needs proxy_fl
     expect(r).toMatch(/^NO$|Auth process broken/)
     expect(unsafe.log()).toMatch(/extra_fields nopassword with proxy_flag proxy_maybe admits logins no one checks: a user whose backend is this Dovecot server logs in locally with any password/)
   })
+
+  it("proxy_maybe as an extra field beside proxy_flag = proxy: the script refuses to start, no login succeeds through it", async () => {
+    const reservedPort = await freePort()
+    const dir = tmp.join("proxy-reserved")
+    reserved = await startDovecot23({
+      dir,
+      config: proxyConfig23({ dir, imapPort: reservedPort, instanceName: "dvr-reserved" }, `passdb {\n  driver = lua\n  args = file=${lua}/director-reserved.lua\n}`),
+      tcp: [{ host: "127.0.0.1", port: reservedPort }]
+    })
+    const t = await reserved.doveadm(["auth", "test", "alice", WRONG])
+    expect(t.code, t.stdout + t.stderr).not.toBe(0)
+    const r = await imapLogin("127.0.0.1", reservedPort, "alice", WRONG).then((x) => x.login.status, (e: Error) => e.message)
+    expect(r).toMatch(/^NO$|Auth process broken/)
+    expect(localLogins(reserved.log(), "alice")).toEqual([])
+    expect(reserved.log()).toMatch(/extra_fields 'proxy_maybe' is reserved/)
+  })
 })
 
 describe("2.3.19 itself: why doveroute refuses nopassword with proxy_maybe", () => {
+  it("proxy_maybe beside proxy=y still logs ANY password in locally: why proxy_maybe is never an extra field", async () => {
+    const tmp = makeTempDir()
+    let proxy: Dovecot | undefined
+    try {
+      const port = await freePort()
+      const dir = tmp.join("proxy")
+      for (const d of ["mail", "home"]) {
+        mkdirSync(path.join(dir, d), { recursive: true })
+        chmodSync(path.join(dir, d), 0o1777)
+      }
+      proxy = await startDovecot23({
+        dir,
+        config: proxyConfig23({ dir, imapPort: port, extra: "first_valid_uid = 1" },
+          `passdb {\n  driver = static\n  args = proxy=y nopassword=y proxy_maybe=y host=127.0.0.1 port=${port}\n}`),
+        tcp: [{ host: "127.0.0.1", port }]
+      })
+      const r = await imapLogin("127.0.0.1", port, "alice", WRONG, { select: true })
+      expect(r.login.status, r.transcript).toBe("OK")
+      expect(localLogins(proxy.log(), "alice")).toHaveLength(1)
+    } finally {
+      await stopDovecots([proxy])
+      await tmp.cleanup()
+    }
+  })
+
   it("a passdb answering nopassword + proxy_maybe with the proxy's own address logs ANY password in locally (the operator's report)", async () => {
     const tmp = makeTempDir()
     let proxy: Dovecot | undefined

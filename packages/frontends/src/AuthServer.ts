@@ -29,9 +29,10 @@
  * 1. A password with 0x01/TAB/CR/LF is refused (Dovecot treats it as an unknown user).
  * 2. The {@link Authenticator} checks it (`nopassword`, `password=<master>`, later PAM). A refusal
  *    is a plain `FAIL\t<id>\tuser=<u>` sent after the failure delay; nothing is routed.
- * 3. Auth-only clients (`nologin`, which Postfix and Exim send, or `service=smtp`) get
- *    `OK\t<id>\tuser=<u>` and nothing else — but only when the authenticator verifies passwords;
- *    in `nopassword` mode they are refused, since nothing would check the password.
+ * 3. Auth-only clients (`nologin`, which Postfix and Exim send, or `service=smtp`, any case) get
+ *    `OK\t<id>\tuser=<u>` and nothing else — but only when the authenticator verifies passwords.
+ *    In `nopassword` mode only the {@link NOPASSWORD_SERVICES} without `nologin` are served; every
+ *    other request is refused with {@link REASON_UNCHECKED_SERVICE}, since nothing would check the password.
  * 4. Everything else is routed (`Destination.ts`): `OK\t<id>\tuser=<u>\tproxy\thost=<IP>[\tport=<n>]\tpass=<typed>`
  *    (+ `master=<authcid>` for a master-user login). `proxy` is always the bare token (2.3 login
  *    processes need it); `host` is always an IP ({@link resolveBackend}); `port` comes from the
@@ -77,8 +78,21 @@ import { type ListenerLog, runtimeLog } from "./ListenerLog.js"
 import { Lookup, type LookupService } from "./Lookup.js"
 import { type ConnectionHandler, type ConnectionLimits, DEFAULT_MAX_REQUESTS, listen, type SocketPermissions } from "./UnixListener.js"
 
-/** Services whose clients only authenticate (no proxying): Postfix and Exim say `service=smtp`. */
+/** Services whose clients only authenticate (no proxying): Postfix and Exim say `service=smtp`. Lower case. */
 export const AUTH_ONLY_SERVICES: ReadonlySet<string> = new Set(["smtp"])
+
+/**
+ * The services served in `nopassword` mode, an allow-list (lower case, compared case-insensitively):
+ * Dovecot login processes that proxy the login with the typed password to a backend, which checks
+ * it — `imap`, `pop3`, `submission` and `sieve` (managesieve-login). Anything else (`smtp`,
+ * `smtpd`, `doveadm`, `lmtp`, which never authenticates with a password, an unknown name) is
+ * refused with {@link REASON_UNCHECKED_SERVICE}: nothing would check its password.
+ */
+export const NOPASSWORD_SERVICES: ReadonlySet<string> = new Set(["imap", "pop3", "submission", "sieve"])
+
+/** `reason=` of the FAIL for a service or auth-only client that `nopassword` mode does not serve. */
+export const REASON_UNCHECKED_SERVICE =
+  "doveroute: in nopassword mode only proxied imap, pop3, submission and sieve logins are served (nothing would check this password)"
 
 /** Default failure delay, as Dovecot's `auth_failure_delay`. */
 export const DEFAULT_FAILURE_DELAY: Duration.Duration = Duration.seconds(2)
@@ -312,15 +326,18 @@ export class AuthConnection implements ConnectionHandler {
       this.ctx.log("Info", "auth failed", { ...base, reason: "password contains TAB/CR/LF/0x01" })
       return this.failLater(state, AuthClient.encodeFail(req.id, { user }))
     }
-    const authOnly = req.nologin || AUTH_ONLY_SERVICES.has(req.service)
+    const service = req.service.toLowerCase()
+    const authOnly = req.nologin || AUTH_ONLY_SERVICES.has(service)
     const authenticator = this.ctx.authenticator
-    if (authOnly && !authenticator.verifiesPassword) {
+    if (!authenticator.verifiesPassword && (authOnly || !NOPASSWORD_SERVICES.has(service))) {
       this.ctx.log(
         "Warning",
-        "refusing an auth-only client: in nopassword mode nothing checks the password (use auth_mode=password)",
+        authOnly
+          ? "refusing an auth-only client: in nopassword mode nothing checks the password (use auth_mode=password)"
+          : "refusing a service not proxied to a password-checking backend: in nopassword mode nothing checks its password (use auth_mode=password)",
         base
       )
-      return this.failLater(state, AuthClient.encodeFail(req.id, { user }))
+      return this.failLater(state, AuthClient.encodeFail(req.id, { user, reason: REASON_UNCHECKED_SERVICE }))
     }
     const password = Redacted.make(creds.password)
     authenticator.authenticate({

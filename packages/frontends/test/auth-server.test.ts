@@ -108,8 +108,12 @@ describe("standalone auth-client server: handshake and protocol rules", () => {
     Effect.gen(function*() {
       const { sock } = yield* startAuth()
       const c = yield* connect(sock) // read up to DONE first, then write
+      // nopassword mode answers doveadm's own service name with a FAIL naming why
       c.send(V23 + "AUTH\t1\tPLAIN\tservice=doveadm\tdebug\tresp=YWxpY2UAYWxpY2UAc2VjcmV0\n")
-      expect(yield* after(c, 1)).toEqual(["OK\t1\tuser=alice\tproxy\thost=127.0.0.2\tport=25143\tpass=secret"])
+      expect(yield* after(c, 1)).toEqual([`FAIL\t1\tuser=alice\treason=${AuthServer.REASON_UNCHECKED_SERVICE}`])
+      // `doveadm auth test -x service=imap` shows the route
+      c.send("AUTH\t2\tPLAIN\tservice=imap\tdebug\tresp=YWxpY2UAYWxpY2UAc2VjcmV0\n")
+      expect((yield* after(c, 2))[1]).toBe("OK\t2\tuser=alice\tproxy\thost=127.0.0.2\tport=25143\tpass=secret")
       c.close()
     }))
 
@@ -301,9 +305,40 @@ describe("standalone auth-client server: authentication and routing decisions", 
       const { sock, lookup, logs } = yield* startAuth()
       const c = yield* connect(sock)
       c.send(`VERSION\t1\t0\nCPID\t1\nAUTH\t1\tPLAIN\tservice=smtp\tnologin\tresp=${plain("alice", "anything")}\n`)
-      expect(yield* after(c, 1)).toEqual(["FAIL\t1\tuser=alice"])
+      expect(yield* after(c, 1)).toEqual([`FAIL\t1\tuser=alice\treason=${AuthServer.REASON_UNCHECKED_SERVICE}`])
       expect(lookup.calls).toEqual([])
       expect(logs.some((l) => l.includes("nopassword mode nothing checks the password"))).toBe(true)
+      c.close()
+    }))
+
+  it.scopedLive("nopassword mode serves only the allow-listed proxied services, in any case; every other service gets FAIL with a reason, unrouted", () =>
+    Effect.gen(function*() {
+      const { sock, lookup, logs } = yield* startAuth()
+      const c = yield* connect(sock)
+      c.send("VERSION\t1\t0\nCPID\t1\n")
+      const refused = ["SMTP", "Smtp", "smtpd", "doveadm", "lmtp", "imaps", "ssh", "x"]
+      let id = 0
+      for (const service of refused) {
+        id++
+        c.send(`AUTH\t${id}\tPLAIN\tservice=${service}\tresp=${plain("alice", "anything")}\n`)
+        expect((yield* after(c, id))[id - 1], service).toBe(`FAIL\t${id}\tuser=alice\treason=${AuthServer.REASON_UNCHECKED_SERVICE}`)
+      }
+      expect(lookup.calls).toEqual([])
+      // an allow-listed service with nologin is still an auth-only client: refused
+      id++
+      c.send(`AUTH\t${id}\tPLAIN\tservice=imap\tnologin\tresp=${plain("alice", "anything")}\n`)
+      expect((yield* after(c, id))[id - 1]).toBe(`FAIL\t${id}\tuser=alice\treason=${AuthServer.REASON_UNCHECKED_SERVICE}`)
+      expect(lookup.calls).toEqual([])
+      for (const service of ["imap", "IMAP", "pop3", "Submission", "sieve"]) {
+        id++
+        c.send(`AUTH\t${id}\tPLAIN\tservice=${service}\tresp=${plain("alice", "anything")}\n`)
+        expect((yield* after(c, id))[id - 1], service).toMatch(new RegExp(`^OK\\t${id}\\tuser=alice\\tproxy\\thost=`))
+      }
+      expect(lookup.calls).toHaveLength(5)
+      expect([...AuthServer.NOPASSWORD_SERVICES].sort()).toEqual(["imap", "pop3", "sieve", "submission"])
+      // SMTP/Smtp are smtp in any case: auth-only clients; the others are not proxied services
+      expect(logs.filter((l) => l.includes("refusing an auth-only client"))).toHaveLength(3)
+      expect(logs.filter((l) => l.includes("refusing a service not proxied to a password-checking backend"))).toHaveLength(refused.length - 2)
       c.close()
     }))
 

@@ -33,14 +33,26 @@ export class InvalidExtraField extends Error {
 const KEY_RE = /^[A-Za-z0-9_.-]+$/
 
 /**
+ * The routing fields doveroute itself sets in every reply: never an extra field. Dovecot acts on
+ * `proxy_maybe` even when `proxy=y` is also sent (a user whose backend is this server logs in
+ * locally), and a second `host`/`hostip` would override the routed backend. Compared
+ * case-insensitively.
+ */
+export const RESERVED_KEYS: ReadonlySet<string> = new Set(["proxy", "proxy_maybe", "host", "hostip"])
+
+/**
  * Parse `KEY` or `KEY=VALUE` (split at the first `=`). Values of {@link SECRET_KEYS} become
- * `Redacted`. Throws {@link InvalidExtraField} for an empty or malformed key.
+ * `Redacted`. Throws {@link InvalidExtraField} for an empty or malformed key and for a
+ * {@link RESERVED_KEYS} key.
  */
 export const parseExtraField = (spec: string): ExtraField => {
   const eq = spec.indexOf("=")
   const key = eq === -1 ? spec : spec.slice(0, eq)
   // name the key only: the value may be a secret (`password=…`)
   if (!KEY_RE.test(key)) throw new InvalidExtraField(key, "key must be letters, digits, '_', '.' or '-'")
+  if (RESERVED_KEYS.has(key.toLowerCase())) {
+    throw new InvalidExtraField(key, "reserved: doveroute sets the routing fields proxy/proxy_maybe, host and hostip itself (set proxy_flag instead)")
+  }
   if (eq === -1) return { key, value: undefined }
   const raw = spec.slice(eq + 1)
   if (/[\t\n\r]/.test(raw)) throw new InvalidExtraField(key, "value contains TAB, CR or LF")

@@ -80,6 +80,14 @@ describe("reply fields", () => {
     expect(() => parseExtraField("bad key=1")).toThrow(InvalidExtraField)
     expect(() => parseExtraField("k=a\tb")).toThrow(InvalidExtraField)
   })
+  it("refuses the routing fields doveroute sets itself, in any case and with or without a value", () => {
+    for (const spec of ["proxy_maybe", "proxy_maybe=y", "PROXY_MAYBE", "proxy", "proxy=y", "host=10.0.0.9", "hostip=10.0.0.9", "Host=x"]) {
+      expect(() => parseExtraField(spec), spec).toThrow(/reserved/)
+    }
+    // neighbours that are not routing fields stay allowed
+    expect(parseExtraField("proxy_timeout=5").key).toBe("proxy_timeout")
+    expect(parseExtraField("nopassword").key).toBe("nopassword")
+  })
 })
 
 describe("placement", () => {
