@@ -10,7 +10,8 @@
  * Giving both `KEY` and `KEY_file` is refused. A secret file is read whole; one trailing newline
  * (`\n` or `\r\n`) is dropped, an empty file is refused. A file other users can read or write (any
  * "other" permission bit) or one its group can write is refused at start, like ssh does for keys;
- * one its group can read (root:doveroute 0640) is accepted with a warning naming the group.
+ * one its group can read (root:doveroute 0640) is accepted with a warning naming the group. The file
+ * must be owned by root or the daemon's own user, and may not live under `/proc` or `/sys`.
  *
  * The values are `Redacted`: they never reach a log line or an error message. Secrets on the
  * command line are visible in `ps` while the process starts: {@link argvSecrets} names them (the
@@ -45,6 +46,16 @@ const MAX_SECRET_BYTES = 64 * 1024
 
 /** Read one secret file. Throws an `Error` whose message names the file and the problem (never the content). */
 export const readSecretFile = (file: string): { readonly value: Redacted.Redacted<string>; readonly warning: string | undefined } => {
+  const real = (() => {
+    try {
+      return fs.realpathSync(file)
+    } catch {
+      return file
+    }
+  })()
+  if (/^\/(proc|sys)(\/|$)/.test(real)) {
+    throw new Error(`secret file ${file} is under ${real.startsWith("/proc") ? "/proc" : "/sys"}; give a file that holds only the secret`)
+  }
   let fd: number
   try {
     fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOCTTY)
@@ -54,6 +65,10 @@ export const readSecretFile = (file: string): { readonly value: Redacted.Redacte
   try {
     const st = fs.fstatSync(fd)
     if (!st.isFile()) throw new Error(`secret file ${file} is not a regular file`)
+    const own = process.getuid?.()
+    if (own !== undefined && st.uid !== 0 && st.uid !== own) {
+      throw new Error(`secret file ${file} is owned by uid ${st.uid}, not by root or the daemon's user (uid ${own}); that user could change the secret`)
+    }
     const mode = st.mode & 0o777
     const octal = "0" + mode.toString(8).padStart(3, "0")
     if ((mode & 0o007) !== 0) {

@@ -4,6 +4,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { loadSettings, Secrets } from "@doveroute/daemon"
 import { Effect, Either, Redacted } from "effect"
+import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -63,6 +64,20 @@ describe("readSecretFile", () => {
     expect(Redacted.value(r.value)).toBe(SECRET)
     expect(r.warning).toMatch(/readable by group (root|0) \(mode 0640\)/)
     expect(r.warning).not.toContain(SECRET)
+  })
+
+  it("refuses a file owned by another unprivileged user (nobody, 0600) and files under /proc or /sys", () => {
+    const f = secretFile(SECRET, 0o600)
+    const nobody = Number(execFileSync("id", ["-u", "nobody"], { encoding: "utf8" }).trim())
+    fs.chownSync(f, nobody, 0)
+    expect(() => Secrets.readSecretFile(f)).toThrow(new RegExp(`${f} is owned by uid ${nobody}, not by root or the daemon's user`))
+    fs.chownSync(f, process.getuid!(), 0)
+    expect(Redacted.value(Secrets.readSecretFile(f).value)).toBe(SECRET)
+    expect(() => Secrets.readSecretFile("/proc/self/environ")).toThrow(/is under \/proc/)
+    const link = path.join(tmpDir(), "env")
+    fs.symlinkSync("/proc/self/environ", link)
+    expect(() => Secrets.readSecretFile(link)).toThrow(/is under \/proc/)
+    expect(() => Secrets.readSecretFile("/sys/kernel/hostname")).toThrow(/is under \/sys/)
   })
 
   it("refuses an empty file, a file of several lines, a directory, a missing file", () => {
