@@ -20,6 +20,7 @@
  *
  * @since 0.1.0
  */
+import { redactUrl } from "@doveroute/store"
 import { Config, ConfigError, Either, Option, Redacted } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -147,14 +148,8 @@ const SECRET_FLAGS: ReadonlyArray<readonly [string, string]> = [
   ["extra_fields", "--extra-field"]
 ]
 
-/** True when a store URL carries a password (`scheme://user:PASSWORD@host`). */
-const urlHasPassword = (url: string): boolean => {
-  try {
-    return new URL(url).password !== ""
-  } catch {
-    return /^[a-z]+:\/\/[^/@]*:[^/@]*@/i.test(url)
-  }
-}
+/** True when a store URL carries a password (in the userinfo or a `password=` query parameter). */
+const urlHasPassword = (url: string): boolean => redactUrl(url) !== url
 
 const SECRET_FIELD = /^(password|pass|master_password)=/
 
@@ -182,7 +177,7 @@ export const scrubbedTitle = (argv: ReadonlyArray<string>): string => {
   const out: Array<string> = []
   const scrub = (flag: string, value: string): string => {
     if (flag === "--password" || flag === "--http-token") return "xxx"
-    if (flag === "--store") return value.replace(/^([a-z]+:\/\/[^/@:]*:)[^/@]*@/i, "$1xxx@")
+    if (flag === "--store") return redactUrl(value)
     if (flag === "--extra-field") return value.replace(/^((?:password|pass|master_password)=).*$/s, "$1xxx")
     return value
   }

@@ -180,4 +180,16 @@ describe("secrets on the command line", () => {
         "--extra-field=pass=xxx --password=xxx --dict-socket /run/d.sock --extra-field port=143"
     )
   })
+
+  it("scrubbedTitle and argvSecrets use the store URL redaction: query passwords, @ or / in the password", () => {
+    for (const [url, want] of [
+      ["postgres://postgres@127.0.0.1:5432/test?password=QueryPW", "postgres://postgres@127.0.0.1:5432/test?password=xxx"],
+      ["mysql://u:pa@ss@h", "mysql://u:xxx@h"],
+      ["postgres://u:pa/ss@h", "postgres://u:xxx@h"]
+    ] as const) {
+      expect(Secrets.scrubbedTitle(["node", "d.mjs", "serve", "--store", url])).toBe(`node d.mjs serve --store ${want}`)
+      expect(Secrets.scrubbedTitle(["node", "d.mjs", "serve", `--store=${url}`])).toBe(`node d.mjs serve --store=${want}`)
+      expect(Secrets.argvSecrets(flags({ store: url }))).toEqual(["--store"])
+    }
+  })
 })
