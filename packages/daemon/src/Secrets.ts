@@ -141,6 +141,47 @@ export const secretConfig = (key: string, fullKey: string, credential: string): 
     })
   )
 
+/**
+ * The secret settings written inline in a parsed JSON config file: `store` with a password in the
+ * URL, `store_password`, `auth.password`, `http.token`, an `extra_fields` entry `password=…`.
+ */
+export const inlineSecretKeys = (json: unknown): ReadonlyArray<string> => {
+  if (typeof json !== "object" || json === null) return []
+  const o = json as Record<string, unknown>
+  const sub = (k: string): Record<string, unknown> => (typeof o[k] === "object" && o[k] !== null ? o[k] as Record<string, unknown> : {})
+  const out: Array<string> = []
+  if (typeof o["store"] === "string" && urlHasPassword(o["store"])) out.push("store")
+  if (o["store_password"] !== undefined) out.push("store_password")
+  if (sub("auth")["password"] !== undefined) out.push("auth.password")
+  if (sub("http")["token"] !== undefined) out.push("http.token")
+  const ef = o["extra_fields"]
+  if ((Array.isArray(ef) ? ef : [ef]).some((f) => typeof f === "string" && SECRET_FIELD.test(f))) out.push("extra_fields")
+  return out
+}
+
+/**
+ * The secret-file rule applied to a config file holding inline secrets (`keys`, from
+ * {@link inlineSecretKeys}): `error` when every local user can read it, `warning` when its group
+ * can; both name the file and the keys, never a value.
+ */
+export const configFileExposure = (
+  file: string,
+  mode: number,
+  gid: number,
+  keys: ReadonlyArray<string>
+): { readonly error?: string; readonly warning?: string } => {
+  if (keys.length === 0) return {}
+  const octal = "0" + (mode & 0o777).toString(8).padStart(3, "0")
+  const what = `config file ${file} holds ${keys.join(", ")}`
+  if ((mode & 0o007) !== 0) {
+    return { error: `${what} and is accessible to every local user (mode ${octal}); run chmod o-rwx on it, or move the secret to a *_file setting` }
+  }
+  if ((mode & 0o040) !== 0) {
+    return { warning: `${what} and is readable by group ${groupName(gid)} (mode ${octal}); every member of that group can read the secret` }
+  }
+  return {}
+}
+
 /** Config paths (flag overrides) that hold a secret on the command line, with the flag that set it. */
 const SECRET_FLAGS: ReadonlyArray<readonly [string, string]> = [
   ["auth.password", "--password"],

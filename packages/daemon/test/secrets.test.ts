@@ -88,6 +88,43 @@ describe("readSecretFile", () => {
   })
 })
 
+describe("a config file holding inline secrets follows the secret-file rule", () => {
+  const inline: ReadonlyArray<readonly [string, Record<string, unknown>]> = [
+    ["auth.password", { auth: { socket: "/tmp/a.sock", password: SECRET } }],
+    ["http.token", { http: { listen: "127.0.0.1:20180", token: SECRET } }],
+    ["store_password", { store: "postgres://u@127.0.0.1:5432/db", store_password: SECRET, dict: { socket: "/tmp/d.sock" } }],
+    ["store", { store: `postgres://u:${SECRET}@127.0.0.1:5432/db`, dict: { socket: "/tmp/d.sock" } }],
+    ["store", { store: `postgres://u@127.0.0.1:5432/db?password=${SECRET}`, dict: { socket: "/tmp/d.sock" } }]
+  ]
+  it.effect("others-readable (0644, 0604): refused naming the file and the key, never the value; 0640 a warning; 0600 silent", () =>
+    Effect.gen(function*() {
+      for (const [key, json] of inline) {
+        const file = secretFile(JSON.stringify(json), 0o644, "doveroute.json")
+        for (const mode of [0o644, 0o604]) {
+          fs.chmodSync(file, mode)
+          const msg = yield* failure(loadSettings({ configFile: file }))
+          expect(msg, key).toContain(`config file ${file} holds ${key} and is accessible to every local user (mode 0${mode.toString(8)})`)
+          expect(msg).not.toContain(SECRET)
+        }
+        fs.chmodSync(file, 0o640)
+        const s = yield* loadSettings({ configFile: file })
+        expect(s.secretWarnings?.join("\n"), key).toMatch(new RegExp(`config file ${file} holds ${key.replace(".", "\\.")} and is readable by group (root|0) \\(mode 0640\\)`))
+        expect(s.secretWarnings?.join("\n")).not.toContain(SECRET)
+        fs.chmodSync(file, 0o600)
+        expect((yield* loadSettings({ configFile: file })).secretWarnings ?? []).toEqual([])
+      }
+    }))
+
+  it.effect("a world-readable config file without inline secrets is fine (a password-less store URL, *_file keys)", () =>
+    Effect.gen(function*() {
+      const pw = secretFile(`${SECRET}\n`)
+      const file = secretFile(JSON.stringify({ store: "postgres://u@127.0.0.1:5432/db?sslmode=disable", auth: { socket: "/tmp/a.sock", password_file: pw } }), 0o644, "c.json")
+      const s = yield* loadSettings({ configFile: file })
+      expect(s.auth?.authMode).toBe("password")
+      expect(s.secretWarnings ?? []).toEqual([])
+    }))
+})
+
 describe("settings: secrets from *_file keys and systemd credentials", () => {
   it.effect("auth.password_file, http.token_file, store_file", () =>
     Effect.gen(function*() {
