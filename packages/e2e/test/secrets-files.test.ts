@@ -268,6 +268,8 @@ describe("secrets from files and systemd credentials; none in /proc/<pid>/cmdlin
     const sock = tmp.join("d.sock")
     const d = await startDaemon({ args: ["--store", `${pg.url}?password=QueryPW`, "--dict-socket", sock], waitFor: [sock] })
     cleanups.push(() => d.stop())
+    // the socket can appear before the ready line is written
+    for (let i = 0; i < 100 && !/doveroute ready/.test(d.logs()); i++) await new Promise((r) => setTimeout(r, 50))
     const argv = cmdline(d.pid)
     expect(argv).toContain(`--store ${pg.url}?password=xxx`)
     expect(argv).not.toContain("QueryPW")
