@@ -10,7 +10,8 @@
  * Giving both `KEY` and `KEY_file` is refused. A secret file is read whole; one trailing newline
  * (`\n` or `\r\n`) is dropped, an empty file is refused. A file other users can read or write (any
  * "other" permission bit) or one its group can write is refused at start, like ssh does for keys;
- * one its group can read (root:doveroute 0640) is accepted with a warning naming the group.
+ * one its group can read (root:doveroute 0640) is accepted with a warning naming the group. The file
+ * must be owned by root or the daemon's own user, and may not live under `/proc` or `/sys`.
  *
  * The values are `Redacted`: they never reach a log line or an error message. Secrets on the
  * command line are visible in `ps` while the process starts: {@link argvSecrets} names them (the
@@ -19,6 +20,7 @@
  *
  * @since 0.1.0
  */
+import { redactUrl } from "@doveroute/store"
 import { Config, ConfigError, Either, Option, Redacted } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -45,6 +47,16 @@ const MAX_SECRET_BYTES = 64 * 1024
 
 /** Read one secret file. Throws an `Error` whose message names the file and the problem (never the content). */
 export const readSecretFile = (file: string): { readonly value: Redacted.Redacted<string>; readonly warning: string | undefined } => {
+  const real = (() => {
+    try {
+      return fs.realpathSync(file)
+    } catch {
+      return file
+    }
+  })()
+  if (/^\/(proc|sys)(\/|$)/.test(real)) {
+    throw new Error(`secret file ${file} is under ${real.startsWith("/proc") ? "/proc" : "/sys"}; give a file that holds only the secret`)
+  }
   let fd: number
   try {
     fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOCTTY)
@@ -54,6 +66,10 @@ export const readSecretFile = (file: string): { readonly value: Redacted.Redacte
   try {
     const st = fs.fstatSync(fd)
     if (!st.isFile()) throw new Error(`secret file ${file} is not a regular file`)
+    const own = process.getuid?.()
+    if (own !== undefined && st.uid !== 0 && st.uid !== own) {
+      throw new Error(`secret file ${file} is owned by uid ${st.uid}, not by root or the daemon's user (uid ${own}); that user could change the secret`)
+    }
     const mode = st.mode & 0o777
     const octal = "0" + mode.toString(8).padStart(3, "0")
     if ((mode & 0o007) !== 0) {
@@ -125,6 +141,47 @@ export const secretConfig = (key: string, fullKey: string, credential: string): 
     })
   )
 
+/**
+ * The secret settings written inline in a parsed JSON config file: `store` with a password in the
+ * URL, `store_password`, `auth.password`, `http.token`, an `extra_fields` entry `password=…`.
+ */
+export const inlineSecretKeys = (json: unknown): ReadonlyArray<string> => {
+  if (typeof json !== "object" || json === null) return []
+  const o = json as Record<string, unknown>
+  const sub = (k: string): Record<string, unknown> => (typeof o[k] === "object" && o[k] !== null ? o[k] as Record<string, unknown> : {})
+  const out: Array<string> = []
+  if (typeof o["store"] === "string" && urlHasPassword(o["store"])) out.push("store")
+  if (o["store_password"] !== undefined) out.push("store_password")
+  if (sub("auth")["password"] !== undefined) out.push("auth.password")
+  if (sub("http")["token"] !== undefined) out.push("http.token")
+  const ef = o["extra_fields"]
+  if ((Array.isArray(ef) ? ef : [ef]).some((f) => typeof f === "string" && SECRET_FIELD.test(f))) out.push("extra_fields")
+  return out
+}
+
+/**
+ * The secret-file rule applied to a config file holding inline secrets (`keys`, from
+ * {@link inlineSecretKeys}): `error` when every local user can read it, `warning` when its group
+ * can; both name the file and the keys, never a value.
+ */
+export const configFileExposure = (
+  file: string,
+  mode: number,
+  gid: number,
+  keys: ReadonlyArray<string>
+): { readonly error?: string; readonly warning?: string } => {
+  if (keys.length === 0) return {}
+  const octal = "0" + (mode & 0o777).toString(8).padStart(3, "0")
+  const what = `config file ${file} holds ${keys.join(", ")}`
+  if ((mode & 0o007) !== 0) {
+    return { error: `${what} and is accessible to every local user (mode ${octal}); run chmod o-rwx on it, or move the secret to a *_file setting` }
+  }
+  if ((mode & 0o040) !== 0) {
+    return { warning: `${what} and is readable by group ${groupName(gid)} (mode ${octal}); every member of that group can read the secret` }
+  }
+  return {}
+}
+
 /** Config paths (flag overrides) that hold a secret on the command line, with the flag that set it. */
 const SECRET_FLAGS: ReadonlyArray<readonly [string, string]> = [
   ["auth.password", "--password"],
@@ -132,14 +189,8 @@ const SECRET_FLAGS: ReadonlyArray<readonly [string, string]> = [
   ["extra_fields", "--extra-field"]
 ]
 
-/** True when a store URL carries a password (`scheme://user:PASSWORD@host`). */
-const urlHasPassword = (url: string): boolean => {
-  try {
-    return new URL(url).password !== ""
-  } catch {
-    return /^[a-z]+:\/\/[^/@]*:[^/@]*@/i.test(url)
-  }
-}
+/** True when a store URL carries a password (in the userinfo or a `password=` query parameter). */
+const urlHasPassword = (url: string): boolean => redactUrl(url) !== url
 
 const SECRET_FIELD = /^(password|pass|master_password)=/
 
@@ -167,7 +218,7 @@ export const scrubbedTitle = (argv: ReadonlyArray<string>): string => {
   const out: Array<string> = []
   const scrub = (flag: string, value: string): string => {
     if (flag === "--password" || flag === "--http-token") return "xxx"
-    if (flag === "--store") return value.replace(/^([a-z]+:\/\/[^/@:]*:)[^/@]*@/i, "$1xxx@")
+    if (flag === "--store") return redactUrl(value)
     if (flag === "--extra-field") return value.replace(/^((?:password|pass|master_password)=).*$/s, "$1xxx")
     return value
   }

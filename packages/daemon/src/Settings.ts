@@ -54,7 +54,7 @@ import { BackendPort, HttpRoute } from "@doveroute/frontends"
 import { parseStoreUrl, type StoreUrl } from "@doveroute/store"
 import { Config, ConfigError, ConfigProvider, Data, Duration, Effect, Either, Option, Redacted } from "effect"
 import { type RoutingSettings, routingSettingsConfig } from "./RoutingSettings.js"
-import { CREDENTIALS, type Secret, secretConfig } from "./Secrets.js"
+import { configFileExposure, CREDENTIALS, inlineSecretKeys, type Secret, secretConfig } from "./Secrets.js"
 import { storeWithPassword } from "./StoreSecret.js"
 import * as SettingValues from "./SettingValues.js"
 import * as StrictSettings from "./StrictSettings.js"
@@ -491,15 +491,18 @@ export const socketPathClash = (s: Pick<Settings, "dict" | "auth" | "loginRelay"
 /** Read and parse a JSON config file into a provider; unknown keys and wrong JSON types are refused (StrictSettings.ts). */
 export const fileProvider = (file: string) =>
   Effect.try({
-    try: () => JSON.parse(fs.readFileSync(file, "utf8")) as unknown,
+    try: () => ({ json: JSON.parse(fs.readFileSync(file, "utf8")) as unknown, st: fs.statSync(file) }),
     catch: (e) =>
       new SettingsError({ reason: "ConfigFile", detail: `cannot read config file ${file}: ${(e as Error).message}` })
   }).pipe(
-    Effect.flatMap((json) => {
+    Effect.flatMap(({ json, st }) => {
       const problem = StrictSettings.checkConfigJson(settingsConfig, json, file)
-      return problem === undefined
-        ? Effect.succeed(ConfigProvider.fromJson(json))
-        : Effect.fail(new SettingsError({ reason: problem.reason, detail: `invalid settings: ${problem.message}` }))
+      if (problem !== undefined) return Effect.fail(new SettingsError({ reason: problem.reason, detail: `invalid settings: ${problem.message}` }))
+      // inline secrets: the secret-file rule applies to the config file (Secrets.ts)
+      const exposure = configFileExposure(file, st.mode, st.gid, inlineSecretKeys(json))
+      return exposure.error !== undefined
+        ? Effect.fail(new SettingsError({ reason: "ConfigFile", detail: exposure.error }))
+        : Effect.succeed({ provider: ConfigProvider.fromJson(json), warning: exposure.warning })
     })
   )
 
@@ -537,11 +540,14 @@ export const loadSettings = (options: { readonly configFile?: string | undefined
       return yield* new SettingsError({ reason: envProblem.reason, detail: `invalid settings: ${envProblem.message}` })
     }
     let provider = flagsProvider(options.flags ?? new Map()).pipe(ConfigProvider.orElse(() => envProvider))
+    let fileWarning: string | undefined
     if (options.configFile !== undefined) {
       const file = yield* fileProvider(options.configFile)
-      provider = provider.pipe(ConfigProvider.orElse(() => file))
+      fileWarning = file.warning
+      provider = provider.pipe(ConfigProvider.orElse(() => file.provider))
     }
-    return yield* Effect.withConfigProvider(settingsConfig, provider).pipe(
+    const settings = yield* Effect.withConfigProvider(settingsConfig, provider).pipe(
       Effect.mapError((e) => new SettingsError({ reason: "Invalid", detail: `invalid settings: ${StrictSettings.describeConfigError(e)}` }))
     )
+    return fileWarning === undefined ? settings : { ...settings, secretWarnings: [...(settings.secretWarnings ?? []), fileWarning] }
   })

@@ -4,6 +4,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { loadSettings, Secrets } from "@doveroute/daemon"
 import { Effect, Either, Redacted } from "effect"
+import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -65,12 +66,63 @@ describe("readSecretFile", () => {
     expect(r.warning).not.toContain(SECRET)
   })
 
+  it("refuses a file owned by another unprivileged user (nobody, 0600) and files under /proc or /sys", () => {
+    const f = secretFile(SECRET, 0o600)
+    const nobody = Number(execFileSync("id", ["-u", "nobody"], { encoding: "utf8" }).trim())
+    fs.chownSync(f, nobody, 0)
+    expect(() => Secrets.readSecretFile(f)).toThrow(new RegExp(`${f} is owned by uid ${nobody}, not by root or the daemon's user`))
+    fs.chownSync(f, process.getuid!(), 0)
+    expect(Redacted.value(Secrets.readSecretFile(f).value)).toBe(SECRET)
+    expect(() => Secrets.readSecretFile("/proc/self/environ")).toThrow(/is under \/proc/)
+    const link = path.join(tmpDir(), "env")
+    fs.symlinkSync("/proc/self/environ", link)
+    expect(() => Secrets.readSecretFile(link)).toThrow(/is under \/proc/)
+    expect(() => Secrets.readSecretFile("/sys/kernel/hostname")).toThrow(/is under \/sys/)
+  })
+
   it("refuses an empty file, a file of several lines, a directory, a missing file", () => {
     expect(() => Secrets.readSecretFile(secretFile("\n"))).toThrow(/is empty/)
     expect(() => Secrets.readSecretFile(secretFile(`${SECRET}\nsecond`))).toThrow(/more than one line/)
     expect(() => Secrets.readSecretFile(tmpDir())).toThrow(/not a regular file/)
     expect(() => Secrets.readSecretFile("/nonexistent/dvr-secret")).toThrow(/cannot read secret file \/nonexistent\/dvr-secret: ENOENT/)
   })
+})
+
+describe("a config file holding inline secrets follows the secret-file rule", () => {
+  const inline: ReadonlyArray<readonly [string, Record<string, unknown>]> = [
+    ["auth.password", { auth: { socket: "/tmp/a.sock", password: SECRET } }],
+    ["http.token", { http: { listen: "127.0.0.1:20180", token: SECRET } }],
+    ["store_password", { store: "postgres://u@127.0.0.1:5432/db", store_password: SECRET, dict: { socket: "/tmp/d.sock" } }],
+    ["store", { store: `postgres://u:${SECRET}@127.0.0.1:5432/db`, dict: { socket: "/tmp/d.sock" } }],
+    ["store", { store: `postgres://u@127.0.0.1:5432/db?password=${SECRET}`, dict: { socket: "/tmp/d.sock" } }]
+  ]
+  it.effect("others-readable (0644, 0604): refused naming the file and the key, never the value; 0640 a warning; 0600 silent", () =>
+    Effect.gen(function*() {
+      for (const [key, json] of inline) {
+        const file = secretFile(JSON.stringify(json), 0o644, "doveroute.json")
+        for (const mode of [0o644, 0o604]) {
+          fs.chmodSync(file, mode)
+          const msg = yield* failure(loadSettings({ configFile: file }))
+          expect(msg, key).toContain(`config file ${file} holds ${key} and is accessible to every local user (mode 0${mode.toString(8)})`)
+          expect(msg).not.toContain(SECRET)
+        }
+        fs.chmodSync(file, 0o640)
+        const s = yield* loadSettings({ configFile: file })
+        expect(s.secretWarnings?.join("\n"), key).toMatch(new RegExp(`config file ${file} holds ${key.replace(".", "\\.")} and is readable by group (root|0) \\(mode 0640\\)`))
+        expect(s.secretWarnings?.join("\n")).not.toContain(SECRET)
+        fs.chmodSync(file, 0o600)
+        expect((yield* loadSettings({ configFile: file })).secretWarnings ?? []).toEqual([])
+      }
+    }))
+
+  it.effect("a world-readable config file without inline secrets is fine (a password-less store URL, *_file keys)", () =>
+    Effect.gen(function*() {
+      const pw = secretFile(`${SECRET}\n`)
+      const file = secretFile(JSON.stringify({ store: "postgres://u@127.0.0.1:5432/db?sslmode=disable", auth: { socket: "/tmp/a.sock", password_file: pw } }), 0o644, "c.json")
+      const s = yield* loadSettings({ configFile: file })
+      expect(s.auth?.authMode).toBe("password")
+      expect(s.secretWarnings ?? []).toEqual([])
+    }))
 })
 
 describe("settings: secrets from *_file keys and systemd credentials", () => {
@@ -164,5 +216,17 @@ describe("secrets on the command line", () => {
       "node /x/doveroute.mjs serve --password xxx --store mysql://u:xxx@h:3306/db --extra-field password=xxx " +
         "--extra-field=pass=xxx --password=xxx --dict-socket /run/d.sock --extra-field port=143"
     )
+  })
+
+  it("scrubbedTitle and argvSecrets use the store URL redaction: query passwords, @ or / in the password", () => {
+    for (const [url, want] of [
+      ["postgres://postgres@127.0.0.1:5432/test?password=QueryPW", "postgres://postgres@127.0.0.1:5432/test?password=xxx"],
+      ["mysql://u:pa@ss@h", "mysql://u:xxx@h"],
+      ["postgres://u:pa/ss@h", "postgres://u:xxx@h"]
+    ] as const) {
+      expect(Secrets.scrubbedTitle(["node", "d.mjs", "serve", "--store", url])).toBe(`node d.mjs serve --store ${want}`)
+      expect(Secrets.scrubbedTitle(["node", "d.mjs", "serve", `--store=${url}`])).toBe(`node d.mjs serve --store=${want}`)
+      expect(Secrets.argvSecrets(flags({ store: url }))).toEqual(["--store"])
+    }
   })
 })

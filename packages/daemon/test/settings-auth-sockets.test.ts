@@ -75,7 +75,8 @@ describe("settings: auth server, relays, ports", () => {
           auth: { socket: "/run/a.sock", mode: "0666", auth_mode: "password", password: "file-pw", failure_delay: "500 millis" },
           login_relay: { socket: "/run/dovecot/login/doveroute", mode: "0666", upstream: "/run/dovecot/login/login" },
           userdb_relay: { socket: "/run/dovecot/doveroute-userdb", upstream: "/run/dovecot/auth-userdb", group: "dovecot" }
-        })
+        }),
+        { mode: 0o600 } // it holds auth.password: a world-readable one is refused
       )
       const s = yield* loadSettings({ configFile: file })
       expect(Duration.toMillis(s.auth!.failureDelay)).toBe(500)

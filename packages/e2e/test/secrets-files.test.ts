@@ -8,7 +8,7 @@
 //   the HTTP token in http.token_file; /proc/<pid>/cmdline shows none; a secret file other users
 //   can read stops the start naming the file, never its content;
 // - secrets given on argv: warned about, and gone from /proc/<pid>/cmdline once the daemon runs.
-import { CLI_BIN, freePort, makeTempDir, runCli, runCommand, startDaemon, type RunningDaemon, type TempDir } from "@doveroute/testkit"
+import { CLI_BIN, freePort, freshPostgres, makeTempDir, runCli, runCommand, startDaemon, type RunningDaemon, type TempDir } from "@doveroute/testkit"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
@@ -258,6 +258,24 @@ describe("secrets from files and systemd credentials; none in /proc/<pid>/cmdlin
     expect(argv).not.toContain(MASTER_PASSWORD)
     expect(d.logs()).toMatch(/level=WARN.*secret was given on the command line.*flags=--password,--store/)
     expectNoSecrets(d.logs(), "serve with secrets on argv")
+    expect(await d.stop()).toBe(0)
+  }, 60_000)
+
+  it("a store URL with ?password=…: neither the ready line nor /proc/<pid>/cmdline carries it", async () => {
+    const tmp = openTmp()
+    const pg = await freshPostgres()
+    cleanups.push(() => pg.drop())
+    const sock = tmp.join("d.sock")
+    const d = await startDaemon({ args: ["--store", `${pg.url}?password=QueryPW`, "--dict-socket", sock], waitFor: [sock] })
+    cleanups.push(() => d.stop())
+    // the socket can appear before the ready line is written
+    for (let i = 0; i < 100 && !/doveroute ready/.test(d.logs()); i++) await new Promise((r) => setTimeout(r, 50))
+    const argv = cmdline(d.pid)
+    expect(argv).toContain(`--store ${pg.url}?password=xxx`)
+    expect(argv).not.toContain("QueryPW")
+    expect(d.logs()).toMatch(/doveroute ready.*store=.*password=xxx/)
+    expect(d.logs()).toMatch(/level=WARN.*secret was given on the command line.*flags=--store/)
+    expect(d.logs()).not.toContain("QueryPW")
     expect(await d.stop()).toBe(0)
   }, 60_000)
 })

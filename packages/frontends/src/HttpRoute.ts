@@ -66,6 +66,12 @@ export const TCP_NEEDS_TOKEN =
   "that lua/http-route.lua sends; without one every local user could ask where each user's mail is and create rows. " +
   "Or listen on a UNIX socket path (mode/owner/group decide who may connect)"
 
+/** Why a UNIX socket every local user may connect to (mode with "other" bits) without a token is refused. */
+export const OPEN_SOCKET_NEEDS_TOKEN = (mode: number): string =>
+  `a UNIX socket http.listen with mode 0${mode.toString(8)} lets every local user connect; ` +
+  "set a shared token (http.token_file, the systemd credential http_token, DOVEROUTE_HTTP_TOKEN or http.token) " +
+  "or a mode without the \"other\" bits (0660 with http.group)"
+
 /** True for an IPv4 address in 127.0.0.0/8 or the IPv6 loopback `::1`. */
 export const isLoopback = (ip: string): boolean => {
   if (net.isIPv4(ip)) return ip.startsWith("127.")
@@ -289,6 +295,9 @@ export const layer = (options: HttpRouteOptions) =>
       }
       if (l._tag === "Tcp" && options.token === undefined) {
         return yield* new ListenerError({ reason: "Open", path: where, detail: TCP_NEEDS_TOKEN })
+      }
+      if (l._tag === "Unix" && ((options.mode ?? 0o660) & 0o007) !== 0 && options.token === undefined) {
+        return yield* new ListenerError({ reason: "Open", path: where, detail: OPEN_SOCKET_NEEDS_TOKEN(options.mode ?? 0o660) })
       }
       const dropped = options.extraFields.filter((f) => SECRET_KEYS.has(f.key)).map((f) => f.key)
       if (dropped.length > 0) {

@@ -4,7 +4,8 @@
  *
  * 1. while any listener is binding, the process umask is 0177 ({@link holdRestrictiveUmask}): the
  *    file is created 0600 root-only, never briefly world-writable;
- * 2. the socket is bound at a staging name in the same directory ({@link stagingPath});
+ * 2. the socket is bound at a staging name in the same directory ({@link stagingPath}), which must
+ *    not be writable by other users unless sticky ({@link checkSocketDirectory});
  * 3. {@link publishSocket} sets owner, group and mode on it and hard-links it to the final path,
  *    then removes the staging name. link(2) is atomic and, unlike rename(2), fails when the path
  *    exists: a client connects to nothing or to the finished socket, and of two daemons started
@@ -37,6 +38,29 @@ export const holdRestrictiveUmask = (): (() => void) => {
     if (released) return
     released = true
     if (--umaskHolders === 0) process.umask(savedUmask)
+  }
+}
+
+/**
+ * Refuse a socket whose directory other users may write to without the sticky bit: there another
+ * user could replace the staging name (chmod/chown by path) with a symlink to any file. A sticky
+ * directory (`/tmp`, 1777) keeps others from renaming or removing our names and is accepted. Throws
+ * an `Error` naming the directory; a directory that cannot be stat'ed is left to bind(2) to report.
+ */
+export const checkSocketDirectory = (path: string): void => {
+  const dir = nodePath.dirname(path)
+  let st: fs.Stats
+  try {
+    st = fs.statSync(dir)
+  } catch {
+    return
+  }
+  if ((st.mode & 0o022) !== 0 && (st.mode & 0o1000) === 0) {
+    const mode = "0" + (st.mode & 0o7777).toString(8).padStart(3, "0")
+    throw new Error(
+      `refusing to create a socket in ${dir}: other users can write to that directory (mode ${mode}) and it has no sticky bit; ` +
+        `use a directory only the daemon's user can write (chmod go-w ${dir}) or set the sticky bit (chmod +t)`
+    )
   }
 }
 

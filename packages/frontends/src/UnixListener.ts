@@ -23,7 +23,7 @@ import * as net from "node:net"
 import * as os from "node:os"
 import * as ListenerCounts from "./ListenerCounts.js"
 import { runtimeLog } from "./ListenerLog.js"
-import { holdRestrictiveUmask, MAX_SOCKET_PATH_BYTES, publishSocket, stagingPath } from "./SocketFile.js"
+import { checkSocketDirectory, holdRestrictiveUmask, MAX_SOCKET_PATH_BYTES, publishSocket, stagingPath } from "./SocketFile.js"
 
 /** Why a listener could not start. */
 export class ListenerError extends Data.TaggedError("ListenerError")<{
@@ -226,6 +226,10 @@ export const socketFile = <A, E, R>(
   bind: (bindPath: string) => Effect.Effect<A, E, R>
 ): Effect.Effect<A, E | ListenerError, R | Scope.Scope> =>
   Effect.gen(function*() {
+    yield* Effect.try({
+      try: () => checkSocketDirectory(path),
+      catch: (e) => new ListenerError({ reason: "Permissions", path, detail: (e as Error).message })
+    })
     yield* prepareSocketPath(path)
     let uid: number | undefined
     let gid: number | undefined

@@ -188,6 +188,24 @@ describe("HTTP route endpoint: who may ask (issue 11)", () => {
       expect(refused).toBe("ECONNREFUSED")
     }))
 
+  it.scopedLive("a UNIX socket others may connect to (0666, 0662) needs a token like TCP: refused at start without one, no socket left", () =>
+    Effect.gen(function*() {
+      const dir = yield* scopedTmp
+      const sock = path.join(dir, "http.sock")
+      for (const mode of [0o666, 0o662]) {
+        const r = yield* Effect.exit(Effect.scoped(start({ _tag: "Unix", path: sock }, scripted(), mode, null)))
+        expect(r._tag).toBe("Failure")
+        expect(String(r)).toMatch(new RegExp(`mode 0${mode.toString(8)} lets every local user connect`))
+        expect(fs.existsSync(sock)).toBe(false)
+      }
+      // with a token the same mode starts; 0660 without a token starts too
+      yield* Effect.scoped(Effect.gen(function*() {
+        yield* start({ _tag: "Unix", path: sock }, scripted(), 0o666, TOKEN)
+        expect((fs.statSync(sock).mode & 0o777).toString(8)).toBe("666")
+      }))
+      yield* Effect.scoped(start({ _tag: "Unix", path: sock }, scripted(), 0o660, null))
+    }))
+
   it.scopedLive("no token 401, wrong token 403 (also one of another length), the routing core is never asked; the right token 200", () =>
     Effect.gen(function*() {
       const port = yield* Effect.promise(freePort)

@@ -53,6 +53,29 @@ describe("SocketFile", () => {
       expect(fs.readdirSync(dir).filter((f) => f.endsWith(".new")), "staging files left").toEqual([])
     }))
 
+  it.scopedLive("a directory others may write to without the sticky bit (0777) is refused; a sticky 1777 one is fine", () =>
+    Effect.gen(function*() {
+      const dir = yield* scopedTmp
+      const open = path.join(dir, "open")
+      fs.mkdirSync(open)
+      fs.chmodSync(open, 0o777)
+      const sock = path.join(open, "dict.sock")
+      const start = () => Effect.scoped(quiet(Layer.build(dict(sock, 0o660))))
+      const r = yield* Effect.exit(start())
+      expect(r._tag).toBe("Failure")
+      expect(String(r)).toContain(`refusing to create a socket in ${open}: other users can write to that directory (mode 0777) and it has no sticky bit`)
+      expect(fs.readdirSync(open)).toEqual([])
+      fs.chmodSync(open, 0o775)
+      expect(String(yield* Effect.exit(start()))).toMatch(/mode 0775/)
+      fs.chmodSync(open, 0o1777)
+      yield* Effect.scoped(Effect.gen(function*() {
+        yield* quiet(Layer.build(dict(sock, 0o660)))
+        expect(fs.lstatSync(sock).isSocket()).toBe(true)
+      }))
+      fs.chmodSync(open, 0o755)
+      yield* start()
+    }))
+
   it("a path too long for a staging name is bound directly", () => {
     const dir = "/tmp/" + "d".repeat(60)
     const p = path.join(dir, "x".repeat(107 - dir.length - 1))

@@ -4,7 +4,8 @@
  * Before the store is opened, {@link prepareSqliteFiles} creates what is missing, whatever the
  * process umask:
  * - each missing directory on the way to the file: `0700` (`0750` with a group, which it gets);
- * - the database file itself: `0600` (`0640` with a group), created empty, exclusively.
+ * - the database file itself: `0600` (`0640` with a group), created empty, exclusively; a symlink
+ *   whose target does not exist is refused (SQLite would create the target with the umask's mode).
  * SQLite creates the `-wal` and `-shm` files with the database file's mode (and, as root, its owner
  * and group), so they follow. Files and directories that already exist are left as they are: an
  * admin's mode is never loosened or changed; {@link sqliteExposure} reports one readable by every
@@ -57,7 +58,16 @@ export const prepareSqliteFiles = (filename: string, group: SqliteGroup = undefi
   try {
     fd = fs.openSync(file, fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_WRONLY | fs.constants.O_NOFOLLOW, fileMode)
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "EEXIST") return created // an existing store keeps its mode
+    if ((e as NodeJS.ErrnoException).code === "EEXIST") {
+      // a dangling symlink: SQLite would create its target with the umask's mode (0644)
+      if (fs.lstatSync(file).isSymbolicLink() && !fs.existsSync(file)) {
+        throw new Error(
+          `the SQLite store ${file} is a symlink to ${fs.readlinkSync(file)}, which does not exist; ` +
+            `create the target (chmod 0600) or point store at the real path`
+        )
+      }
+      return created // an existing store keeps its mode
+    }
     throw new Error(`cannot create the SQLite store ${file}: ${(e as Error).message}`)
   }
   try {

@@ -71,14 +71,27 @@ export const parseStoreUrl = (raw: string): StoreUrl => {
   }
 }
 
-/** A loggable description: the URL without its password. */
-export const describeStoreUrl = (store: StoreUrl): string => {
-  if (store._tag === "Sqlite") return `sqlite:${store.filename}`
-  try {
-    const u = new URL(Redacted.value(store.url))
-    if (u.password) u.password = "xxx"
-    return u.toString()
-  } catch {
-    return `${store._tag.toLowerCase()}://<unparseable>`
+/** Query parameters that carry a password (libpq, MySQL drivers): their values are redacted. */
+const SECRET_PARAM = /([?&](?:password|pass|passwd|pwd|sslpassword|sslkeypassword|sslkey_password|secret|token)=)[^&#]*/gi
+
+/**
+ * `url` with every password replaced by `xxx`: the userinfo password (everything between `://`
+ * and the last `@`, so `u:pa@ss@h` and `u:pa/ss@h` are covered; only the user name before the
+ * first `:`, `/` or `?` is kept) and the value of password-like query parameters
+ * (`password`, `pass`, `sslpassword`, …). The one redaction for logs, `config check` and the
+ * process title; text, so a URL the parser refuses is redacted too.
+ */
+export const redactUrl = (url: string): string => {
+  let out = url
+  const m = /^([a-z][a-z0-9+.-]*:\/\/)(.*)@/is.exec(out)
+  if (m !== null) {
+    const userinfo = m[2]!
+    const user = /^[^:@/?#]*/.exec(userinfo)![0]
+    if (user !== userinfo) out = `${m[1]}${user}:xxx@${out.slice(m[0].length)}`
   }
+  return out.replace(SECRET_PARAM, "$1xxx")
 }
+
+/** A loggable description: the URL without its passwords ({@link redactUrl}). */
+export const describeStoreUrl = (store: StoreUrl): string =>
+  store._tag === "Sqlite" ? `sqlite:${store.filename}` : redactUrl(Redacted.value(store.url))
