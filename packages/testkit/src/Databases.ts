@@ -72,7 +72,17 @@ export async function freshMysql(): Promise<FreshDatabase> {
     drop: async () => {
       if (dropped) return
       dropped = true
-      await mysqlExec(`DROP DATABASE IF EXISTS \`${name}\``)
+      // MariaDB can answer errno 39 ("Directory not empty") while a connection of the test that
+      // just ended is still closing its tables; the drop is retried a few times, then it fails
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await mysqlExec(`DROP DATABASE IF EXISTS \`${name}\``)
+          return
+        } catch (e) {
+          if (attempt >= 5 || !/errno: 39|Directory not empty/.test(String(e))) throw e
+          await new Promise((r) => setTimeout(r, 200 * attempt))
+        }
+      }
     }
   }
 }
