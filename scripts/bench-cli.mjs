@@ -90,8 +90,22 @@ const cases = [
   [`doveroute user show, ${USERS.toLocaleString("en")} users`, ["node", LAUNCHER, "user", "show", "user4242@example.org", "--store", store]],
   [`doveroute backend list, ${USERS.toLocaleString("en")} users`, ["node", LAUNCHER, "backend", "list", "--store", store]]
 ]
+// the Node 24 runtime the Debian package carries (dist/runtime, scripts/package-runtime.sh), with its
+// own native addons and the launcher's compile cache (in this run's temp dir; warmed by run 1)
+const node24 = path.join(repo, "dist", "runtime", "node", "bin", "node")
+const env24 = {
+  XDG_CACHE_HOME: path.join(tmp, "cache"),
+  NODE_OPTIONS: `--import ${path.join(repo, "scripts", "node24-natives.mjs")}`
+}
+if (fs.existsSync(node24)) {
+  cases.push(
+    ["Node 24 + compile cache: --version", [node24, LAUNCHER, "--version"], env24],
+    ["Node 24 + compile cache: backend list", [node24, LAUNCHER, "backend", "list", "--store", small], env24],
+    ["Node 24 + compile cache: user show", [node24, LAUNCHER, "user", "show", "user4242@example.org", "--store", small], env24]
+  )
+}
 const samples = new Map(cases.map(([n]) => [n, []]))
-for (let i = 0; i < RUNS; i++) for (const [name, argv] of cases) samples.get(name).push(run(argv))
+for (let i = 0; i < RUNS; i++) for (const [name, argv, env] of cases) samples.get(name).push(run(argv, env))
 const dev = run(["node", LAUNCHER, "user", "show", "user4242@example.org", "--store", small], { DOVEROUTE_DEV: "1" })
 
 const rows = cases.map(([name]) => {
