@@ -20,6 +20,7 @@
  *
  * @since 0.1.0
  */
+import { SECRET_KEYS } from "@doveroute/routing"
 import { redactUrl } from "@doveroute/store"
 import { Config, ConfigError, Either, Option, Redacted } from "effect"
 import * as fs from "node:fs"
@@ -155,7 +156,7 @@ export const inlineSecretKeys = (json: unknown): ReadonlyArray<string> => {
   if (sub("auth")["password"] !== undefined) out.push("auth.password")
   if (sub("http")["token"] !== undefined) out.push("http.token")
   const ef = o["extra_fields"]
-  if ((Array.isArray(ef) ? ef : [ef]).some((f) => typeof f === "string" && SECRET_FIELD.test(f))) out.push("extra_fields")
+  if ((Array.isArray(ef) ? ef : [ef]).some((f) => typeof f === "string" && secretFieldKey(f) !== undefined)) out.push("extra_fields")
   return out
 }
 
@@ -192,7 +193,11 @@ const SECRET_FLAGS: ReadonlyArray<readonly [string, string]> = [
 /** True when a store URL carries a password (in the userinfo or a `password=` query parameter). */
 const urlHasPassword = (url: string): boolean => redactUrl(url) !== url
 
-const SECRET_FIELD = /^(password|pass|master_password)=/
+/** The key of an extra field `KEY=VALUE` whose value is a secret (routing's `SECRET_KEYS`), else undefined. */
+const secretFieldKey = (field: string): string | undefined => {
+  const eq = field.indexOf("=")
+  return eq > 0 && SECRET_KEYS.has(field.slice(0, eq)) ? field.slice(0, eq) : undefined
+}
 
 /**
  * The flags among `flags` (config path → value, as given on the command line) that carry a secret:
@@ -204,7 +209,7 @@ export const argvSecrets = (flags: ReadonlyMap<string, string | ReadonlyArray<st
     const v = flags.get(key)
     if (v === undefined) continue
     if (key === "store" && !(typeof v === "string" && urlHasPassword(v))) continue
-    if (key === "extra_fields" && !(Array.isArray(v) ? v : [v]).some((f: string) => SECRET_FIELD.test(f))) continue
+    if (key === "extra_fields" && !(Array.isArray(v) ? v : [v]).some((f: string) => secretFieldKey(f) !== undefined)) continue
     out.push(flag)
   }
   return out
@@ -219,7 +224,10 @@ export const scrubbedTitle = (argv: ReadonlyArray<string>): string => {
   const scrub = (flag: string, value: string): string => {
     if (flag === "--password" || flag === "--http-token") return "xxx"
     if (flag === "--store") return redactUrl(value)
-    if (flag === "--extra-field") return value.replace(/^((?:password|pass|master_password)=).*$/s, "$1xxx")
+    if (flag === "--extra-field") {
+      const key = secretFieldKey(value)
+      return key === undefined ? value : `${key}=xxx`
+    }
     return value
   }
   for (let i = 0; i < argv.length; i++) {

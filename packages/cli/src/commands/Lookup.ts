@@ -6,12 +6,12 @@
  */
 import { Args, Command, Options } from "@effect/cli"
 import { routingLayer } from "@doveroute/daemon"
-import { type Field, fieldsForLog, replyFields, Router } from "@doveroute/routing"
+import { type Field, fieldsForLog, replyFields, Router, SECRET_KEYS } from "@doveroute/routing"
 import { Console, Effect, Option } from "effect"
 import { common, settingsFrom } from "../CommonOptions.js"
 
 const hide = (fields: ReadonlyArray<Field>) =>
-  Object.fromEntries(fields.map(([k, v]) => [k, k === "password" || k === "pass" ? "<hidden>" : v ?? true]))
+  Object.fromEntries(fields.map(([k, v]) => [k, SECRET_KEYS.has(k) ? "<hidden>" : v ?? true]))
 
 export const lookup = Command.make(
   "lookup",
