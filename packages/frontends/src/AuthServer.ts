@@ -51,7 +51,10 @@
  *
  * Failure delay: every authentication failure (wrong password, malformed SASL data) is answered
  * after `failureDelay` (default 2 s, like Dovecot's `auth_failure_delay`); a `CANCEL` during the
- * delay drops the answer. Temporary failures are answered at once.
+ * delay drops the answer. Temporary failures are answered at once. On top of it, a remote IP that
+ * keeps failing waits before its next attempt is checked ({@link AuthPenalty}: 4, 8, 15 s, as
+ * Dovecot's auth penalty), so parallel connections from one address do not multiply its guesses
+ * for long. `failureDelay` 0 turns both off.
  *
  * Secrets: typed passwords and the master password are `Redacted` and never logged; they reach the
  * wire only inside `pass=` on the connection that typed them.
@@ -71,6 +74,7 @@ import { Duration, Effect, Layer, Redacted } from "effect"
 import * as crypto from "node:crypto"
 import type * as net from "node:net"
 import { type Authenticator, nopassword } from "./Authenticator.js"
+import { AuthPenalty, penaltyIdent } from "./AuthPenalty.js"
 import type { Resolver } from "./BackendAddress.js"
 import { type BackendPorts, NO_PORTS } from "./BackendPort.js"
 import { authServerFields, destination, type DestinationContext } from "./Destination.js"
@@ -147,6 +151,8 @@ export interface AuthServerContext extends DestinationContext {
   readonly authenticator: Authenticator
   readonly selfCheck: boolean
   readonly failureDelayMs: number
+  /** The per-IP auth penalty; `undefined` when failures are not delayed at all. */
+  readonly penalty: AuthPenalty | undefined
   /** Requests one connection may have in its table at once (more: temp_fail). */
   readonly maxRequests: number
   /** Next CUID (connection counter, starting at 1). */
@@ -162,6 +168,9 @@ interface RequestState {
   timer: NodeJS.Timeout | undefined
   /** doveroute is working on it (authenticating, routing, failure delay), not waiting for the client. */
   busy: boolean
+  /** The penalty key of its `rip` (none: `no-penalty`, no rip, or penalties off) and its count at the start. */
+  readonly ident: string | undefined
+  penaltyAtStart: number
 }
 
 /** One auth-client connection. */
@@ -253,7 +262,8 @@ export class AuthConnection implements ConnectionHandler {
           this.session.finish(d.request.id)
           return this.write(AuthClient.encodeFail(d.request.id))
         }
-        const state: RequestState = { request: d.request, mech, timer: undefined, busy: false }
+        const ident = this.ctx.penalty === undefined || d.request.noPenalty ? undefined : penaltyIdent(d.request.rip)
+        const state: RequestState = { request: d.request, mech, timer: undefined, busy: false, ident, penaltyAtStart: 0 }
         this.requests.set(d.request.id, state)
         return this.step(state, mech.start(d.request.resp))
       }
@@ -278,6 +288,7 @@ export class AuthConnection implements ConnectionHandler {
       }
       case "SaslError":
         this.ctx.log("Info", "auth failed", { ...requestLogFields(state.request), reason: s.detail })
+        this.penalise(state, "", "")
         return this.failLater(
           state,
           s.reason === "invalid_base64"
@@ -285,8 +296,27 @@ export class AuthConnection implements ConnectionHandler {
             : AuthClient.encodeFail(state.request.id, { reason: REASON_MALFORMED })
         )
       case "Credentials":
-        return this.authenticate(state, s)
+        return this.afterPenalty(state, s)
     }
+  }
+
+  /** Check the credentials once the request's IP has waited out its penalty (a CANCEL meanwhile drops it). */
+  private afterPenalty(state: RequestState, creds: Sasl.Credentials): void {
+    const penalty = this.ctx.penalty
+    if (penalty === undefined || state.ident === undefined) return this.authenticate(state, creds)
+    state.penaltyAtStart = penalty.current(state.ident)
+    const wait = AuthPenalty.delayMs(state.penaltyAtStart)
+    if (wait === 0) return this.authenticate(state, creds)
+    state.busy = true
+    state.timer = setTimeout(() => {
+      state.timer = undefined
+      if (this.current(state)) this.authenticate(state, creds)
+    }, wait)
+  }
+
+  /** Count a failure against the request's IP. */
+  private penalise(state: RequestState, user: string, password: string): void {
+    if (state.ident !== undefined) this.ctx.penalty?.failed(state.ident, state.penaltyAtStart, user, password)
   }
 
   /** Answer now (success or temporary failure). */
@@ -319,11 +349,13 @@ export class AuthConnection implements ConnectionHandler {
     if (badName !== undefined) {
       const reason = FieldCheck.describeBadField(badName)
       this.ctx.log("Info", "auth failed", { ...requestLogFields(req), reason })
+      this.penalise(state, "", "")
       return this.failLater(state, AuthClient.encodeFail(req.id, { reason: `${AuthClient.REASON_INVALID_FIELD} ${reason}` }))
     }
     const base = { ...requestLogFields(req), user, ...(masterUser !== undefined ? { master_user: masterUser } : {}) }
     if (Sasl.passwordHasIllegalChars(creds.password)) {
       this.ctx.log("Info", "auth failed", { ...base, reason: "password contains TAB/CR/LF/0x01" })
+      this.penalise(state, user, creds.password)
       return this.failLater(state, AuthClient.encodeFail(req.id, { user }))
     }
     const service = req.service.toLowerCase()
@@ -357,6 +389,7 @@ export class AuthConnection implements ConnectionHandler {
         switch (res._tag) {
           case "Rejected":
             this.ctx.log("Info", "auth failed", { ...base, authenticator: authenticator.name, reason: res.detail })
+            this.penalise(state, user, creds.password)
             return this.failLater(state, AuthClient.encodeFail(req.id, { user }))
           case "Unavailable":
             this.ctx.log("Warning", "authenticator unavailable, answering temp_fail", {
@@ -366,6 +399,7 @@ export class AuthConnection implements ConnectionHandler {
             })
             return this.tempFail(state, user)
           case "Accepted": {
+            if (state.ident !== undefined) this.ctx.penalty?.succeeded(state.ident)
             const finalUser = res.user !== undefined && res.user.length > 0 ? res.user : user
             if (authOnly) return this.answer(state, AuthClient.encodeOk(req.id, [["user", finalUser]]))
             return this.route(state, finalUser, password, masterUser)
@@ -418,12 +452,14 @@ export class AuthConnection implements ConnectionHandler {
 /** Build the shared connection context (exported for tests that drive connections directly). */
 export const makeContext = (lookup: LookupService, options: Omit<AuthServerOptions, "path">, log: ListenerLog): AuthServerContext => {
   let cuid = 0
+  const failureDelayMs = Duration.toMillis(Duration.decode(options.failureDelay ?? DEFAULT_FAILURE_DELAY))
   return {
     lookup,
     authenticator: options.authenticator ?? nopassword,
     selfCheck: options.proxyFlag === "proxy_maybe",
     ports: options.ports ?? NO_PORTS,
-    failureDelayMs: Duration.toMillis(Duration.decode(options.failureDelay ?? DEFAULT_FAILURE_DELAY)),
+    failureDelayMs,
+    penalty: failureDelayMs > 0 ? new AuthPenalty() : undefined,
     resolver: options.resolver,
     resolveTimeoutMs: options.resolveTimeoutMs,
     log,
