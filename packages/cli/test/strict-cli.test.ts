@@ -77,6 +77,25 @@ describe("doveroute config check", () => {
     expect(errLines(env)).toEqual([expect.stringMatching(/unknown environment variable DOVEROUTE_DOWN_POLCY; did you mean DOVEROUTE_DOWN_POLICY\?/)])
   }, 120_000)
 
+  it("an HTTP socket others may connect to, or TCP, without a token: config check says so, as serve would", async () => {
+    const cases: ReadonlyArray<readonly [unknown, RegExp]> = [
+      [{ http: { listen: path.join(tmp, "h.sock"), mode: "0666" } }, /http\.token: .*mode 0666 lets every local user connect; set a shared token/],
+      [{ http: { listen: "127.0.0.1:20180" } }, /http\.token: .*a TCP http\.listen needs a shared token/],
+      [{ http: { listen: "10.1.2.3:20180", token: "t0k-x" } }, /http\.listen: refusing to listen on 10\.1\.2\.3/]
+    ]
+    for (const [json, re] of cases) {
+      const file = writeJson("http.json", json)
+      fs.chmodSync(file, 0o600) // a token inline is fine in a file only its owner reads
+      const r = await run(["config", "check", "--config", file])
+      expect(r.code, JSON.stringify(json)).toBe(1)
+      expect(errLines(r), JSON.stringify(json)).toHaveLength(1)
+      expect(r.stderr, JSON.stringify(json)).toMatch(re)
+    }
+    const ok = await run(["config", "check", "--config", writeJson("http-ok.json", { http: { listen: path.join(tmp, "h.sock"), mode: "0660" } })])
+    expect(ok.stderr).toBe("")
+    expect(ok.code).toBe(0)
+  }, 120_000)
+
   it("serve and an admin command stop on a misspelled key before touching anything", async () => {
     const store = path.join(tmp, "serve-store", "r.db")
     const sock = path.join(tmp, "d.sock")

@@ -301,9 +301,8 @@ const httpConfig = Config.nested(
     } catch (e) {
       return Either.left(ConfigError.InvalidData(["http", "listen"], (e as Error).message))
     }
-    if (listen._tag === "Tcp" && Option.isNone(h.token)) {
-      return Either.left(ConfigError.InvalidData(["http", "token"], HttpRoute.TCP_NEEDS_TOKEN))
-    }
+    const problem = HttpRoute.listenProblem(listen, h.mode, Option.isSome(h.token))
+    if (problem !== undefined) return Either.left(ConfigError.InvalidData(["http", problem.includes("token") ? "token" : "listen"], problem))
     return Either.right({
       listen,
       mode: h.mode,

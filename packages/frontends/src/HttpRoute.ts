@@ -72,6 +72,18 @@ export const OPEN_SOCKET_NEEDS_TOKEN = (mode: number): string =>
   "set a shared token (http.token_file, the systemd credential http_token, DOVEROUTE_HTTP_TOKEN or http.token) " +
   "or a mode without the \"other\" bits (0660 with http.group)"
 
+/**
+ * Why a listener cannot start as configured, or `undefined`: a TCP address off loopback, TCP
+ * without a token, a UNIX socket others may connect to without a token. The settings (so `config
+ * check` says it) and the layer ask the same question.
+ */
+export const listenProblem = (listen: HttpListen, mode: number | undefined, hasToken: boolean): string | undefined => {
+  if (listen._tag === "Tcp" && !isLoopback(listen.host)) return "refusing a non-loopback address for the HTTP route endpoint"
+  if (listen._tag === "Tcp" && !hasToken) return TCP_NEEDS_TOKEN
+  if (listen._tag === "Unix" && ((mode ?? 0o660) & 0o007) !== 0 && !hasToken) return OPEN_SOCKET_NEEDS_TOKEN(mode ?? 0o660)
+  return undefined
+}
+
 /** True for an IPv4 address in 127.0.0.0/8 or the IPv6 loopback `::1`. */
 export const isLoopback = (ip: string): boolean => {
   if (net.isIPv4(ip)) return ip.startsWith("127.")
@@ -290,15 +302,8 @@ export const layer = (options: HttpRouteOptions) =>
       const lookup = yield* Lookup
       const l = options.listen
       const where = formatHttpListen(l)
-      if (l._tag === "Tcp" && !isLoopback(l.host)) {
-        return yield* new ListenerError({ reason: "Open", path: where, detail: "refusing a non-loopback address for the HTTP route endpoint" })
-      }
-      if (l._tag === "Tcp" && options.token === undefined) {
-        return yield* new ListenerError({ reason: "Open", path: where, detail: TCP_NEEDS_TOKEN })
-      }
-      if (l._tag === "Unix" && ((options.mode ?? 0o660) & 0o007) !== 0 && options.token === undefined) {
-        return yield* new ListenerError({ reason: "Open", path: where, detail: OPEN_SOCKET_NEEDS_TOKEN(options.mode ?? 0o660) })
-      }
+      const problem = listenProblem(l, options.mode, options.token !== undefined)
+      if (problem !== undefined) return yield* new ListenerError({ reason: "Open", path: where, detail: problem })
       const dropped = options.extraFields.filter((f) => SECRET_KEYS.has(f.key)).map((f) => f.key)
       if (dropped.length > 0) {
         yield* Effect.logWarning("http route: secret extra fields are not sent over HTTP; set them in Dovecot's passdb").pipe(
