@@ -4,12 +4,23 @@
 // proxy_maybe with the new nopassword (a user whose backend is this Dovecot server logs in
 // locally with any password). The reload is refused on a real `doveroute serve` with a real dict
 // socket: the reply keeps no nopassword, an error line names the risk, the reload is counted as
-// failed; a safe reload afterwards still applies.
+// failed; a safe reload afterwards still applies, on the dict socket and the HTTP endpoint alike.
 import { freePort, makeTempDir, seedSqliteStore, startDaemon, type RunningDaemon } from "@doveroute/testkit"
 import * as fs from "node:fs"
+import * as http from "node:http"
 import { describe, expect, it } from "vitest"
 import { httpGet, metric, parseProm, waitUntil } from "./ops-support.js"
 import { DictClient } from "./store-support.js"
+
+/** GET /route over the HTTP endpoint's UNIX socket: the reply body. */
+const httpRoute = (socketPath: string, user: string): Promise<string> =>
+  new Promise((resolve, reject) => {
+    http.get({ socketPath, path: `/route?user=${user}&protocol=imap` }, (res) => {
+      let body = ""
+      res.on("data", (c: Buffer) => (body += c.toString()))
+      res.on("end", () => resolve(body))
+    }).on("error", reject)
+  })
 
 const fieldsOf = (line: string): Record<string, unknown> => {
   expect(line.startsWith("O"), line).toBe(true)
@@ -27,9 +38,10 @@ describe("SIGHUP reload checks the settings that will really run", () => {
       const sock = tmp.join("dict.sock")
       const metricsPort = await freePort()
       const config = tmp.join("doveroute.json")
-      const base = { store: `sqlite:${db}`, dict: { socket: sock }, metrics: { listen: `127.0.0.1:${metricsPort}` } }
+      const httpSock = tmp.join("http.sock")
+      const base = { store: `sqlite:${db}`, dict: { socket: sock }, http: { listen: httpSock }, metrics: { listen: `127.0.0.1:${metricsPort}` } }
       fs.writeFileSync(config, JSON.stringify(base))
-      daemon = await startDaemon({ args: ["--config", config], waitFor: [sock], waitForTcp: [{ host: "127.0.0.1", port: metricsPort }] })
+      daemon = await startDaemon({ args: ["--config", config], waitFor: [sock, httpSock], waitForTcp: [{ host: "127.0.0.1", port: metricsPort }] })
       const d = daemon
       const reloads = async (result: string) =>
         metric(parseProm((await httpGet(`http://127.0.0.1:${metricsPort}/metrics`)).body), "doveroute_config_reloads_total", { result })
@@ -62,6 +74,8 @@ describe("SIGHUP reload checks the settings that will really run", () => {
       await waitUntil("reload ok counted", async () => ((await reloads("ok")) === 1 ? true : undefined))
       const safe = await lookup()
       expect(safe["port"]).toBe("10143")
+      // the HTTP endpoint answers from the same live list
+      expect((await httpRoute(httpSock, "alice")).split("\t")).toContain("port=10143")
       expect(safe).not.toHaveProperty("nopassword")
       expect(await d.stop()).toBe(0)
       daemon = undefined

@@ -229,7 +229,7 @@ export const httpExtraFields = (extra: ReadonlyArray<ExtraField>): ReadonlyArray
 
 /** The HTTP app: the `/route` handler on a router (everything else is 404). */
 export const makeApp = (lookup: LookupService, options: Pick<HttpRouteOptions, "proxyFlag" | "extraFields" | "token">) => {
-  const extraFields = httpExtraFields(options.extraFields)
+  // options.extraFields is the daemon's live list (a SIGHUP reload replaces it in place): filter per request
   const token = options.token
   return HttpRouter.empty.pipe(
     HttpRouter.get(
@@ -263,7 +263,7 @@ export const makeApp = (lookup: LookupService, options: Pick<HttpRouteOptions, "
         if (res._tag === "TempFail") {
           return HttpServerResponse.text(`temporary failure: ${res.reason}\n`, { ...PLAIN, status: 503 })
         }
-        const fields = passdbFields(res.route.backend, options.proxyFlag, extraFields)
+        const fields = passdbFields(res.route.backend, options.proxyFlag, httpExtraFields(options.extraFields))
         if (fields.some(([k, v]) => UNSAFE_VALUE.test(k) || (v !== undefined && UNSAFE_VALUE.test(v)))) {
           yield* Effect.logWarning("http route: a reply field contains TAB/CR/LF; answering 503").pipe(
             Effect.annotateLogs({ listener: "http", user: parsed.user, backend_id: res.route.backend.id })
