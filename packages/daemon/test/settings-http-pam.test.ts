@@ -24,9 +24,9 @@ describe("settings: http section", () => {
       expect(v6.http?.listen).toEqual({ _tag: "Tcp", host: "::1", port: 20180 })
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), "dvr-set-"))
       const file = path.join(dir, "c.json")
-      fs.writeFileSync(file, JSON.stringify({ http: { listen: "/run/doveroute/http.sock", mode: "0666", group: "dovecot" } }))
+      fs.writeFileSync(file, JSON.stringify({ http: { listen: "/run/doveroute/http.sock", mode: "0660", group: "dovecot" } }))
       const unix = yield* loadSettings({ configFile: file })
-      expect(unix.http).toEqual({ listen: { _tag: "Unix", path: "/run/doveroute/http.sock" }, mode: 0o666, owner: undefined, group: "dovecot" })
+      expect(unix.http).toEqual({ listen: { _tag: "Unix", path: "/run/doveroute/http.sock" }, mode: 0o660, owner: undefined, group: "dovecot" })
       fs.rmSync(dir, { recursive: true, force: true })
     }))
 
