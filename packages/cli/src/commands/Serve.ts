@@ -9,8 +9,8 @@ import { Effect, Record as Rec } from "effect"
 import { common, flag, flagsFrom, settingsFrom } from "../CommonOptions.js"
 
 /**
- * `serve`'s own flags, one row each: the settings keys the flag sets (docs/configuration.md
- * names them), its help text, and its kind (choices, repeated, a value check).
+ * `serve`'s own flags, one row each: the settings keys the flag sets (as in the config file), its
+ * help text, and its kind (choices, repeated, a value check).
  */
 const FLAGS = {
   dictSocket: flag("dict-socket", ["dict.socket"], "UNIX socket for Dovecot 2.3 passdb dict (uri = proxy:<socket>:<name>)"),
