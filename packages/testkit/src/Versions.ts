@@ -7,11 +7,11 @@
 import { readFileSync } from "node:fs"
 import path from "node:path"
 import { type BackendOptions, startBackend23, startBackend24, type Backend } from "./Backends.js"
-import { proxyConfig23, type ProxyBase23Options } from "./Configs23.js"
-import { proxyConfig24 } from "./Configs24.js"
-import { startDovecot23 } from "./Dovecot23.js"
-import { makeChrootTempDir, requireDovecot24, startDovecot24 } from "./Dovecot24.js"
-import type { Dovecot, StartOptions } from "./DovecotInstance.js"
+import { proxyConfig23, staticProxyRoute23, type ProxyBase23Options, type StaticProxyRouteOptions } from "./Configs23.js"
+import { proxyConfig24, staticProxyRoute24 } from "./Configs24.js"
+import { dovecot23, startDovecot23 } from "./Dovecot23.js"
+import { dovecot24, makeChrootTempDir, requireDovecot24, startDovecot24 } from "./Dovecot24.js"
+import type { Dovecot, DovecotRunner, StartOptions } from "./DovecotInstance.js"
 import { DOVECOT24_ROOT } from "./DovecotPaths.js"
 import { runCommand } from "./Exec.js"
 import { makeTempDir } from "./TempDir.js"
@@ -34,6 +34,10 @@ export interface DovecotVersion {
   readonly series: "2.3" | "2.4"
   /** `2.3.19` / `2.4.1`, for test names. */
   readonly release: string
+  /** How its tools run (2.4: `chroot ROOT …`). */
+  readonly runner: DovecotRunner
+  /** What a config of this version starts with (2.4: `dovecot_config_version`). */
+  readonly configHeader: string
   /** A fresh temp dir (2.4: inside the chroot; throws when the chroot is missing). */
   makeTmp(): VersionTempDir
   /** Two backends on 127.0.0.2 / 127.0.0.3 below the temp dir. */
@@ -41,6 +45,8 @@ export interface DovecotVersion {
   startDovecot(options: StartOptions): Promise<Dovecot>
   /** A proxy config: the base followed by the blocks, verbatim. */
   proxyConfig(base: ProxyBase23Options, ...blocks: ReadonlyArray<string>): string
+  /** Route without doveroute: a static passdb sending everyone to `host` (the backend checks the password). */
+  staticProxyRoute(o: StaticProxyRouteOptions): string
   /** A passwd-file passdb (`user:{PLAIN}pass` lines) that sets `fields` on success. */
   passwdFilePassdb(file: string, fields?: Readonly<Record<string, string>>): string
   /** A static passdb with this password. */
@@ -58,10 +64,13 @@ const shippedOf = (series: string) => (name: string): string =>
 export const v23: DovecotVersion = {
   series: "2.3",
   release: "2.3.19",
+  runner: dovecot23,
+  configHeader: "",
   makeTmp: () => ({ ...makeTempDir(), hostPath: (p) => p }),
   startBackend: (tmp, options) => startBackend23(tmp.path, options),
   startDovecot: startDovecot23,
   proxyConfig: proxyConfig23,
+  staticProxyRoute: staticProxyRoute23,
   passwdFilePassdb: (file, fields = {}) => {
     const defaults = Object.entries(fields).map(([k, v]) => `${k}=${v}`).join(" ")
     return `passdb {\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u ${file}\n` +
@@ -80,6 +89,8 @@ export const v23: DovecotVersion = {
 export const v24: DovecotVersion = {
   series: "2.4",
   release: "2.4.1",
+  runner: dovecot24,
+  configHeader: "dovecot_config_version = 2.4.1\n",
   makeTmp: () => {
     requireDovecot24()
     return makeChrootTempDir()
@@ -87,6 +98,7 @@ export const v24: DovecotVersion = {
   startBackend: (tmp, options) => startBackend24({ ...tmp, inner: tmp.join() }, options),
   startDovecot: (options) => startDovecot24(options),
   proxyConfig: proxyConfig24,
+  staticProxyRoute: staticProxyRoute24,
   passwdFilePassdb: (file, fields = {}) => {
     const entries = Object.entries(fields)
     return `passdb passwd-file {\n  passwd_file_path = ${file}\n` +
