@@ -4,7 +4,7 @@
  * few config blocks whose syntax differs. Paths given to Dovecot are the version's own (in-chroot
  * on 2.4); `tmp.hostPath` turns one into the host path doveroute and the tests use.
  */
-import { readFileSync } from "node:fs"
+import { chmodSync, mkdirSync, readFileSync } from "node:fs"
 import path from "node:path"
 import { type BackendOptions, startBackend23, startBackend24, type Backend } from "./Backends.js"
 import { proxyConfig23, staticProxyRoute23, type ProxyBase23Options, type StaticProxyRouteOptions } from "./Configs23.js"
@@ -49,12 +49,30 @@ export interface DovecotVersion {
   staticProxyRoute(o: StaticProxyRouteOptions): string
   /** A passwd-file passdb (`user:{PLAIN}pass` lines) that sets `fields` on success. */
   passwdFilePassdb(file: string, fields?: Readonly<Record<string, string>>): string
-  /** A static passdb with this password. */
-  staticPassdb(password: string): string
+  /** A static passdb: with a password it checks it; `fields` go into its reply. */
+  staticPassdb(password: string | undefined, fields?: Readonly<Record<string, string>>): string
+  /**
+   * Lets a proxy config serve logins locally (a proxy_maybe to itself): mail and home dirs (mode
+   * 1777) below `dir` (2.4: below the temp dir) and the settings for them; returns the settings.
+   */
+  localMail(tmp: VersionTempDir, dir: string): string
+  /** The log lines of logins the proxy served itself (proxied ones log "proxy(u,…)" instead). */
+  localLogins(log: string, user: string): Array<string>
   /** The gid of a group as Dovecot's processes have it (2.4: the chroot's own /etc/group). */
   gid(group: string): Promise<number>
   /** A shipped snippet of this version (`config/dovecot-<series>/<name>`). */
   shipped(name: string): string
+}
+
+/** A 2.4 `fields { }` block (two-space indent), empty without fields. */
+const fieldsBlock = (fields: Readonly<Record<string, string>>): string => {
+  const entries = Object.entries(fields)
+  return entries.length === 0 ? "" : `  fields {\n${entries.map(([k, v]) => `    ${k} = ${v}\n`).join("")}  }\n`
+}
+
+const mkdir1777 = (dir: string): void => {
+  mkdirSync(dir, { recursive: true })
+  chmodSync(dir, 0o1777)
 }
 
 const shippedOf = (series: string) => (name: string): string =>
@@ -76,7 +94,16 @@ export const v23: DovecotVersion = {
     return `passdb {\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u ${file}\n` +
       (defaults === "" ? "" : `  default_fields = ${defaults}\n`) + "}"
   },
-  staticPassdb: (password) => `passdb {\n  driver = static\n  args = password=${password}\n}`,
+  staticPassdb: (password, fields = {}) => {
+    const args = [...(password === undefined ? [] : [`password=${password}`]), ...Object.entries(fields).map(([k, v]) => `${k}=${v}`)]
+    return `passdb {\n  driver = static\n  args = ${args.join(" ")}\n}`
+  },
+  localMail: (tmp, dir) => {
+    // proxyConfig23's static userdb: mail in dir/mail/<user>, home in dir/home/<user>, uid dovecot
+    for (const d of ["mail", "home"]) mkdir1777(tmp.hostPath(path.join(dir, d)))
+    return "first_valid_uid = 1"
+  },
+  localLogins: (log, user) => log.split("\n").filter((l) => l.includes(`Login: user=<${user}>`)),
   gid: async (group) => {
     const r = await runCommand("getent", ["group", group])
     if (r.code !== 0) throw new Error(`no group ${group}`)
@@ -99,12 +126,16 @@ export const v24: DovecotVersion = {
   startDovecot: (options) => startDovecot24(options),
   proxyConfig: proxyConfig24,
   staticProxyRoute: staticProxyRoute24,
-  passwdFilePassdb: (file, fields = {}) => {
-    const entries = Object.entries(fields)
-    return `passdb passwd-file {\n  passwd_file_path = ${file}\n` +
-      (entries.length === 0 ? "" : `  fields {\n${entries.map(([k, v]) => `    ${k} = ${v}\n`).join("")}  }\n`) + "}"
+  passwdFilePassdb: (file, fields = {}) => `passdb passwd-file {\n  passwd_file_path = ${file}\n${fieldsBlock(fields)}}`,
+  staticPassdb: (password, fields = {}) =>
+    `passdb static {\n${password === undefined ? "" : `  password = ${password}\n`}${fieldsBlock(fields)}}`,
+  localMail: (tmp) => {
+    const home = tmp.join("proxy-home")
+    mkdir1777(tmp.hostPath(home))
+    return `mail_driver = maildir\nmail_home = ${home}/%{user}\nmail_path = ~/Maildir\nmail_uid = vmail\nmail_gid = vmail\nfirst_valid_uid = 5000\n` +
+      `userdb static {\n  fields {\n    uid = vmail\n    gid = vmail\n    home = ${home}/%{user}\n  }\n}`
   },
-  staticPassdb: (password) => `passdb static {\n  password = ${password}\n}`,
+  localLogins: (log, user) => log.split("\n").filter((l) => l.includes(`Logged in: user=<${user}>`)),
   gid: async (group) => {
     const line = readFileSync(path.join(DOVECOT24_ROOT, "etc", "group"), "utf8").split("\n").find((l) => l.startsWith(`${group}:`))
     if (line === undefined) throw new Error(`no group ${group} in the 2.4 chroot`)
