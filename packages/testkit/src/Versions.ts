@@ -7,6 +7,7 @@
 import { chmodSync, mkdirSync, readFileSync } from "node:fs"
 import path from "node:path"
 import { type BackendOptions, startBackend23, startBackend24, type Backend } from "./Backends.js"
+import { fieldsBlock } from "./ConfigParts.js"
 import { proxyConfig23, staticProxyRoute23, type ProxyBase23Options, type StaticProxyRouteOptions } from "./Configs23.js"
 import { proxyConfig24, staticProxyRoute24 } from "./Configs24.js"
 import { dovecot23, startDovecot23 } from "./Dovecot23.js"
@@ -62,12 +63,6 @@ export interface DovecotVersion {
   gid(group: string): Promise<number>
   /** A shipped snippet of this version (`config/dovecot-<series>/<name>`). */
   shipped(name: string): string
-}
-
-/** A 2.4 `fields { }` block (two-space indent), empty without fields. */
-const fieldsBlock = (fields: Readonly<Record<string, string>>): string => {
-  const entries = Object.entries(fields)
-  return entries.length === 0 ? "" : `  fields {\n${entries.map(([k, v]) => `    ${k} = ${v}\n`).join("")}  }\n`
 }
 
 const mkdir1777 = (dir: string): void => {
