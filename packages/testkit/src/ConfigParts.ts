@@ -44,6 +44,13 @@ export const fieldsBlock = (fields: Readonly<Record<string, string>>, indent = "
   Object.keys(fields).length === 0 ? "" :
     `${indent}fields {\n${Object.entries(fields).map(([k, v]) => `${indent}  ${k} = ${v}\n`).join("")}${indent}}\n`
 
+/**
+ * The auth lines every test instance has: no TLS, cleartext PLAIN/LOGIN allowed (`cleartext` is
+ * the version's setting for it), verbose+debug auth logging, no auth cache, no failure delay.
+ */
+export const testAuthLines = (cleartext: string): string =>
+  `ssl = no\n${cleartext}\nauth_mechanisms = plain login\nauth_verbose = yes\nauth_debug = yes\nauth_cache_size = 0\nauth_failure_delay = 0`
+
 /** The protocols a config serves: imap, plus pop3 and lmtp when their ports are given. */
 export const protocolsOf = (o: { readonly pop3Port?: number; readonly lmtpPort?: number }): string =>
   ["imap", ...(o.pop3Port !== undefined ? ["pop3"] : []), ...(o.lmtpPort !== undefined ? ["lmtp"] : [])].join(" ")

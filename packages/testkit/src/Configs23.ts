@@ -13,10 +13,14 @@ import {
   passdbRuleLines,
   type PassdbRules,
   protocolsOf,
-  type ProxyBaseOptions
+  type ProxyBaseOptions,
+  testAuthLines
 } from "./ConfigParts.js"
 
 export * from "./ConfigParts.js"
+
+/** The auth lines of every 2.3 test instance. */
+const AUTH_LINES = testAuthLines("disable_plaintext_auth = no")
 
 /** Options for {@link backendConfig23}. */
 export type BackendConfig23Options = BackendConfigOptions
@@ -48,13 +52,7 @@ export function backendConfig23(o: BackendConfig23Options): string {
 log_timestamp = "%H:%M:%S.%{usecs} "
 protocols = ${protocolsOf(o)}
 listen = ${(o.listen ?? ["127.0.0.2", "127.0.0.3"]).join(", ")}
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-auth_verbose = yes
-auth_debug = yes
-auth_cache_size = 0
-auth_failure_delay = 0
+${AUTH_LINES}
 login_greeting = ${o.greeting ?? "backend ready."}
 login_trusted_networks = ${o.trustedNetworks ?? "127.0.0.0/8"}
 mail_location = maildir:${o.mailDir}/%u
@@ -69,7 +67,6 @@ default_login_user = dovenull`,
   )
 }
 
-
 /** Proxy base without any passdb: listeners, logging, a static userdb. Add route blocks after it. */
 export function proxyBase23(o: ProxyBase23Options): string {
   const listen = o.listen ?? "127.0.0.1"
@@ -78,13 +75,7 @@ export function proxyBase23(o: ProxyBase23Options): string {
 log_timestamp = "%H:%M:%S.%{usecs} "
 protocols = ${protocolsOf(o)}
 listen = ${listen}
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-auth_verbose = yes
-auth_debug = yes
-auth_cache_size = 0
-auth_failure_delay = 0
+${AUTH_LINES}
 mail_location = maildir:${o.dir}/mail/%u
 login_trusted_networks = ${o.trustedNetworks ?? ""}
 default_internal_user = dovecot

@@ -13,8 +13,12 @@ import {
   passdbRuleLines,
   type PassdbRules,
   protocolsOf,
-  type ProxyBaseOptions
+  type ProxyBaseOptions,
+  testAuthLines
 } from "./ConfigParts.js"
+
+/** The auth lines of every 2.4 test instance. */
+const AUTH_LINES = testAuthLines("auth_allow_cleartext = yes")
 
 /** Options for {@link backendConfig24} (paths in-chroot). */
 export type BackendConfig24Options = BackendConfigOptions
@@ -37,13 +41,7 @@ export function backendConfig24(o: BackendConfig24Options): string {
     `${instanceLines(o.instanceName ?? "dvr24-backend", o.dir)}
 protocols = ${protocolsOf(o)}
 listen = ${(o.listen ?? ["127.0.0.2", "127.0.0.3"]).join(", ")}
-ssl = no
-auth_allow_cleartext = yes
-auth_mechanisms = plain login
-auth_verbose = yes
-auth_debug = yes
-auth_cache_size = 0
-auth_failure_delay = 0
+${AUTH_LINES}
 login_greeting = ${o.greeting ?? "backend ready."}
 login_trusted_networks = ${o.trustedNetworks ?? "127.0.0.0/8"}
 mail_driver = maildir
@@ -59,7 +57,6 @@ first_valid_uid = 5000`,
   )
 }
 
-
 /** 2.4 proxy base without any passdb (a pure proxy needs no userdb). */
 export function proxyBase24(o: ProxyBase24Options): string {
   const listen = o.listen ?? "127.0.0.1"
@@ -68,13 +65,7 @@ export function proxyBase24(o: ProxyBase24Options): string {
     `${instanceLines(o.instanceName ?? "dvr24-proxy", o.dir)}
 protocols = ${protocolsOf(o)}
 listen = ${listen}
-ssl = no
-auth_allow_cleartext = yes
-auth_mechanisms = plain login
-auth_verbose = yes
-auth_debug = yes
-auth_cache_size = 0
-auth_failure_delay = 0
+${AUTH_LINES}
 auth_internal_failure_delay = 0
 login_trusted_networks = ${o.trustedNetworks ?? ""}` + (o.lmtpPort !== undefined ? "\nlmtp_proxy = yes" : ""),
     ...listeners("listen", o, listen),
