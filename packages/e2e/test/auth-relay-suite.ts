@@ -9,23 +9,13 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import path from "node:path"
 import {
-  doveadmFields,
-  freePort,
-  imapLogin,
-  lmtpDeliver,
-  mappedBackend,
-  mappingRows,
-  Pop3Client,
-  startDaemon,
-  stopDovecots,
-  usersFileContent,
-  type Backend,
-  type Dovecot,
-  type DovecotVersion,
-  type RunningDaemon,
-  type VersionTempDir
+  doveadmFields, freePort, imapLogin, mappingRows, Pop3Client, startDaemon,
+  stopDovecots, usersFileContent
 } from "@doveroute/testkit"
-import { DAEMON_ENV, grepLines, IP_OF, seedStore, snippet } from "./auth-fixtures.js"
+import type { Backend, Dovecot, DovecotVersion, RunningDaemon, VersionTempDir } from "@doveroute/testkit"
+import {
+  DAEMON_ENV, expectFirstLoginMapped, expectLmtpDelivered, expectMappedLogins, grepLines, seedStore, snippet
+} from "./auth-fixtures.js"
 
 const USERS = { alice: "secret", bob: "secret", carol: "secret", dave: "secret" }
 
@@ -103,12 +93,7 @@ export const authRelaySuite = (v: DovecotVersion) => describe(`login relay and u
   })
 
   it("IMAP LOGIN checked by Dovecot's passwd-file lands on the mapped backend: alice 127.0.0.2, bob 127.0.0.3", async () => {
-    for (const [user, ip] of [["alice", "127.0.0.2"], ["bob", "127.0.0.3"]] as const) {
-      const r = await imapLogin("127.0.0.1", imapPort, user, "secret", { select: true })
-      expect(r.login.status, r.transcript).toBe("OK")
-      expect(r.select?.status, r.transcript).toBe("OK")
-      expect(backend.servedBy(user, "imap")).toBe(ip)
-    }
+    await expectMappedLogins(imapPort, backend)
     expect(proxy.log()).toMatch(quirks.proxyStarted)
   })
 
@@ -129,24 +114,13 @@ export const authRelaySuite = (v: DovecotVersion) => describe(`login relay and u
     expect(await mappingRows(db)).toEqual(rowsBefore) // no row written for carol
     expect(daemon.logs()).not.toMatch(/user=carol\b/) // and no routing request at all
     expect(backend.logins("carol")).toHaveLength(0)
-    const good = await imapLogin("127.0.0.1", imapPort, "carol", "secret")
-    expect(good.login.status, good.transcript).toBe("OK")
-    const id = await mappedBackend(db, "carol")
-    expect(id).toBeDefined()
-    expect(backend.servedBy("carol", "imap")).toBe(IP_OF[id!])
+    await expectFirstLoginMapped(imapPort, backend, db, "carol")
     expect(grepLines(daemon.logs(), /message=routed/).join("\n")).toMatch(/user=carol\b/)
   })
 
   it("LMTP through the userdb relay: a message for bob is delivered by his backend 127.0.0.3 into his maildir", async () => {
     expect(backend.mailboxFiles("bob")).toEqual([])
-    const d = await lmtpDeliver({ host: "127.0.0.1", port: lmtpPort }, {
-      from: "sender@example.test",
-      to: ["bob"],
-      message: "Subject: relay test\r\n\r\nhello bob\r\n"
-    })
-    expect(d.rcpt, d.transcript).toEqual([250])
-    expect(d.delivered, d.transcript).toEqual([250])
-    expect(backend.mailboxFiles("bob")).toHaveLength(1)
+    await expectLmtpDelivered(lmtpPort, backend, "bob", "relay test")
     // the proxy's LMTP connected to bob's backend address and the backend's lmtp port
     // the proxy sent it to bob's backend, and the backend saw the connection arrive on 127.0.0.3
     expect(proxy.log()).toMatch(new RegExp(`Sent message to <bob> at 127\\.0\\.0\\.3:${backend.lmtpPort}: 250`))

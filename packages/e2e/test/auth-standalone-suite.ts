@@ -8,22 +8,11 @@
 // chroot's dovenull) — the login processes get in, other local users (nobody) do not.
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import {
-  doveadmFields,
-  freePort,
-  ImapClient,
-  imapLogin,
-  mappedBackend,
-  Pop3Client,
-  startDaemon,
-  stopDovecots,
-  type Backend,
-  type Dovecot,
-  type DovecotVersion,
-  type RunningDaemon,
-  type VersionTempDir
+  doveadmFields, freePort, ImapClient, imapLogin, mappedBackend, Pop3Client, settle, startDaemon, teardown
 } from "@doveroute/testkit"
+import type { Backend, Dovecot, DovecotVersion, RunningDaemon, VersionTempDir } from "@doveroute/testkit"
 import { statSync } from "node:fs"
-import { DAEMON_ENV, IP_OF, seedStore, snippet } from "./auth-fixtures.js"
+import { DAEMON_ENV, expectFirstLoginMapped, expectMappedLogins, seedStore, snippet } from "./auth-fixtures.js"
 import { talkAs } from "./systemd-support.js"
 
 const MASTER = "secret" // the backends' users all have this password too
@@ -78,9 +67,7 @@ export const authStandaloneSuite = (v: DovecotVersion) => describe(`standalone a
   })
 
   afterAll(async () => {
-    const [code] = await Promise.all([daemon?.stop(), stopDovecots([proxy, backend?.dovecot])])
-    await tmp?.cleanup()
-    expect(code).toBe(0)
+    expect(await teardown([daemon], [proxy, backend?.dovecot], tmp)).toEqual([0])
   })
 
   it("the socket is 0660, group dovenull (config/modes/auth.json): the login processes get in (the logins below); nobody gets EACCES", async () => {
@@ -90,12 +77,8 @@ export const authStandaloneSuite = (v: DovecotVersion) => describe(`standalone a
   })
 
   it("IMAP LOGIN: alice lands on 127.0.0.2 and bob on 127.0.0.3, their mapped backends", async () => {
-    for (const [user, ip] of [["alice", "127.0.0.2"], ["bob", "127.0.0.3"]] as const) {
-      const r = await imapLogin("127.0.0.1", imapPort, user, MASTER, { select: true })
-      expect(r.login.status, r.transcript).toBe("OK")
-      expect(r.select?.status, r.transcript).toBe("OK")
-      expect(backend.servedBy(user, "imap")).toBe(ip)
-    }
+    await expectMappedLogins(imapPort, backend, MASTER)
+    await settle(() => /proxy\(bob,127\.0\.0\.3:\d+\): Started proxying/.test(proxy.log()))
     expect(proxy.log()).toMatch(/proxy\(alice,127\.0\.0\.2:\d+\): Started proxying/)
     expect(proxy.log()).toMatch(/proxy\(bob,127\.0\.0\.3:\d+\): Started proxying/)
   })
@@ -121,11 +104,7 @@ export const authStandaloneSuite = (v: DovecotVersion) => describe(`standalone a
 
   it("a new user gets one row on the first login and lands on that backend", async () => {
     expect(await mappedBackend(db, "carol")).toBeUndefined()
-    const r = await imapLogin("127.0.0.1", imapPort, "carol", MASTER)
-    expect(r.login.status, r.transcript).toBe("OK")
-    const id = await mappedBackend(db, "carol")
-    expect(id).toBeDefined()
-    expect(backend.servedBy("carol", "imap")).toBe(IP_OF[id!])
+    await expectFirstLoginMapped(imapPort, backend, db, "carol", MASTER)
   })
 
   it("doveadm auth test -a <doveroute socket> prints user, bare proxy, IP host, port and pass", async () => {

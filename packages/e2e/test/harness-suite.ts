@@ -4,19 +4,9 @@
 // when the chroot is missing: run scripts/install-deps.sh.
 import { describe, it, expect, beforeAll, afterAll } from "vitest"
 import { readFileSync, readlinkSync } from "node:fs"
-import {
-  ImapClient,
-  Pop3Client,
-  freePort,
-  imapLogin,
-  lmtpDeliver,
-  runCommand,
-  stopDovecots,
-  type Backend,
-  type Dovecot,
-  type DovecotVersion,
-  type VersionTempDir
-} from "@doveroute/testkit"
+import { ImapClient, Pop3Client, freePort, imapLogin, runCommand, settle, stopDovecots } from "@doveroute/testkit"
+import { expectLmtpDelivered } from "./auth-fixtures.js"
+import type { Backend, Dovecot, DovecotVersion, VersionTempDir } from "@doveroute/testkit"
 
 /** The testkit's own proof on one Dovecot version. */
 export const harnessSuite = (v: DovecotVersion) => describe(`testkit harness: Dovecot ${v.release} proxy -> backend (static passdb)`, () => {
@@ -77,6 +67,7 @@ export const harnessSuite = (v: DovecotVersion) => describe(`testkit harness: Do
     expect(r.select?.status, r.transcript).toBe("OK")
     expect(r.select?.tagged).toMatch(/READ-WRITE/)
     expect(be().servedBy("alice", "imap")).toBe("127.0.0.2")
+    await settle(() => /proxy\(alice,127\.0\.0\.2:\d+\): Started proxying/.test(proxy?.log() ?? ""))
     expect(proxy?.log()).toMatch(/proxy\(alice,127\.0\.0\.2:\d+\): Started proxying/)
   })
 
@@ -111,20 +102,13 @@ export const harnessSuite = (v: DovecotVersion) => describe(`testkit harness: Do
     const r = await imapLogin("127.0.0.3", be().imapPort, "bob", "secret")
     expect(r.login.status, r.transcript).toBe("OK")
     // Dovecot writes the login line through its log process, asynchronously: wait for it
-    for (let i = 0; i < 100 && be().servedBy("bob", "imap") === undefined; i++) await new Promise((res) => setTimeout(res, 50))
+    await settle(() => be().servedBy("bob", "imap") !== undefined)
     expect(be().servedBy("bob", "imap")).toBe("127.0.0.3")
   })
 
   it("LMTP through the proxy delivers into the backend maildir", async () => {
     expect(be().mailboxFiles("alice")).toEqual([])
-    const d = await lmtpDeliver({ host: "127.0.0.1", port: lmtpPort }, {
-      from: "sender@example.test",
-      to: ["alice"],
-      message: "Subject: harness\r\n\r\nhello alice\r\n"
-    })
-    expect(d.rcpt, d.transcript).toEqual([250])
-    expect(d.delivered, d.transcript).toEqual([250])
-    expect(be().mailboxFiles("alice")).toHaveLength(1)
+    await expectLmtpDelivered(lmtpPort, be(), "alice", "harness")
   })
 
   it("doveadm talks to the instance (2.4: through the chroot)", async () => {

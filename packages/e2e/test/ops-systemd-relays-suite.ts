@@ -7,23 +7,13 @@
 // reaches the login relay in login/, LMTP reaches the userdb relay (0660, group dovecot; upstream
 // auth-master), doveadm too; nobody cannot connect to either.
 import {
-  doveadmFields,
-  freePort,
-  imapLogin,
-  lmtpDeliver,
-  makeTempDir,
-  stopDovecots,
-  usersFileContent,
-  type Backend,
-  type Dovecot,
-  type DovecotVersion,
-  type TempDir,
-  type VersionTempDir
+  doveadmFields, freePort, imapLogin, makeTempDir, stopDovecots, usersFileContent
 } from "@doveroute/testkit"
+import type { Backend, Dovecot, DovecotVersion, TempDir, VersionTempDir } from "@doveroute/testkit"
 import * as fs from "node:fs"
 import path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { seedStore, snippet } from "./auth-fixtures.js"
+import { expectLmtpDelivered, seedStore, snippet } from "./auth-fixtures.js"
 import type { FakeDovecot } from "./reliability-support.js"
 import { startAsUnit, talkAs, Unit, waitListening, type UnitRun } from "./systemd-support.js"
 
@@ -109,14 +99,8 @@ export const relayUnitsSuite = (v: DovecotVersion) => describe(`relay units on r
   })
 
   it("LMTP: the proxy's lmtp goes through the userdb relay unit (0660 group dovecot); bob's mail lands on 127.0.0.3", async () => {
-    const d = await lmtpDeliver({ host: "127.0.0.1", port: lmtpPort }, {
-      from: "sender@example.test",
-      to: ["bob"],
-      message: "Subject: unit test\r\n\r\nhello bob\r\n"
-    })
-    expect(d.rcpt, d.transcript).toEqual([250])
-    expect(d.delivered, d.transcript).toEqual([250])
-    expect(backend.mailboxFiles("bob")).toHaveLength(1)
+    expect(backend.mailboxFiles("bob")).toEqual([])
+    await expectLmtpDelivered(lmtpPort, backend, "bob", "unit test")
     expect(proxy.log()).toMatch(new RegExp(`Sent message to <bob> at 127\\.0\\.0\\.3:${backend.lmtpPort}: 250`))
   })
 

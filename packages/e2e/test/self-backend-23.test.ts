@@ -17,30 +17,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { existsSync, mkdirSync, chmodSync, readFileSync, writeFileSync } from "node:fs"
 import path from "node:path"
 import {
-  freePort,
-  imapLogin,
-  makeTempDir,
-  proxyConfig23,
-  REPO_ROOT,
-  runCli,
-  startDaemon,
-  startDovecot23,
-  stopDovecots,
-  usersFileContent,
-  v23,
-  type Backend,
-  type Dovecot,
-  type RunningDaemon,
-  type VersionTempDir
+  freePort, imapLogin, makeTempDir, proxyConfig23, REPO_ROOT, runCli, startDaemon, startDovecot23,
+  stopDovecots, teardown, usersFileContent, v23
 } from "@doveroute/testkit"
+import type { Backend, Dovecot, RunningDaemon, VersionTempDir } from "@doveroute/testkit"
 import {
-  localLoginWithAnyPassword,
-  proxyMaybeLoopSuite,
-  seed,
-  selfBackendSuites,
-  startBase,
-  USERS,
-  WRONG
+  expectBackendServesBob, localLoginWithAnyPassword, proxyMaybeLoopSuite, seed, selfBackendSuites, startBase, USERS, WRONG
 } from "./self-backend-suite.js"
 
 const shipped = v23.shipped
@@ -90,9 +72,7 @@ describe("2.3.19, shipped default (proxy + nopassword, one dict passdb): the pro
   })
 
   afterAll(async () => {
-    const [code] = await Promise.all([daemon?.stop(), stopDovecots([proxy, backend?.dovecot])])
-    await tmp?.cleanup()
-    expect(code).toBe(0)
+    expect(await teardown([daemon], [proxy, backend?.dovecot], tmp)).toEqual([0])
   })
 
   it("the shipped config answers proxy (not proxy_maybe) with nopassword", async () => {
@@ -122,13 +102,7 @@ describe("2.3.19, shipped default (proxy + nopassword, one dict passdb): the pro
   })
 
   it("a user on another backend: the backend refuses a wrong password and accepts the right one", async () => {
-    const bad = await imapLogin("127.0.0.1", port, "bob", WRONG)
-    expect(bad.login.status, bad.transcript).toBe("NO")
-    expect(backend.logins("bob")).toHaveLength(0)
-    const ok = await imapLogin("127.0.0.1", port, "bob", "secret", { select: true })
-    expect(ok.login.status, ok.transcript).toBe("OK")
-    expect(ok.select?.status, ok.transcript).toBe("OK")
-    expect(backend.servedBy("bob", "imap")).toBe("127.0.0.2")
+    await expectBackendServesBob(port, backend)
   })
 
   it("the same shipped config with proxy_flag proxy_maybe does not start: one line naming the risk and the fixes", async () => {
@@ -193,9 +167,7 @@ describe("2.3.19, standalone auth socket with proxy_flag proxy: the proxy's own 
       expect(proxy.log()).toMatch(/proxy\(alice\): Proxying loops to itself/)
       expect(localLogins(proxy.log(), "alice")).toEqual([])
     } finally {
-      const [code] = await Promise.all([daemon?.stop(), stopDovecots([proxy])])
-      await tmp.cleanup()
-      expect(code).toBe(0)
+      expect(await teardown([daemon], [proxy], tmp)).toEqual([0])
     }
   })
 })
@@ -241,47 +213,42 @@ describe("2.3.19, lua/director.lua as the only passdb: nopassword needs proxy_fl
     await tmp?.cleanup()
   })
 
+  /**
+   * A proxy whose only passdb is lua/director-<name>.lua (its own settings file): the script
+   * refuses to start, so doveadm auth test fails and an IMAP login gets NO (or, the auth process
+   * having died at start, a BYE from the login process). Resolves with the proxy, to read its log.
+   */
+  const startRefusedScript = async (name: string): Promise<Dovecot> => {
+    const imapPort = await freePort()
+    const dir = tmp.join(`proxy-${name}`)
+    const proxy = await startDovecot23({
+      dir,
+      config: proxyConfig23({ dir, imapPort, instanceName: `dvr-${name}` }, `passdb {\n  driver = lua\n  args = file=${lua}/director-${name}.lua\n}`),
+      tcp: [{ host: "127.0.0.1", port: imapPort }]
+    })
+    const t = await proxy.doveadm(["auth", "test", "alice", WRONG])
+    expect(t.code, t.stdout + t.stderr).not.toBe(0)
+    const r = await imapLogin("127.0.0.1", imapPort, "alice", WRONG).then((x) => x.login.status, (e: Error) => e.message)
+    expect(r).toMatch(/^NO$|Auth process broken/)
+    return proxy
+  }
+
   it("with proxy_flag = proxy: a backend that is the proxy gets NO for any password; another backend checks the password", async () => {
     for (const pass of [WRONG, "secret"]) {
       const r = await imapLogin("127.0.0.1", port, "alice", pass)
       expect(r.login.status, r.transcript).toBe("NO")
     }
     expect(localLogins(proxy.log(), "alice")).toEqual([])
-    const bad = await imapLogin("127.0.0.1", port, "bob", WRONG)
-    expect(bad.login.status, bad.transcript).toBe("NO")
-    const ok = await imapLogin("127.0.0.1", port, "bob", "secret")
-    expect(ok.login.status, ok.transcript).toBe("OK")
-    expect(backend.servedBy("bob", "imap")).toBe("127.0.0.2")
+    await expectBackendServesBob(port, backend)
   })
 
   it("with the default proxy_maybe the script refuses to start, naming the risk; no login succeeds through it", async () => {
-    const unsafePort = await freePort()
-    const dir = tmp.join("proxy-unsafe")
-    unsafe = await startDovecot23({
-      dir,
-      config: proxyConfig23({ dir, imapPort: unsafePort, instanceName: "dvr-unsafe" }, `passdb {\n  driver = lua\n  args = file=${lua}/director-unsafe.lua\n}`),
-      tcp: [{ host: "127.0.0.1", port: unsafePort }]
-    })
-    const t = await unsafe.doveadm(["auth", "test", "alice", WRONG])
-    expect(t.code, t.stdout + t.stderr).not.toBe(0)
-    // the auth process dies at start: login processes greet with BYE (or answer NO)
-    const r = await imapLogin("127.0.0.1", unsafePort, "alice", WRONG).then((x) => x.login.status, (e: Error) => e.message)
-    expect(r).toMatch(/^NO$|Auth process broken/)
+    unsafe = await startRefusedScript("unsafe")
     expect(unsafe.log()).toMatch(/extra_fields nopassword with proxy_flag proxy_maybe admits logins no one checks: a user whose backend is this Dovecot server logs in locally with any password/)
   })
 
   it("proxy_maybe as an extra field beside proxy_flag = proxy: the script refuses to start, no login succeeds through it", async () => {
-    const reservedPort = await freePort()
-    const dir = tmp.join("proxy-reserved")
-    reserved = await startDovecot23({
-      dir,
-      config: proxyConfig23({ dir, imapPort: reservedPort, instanceName: "dvr-reserved" }, `passdb {\n  driver = lua\n  args = file=${lua}/director-reserved.lua\n}`),
-      tcp: [{ host: "127.0.0.1", port: reservedPort }]
-    })
-    const t = await reserved.doveadm(["auth", "test", "alice", WRONG])
-    expect(t.code, t.stdout + t.stderr).not.toBe(0)
-    const r = await imapLogin("127.0.0.1", reservedPort, "alice", WRONG).then((x) => x.login.status, (e: Error) => e.message)
-    expect(r).toMatch(/^NO$|Auth process broken/)
+    reserved = await startRefusedScript("reserved")
     expect(localLogins(reserved.log(), "alice")).toEqual([])
     expect(reserved.log()).toMatch(/extra_fields 'proxy_maybe' is reserved/)
   })

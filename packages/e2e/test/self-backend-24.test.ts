@@ -10,33 +10,18 @@
 // - the standalone auth socket in nopassword mode: a user whose backend is the proxy gets temp_fail;
 // and why the daemon refuses nopassword with proxy_maybe, on Dovecot alone: any password logs in.
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { copyFileSync, readFileSync, writeFileSync } from "node:fs"
+import { readFileSync, writeFileSync } from "node:fs"
 import path from "node:path"
 import {
-  imapLogin,
-  proxyConfig24,
-  REPO_ROOT,
-  runCli,
-  startDaemon,
-  startDovecot24,
-  stopDovecots,
-  usersFileContent,
-  v24,
-  type Backend,
-  type Dovecot,
-  type RunningDaemon,
-  type VersionTempDir
+  imapLogin, proxyConfig24, REPO_ROOT, runCli, startDaemon, startDovecot24, teardown, usersFileContent, v24
 } from "@doveroute/testkit"
-import { proxyMaybeLoopSuite, selfBackendSuites, startBase, USERS, WRONG } from "./self-backend-suite.js"
+import type { Backend, Dovecot, RunningDaemon, VersionTempDir } from "@doveroute/testkit"
+import { installLua } from "./auth-fixtures.js"
+import {
+  expectBackendServesBob, proxyMaybeLoopSuite, selfBackendSuites, startBase, USERS, WRONG
+} from "./self-backend-suite.js"
 
 const localLogins = v24.localLogins
-
-/** The shipped lua/http-route.lua copied into the chroot; its in-chroot path. */
-const installRouteLua = (tmp: VersionTempDir): string => {
-  const lua = tmp.join("http-route.lua")
-  copyFileSync(path.join(REPO_ROOT, "lua", "http-route.lua"), tmp.hostPath(lua))
-  return lua
-}
 
 describe("2.4.1, http-route.lua as the only passdb, doveroute on the shipped config (proxy + nopassword): the proxy's own address is a backend", () => {
   let tmp: VersionTempDir
@@ -64,7 +49,7 @@ describe("2.4.1, http-route.lua as the only passdb, doveroute on the shipped con
     }))
     daemon = await startDaemon({ args: ["--config", configFile], waitFor: [sock, tmp.hostPath(httpSock)] })
     const dir = tmp.join("proxy")
-    const lua = installRouteLua(tmp)
+    const lua = installLua(tmp, "http-route.lua")
     proxy = await startDovecot24({
       dir,
       config: proxyConfig24({ dir, imapPort: port },
@@ -74,9 +59,7 @@ describe("2.4.1, http-route.lua as the only passdb, doveroute on the shipped con
   })
 
   afterAll(async () => {
-    const [code] = await Promise.all([daemon?.stop(), stopDovecots([proxy, backend?.dovecot])])
-    await tmp?.cleanup()
-    expect(code).toBe(0)
+    expect(await teardown([daemon], [proxy, backend?.dovecot], tmp)).toEqual([0])
   })
 
   it("backend = the proxy by IP or by host name + hostip: NO for a wrong and for the right password; Dovecot refuses the loop, no local login", async () => {
@@ -92,13 +75,7 @@ describe("2.4.1, http-route.lua as the only passdb, doveroute on the shipped con
   })
 
   it("a user on another backend: the backend refuses a wrong password and accepts the right one", async () => {
-    const bad = await imapLogin("127.0.0.1", port, "bob", WRONG)
-    expect(bad.login.status, bad.transcript).toBe("NO")
-    expect(backend.logins("bob")).toHaveLength(0)
-    const ok = await imapLogin("127.0.0.1", port, "bob", "secret", { select: true })
-    expect(ok.login.status, ok.transcript).toBe("OK")
-    expect(ok.select?.status, ok.transcript).toBe("OK")
-    expect(backend.servedBy("bob", "imap")).toBe("127.0.0.2")
+    await expectBackendServesBob(port, backend)
     expect(localLogins(proxy.log(), "bob")).toEqual([])
   })
 
@@ -120,7 +97,7 @@ selfBackendSuites(v24, {
     })
     const dir = tmp.join("proxy")
     const users = tmp.join("proxy-users")
-    const lua = installRouteLua(tmp)
+    const lua = installLua(tmp, "http-route.lua")
     const chain = v24.shipped("95-doveroute-http-chain.conf")
       .replace("passdb pam {", `passdb passwd-file {\n  passwd_file_path = ${users}`)
       .replaceAll("/etc/dovecot/http-route.lua", lua)

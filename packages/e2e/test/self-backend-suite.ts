@@ -11,18 +11,9 @@
 // - on Dovecot alone, why the daemon refuses nopassword with proxy_maybe: any password logs in.
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import {
-  freePort,
-  imapLogin,
-  mappedBackend,
-  seedSqliteStore,
-  startDaemon,
-  stopDovecots,
-  type Backend,
-  type Dovecot,
-  type DovecotVersion,
-  type RunningDaemon,
-  type VersionTempDir
+  freePort, imapLogin, mappedBackend, seedSqliteStore, startDaemon, stopDovecots, teardown
 } from "@doveroute/testkit"
+import type { Backend, Dovecot, DovecotVersion, RunningDaemon, VersionTempDir } from "@doveroute/testkit"
 
 export const USERS = { alice: "secret", bob: "secret", carol: "secret", dave: "secret" }
 export const WRONG = "NOT-THE-PASSWORD"
@@ -33,6 +24,20 @@ export const seed = (file: string) =>
     backends: [{ hostname: "127.0.0.1" }, { hostname: "self.test", hostip: "127.0.0.1" }, { hostname: "127.0.0.2" }],
     mappings: { alice: 1, carol: 2, bob: 3 }
   })
+
+/**
+ * bob's backend is 127.0.0.2, not the proxy: a wrong password gets NO and reaches no mailbox, the
+ * right one lands on 127.0.0.2 with a working mailbox.
+ */
+export const expectBackendServesBob = async (port: number, backend: Backend): Promise<void> => {
+  const bad = await imapLogin("127.0.0.1", port, "bob", WRONG)
+  expect(bad.login.status, bad.transcript).toBe("NO")
+  expect(backend.logins("bob")).toHaveLength(0)
+  const ok = await imapLogin("127.0.0.1", port, "bob", "secret", { select: true })
+  expect(ok.login.status, ok.transcript).toBe("OK")
+  expect(ok.select?.status, ok.transcript).toBe("OK")
+  expect(backend.servedBy("bob", "imap")).toBe("127.0.0.2")
+}
 
 /** One setup's temp dir, port (the proxy's on 127.0.0.1, the backend's on 127.0.0.2), store and backend. */
 export interface SelfBackendBase {
@@ -75,9 +80,7 @@ export const selfBackendSuites = (v: DovecotVersion, chain: ChainSetup): void =>
     })
 
     afterAll(async () => {
-      const [code] = await Promise.all([daemon?.stop(), stopDovecots([proxy, base?.backend.dovecot])])
-      await base?.tmp.cleanup()
-      expect(code).toBe(0)
+      expect(await teardown([daemon], [proxy, base?.backend.dovecot], base?.tmp)).toEqual([0])
     })
 
     it("backend = the proxy: a wrong password gets NO and never reaches doveroute", async () => {
@@ -101,11 +104,7 @@ export const selfBackendSuites = (v: DovecotVersion, chain: ChainSetup): void =>
     })
 
     it("a user on another backend is proxied after the proxy checked the password; an unknown user gets NO", async () => {
-      const bad = await imapLogin("127.0.0.1", base.port, "bob", WRONG)
-      expect(bad.login.status, bad.transcript).toBe("NO")
-      const ok = await imapLogin("127.0.0.1", base.port, "bob", "secret", { select: true })
-      expect(ok.login.status, ok.transcript).toBe("OK")
-      expect(base.backend.servedBy("bob", "imap")).toBe("127.0.0.2")
+      await expectBackendServesBob(base.port, base.backend)
       expect(localLogins(proxy.log(), "bob")).toEqual([])
       const zed = await imapLogin("127.0.0.1", base.port, "zed", "secret")
       expect(zed.login.status, zed.transcript).toBe("NO")
@@ -138,9 +137,7 @@ export const selfBackendSuites = (v: DovecotVersion, chain: ChainSetup): void =>
     })
 
     afterAll(async () => {
-      const [code] = await Promise.all([daemon?.stop(), stopDovecots([proxy, base?.backend.dovecot])])
-      await base?.tmp.cleanup()
-      expect(code).toBe(0)
+      expect(await teardown([daemon], [proxy, base?.backend.dovecot], base?.tmp)).toEqual([0])
     })
 
     it("backend = the proxy by IP or by name: a temporary failure for any password, never a login", async () => {
@@ -157,11 +154,7 @@ export const selfBackendSuites = (v: DovecotVersion, chain: ChainSetup): void =>
     })
 
     it("a user on another backend is proxied and the backend checks the password", async () => {
-      const bad = await imapLogin("127.0.0.1", base.port, "bob", WRONG)
-      expect(bad.login.status, bad.transcript).toBe("NO")
-      const ok = await imapLogin("127.0.0.1", base.port, "bob", "secret", { select: true })
-      expect(ok.login.status, ok.transcript).toBe("OK")
-      expect(base.backend.servedBy("bob", "imap")).toBe("127.0.0.2")
+      await expectBackendServesBob(base.port, base.backend)
     })
   })
 }

@@ -5,17 +5,8 @@
  * host paths; every instance gets its own base_dir/state_dir/instance_name/log_path
  * (layout: DovecotPaths.instancePaths).
  */
-import {
-  type BackendConfigOptions,
-  instanceLines,
-  joinConfig,
-  listeners,
-  passdbRuleLines,
-  type PassdbRules,
-  protocolsOf,
-  type ProxyBaseOptions,
-  testAuthLines
-} from "./ConfigParts.js"
+import { instanceLines, joinConfig, listeners, passdbRuleLines, protocolsOf, testAuthLines } from "./ConfigParts.js"
+import type { BackendConfigOptions, PassdbRules, ProxyBaseOptions } from "./ConfigParts.js"
 
 export * from "./ConfigParts.js"
 

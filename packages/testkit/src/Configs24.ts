@@ -4,18 +4,8 @@
  * `auth_allow_cleartext`, `mail_driver`/`mail_home`/`mail_path`, `%{user}`, `login_socket_path`.
  */
 import type { StaticProxyRouteOptions } from "./Configs23.js"
-import {
-  type BackendConfigOptions,
-  fieldsBlock,
-  instanceLines,
-  joinConfig,
-  listeners,
-  passdbRuleLines,
-  type PassdbRules,
-  protocolsOf,
-  type ProxyBaseOptions,
-  testAuthLines
-} from "./ConfigParts.js"
+import { fieldsBlock, instanceLines, joinConfig, listeners, passdbRuleLines, protocolsOf, testAuthLines } from "./ConfigParts.js"
+import type { BackendConfigOptions, PassdbRules, ProxyBaseOptions } from "./ConfigParts.js"
 
 /** The auth lines of every 2.4 test instance. */
 const AUTH_LINES = testAuthLines("auth_allow_cleartext = yes")
