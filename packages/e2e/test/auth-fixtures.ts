@@ -1,14 +1,14 @@
 // Shared pieces of the auth-socket end-to-end tests (standalone auth server, login relay, userdb
 // relay) on real Dovecot 2.3.19 and 2.4.1.
-import { copyFileSync, readFileSync } from "node:fs"
+import { copyFileSync } from "node:fs"
 import path from "node:path"
-import { imapLogin, lmtpDeliver, mappedBackend, mappingRows, REPO_ROOT, seedSqliteStore, settle, sqlite } from "@doveroute/testkit"
+import { imapLogin, lmtpDeliver, mappedBackend, mappingRows, REPO_ROOT, seedSqliteStore, settle, sqlite, v23, v24 } from "@doveroute/testkit"
 import type { Backend, RunningDaemon, VersionTempDir } from "@doveroute/testkit"
 import { expect } from "vitest"
 
 /** A shipped Dovecot snippet (config/dovecot-<version>/<name>) with `/run/doveroute/auth.sock` replaced. */
 export const snippet = (version: "2.3" | "2.4", name: string, authSocket?: string): string => {
-  const text = readFileSync(path.join(REPO_ROOT, "config", `dovecot-${version}`, name), "utf8")
+  const text = (version === "2.3" ? v23 : v24).shipped(name)
   return authSocket === undefined ? text : text.replaceAll("/run/doveroute/auth.sock", authSocket)
 }
 

@@ -184,7 +184,7 @@ export const startBackend23 = (tmpDir: string, options: BackendOptions = {}): Pr
  * Same as startBackend23 for Dovecot 2.4 inside the chroot: instance in `<tmp.inner>/<name>`, mail
  * in `<tmp>/mail/<user>/Maildir` owned by vmail. Throws when the chroot is missing.
  */
-export const startBackend24 = (tmp: ChrootTempDir, options: BackendOptions = {}): Promise<Backend> =>
+export const startBackend24 = (tmp: Pick<ChrootTempDir, "join" | "hostPath">, options: BackendOptions = {}): Promise<Backend> =>
   startBackendWith({
     dir: tmp.join(options.name ?? "backend"),
     mailDir: tmp.join("mail"),

@@ -117,7 +117,7 @@ export const v24: DovecotVersion = {
     requireDovecot24()
     return makeChrootTempDir()
   },
-  startBackend: (tmp, options) => startBackend24({ ...tmp, inner: tmp.join() }, options),
+  startBackend: startBackend24,
   startDovecot: (options) => startDovecot24(options),
   proxyConfig: proxyConfig24,
   staticProxyRoute: staticProxyRoute24,
@@ -138,6 +138,3 @@ export const v24: DovecotVersion = {
   },
   shipped: shippedOf("2.4")
 }
-
-/** Both versions, for `describe.each`-style loops. */
-export const VERSIONS: ReadonlyArray<DovecotVersion> = [v23, v24]
