@@ -9,22 +9,17 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { startBareServer } from "../src/BareServer.js"
 import { bulkMap } from "../src/BulkMap.js"
 import { runLoad } from "../src/LoadGen.js"
+import { describeTempDir } from "./support.js"
 
 const RUN_MS = 1000
 const REPLY = "OK\t1\tuser=someone\tproxy\thost=127.0.0.2\tpass=secret"
 const users = Array.from({ length: 200 }, (_, i) => `u${i}`)
 
 describe("load generator against the bare node:net server", () => {
-  let tmp: TempDir
-  beforeAll(() => {
-    tmp = makeTempDir({ prefix: "dvbt-" })
-  })
-  afterAll(async () => {
-    await tmp.cleanup()
-  })
+  const tmp = describeTempDir("dvbt-")
 
   it("counts every reply; correct ones are throughput with latencies", async () => {
-    const server = await startBareServer(tmp.join("bare.sock"), REPLY)
+    const server = await startBareServer(tmp().join("bare.sock"), REPLY)
     try {
       const r = await runLoad({ mode: "line", socket: server.path, connections: 4, depth: 2, durationMs: RUN_MS, users, lineReply: REPLY })
       expect(r.errors).toBe(0)
@@ -43,7 +38,7 @@ describe("load generator against the bare node:net server", () => {
   })
 
   it("a wrong reply is an error, not throughput", async () => {
-    const server = await startBareServer(tmp.join("wrong.sock"), REPLY.replace("127.0.0.2", "127.0.0.9"))
+    const server = await startBareServer(tmp().join("wrong.sock"), REPLY.replace("127.0.0.2", "127.0.0.9"))
     try {
       const r = await runLoad({ mode: "line", socket: server.path, connections: 2, durationMs: RUN_MS, users, lineReply: REPLY })
       expect(r.replies).toBeGreaterThan(0)

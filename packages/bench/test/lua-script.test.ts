@@ -8,11 +8,11 @@
  * consumes it, so the load generator's PLAIN logins succeed).
  */
 import Database from "better-sqlite3"
-import { makeTempDir, type TempDir } from "@doveroute/testkit"
 import * as fs from "node:fs"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import { runLoad } from "../src/LoadGen.js"
 import { luaScriptWrapper, startDovecotLua } from "../src/Servers.js"
+import { describeTempDir } from "./support.js"
 
 const FIXTURE = `-- test fixture: the published scripts' interface (init hook auth_passdb_init, hard-coded MySQL)
 local DBI = require "DBI"
@@ -49,19 +49,13 @@ end
 `
 
 describe("bench --lua-script: an operator's script in real Dovecot 2.3.19 on the bench's database", () => {
-  let tmp: TempDir
-  beforeAll(() => {
-    tmp = makeTempDir({ prefix: "dvbl-" })
-  })
-  afterAll(async () => {
-    await tmp.cleanup()
-  })
+  const tmp = describeTempDir("dvbl-")
 
   it("the wrapper redirects DBI.Connect to the SQLite file and calls auth_passdb_init from script_init", async () => {
-    const dbDir = tmp.join("db")
+    const dbDir = tmp().join("db")
     fs.mkdirSync(dbDir, { mode: 0o777 })
     fs.chmodSync(dbDir, 0o777)
-    const file = tmp.join("db", "routes.db")
+    const file = tmp().join("db", "routes.db")
     const db = new Database(file)
     db.exec(`CREATE TABLE backends (id INTEGER PRIMARY KEY, hostname VARCHAR(255) NOT NULL, hostip VARCHAR(255), state SMALLINT NOT NULL DEFAULT 0);
       CREATE TABLE user_backend (backend_id INT NOT NULL, "user" VARCHAR(255) NOT NULL PRIMARY KEY);
@@ -71,13 +65,13 @@ describe("bench --lua-script: an operator's script in real Dovecot 2.3.19 on the
     for (const [i, u] of users.entries()) ins.run((i % 2) + 1, u)
     db.close()
     const expected = new Map(users.map((u, i) => [u, i % 2 === 0 ? "127.0.0.2" : "127.0.0.3"]))
-    const scriptDir = tmp.join("ops")
+    const scriptDir = tmp().join("ops")
     fs.mkdirSync(scriptDir)
     const script = `${scriptDir}/director.lua`
     fs.writeFileSync(script, FIXTURE)
     expect(luaScriptWrapper("/x/director.lua", file)).toContain(`connect("SQLite3", ${JSON.stringify(file)})`)
 
-    const dc = await startDovecotLua({ dir: tmp.join("dl"), dbFile: file, luaScript: script })
+    const dc = await startDovecotLua({ dir: tmp().join("dl"), dbFile: file, luaScript: script })
     try {
       const warm = await runLoad({ mode: "auth", socket: dc.authSocket, connections: 2, users, expected, sequential: true })
       expect(warm.errors, JSON.stringify(warm.errorSamples)).toBe(0)

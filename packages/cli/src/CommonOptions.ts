@@ -39,6 +39,37 @@ export const validated = <B, A>(flag: string, schema: Schema.Schema<B, A>) => (s
       onRight: () => Effect.succeed(value)
     }))
 
+/** How a flag takes its value: one of `choices`, `repeated`, or checked by a settings schema. */
+export interface FlagKind<B = never> {
+  readonly choices?: ReadonlyArray<string>
+  readonly repeated?: boolean
+  readonly check?: Schema.Schema<B, string>
+}
+
+/** A flag that sets the settings keys `settings`: its option (none given = `Option.none()`). */
+export interface Flag {
+  readonly settings: ReadonlyArray<string>
+  readonly option: Options.Options<Option.Option<string | ReadonlyArray<string>>>
+}
+
+/** One row of a command's flag table (e.g. `serve`'s): the option is built from the row. */
+export const flag = <B = never>(
+  name: string,
+  settings: ReadonlyArray<string>,
+  description: string | undefined,
+  kind: FlagKind<B> = {}
+): Flag => {
+  let base: Options.Options<string> = kind.choices !== undefined
+    ? Options.choice(name, kind.choices as ReadonlyArray<string> & [string, ...Array<string>])
+    : Options.text(name)
+  if (kind.check !== undefined) base = base.pipe(validated(`--${name}`, kind.check))
+  if (description !== undefined) base = base.pipe(Options.withDescription(description))
+  const option: Flag["option"] = kind.repeated === true
+    ? base.pipe(Options.repeated, Options.map((vs) => (vs.length > 0 ? Option.some(vs) : Option.none())))
+    : base.pipe(Options.optional)
+  return { settings, option }
+}
+
 /** Values of {@link common}. */
 export interface CommonValues {
   readonly config: Option.Option<string>

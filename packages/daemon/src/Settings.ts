@@ -42,154 +42,38 @@ import {
   DOWN_POLICIES,
   defaultProxyFlag,
   uncheckedLoginRisk,
-  type DownPolicy,
-  type ExtraField,
   parseExtraField,
   PROXY_FLAGS,
-  type ProxyFlag,
   STRATEGIES,
+  type DownPolicy,
   type Strategy
 } from "@doveroute/routing"
 import { BackendPort, HttpRoute } from "@doveroute/frontends"
 import { parseStoreUrl, type StoreUrl } from "@doveroute/store"
-import { Config, ConfigError, ConfigProvider, Data, Duration, Effect, Either, Option, Redacted } from "effect"
-import { type RoutingSettings, routingSettingsConfig } from "./RoutingSettings.js"
-import { configFileExposure, CREDENTIALS, inlineSecretKeys, type Secret, secretConfig } from "./Secrets.js"
+import { Config, ConfigError, Duration, Either, Option, Redacted } from "effect"
+import { routingSettingsConfig } from "./RoutingSettings.js"
+import { CREDENTIALS, type Secret, secretConfig } from "./Secrets.js"
 import { storeWithPassword } from "./StoreSecret.js"
 import * as SettingValues from "./SettingValues.js"
-import * as StrictSettings from "./StrictSettings.js"
-import * as fs from "node:fs"
-import * as path from "node:path"
+import { socketPathClash } from "./SettingsClash.js"
+import {
+  AUTH_MODES,
+  type AuthMode,
+  type AuthSettings,
+  DEFAULT_PAM_SERVICE,
+  DEFAULT_STORE,
+  type HealthSettings,
+  type HttpSettings,
+  type ListenerLimits,
+  type MetricsSettings,
+  parseMetricsListen,
+  type RelaySettings,
+  type Settings,
+  type SocketSettings
+} from "./SettingsTypes.js"
 
-/** Socket file settings of one listener. */
-export interface SocketSettings {
-  readonly path: string
-  readonly mode: number
-  readonly owner: string | undefined
-  readonly group: string | undefined
-}
-
-/** How the standalone auth server checks passwords. */
-export type AuthMode = "nopassword" | "password" | "pam"
-export const AUTH_MODES: ReadonlyArray<AuthMode> = ["nopassword", "password", "pam"]
-
-/** Default PAM service name (`/etc/pam.d/<service>`): the one Dovecot's own PAM passdb uses. */
-export const DEFAULT_PAM_SERVICE = "dovecot"
-
-/** The standalone auth-client server (`auth` section). */
-export interface AuthSettings extends SocketSettings {
-  /** `nopassword` (default without a password: the backend checks it) or `password` (one master password). */
-  readonly authMode: AuthMode
-  /** The master password (`password` mode only). */
-  readonly password: Redacted.Redacted<string> | undefined
-  /** PAM service name (`pam` mode; default {@link DEFAULT_PAM_SERVICE}). */
-  readonly pamService: string
-  /** Delay before an authentication failure is answered (default 2 s, like Dovecot). */
-  readonly failureDelay: Duration.Duration
-}
-
-/** The HTTP route endpoint (`http` section): loopback `host:port` or a UNIX socket (with its permissions). */
-export interface HttpSettings {
-  readonly listen: HttpRoute.HttpListen
-  /** Shared token callers must send (`Authorization: Bearer`); required for TCP. */
-  readonly token: Redacted.Redacted<string> | undefined
-  readonly mode: number
-  readonly owner: string | undefined
-  readonly group: string | undefined
-}
-
-/** A relay listener (`login_relay`, `userdb_relay` sections): our socket and Dovecot's. */
-export interface RelaySettings extends SocketSettings {
-  readonly upstream: string
-}
-
-/** Validated settings. */
-export interface Settings {
-  readonly store: StoreUrl
-  readonly strategy: Strategy
-  readonly downPolicy: DownPolicy
-  readonly proxyFlag: ProxyFlag
-  readonly extraFields: ReadonlyArray<ExtraField>
-  /** Apply migrations when serving (default true). */
-  readonly migrate: boolean
-  readonly queryTimeout: Duration.Duration
-  /** The longest one routing decision that misses the lookup cache may take (all its statements); 0 = none. */
-  readonly lookupTimeout: Duration.Duration
-  readonly connectTimeout: Duration.Duration
-  /** SQL connection pool size (`max_connections`); not a listener limit (see {@link ListenerLimits}). */
-  readonly maxConnections: number
-  /** Listener limits: `max_clients`, `max_requests_per_client`, `line_timeout`, `idle_timeout`. */
-  readonly limits: ListenerLimits
-  readonly dict: SocketSettings | undefined
-  readonly auth: AuthSettings | undefined
-  readonly loginRelay: RelaySettings | undefined
-  readonly userdbRelay: RelaySettings | undefined
-  /** HTTP route endpoint for 2.4 Lua passdb chains (`lua/http-route.lua`). */
-  readonly http: HttpSettings | undefined
-  /** Backend ports added as `port=` by the auth server and the relays (`port`: `N` / `<protocol>=N`). */
-  readonly ports: BackendPort.BackendPorts
-  readonly logLevel: "debug" | "info" | "warning" | "error"
-  readonly logFormat: "logfmt" | "json"
-  /** Cache, placement, normalisation and kick settings (RoutingSettings.ts). */
-  readonly routing: RoutingSettings
-  /** Backend health checker (`health` section; off by default). */
-  readonly health: HealthSettings
-  /** Prometheus metrics endpoint (`metrics.listen` `host:port`, loopback unless `metrics.allow_remote`); undefined = off. */
-  readonly metrics: MetricsSettings | undefined
-  /** Non-fatal secret problems to log at start (a group-readable secret file); never a value. */
-  readonly secretWarnings?: ReadonlyArray<string>
-}
-
-/** The backend health checker (`health` section): banner checks, live-reloadable on SIGHUP. */
-export interface HealthSettings {
-  readonly enabled: boolean
-  readonly protocol: "imap" | "pop3" | "lmtp"
-  /** Port to check; undefined = the protocol's default (143, 110, 24). */
-  readonly port: number | undefined
-  readonly interval: Duration.Duration
-  readonly timeout: Duration.Duration
-  /** Consecutive failures before an up backend (state 0) is marked down (state 3). */
-  readonly fall: number
-  /** Consecutive successes before a backend the checker took down (state 3) is marked up. */
-  readonly rise: number
-}
-
-/** The metrics endpoint (`metrics` section). */
-export interface MetricsSettings {
-  readonly host: string
-  readonly port: number
-}
-
-/**
- * Parse `metrics.listen`: `127.0.0.1:PORT`, `[::1]:PORT` or `localhost:PORT`; any other address
- * only with `allowRemote` (`metrics.allow_remote: true`, the admin's explicit choice).
- */
-export const parseMetricsListen = (spec: string, allowRemote = false): MetricsSettings => {
-  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(spec.trim())
-  if (m === null) throw new Error(`metrics.listen must be HOST:PORT (loopback), got ${JSON.stringify(spec)}`)
-  const host = (m[1] ?? m[2])!
-  const port = Number(m[3])
-  if (port < 1 || port > 65535) throw new Error(`metrics.listen: bad port ${m[3]}`)
-  if (!allowRemote && !(/^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host) || host === "::1" || host === "localhost")) {
-    throw new Error(
-      `metrics.listen must be a loopback address (127.0.0.0/8, [::1], localhost), got ${host}: ` +
-        "set metrics.allow_remote to true to serve metrics on another address"
-    )
-  }
-  return { host, port }
-}
-
-/** Limits applied to every listener (docs/operations.md). */
-export interface ListenerLimits {
-  /** Concurrent client connections per listener (`max_clients`); more are closed at once. */
-  readonly maxClients: number
-  /** Requests doveroute works on at once for one connection (`max_requests_per_client`). */
-  readonly maxRequestsPerClient: number
-  /** An unfinished line older than this closes the connection (`line_timeout`); zero = off. */
-  readonly lineTimeout: Duration.Duration
-  /** A connection with nothing in flight that sent nothing for this long is closed (`idle_timeout`); zero = off. */
-  readonly idleTimeout: Duration.Duration
-}
+export * from "./SettingsTypes.js"
+export { socketPathClash } from "./SettingsClash.js"
 
 const positiveInt = (name: string, fallback: number) =>
   Config.integer(name).pipe(
@@ -203,19 +87,6 @@ const limitsConfig: Config.Config<ListenerLimits> = Config.all({
   lineTimeout: Config.duration("line_timeout").pipe(Config.withDefault(Duration.seconds(30))),
   idleTimeout: Config.duration("idle_timeout").pipe(Config.withDefault(Duration.zero))
 })
-
-/** The default embedded store. */
-export const DEFAULT_STORE = "sqlite:/var/lib/doveroute/doveroute.db"
-
-/** A settings problem, with an operator-readable message. */
-export class SettingsError extends Data.TaggedError("SettingsError")<{
-  readonly reason: "ConfigFile" | "Invalid" | "UnknownKey"
-  readonly detail: string
-}> {
-  override get message(): string {
-    return this.detail
-  }
-}
 
 const parseMode = (name: string) =>
   Config.string(name).pipe(
@@ -459,94 +330,3 @@ const withoutSecret = <A extends { readonly secret?: Secret }>(a: A): Omit<A, "s
   return rest
 }
 
-/**
- * The first UNIX socket path given to two of our listeners, or given as one of our listeners and
- * as a relay's upstream (Dovecot's socket), as a message; undefined when every path is distinct.
- */
-export const socketPathClash = (s: Pick<Settings, "dict" | "auth" | "loginRelay" | "userdbRelay" | "http">): string | undefined => {
-  const ours: Array<readonly [string, string]> = []
-  if (s.dict !== undefined) ours.push(["dict.socket", s.dict.path])
-  if (s.auth !== undefined) ours.push(["auth.socket", s.auth.path])
-  if (s.loginRelay !== undefined) ours.push(["login_relay.socket", s.loginRelay.path])
-  if (s.userdbRelay !== undefined) ours.push(["userdb_relay.socket", s.userdbRelay.path])
-  if (s.http !== undefined && s.http.listen._tag === "Unix") ours.push(["http.listen", s.http.listen.path])
-  const upstreams: Array<readonly [string, string]> = []
-  if (s.loginRelay !== undefined) upstreams.push(["login_relay.upstream", s.loginRelay.upstream])
-  if (s.userdbRelay !== undefined) upstreams.push(["userdb_relay.upstream", s.userdbRelay.upstream])
-  const seen = new Map<string, string>()
-  for (const [key, p] of ours) {
-    const abs = path.resolve(p)
-    const other = seen.get(abs)
-    if (other !== undefined) return `${other} and ${key} name the same socket ${p}; each listener needs its own path`
-    seen.set(abs, key)
-  }
-  for (const [key, p] of upstreams) {
-    const other = seen.get(path.resolve(p))
-    if (other !== undefined) return `${key} ${p} is doveroute's own ${other}; it must be Dovecot's socket`
-  }
-  return undefined
-}
-
-/** Read and parse a JSON config file into a provider; unknown keys and wrong JSON types are refused (StrictSettings.ts). */
-export const fileProvider = (file: string) =>
-  Effect.try({
-    try: () => ({ json: JSON.parse(fs.readFileSync(file, "utf8")) as unknown, st: fs.statSync(file) }),
-    catch: (e) =>
-      new SettingsError({ reason: "ConfigFile", detail: `cannot read config file ${file}: ${(e as Error).message}` })
-  }).pipe(
-    Effect.flatMap(({ json, st }) => {
-      const problem = StrictSettings.checkConfigJson(settingsConfig, json, file)
-      if (problem !== undefined) return Effect.fail(new SettingsError({ reason: problem.reason, detail: `invalid settings: ${problem.message}` }))
-      // inline secrets: the secret-file rule applies to the config file (Secrets.ts)
-      const exposure = configFileExposure(file, st.mode, st.gid, inlineSecretKeys(json))
-      return exposure.error !== undefined
-        ? Effect.fail(new SettingsError({ reason: "ConfigFile", detail: exposure.error }))
-        : Effect.succeed({ provider: ConfigProvider.fromJson(json), warning: exposure.warning })
-    })
-  )
-
-/** Environment variables `DOVEROUTE_*` (constant case, `_` between sections, `,` between list items). */
-export const envProvider = ConfigProvider.fromEnv().pipe(
-  ConfigProvider.constantCase,
-  ConfigProvider.nested("DOVEROUTE")
-)
-
-/**
- * Flags given on the command line, as a flat map of config paths (`store`, `dict.socket`,
- * `extra_fields` …) to values; they win over everything else.
- */
-export type FlagOverrides = ReadonlyMap<string, string | ReadonlyArray<string>>
-
-const flagsProvider = (flags: FlagOverrides) => {
-  const json: Record<string, unknown> = {}
-  for (const [path, value] of flags) {
-    const parts = path.split(".")
-    let o = json
-    for (const p of parts.slice(0, -1)) o = (o[p] ??= {}) as Record<string, unknown>
-    o[parts[parts.length - 1]!] = value
-  }
-  return ConfigProvider.fromJson(json)
-}
-
-/**
- * Load settings: flags, then `DOVEROUTE_*` env, then the config file (when given), then defaults.
- * Fails with {@link SettingsError} naming the bad key.
- */
-export const loadSettings = (options: { readonly configFile?: string | undefined; readonly flags?: FlagOverrides }) =>
-  Effect.gen(function*() {
-    const envProblem = StrictSettings.checkEnvironment(settingsConfig, process.env)
-    if (envProblem !== undefined) {
-      return yield* new SettingsError({ reason: envProblem.reason, detail: `invalid settings: ${envProblem.message}` })
-    }
-    let provider = flagsProvider(options.flags ?? new Map()).pipe(ConfigProvider.orElse(() => envProvider))
-    let fileWarning: string | undefined
-    if (options.configFile !== undefined) {
-      const file = yield* fileProvider(options.configFile)
-      fileWarning = file.warning
-      provider = provider.pipe(ConfigProvider.orElse(() => file.provider))
-    }
-    const settings = yield* Effect.withConfigProvider(settingsConfig, provider).pipe(
-      Effect.mapError((e) => new SettingsError({ reason: "Invalid", detail: `invalid settings: ${StrictSettings.describeConfigError(e)}` }))
-    )
-    return fileWarning === undefined ? settings : { ...settings, secretWarnings: [...(settings.secretWarnings ?? []), fileWarning] }
-  })

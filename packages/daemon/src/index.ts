@@ -4,6 +4,7 @@
  * @since 0.1.0
  */
 export * from "./Settings.js"
+export * from "./SettingsSources.js"
 export * from "./RoutingSettings.js"
 export * as Logging from "./Logging.js"
 export * from "./RoutingLayer.js"

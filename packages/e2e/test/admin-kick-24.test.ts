@@ -7,23 +7,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import * as fs from "node:fs"
 import {
-  DOVECOT24_ROOT,
-  freePort,
-  ImapClient,
-  imapLogin,
-  makeChrootTempDir,
-  proxyConfig24,
-  requireDovecot24,
-  runCli,
-  startBackend24,
-  startDaemon,
-  startDovecot24,
-  stopDovecots,
-  type Backend,
-  type ChrootTempDir,
-  type Dovecot,
-  type RunningDaemon
+  DOVECOT24_ROOT, freePort, ImapClient, imapLogin, makeChrootTempDir, proxyConfig24, requireDovecot24, runCli,
+  startBackend24, startDaemon, startDovecot24, teardown
 } from "@doveroute/testkit"
+import type { Backend, ChrootTempDir, Dovecot, RunningDaemon } from "@doveroute/testkit"
 import { DAEMON_ENV, seedStore, snippet } from "./auth-fixtures.js"
 
 const MASTER = "secret"
@@ -79,8 +66,7 @@ describe("user move --kick on real Dovecot 2.4.1", { timeout: 180_000 }, () => {
   })
 
   afterAll(async () => {
-    const [code] = await Promise.all([daemon?.stop(), stopDovecots([proxy, backend?.dovecot])])
-    await tmp?.cleanup()
+    const [code] = await teardown([daemon], [proxy, backend?.dovecot], tmp)
     if (daemon !== undefined) expect(code).toBe(0)
   })
 

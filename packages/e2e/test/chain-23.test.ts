@@ -8,26 +8,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { readFileSync } from "node:fs"
 import path from "node:path"
 import {
-  doveadmFields,
-  freePort,
-  imapLogin,
-  makeTempDir,
-  mappedBackend,
-  mappingRows,
-  proxyConfig23,
-  REPO_ROOT,
-  sqlite,
-  startBackend23,
-  startDaemon,
-  startDovecot23,
-  stopDovecots,
-  usersFileContent,
-  type Backend,
-  type Dovecot,
-  type RunningDaemon,
-  type TempDir
+  doveadmFields, freePort, makeTempDir, proxyConfig23, REPO_ROOT,
+  startBackend23, startDaemon, startDovecot23, teardown, usersFileContent
 } from "@doveroute/testkit"
-import { IP_OF, seedStore } from "./auth-fixtures.js"
+import type { Backend, Dovecot, RunningDaemon, TempDir } from "@doveroute/testkit"
+import { expectFirstLoginMapped, expectMappedLogins, seedStore, expectRefusedBeforeRouting, expectTempFailWhileDown } from "./auth-fixtures.js"
 
 const USERS = { alice: "secret", bob: "secret", carol: "secret", dave: "secret" }
 
@@ -85,23 +70,12 @@ describe("2.3.19 chain: passwd-file (continue-ok) → passdb dict → doveroute"
   })
 
   afterAll(async () => {
-    const [a, b] = await Promise.all([daemon?.stop(), daemonNoauth?.stop(), stopDovecots([proxy, backend?.dovecot])])
-    await tmp?.cleanup()
-    expect([a, b]).toEqual([0, 0])
+    expect(await teardown([daemon, daemonNoauth], [proxy, backend?.dovecot], tmp)).toEqual([0, 0])
   })
 
   it("the right password: mapped users land on their backends, a new user gets one row and lands on it", async () => {
-    for (const [user, ip] of [["alice", "127.0.0.2"], ["bob", "127.0.0.3"]] as const) {
-      const r = await imapLogin("127.0.0.1", imapPort, user, "secret", { select: true })
-      expect(r.login.status, r.transcript).toBe("OK")
-      expect(r.select?.status, r.transcript).toBe("OK")
-      expect(backend.servedBy(user, "imap")).toBe(ip)
-    }
-    const c = await imapLogin("127.0.0.1", imapPort, "carol", "secret")
-    expect(c.login.status, c.transcript).toBe("OK")
-    const id = await mappedBackend(db, "carol")
-    expect(id).toBeDefined()
-    expect(backend.servedBy("carol", "imap")).toBe(IP_OF[id!])
+    await expectMappedLogins(imapPort, backend)
+    await expectFirstLoginMapped(imapPort, backend, db, "carol")
     const t = await proxy.doveadm(["auth", "test", "-x", "service=imap", "alice", "secret"])
     expect(t.code, t.stdout + t.stderr).toBe(0)
     expect(doveadmFields(t.stdout).sort()).toEqual(
@@ -110,28 +84,11 @@ describe("2.3.19 chain: passwd-file (continue-ok) → passdb dict → doveroute"
   })
 
   it("a wrong password or an unknown user fails in the first passdb: no temp_fail, doveroute not asked, no row", async () => {
-    const before = await mappingRows(db)
-    const r = await imapLogin("127.0.0.1", imapPort, "dave", "wrong")
-    expect(r.login.status, r.transcript).toBe("NO")
-    expect(r.login.text).not.toMatch(/UNAVAILABLE|Temporary/i)
-    const u = await imapLogin("127.0.0.1", imapPort, "zed", "secret")
-    expect(u.login.status, u.transcript).toBe("NO")
-    expect(await mappingRows(db)).toEqual(before)
-    expect(daemon.logs()).toMatch(/user=carol\b/) // routed users do show up in its debug log
-    expect(daemon.logs()).not.toMatch(/user=(dave|zed)\b/)
-    expect(backend.logins("dave")).toHaveLength(0)
+    await expectRefusedBeforeRouting({ imapPort, db, daemon, backend })
   })
 
   it("a routing failure after the right password is a temporary failure, not an unrouted login (return-fail)", async () => {
-    await sqlite(db, "UPDATE backends SET state = 1;")
-    try {
-      const r = await imapLogin("127.0.0.1", imapPort, "dave", "secret")
-      expect(r.login.status, r.transcript).toBe("NO")
-      expect(r.login.text).toMatch(/UNAVAILABLE|Temporary/i)
-      expect(await mappedBackend(db, "dave")).toBeUndefined()
-    } finally {
-      await sqlite(db, "UPDATE backends SET state = 0;")
-    }
+    await expectTempFailWhileDown({ imapPort, db, backend })
   })
 
   it("2.3.19 limitation: noauthenticate in the last passdb fails the right password (fixed in Dovecot 2.4.0)", async () => {

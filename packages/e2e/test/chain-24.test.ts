@@ -8,32 +8,12 @@
 // token (token_file); a master password configured as an extra field never reaches Dovecot over
 // HTTP; a real unprivileged user (nobody) gets neither a route nor a secret and writes no row.
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { chmodSync, chownSync, copyFileSync, readFileSync, writeFileSync } from "node:fs"
-import path from "node:path"
+import { chmodSync, chownSync, writeFileSync } from "node:fs"
 import {
-  DOVECOT24_ROOT,
-  doveadmFields,
-  freePort,
-  imapLogin,
-  makeChrootTempDir,
-  mappedBackend,
-  mappingRows,
-  proxyConfig24,
-  REPO_ROOT,
-  requireDovecot24,
-  sqlite,
-  startBackend24,
-  startDaemon,
-  startDovecot24,
-  stopDovecots,
-  usersFileContent,
-  type Backend,
-  type ChrootTempDir,
-  type Dovecot,
-  type RunningDaemon
+  doveadmFields, freePort, imapLogin, mappedBackend, mappingRows, runCommand, startDaemon, teardown, usersFileContent, v24
 } from "@doveroute/testkit"
-import { runCommand } from "@doveroute/testkit"
-import { IP_OF, seedStore } from "./auth-fixtures.js"
+import type { Backend, Dovecot, RunningDaemon, VersionTempDir } from "@doveroute/testkit"
+import { expectFirstLoginMapped, expectMappedLogins, installLua, IP_OF, seedStore, expectRefusedBeforeRouting, expectTempFailWhileDown } from "./auth-fixtures.js"
 
 /** The proxy's password file: the backends know the same users and passwords (they check again). */
 const USERS = { alice: "secret", bob: "secret", carol: "secret", dave: "secret" }
@@ -42,16 +22,31 @@ const USERS = { alice: "secret", bob: "secret", carol: "secret", dave: "secret" 
 const MASTER = "Master-Pw-7c41e9"
 /** The shared token of the TCP route. */
 const TOKEN = "tok-5e0f2b8a9d314c6e"
-/** The chroot's `dovecot` group, from its own /etc/group (its auth process connects to the socket). */
-const CHROOT_DOVECOT_GID = Number(
-  readFileSync(path.join(DOVECOT24_ROOT, "etc", "group"), "utf8").split("\n").find((l) => l.startsWith("dovecot:"))?.split(":")[2]
-)
+/** A temp dir in the chroot, the seeded store and the two backends. */
+const startRig = async () => {
+  const tmp = v24.makeTmp()
+  const db = tmp.hostPath(tmp.join("routes.db"))
+  const [backend] = await Promise.all([v24.startBackend(tmp, { users: USERS }), seedStore(db)])
+  return { tmp, db, backend }
+}
 
-/** The shipped 2.4 chain with passwd-file standing in for PAM, the script at `lua`. */
-const shippedChain = (users: string, lua: string): string =>
-  readFileSync(path.join(REPO_ROOT, "config", "dovecot-2.4", "95-doveroute-http-chain.conf"), "utf8")
+/**
+ * The proxy on `imapPort` running the shipped 2.4 chain with passwd-file standing in for PAM and
+ * lua/http-route.lua installed in the temp dir; `edit` adapts the chain to the run (and checks it).
+ */
+const startChainProxy = (tmp: VersionTempDir, imapPort: number, edit: (chain: string) => string): Promise<Dovecot> => {
+  const dir = tmp.join("proxy")
+  const users = tmp.join("proxy-users")
+  const chain = edit(v24.shipped("95-doveroute-http-chain.conf")
     .replace("passdb pam {", `passdb passwd-file {\n  passwd_file_path = ${users}`)
-    .replaceAll("/etc/dovecot/http-route.lua", lua)
+    .replaceAll("/etc/dovecot/http-route.lua", installLua(tmp, "http-route.lua")))
+  return v24.startDovecot({
+    dir,
+    config: v24.proxyConfig({ dir, imapPort }, chain),
+    files: { [users]: usersFileContent(USERS) },
+    tcp: [{ host: "127.0.0.1", port: imapPort }]
+  })
+}
 
 /**
  * GET `target` (a TCP URL, or a path on `socketPath`) as the real user `user` (runuser + node):
@@ -69,56 +64,45 @@ export const getAs = async (user: string, target: string, o: { readonly socketPa
 }
 
 describe("2.4.1 chain: passwd-file (continue-ok) → lua/http-route.lua → doveroute HTTP endpoint", () => {
-  let tmp: ChrootTempDir
+  let tmp: VersionTempDir
   let backend: Backend
   let proxy: Dovecot
   let daemon: RunningDaemon
   let imapPort: number
   let db: string
   let sock: string
+  let dovecotGid: number // the chroot's dovecot group (its auth process connects to the socket)
 
   beforeAll(async () => {
-    requireDovecot24()
-    tmp = makeChrootTempDir()
-    db = tmp.hostPath(tmp.join("routes.db"))
+    ;({ tmp, db, backend } = await startRig())
+    dovecotGid = await v24.gid("dovecot")
     sock = tmp.join("http.sock")
     imapPort = await freePort()
-    const [be] = await Promise.all([startBackend24(tmp, { users: USERS }), seedStore(db)])
-    backend = be
     // the endpoint on a UNIX socket for the chroot's dovecot group, as the shipped chain expects
     const config = tmp.hostPath(tmp.join("doveroute.json"))
-    writeFileSync(config, JSON.stringify({ http: { listen: tmp.hostPath(sock), group: String(CHROOT_DOVECOT_GID), mode: "0660" } }), { mode: 0o600 })
+    writeFileSync(config, JSON.stringify({ http: { listen: tmp.hostPath(sock), group: String(dovecotGid), mode: "0660" } }), { mode: 0o600 })
     daemon = await startDaemon({
       args: ["--config", config, "--store", `sqlite:${db}`, "--log-level", "debug"],
       env: { DOVEROUTE_EXTRA_FIELDS: `port=${backend.imapPort},password=${MASTER}` },
       waitFor: [tmp.hostPath(sock)]
     })
-    const dir = tmp.join("proxy")
-    const users = tmp.join("proxy-users")
-    const lua = tmp.join("http-route.lua")
-    copyFileSync(path.join(REPO_ROOT, "lua", "http-route.lua"), tmp.hostPath(lua))
-    // the shipped chain, with passwd-file standing in for PAM and this run's socket path
-    const chain = shippedChain(users, lua).replaceAll("/run/doveroute/http.sock", sock)
-    expect(chain).toContain("passwd_file_path")
-    expect(chain).toContain(`socket_path = ${sock}`)
-    proxy = await startDovecot24({
-      dir,
-      config: proxyConfig24({ dir, imapPort }, chain),
-      files: { [users]: usersFileContent(USERS) },
-      tcp: [{ host: "127.0.0.1", port: imapPort }]
+    // the shipped chain with this run's socket path
+    proxy = await startChainProxy(tmp, imapPort, (chain) => {
+      const edited = chain.replaceAll("/run/doveroute/http.sock", sock)
+      expect(edited).toContain("passwd_file_path")
+      expect(edited).toContain(`socket_path = ${sock}`)
+      return edited
     })
   })
 
   afterAll(async () => {
-    const [code] = await Promise.all([daemon?.stop(), stopDovecots([proxy, backend?.dovecot])])
-    await tmp?.cleanup()
-    expect(code).toBe(0)
+    expect(await teardown([daemon], [proxy, backend?.dovecot], tmp)).toEqual([0])
   })
 
   it("the socket is 0660 for the dovecot group; a local user (nobody) cannot connect, gets no route and writes no row", async () => {
     const host = tmp.hostPath(sock)
     const r = await runCommand("stat", ["-c", "%a %g", host])
-    expect(r.stdout.trim()).toBe(`660 ${CHROOT_DOVECOT_GID}`)
+    expect(r.stdout.trim()).toBe(`660 ${dovecotGid}`)
     const before = await mappingRows(db)
     expect(await getAs("nobody", "/route?user=mallory&protocol=imap", { socketPath: host })).toBe("ERR EACCES")
     expect(await getAs("nobody", "http://localhost/route?user=alice", { socketPath: host })).toBe("ERR EACCES")
@@ -127,18 +111,9 @@ describe("2.4.1 chain: passwd-file (continue-ok) → lua/http-route.lua → dove
   })
 
   it("the right password: alice and bob land on their mapped backends, a new user gets one row and lands on it", async () => {
-    for (const [user, ip] of [["alice", "127.0.0.2"], ["bob", "127.0.0.3"]] as const) {
-      const r = await imapLogin("127.0.0.1", imapPort, user, "secret", { select: true })
-      expect(r.login.status, r.transcript).toBe("OK")
-      expect(r.select?.status, r.transcript).toBe("OK")
-      expect(backend.servedBy(user, "imap")).toBe(ip)
-    }
+    await expectMappedLogins(imapPort, backend)
     expect(await mappedBackend(db, "carol")).toBeUndefined()
-    const c = await imapLogin("127.0.0.1", imapPort, "carol", "secret")
-    expect(c.login.status, c.transcript).toBe("OK")
-    const id = await mappedBackend(db, "carol")
-    expect(id).toBeDefined()
-    expect(backend.servedBy("carol", "imap")).toBe(IP_OF[id!])
+    await expectFirstLoginMapped(imapPort, backend, db, "carol")
     // host name and hostip, as the reply carried both
     expect(proxy.log()).toMatch(/proxy\(alice,backend1\.test\[127\.0\.0\.2\]:\d+\): Started proxying/)
   })
@@ -156,35 +131,18 @@ describe("2.4.1 chain: passwd-file (continue-ok) → lua/http-route.lua → dove
   })
 
   it("a wrong password fails as a password failure; doveroute is not asked and writes no row", async () => {
-    const before = await mappingRows(db)
-    const r = await imapLogin("127.0.0.1", imapPort, "dave", "wrong")
-    expect(r.login.status, r.transcript).toBe("NO")
-    expect(r.login.text).not.toMatch(/UNAVAILABLE|Temporary/i)
-    const t = await proxy.doveadm(["auth", "test", "dave", "wrong"])
-    expect(t.code).toBe(77)
-    expect(t.stdout).not.toMatch(/code=temp_fail/)
-    const unknown = await imapLogin("127.0.0.1", imapPort, "zed", "secret")
-    expect(unknown.login.status, unknown.transcript).toBe("NO")
-    expect(await mappingRows(db)).toEqual(before)
-    expect(await mappedBackend(db, "dave")).toBeUndefined()
-    expect(daemon.logs()).toMatch(/user=carol\b/) // routed users do show up in its debug log
-    expect(daemon.logs()).not.toMatch(/user=(dave|zed)\b/)
-    expect(backend.logins("dave")).toHaveLength(0)
+    await expectRefusedBeforeRouting({ imapPort, db, daemon, backend }, async () => {
+      const t = await proxy.doveadm(["auth", "test", "dave", "wrong"])
+      expect(t.code).toBe(77)
+      expect(t.stdout).not.toMatch(/code=temp_fail/)
+    })
   })
 
   it("a routing failure after the right password is a temporary failure, never an unrouted login", async () => {
-    await sqlite(db, "UPDATE backends SET state = 1;")
-    try {
-      const r = await imapLogin("127.0.0.1", imapPort, "dave", "secret")
-      expect(r.login.status, r.transcript).toBe("NO")
-      expect(r.login.text).toMatch(/UNAVAILABLE|Temporary/i)
-      expect(await mappedBackend(db, "dave")).toBeUndefined()
-      expect(backend.logins("dave")).toHaveLength(0)
+    await expectTempFailWhileDown({ imapPort, db, backend }, async () => {
       const t = await proxy.doveadm(["auth", "test", "dave", "secret"])
       expect(t.code).toBe(75) // internal auth failure
-    } finally {
-      await sqlite(db, "UPDATE backends SET state = 0;")
-    }
+    })
     const ok = await imapLogin("127.0.0.1", imapPort, "dave", "secret")
     expect(ok.login.status, ok.transcript).toBe("OK")
     expect(backend.servedBy("dave", "imap")).toBe(IP_OF[(await mappedBackend(db, "dave"))!])
@@ -192,7 +150,7 @@ describe("2.4.1 chain: passwd-file (continue-ok) → lua/http-route.lua → dove
 })
 
 describe("2.4.1 chain over loopback TCP: only with the shared token (issue 11)", () => {
-  let tmp: ChrootTempDir
+  let tmp: VersionTempDir
   let backend: Backend
   let proxy: Dovecot
   let daemon: RunningDaemon
@@ -201,59 +159,42 @@ describe("2.4.1 chain over loopback TCP: only with the shared token (issue 11)",
   let db: string
 
   beforeAll(async () => {
-    requireDovecot24()
-    tmp = makeChrootTempDir()
-    db = tmp.hostPath(tmp.join("routes.db"))
+    ;({ tmp, db, backend } = await startRig())
     httpPort = await freePort()
     imapPort = await freePort()
-    const [be] = await Promise.all([startBackend24(tmp, { users: USERS }), seedStore(db)])
-    backend = be
     // doveroute reads the token from a 0600 file; Dovecot's auth process (user dovecot) from a
     // root:dovecot 0640 copy
     const daemonToken = tmp.hostPath(tmp.join("daemon.token"))
     writeFileSync(daemonToken, TOKEN + "\n", { mode: 0o600 })
     const luaToken = tmp.join("dovecot.token")
     writeFileSync(tmp.hostPath(luaToken), TOKEN + "\n")
-    chownSync(tmp.hostPath(luaToken), 0, CHROOT_DOVECOT_GID)
+    chownSync(tmp.hostPath(luaToken), 0, await v24.gid("dovecot"))
     chmodSync(tmp.hostPath(luaToken), 0o640)
     daemon = await startDaemon({
       args: ["--store", `sqlite:${db}`, "--http-listen", `127.0.0.1:${httpPort}`, "--log-level", "debug"],
       env: { DOVEROUTE_HTTP_TOKEN_FILE: daemonToken, DOVEROUTE_EXTRA_FIELDS: `port=${backend.imapPort},password=${MASTER}` },
       waitForTcp: [{ host: "127.0.0.1", port: httpPort }]
     })
-    const dir = tmp.join("proxy")
-    const users = tmp.join("proxy-users")
-    const lua = tmp.join("http-route.lua")
-    copyFileSync(path.join(REPO_ROOT, "lua", "http-route.lua"), tmp.hostPath(lua))
     // the TCP variant the shipped chain describes: route_url on loopback, token_file for socket_path
-    const chain = shippedChain(users, lua)
-      .replace("socket_path = /run/doveroute/http.sock", `token_file = ${luaToken}`)
-      .replace("route_url = http://localhost/route", `route_url = http://127.0.0.1:${httpPort}/route`)
-      // the password Dovecot logs in to the backend with, from Dovecot's own config (here the
-      // users' password, so the backends accept it)
-      .replace("    noauthenticate = yes\n", "    noauthenticate = yes\n    pass = secret\n")
-    expect(chain).toContain(`token_file = ${luaToken}`)
-    expect(chain).toContain("pass = secret")
-    proxy = await startDovecot24({
-      dir,
-      config: proxyConfig24({ dir, imapPort }, chain),
-      files: { [users]: usersFileContent(USERS) },
-      tcp: [{ host: "127.0.0.1", port: imapPort }]
+    proxy = await startChainProxy(tmp, imapPort, (chain) => {
+      const edited = chain
+        .replace("socket_path = /run/doveroute/http.sock", `token_file = ${luaToken}`)
+        .replace("route_url = http://localhost/route", `route_url = http://127.0.0.1:${httpPort}/route`)
+        // the password Dovecot logs in to the backend with, from Dovecot's own config (here the
+        // users' password, so the backends accept it)
+        .replace("    noauthenticate = yes\n", "    noauthenticate = yes\n    pass = secret\n")
+      expect(edited).toContain(`token_file = ${luaToken}`)
+      expect(edited).toContain("pass = secret")
+      return edited
     })
   })
 
   afterAll(async () => {
-    const [code] = await Promise.all([daemon?.stop(), stopDovecots([proxy, backend?.dovecot])])
-    await tmp?.cleanup()
-    expect(code).toBe(0)
+    expect(await teardown([daemon], [proxy, backend?.dovecot], tmp)).toEqual([0])
   })
 
   it("Dovecot sends the token: a first login gets one row and lands on it; no password field over HTTP", async () => {
-    const r = await imapLogin("127.0.0.1", imapPort, "carol", "secret", { select: true })
-    expect(r.login.status, r.transcript).toBe("OK")
-    const id = await mappedBackend(db, "carol")
-    expect(id).toBeDefined()
-    expect(backend.servedBy("carol", "imap")).toBe(IP_OF[id!])
+    await expectFirstLoginMapped(imapPort, backend, db, "carol", "secret", { select: true })
     const t = await proxy.doveadm(["auth", "test", "alice", "secret"])
     expect(t.code, t.stdout + t.stderr).toBe(0)
     expect(doveadmFields(t.stdout)).toContain("host=backend1.test")

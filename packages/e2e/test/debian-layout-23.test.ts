@@ -14,23 +14,10 @@ import { randomBytes } from "node:crypto"
 import { chownSync, cpSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs"
 import path from "node:path"
 import {
-  freePort,
-  imapLogin,
-  instancePaths,
-  makeTempDir,
-  REPO_ROOT,
-  runChecked,
-  runCommand,
-  seedSqliteStore,
-  startBackend23,
-  startDaemon,
-  startDovecot23,
-  stopDovecots,
-  type Backend,
-  type Dovecot,
-  type RunningDaemon,
-  type TempDir
+  freePort, imapLogin, instancePaths, makeTempDir, REPO_ROOT, runChecked, runCommand, seedSqliteStore,
+  startBackend23, startDaemon, startDovecot23, teardown
 } from "@doveroute/testkit"
+import type { Backend, Dovecot, RunningDaemon, TempDir } from "@doveroute/testkit"
 
 const tag = randomBytes(3).toString("hex")
 /** `self`'s backend is the proxy itself; `away`'s is the backend on 127.0.0.2. */
@@ -109,10 +96,12 @@ service anvil {
   })
 }
 
-/** Two system users with homes under tmp, a backend on 127.0.0.2:port knowing them, the store. */
-async function setup(tmp: TempDir, port: number): Promise<{ backend: Backend; db: string }> {
+/** A temp dir, a port, two system users with homes under it, a backend on 127.0.0.2:port knowing them, the store. */
+async function setup(): Promise<{ tmp: TempDir; port: number; backend: Backend; db: string }> {
   if (process.getuid?.() !== 0) throw new Error("this test needs root (useradd, PAM reads /etc/shadow)")
   expect(existsSync("/etc/pam.d/dovecot"), "Debian's /etc/pam.d/dovecot").toBe(true)
+  const tmp = makeTempDir()
+  const port = await freePort("127.0.0.1", ["127.0.0.2"])
   await removeUsers()
   for (const u of [self, away]) {
     const home = tmp.join("home", u.name)
@@ -127,10 +116,19 @@ async function setup(tmp: TempDir, port: number): Promise<{ backend: Backend; db
     startBackend23(tmp.path, { users: { [self.name]: self.password, [away.name]: away.password }, listen: ["127.0.0.2"], imapPort: port }),
     seedSqliteStore(db, { backends: [{ hostname: "127.0.0.1" }, { hostname: "127.0.0.2" }], mappings: { [self.name]: 1, [away.name]: 2 } })
   ])
-  return { backend, db }
+  return { tmp, port, backend, db }
+}
+
+/** Stops what a describe started, removes the system users and the temp dir; resolves with the daemon's exit code. */
+const stopDebian = async (daemon: RunningDaemon | undefined, proxy: Dovecot | undefined, s: Awaited<ReturnType<typeof setup>> | undefined) => {
+  const codes = await teardown([daemon], [proxy, s?.backend.dovecot])
+  await removeUsers()
+  await s?.tmp.cleanup()
+  return codes
 }
 
 describe("README quick start on Debian's /etc/dovecot (2.3.19): 95-doveroute-dict.conf + config/doveroute.json; the proxy's own address is a backend", () => {
+  let s: Awaited<ReturnType<typeof setup>>
   let tmp: TempDir
   let backend: Backend
   let proxy: Dovecot
@@ -138,10 +136,8 @@ describe("README quick start on Debian's /etc/dovecot (2.3.19): 95-doveroute-dic
   let port: number
 
   beforeAll(async () => {
-    tmp = makeTempDir()
-    port = await freePort("127.0.0.1", ["127.0.0.2"])
-    const s = await setup(tmp, port)
-    backend = s.backend
+    s = await setup()
+    ;({ tmp, port, backend } = s)
     const sock = tmp.join("dict.sock")
     // the shipped daemon config with this run's store, socket and backend port
     const shipped = JSON.parse(readFileSync(path.join(REPO_ROOT, "config", "doveroute.json"), "utf8")) as Record<string, unknown>
@@ -155,10 +151,7 @@ describe("README quick start on Debian's /etc/dovecot (2.3.19): 95-doveroute-dic
   }, 120_000)
 
   afterAll(async () => {
-    const [code] = await Promise.all([daemon?.stop(), stopDovecots([proxy, backend?.dovecot])])
-    await removeUsers()
-    await tmp?.cleanup()
-    expect(code).toBe(0)
+    expect(await stopDebian(daemon, proxy, s)).toEqual([0])
   })
 
   it("doveconf -n: one passdb (dict) and Debian's userdb passwd", async () => {
@@ -185,6 +178,7 @@ describe("README quick start on Debian's /etc/dovecot (2.3.19): 95-doveroute-dic
 })
 
 describe("README steps on Debian's /etc/dovecot (2.3.19), 95-doveroute-dict-chain.conf with real PAM; the proxy's own address is a backend", () => {
+  let s: Awaited<ReturnType<typeof setup>>
   let tmp: TempDir
   let backend: Backend
   let proxy: Dovecot
@@ -192,10 +186,8 @@ describe("README steps on Debian's /etc/dovecot (2.3.19), 95-doveroute-dict-chai
   let port: number
 
   beforeAll(async () => {
-    tmp = makeTempDir()
-    port = await freePort("127.0.0.1", ["127.0.0.2"])
-    const s = await setup(tmp, port)
-    backend = s.backend
+    s = await setup()
+    ;({ tmp, port, backend } = s)
     const sock = tmp.join("dict.sock")
     // the chain's doveroute: default proxy_maybe, no nopassword
     daemon = await startDaemon({ args: ["--store", `sqlite:${s.db}`, "--dict-socket", sock, "--extra-field", `port=${port}`], waitFor: [sock] })
@@ -203,10 +195,7 @@ describe("README steps on Debian's /etc/dovecot (2.3.19), 95-doveroute-dict-chai
   }, 120_000)
 
   afterAll(async () => {
-    const [code] = await Promise.all([daemon?.stop(), stopDovecots([proxy, backend?.dovecot])])
-    await removeUsers()
-    await tmp?.cleanup()
-    expect(code).toBe(0)
+    expect(await stopDebian(daemon, proxy, s)).toEqual([0])
   })
 
   it("doveconf -n: passdb pam (continue-ok) then dict, and Debian's userdb passwd", async () => {

@@ -7,23 +7,10 @@ import Database from "better-sqlite3"
 import { existsSync, readFileSync, statSync } from "node:fs"
 import path from "node:path"
 import {
-  dictConfExt23,
-  dictRoute23,
-  freePort,
-  imapLogin,
-  makeTempDir,
-  proxyConfig23,
-  REPO_ROOT,
-  runCli,
-  startBackend23,
-  startDaemon,
-  startDovecot23,
-  stopDovecots,
-  type Backend,
-  type Dovecot,
-  type RunningDaemon,
-  type TempDir
+  dictConfExt23, dictRoute23, freePort, imapLogin, makeTempDir, proxyConfig23, REPO_ROOT, runCli,
+  startBackend23, startDaemon, startDovecot23, stopDovecots
 } from "@doveroute/testkit"
+import type { Backend, Dovecot, RunningDaemon, TempDir } from "@doveroute/testkit"
 
 const USERS = {
   alice: "secret", bob: "secret", carol: "secret", dave: "secret",

@@ -9,23 +9,10 @@
 // through lua/http-route.lua's socket_path from Dovecot's own auth process (user dovecot). Right
 // password: routed to the mapped backend; wrong: refused before routing; nobody: EACCES.
 import {
-  DOVECOT24_ROOT,
-  freePort,
-  imapLogin,
-  makeChrootTempDir,
-  makeTempDir,
-  proxyConfig24,
-  REPO_ROOT,
-  requireDovecot24,
-  startBackend24,
-  startDovecot24,
-  stopDovecots,
-  usersFileContent,
-  type Backend,
-  type ChrootTempDir,
-  type Dovecot,
-  type TempDir
+  DOVECOT24_ROOT, freePort, imapLogin, makeChrootTempDir, makeTempDir, proxyConfig24, REPO_ROOT,
+  requireDovecot24, startBackend24, startDovecot24, stopDovecots, usersFileContent
 } from "@doveroute/testkit"
+import type { Backend, ChrootTempDir, Dovecot, TempDir } from "@doveroute/testkit"
 import { copyFileSync, chownSync, readFileSync, statSync } from "node:fs"
 import path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"

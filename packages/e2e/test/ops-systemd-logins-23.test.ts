@@ -65,67 +65,60 @@ describe("dict and auth units behind real Dovecot 2.3.19, the SASL unit behind r
     await tmp?.cleanup()
   })
 
-  it("doveroute-dict.service: Dovecot's passdb dict (auth process, user dovecot) routes alice to 127.0.0.2; nobody cannot connect", async () => {
-    const own = makeTempDir({ prefix: "dvd-" })
+  /**
+   * Starts `unit` in its own temp dir and a 2.3 proxy (`proxy` builds its config and files) in
+   * front of the unit's socket: `user` logs in and lands on `ip`, a wrong password gets NO (the
+   * backend checks it), nobody cannot connect to the socket (`hello` is the protocol's first line).
+   * Then everything stops; the unit exits 0.
+   */
+  const expectLoginsThroughUnit = async (
+    unit: string,
+    socketOf: (run: UnitRun) => string,
+    proxy: (dir: string, imapPort: number, sock: string, own: TempDir) => Promise<{ config: string; files?: Record<string, string> }>,
+    login: { readonly user: string; readonly ip: string; readonly hello: string | undefined }
+  ): Promise<void> => {
+    const own = makeTempDir({ prefix: "dvu-" })
     let run: UnitRun | undefined
-    let proxy: Dovecot | undefined
+    let dovecot: Dovecot | undefined
     try {
-      run = await startUnit("doveroute-dict.service", own, backend)
-      const sock = run.config.dict.socket as string
+      run = await startUnit(unit, own, backend)
+      const sock = socketOf(run)
       const imapPort = await freePort()
       const dir = own.join("proxy")
-      const dictConf = own.join("proxy-dict.conf.ext")
-      proxy = await startDovecot23({
-        dir,
-        config: proxyConfig23({ dir, imapPort }, dictRoute23({ dictConfPath: dictConf })),
-        // the shipped file with only its socket path changed
-        files: { [dictConf]: fs.readFileSync(path.join(REPO_ROOT, "config/dovecot-2.3/doveroute-dict.conf.ext"), "utf8").replace("/run/doveroute/dict.sock", sock) },
-        tcp: [{ host: "127.0.0.1", port: imapPort }]
-      })
-      const ok = await imapLogin("127.0.0.1", imapPort, "alice", "secret", { select: true })
-      expect(ok.login.status, ok.transcript + proxy.log().slice(-2000)).toBe("OK")
-      expect(backend.servedBy("alice", "imap")).toBe("127.0.0.2")
-      const bad = await imapLogin("127.0.0.1", imapPort, "alice", "wrong")
+      dovecot = await startDovecot23({ dir, ...(await proxy(dir, imapPort, sock, own)), tcp: [{ host: "127.0.0.1", port: imapPort }] })
+      const ok = await imapLogin("127.0.0.1", imapPort, login.user, "secret", { select: true })
+      expect(ok.login.status, ok.transcript + dovecot.log().slice(-2000)).toBe("OK")
+      expect(backend.servedBy(login.user, "imap")).toBe(login.ip)
+      const bad = await imapLogin("127.0.0.1", imapPort, login.user, "wrong")
       expect(bad.login.status, bad.transcript).toBe("NO")
-      expect(await talkAs("nobody", sock, "H3\t2\t0\t\tdirector\n")).toBe("EACCES")
+      expect(await talkAs("nobody", sock, login.hello)).toBe("EACCES")
     } finally {
-      await stopDovecots([proxy])
+      await stopDovecots([dovecot])
       const code = await run?.proc.stop()
       await own.cleanup()
       expect(code?.code).toBe(0)
     }
+  }
+
+  it("doveroute-dict.service: Dovecot's passdb dict (auth process, user dovecot) routes alice to 127.0.0.2; nobody cannot connect", async () => {
+    await expectLoginsThroughUnit("doveroute-dict.service", (run) => run.config.dict.socket as string, async (dir, imapPort, sock, own) => {
+      const dictConf = own.join("proxy-dict.conf.ext")
+      return {
+        config: proxyConfig23({ dir, imapPort }, dictRoute23({ dictConfPath: dictConf })),
+        // the shipped file with only its socket path changed
+        files: { [dictConf]: fs.readFileSync(path.join(REPO_ROOT, "config/dovecot-2.3/doveroute-dict.conf.ext"), "utf8").replace("/run/doveroute/dict.sock", sock) }
+      }
+    }, { user: "alice", ip: "127.0.0.2", hello: "H3\t2\t0\t\tdirector\n" })
   }, 90_000)
 
   it("doveroute-auth.service: imap-login (user dovenull) asks auth.sock; bob lands on 127.0.0.3; nobody cannot connect", async () => {
-    const own = makeTempDir({ prefix: "dva-" })
-    let run: UnitRun | undefined
-    let proxy: Dovecot | undefined
-    try {
-      run = await startUnit("doveroute-auth.service", own, backend)
-      const sock = run.config.auth.socket as string
-      const imapPort = await freePort()
-      const dir = own.join("proxy")
-      proxy = await startDovecot23({
-        dir,
-        config: proxyConfig23(
-          { dir, imapPort, pop3Port: await freePort() },
-          snippet("2.3", "95-doveroute-auth.conf", sock),
-          "passdb {\n  driver = static\n  args = password=internal-auth-should-never-be-used\n}"
-        ),
-        tcp: [{ host: "127.0.0.1", port: imapPort }]
-      })
-      const ok = await imapLogin("127.0.0.1", imapPort, "bob", "secret", { select: true })
-      expect(ok.login.status, ok.transcript + proxy.log().slice(-2000)).toBe("OK")
-      expect(backend.servedBy("bob", "imap")).toBe("127.0.0.3")
-      const bad = await imapLogin("127.0.0.1", imapPort, "bob", "wrong")
-      expect(bad.login.status, bad.transcript).toBe("NO")
-      expect(await talkAs("nobody", sock, undefined)).toBe("EACCES")
-    } finally {
-      await stopDovecots([proxy])
-      const code = await run?.proc.stop()
-      await own.cleanup()
-      expect(code?.code).toBe(0)
-    }
+    await expectLoginsThroughUnit("doveroute-auth.service", (run) => run.config.auth.socket as string, async (dir, imapPort, sock) => ({
+      config: proxyConfig23(
+        { dir, imapPort, pop3Port: await freePort() },
+        snippet("2.3", "95-doveroute-auth.conf", sock),
+        "passdb {\n  driver = static\n  args = password=internal-auth-should-never-be-used\n}"
+      )
+    }), { user: "bob", ip: "127.0.0.3", hello: undefined })
   }, 90_000)
 
   it("doveroute-sasl.service: Postfix smtpd (user postfix) authenticates through private/doveroute-auth; nobody cannot connect", async () => {

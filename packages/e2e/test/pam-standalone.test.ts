@@ -7,25 +7,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { randomBytes } from "node:crypto"
 import { rmSync, writeFileSync } from "node:fs"
 import {
-  authSocketRoute23,
-  doveadmFields,
-  freePort,
-  imapLogin,
-  makeTempDir,
-  mappedBackend,
-  mappingRows,
-  proxyConfig23,
-  runChecked,
-  runCommand,
-  startBackend23,
-  startDaemon,
-  startDovecot23,
-  stopDovecots,
-  type Backend,
-  type Dovecot,
-  type RunningDaemon,
-  type TempDir
+  authSocketRoute23, doveadmFields, freePort, imapLogin, makeTempDir, mappedBackend, mappingRows,
+  proxyConfig23, runChecked, runCommand, startBackend23, startDaemon, startDovecot23, teardown
 } from "@doveroute/testkit"
+import type { Backend, Dovecot, RunningDaemon, TempDir } from "@doveroute/testkit"
 import { DAEMON_ENV, IP_OF, seedStore } from "./auth-fixtures.js"
 
 const tag = randomBytes(3).toString("hex")
@@ -97,8 +82,7 @@ describe("real PAM (pam_unix) behind the standalone auth socket", () => {
 
   afterAll(async () => {
     try {
-      const [code] = await Promise.all([daemon?.stop(), stopDovecots([proxy, backend?.dovecot])])
-      await tmp?.cleanup()
+      const [code] = await teardown([daemon], [proxy, backend?.dovecot], tmp)
       if (daemon !== undefined) expect(code).toBe(0)
     } finally {
       rmSync(pamFile, { force: true })

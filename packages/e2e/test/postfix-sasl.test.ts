@@ -4,18 +4,9 @@
 // authenticates (no routing, no pass=). A second doveroute in nopassword mode refuses Postfix.
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import {
-  freePort,
-  makeTempDir,
-  mappingRows,
-  postfixAvailable,
-  SmtpClient,
-  startDaemon,
-  startPostfix,
-  stopAll,
-  type Postfix,
-  type RunningDaemon,
-  type TempDir
+  freePort, makeTempDir, mappingRows, postfixAvailable, SmtpClient, startDaemon, startPostfix, stopAll
 } from "@doveroute/testkit"
+import type { Postfix, RunningDaemon, TempDir } from "@doveroute/testkit"
 import { DAEMON_ENV, seedStore } from "./auth-fixtures.js"
 
 const MASTER = "smtp-master-pw"

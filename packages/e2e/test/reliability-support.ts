@@ -3,7 +3,7 @@
 // known secrets and the checks every test ends with (daemon alive, no fatal/Unhandled, no secret
 // in any log line or error message).
 import { AuthMasterCodec, CLI_BIN, REPO_ROOT, spawnManaged, waitForPath, waitForTcp, type ManagedProcess } from "@doveroute/testkit"
-import { AuthClient } from "@doveroute/protocol"
+import { AuthClient, LineSplitter } from "@doveroute/protocol"
 import * as net from "node:net"
 import { expect } from "vitest"
 
@@ -213,7 +213,7 @@ export class RawConn {
 /** Auth-client protocol client: handshake, PLAIN logins matched by id. */
 export class AuthLineClient {
   private nextId = 1
-  private buf = ""
+  private readonly lines = new LineSplitter(1 << 20)
   private readonly pending = new Map<string, (line: string) => void>()
   private handshake: Array<string> = []
   private done!: () => void
@@ -222,26 +222,19 @@ export class AuthLineClient {
 
   private constructor(readonly socket: net.Socket) {
     this.ready = new Promise((r) => (this.done = r))
-    socket.setEncoding("utf8")
-    socket.on("data", (d: string) => {
-      this.buf += d
-      let nl: number
-      while ((nl = this.buf.indexOf("\n")) !== -1) {
-        const line = this.buf.slice(0, nl)
-        this.buf = this.buf.slice(nl + 1)
-        if (this.handshake !== undefined && !this.handshake.includes("DONE")) {
-          this.handshake.push(line)
-          if (line === "DONE") this.done()
-          continue
-        }
-        const id = line.split("\t")[1] ?? ""
-        const cb = this.pending.get(id)
-        if (cb !== undefined && !line.startsWith("CONT\t")) {
-          this.pending.delete(id)
-          cb(line)
-        }
+    socket.on("data", (d: Buffer) => this.lines.push(d, (line) => {
+      if (this.handshake !== undefined && !this.handshake.includes("DONE")) {
+        this.handshake.push(line)
+        if (line === "DONE") this.done()
+        return
       }
-    })
+      const id = line.split("\t")[1] ?? ""
+      const cb = this.pending.get(id)
+      if (cb !== undefined && !line.startsWith("CONT\t")) {
+        this.pending.delete(id)
+        cb(line)
+      }
+    }))
     const fail = () => {
       this.closed = true
       for (const cb of this.pending.values()) cb("X closed")
@@ -284,25 +277,18 @@ export class AuthLineClient {
 /** Auth-master protocol client (userdb relay): PASS lookups, replies in order. */
 export class MasterLineClient {
   private nextId = 1
-  private buf = ""
+  private readonly lines = new LineSplitter(1 << 20)
   private readonly pending = new Map<string, (line: string) => void>()
   closed = false
   private constructor(readonly socket: net.Socket) {
-    socket.setEncoding("utf8")
-    socket.on("data", (d: string) => {
-      this.buf += d
-      let nl: number
-      while ((nl = this.buf.indexOf("\n")) !== -1) {
-        const line = this.buf.slice(0, nl)
-        this.buf = this.buf.slice(nl + 1)
-        const id = line.split("\t")[1] ?? ""
-        const cb = this.pending.get(id)
-        if (cb !== undefined && /^(PASS|USER|NOTFOUND|FAIL)\t/.test(line)) {
-          this.pending.delete(id)
-          cb(line)
-        }
+    socket.on("data", (d: Buffer) => this.lines.push(d, (line) => {
+      const id = line.split("\t")[1] ?? ""
+      const cb = this.pending.get(id)
+      if (cb !== undefined && /^(PASS|USER|NOTFOUND|FAIL)\t/.test(line)) {
+        this.pending.delete(id)
+        cb(line)
       }
-    })
+    }))
     socket.on("close", () => {
       this.closed = true
       for (const cb of this.pending.values()) cb("X closed")

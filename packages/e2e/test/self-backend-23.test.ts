@@ -1,8 +1,6 @@
 // Issue 11 on real Dovecot 2.3.19: a proxy whose OWN address is a backend never lets a login in
-// without a password check. The proxy listens on 127.0.0.1:P and a real backend on 127.0.0.2:P
-// (the same port, as in a cluster where every node serves IMAP on 143); the store knows three
-// backends: `127.0.0.1` (the proxy, by IP), `self.test` with hostip 127.0.0.1 (the proxy, by
-// name) and `127.0.0.2`. Both shipped setups run with the shipped files (only paths and the
+// without a password check; the layout and the suites both versions share are in
+// self-backend-suite.ts. Both shipped setups run with the shipped files (only paths and the
 // port changed):
 // - the default: config/doveroute.json (proxy_flag proxy + nopassword) behind
 //   config/dovecot-2.3/95-doveroute-dict.conf: the backend checks the password, and a backend
@@ -19,38 +17,16 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { existsSync, mkdirSync, chmodSync, readFileSync, writeFileSync } from "node:fs"
 import path from "node:path"
 import {
-  freePort,
-  imapLogin,
-  makeTempDir,
-  mappedBackend,
-  proxyConfig23,
-  REPO_ROOT,
-  runCli,
-  seedSqliteStore,
-  startBackend23,
-  startDaemon,
-  startDovecot23,
-  stopDovecots,
-  usersFileContent,
-  type Backend,
-  type Dovecot,
-  type RunningDaemon,
-  type TempDir
+  freePort, imapLogin, makeTempDir, proxyConfig23, REPO_ROOT, runCli, startDaemon, startDovecot23,
+  stopDovecots, teardown, usersFileContent, v23
 } from "@doveroute/testkit"
+import type { Backend, Dovecot, RunningDaemon, VersionTempDir } from "@doveroute/testkit"
+import {
+  expectBackendServesBob, localLoginWithAnyPassword, proxyMaybeLoopSuite, seed, selfBackendSuites, startBase, USERS, WRONG
+} from "./self-backend-suite.js"
 
-const USERS = { alice: "secret", bob: "secret", carol: "secret", dave: "secret" }
-const shipped = (name: string) => readFileSync(path.join(REPO_ROOT, "config", "dovecot-2.3", name), "utf8")
-const WRONG = "NOT-THE-PASSWORD"
-
-/** The store of both setups: alice on the proxy by IP, carol on the proxy by name, bob on 127.0.0.2. */
-const seed = (file: string) =>
-  seedSqliteStore(file, {
-    backends: [{ hostname: "127.0.0.1" }, { hostname: "self.test", hostip: "127.0.0.1" }, { hostname: "127.0.0.2" }],
-    mappings: { alice: 1, carol: 2, bob: 3 }
-  })
-
-/** `imap-login: Login: user=<u>` lines of a proxy log: logins the proxy served itself (proxied ones say "proxy(u,…)"). */
-const localLogins = (log: string, user: string) => log.split("\n").filter((l) => l.includes(`Login: user=<${user}>`))
+const shipped = v23.shipped
+const localLogins = v23.localLogins
 
 /** The shipped config/doveroute.json with this run's store, dict socket and backend port. */
 const shippedDaemonConfig = (file: string, store: string, sock: string, port: number, over: Record<string, unknown> = {}) => {
@@ -67,7 +43,7 @@ const shippedDaemonConfig = (file: string, store: string, sock: string, port: nu
 }
 
 describe("2.3.19, shipped default (proxy + nopassword, one dict passdb): the proxy's own address is a backend", () => {
-  let tmp: TempDir
+  let tmp: VersionTempDir
   let backend: Backend
   let proxy: Dovecot
   let daemon: RunningDaemon
@@ -76,12 +52,9 @@ describe("2.3.19, shipped default (proxy + nopassword, one dict passdb): the pro
   let configFile: string
 
   beforeAll(async () => {
-    tmp = makeTempDir()
-    port = await freePort("127.0.0.1", ["127.0.0.2"])
-    const db = tmp.join("routes.db")
-    store = `sqlite:${db}`
-    const [be] = await Promise.all([startBackend23(tmp.path, { users: USERS, listen: ["127.0.0.2"], imapPort: port }), seed(db)])
-    backend = be
+    const base = await startBase(v23)
+    ;({ tmp, port, backend } = base)
+    store = `sqlite:${base.db}`
     const sock = tmp.join("dict.sock")
     configFile = shippedDaemonConfig(tmp.join("doveroute.json"), store, sock, port)
     daemon = await startDaemon({ args: ["--config", configFile], waitFor: [sock] })
@@ -99,9 +72,7 @@ describe("2.3.19, shipped default (proxy + nopassword, one dict passdb): the pro
   })
 
   afterAll(async () => {
-    const [code] = await Promise.all([daemon?.stop(), stopDovecots([proxy, backend?.dovecot])])
-    await tmp?.cleanup()
-    expect(code).toBe(0)
+    expect(await teardown([daemon], [proxy, backend?.dovecot], tmp)).toEqual([0])
   })
 
   it("the shipped config answers proxy (not proxy_maybe) with nopassword", async () => {
@@ -131,13 +102,7 @@ describe("2.3.19, shipped default (proxy + nopassword, one dict passdb): the pro
   })
 
   it("a user on another backend: the backend refuses a wrong password and accepts the right one", async () => {
-    const bad = await imapLogin("127.0.0.1", port, "bob", WRONG)
-    expect(bad.login.status, bad.transcript).toBe("NO")
-    expect(backend.logins("bob")).toHaveLength(0)
-    const ok = await imapLogin("127.0.0.1", port, "bob", "secret", { select: true })
-    expect(ok.login.status, ok.transcript).toBe("OK")
-    expect(ok.select?.status, ok.transcript).toBe("OK")
-    expect(backend.servedBy("bob", "imap")).toBe("127.0.0.2")
+    await expectBackendServesBob(port, backend)
   })
 
   it("the same shipped config with proxy_flag proxy_maybe does not start: one line naming the risk and the fixes", async () => {
@@ -172,143 +137,6 @@ describe("2.3.19, shipped default (proxy + nopassword, one dict passdb): the pro
   })
 })
 
-describe("2.3.19, shipped chain (passwd-file first, then dict, proxy_maybe): the proxy's own address is a backend", () => {
-  let tmp: TempDir
-  let backend: Backend
-  let proxy: Dovecot
-  let daemon: RunningDaemon
-  let port: number
-  let db: string
-
-  beforeAll(async () => {
-    tmp = makeTempDir()
-    port = await freePort("127.0.0.1", ["127.0.0.2"])
-    db = tmp.join("routes.db")
-    const [be] = await Promise.all([startBackend23(tmp.path, { users: USERS, listen: ["127.0.0.2"], imapPort: port }), seed(db)])
-    backend = be
-    const sock = tmp.join("dict.sock")
-    // the chain's doveroute: default proxy_maybe, no nopassword (the proxy's first passdb checks)
-    daemon = await startDaemon({
-      args: ["--store", `sqlite:${db}`, "--dict-socket", sock, "--extra-field", `port=${port}`, "--log-level", "debug"],
-      waitFor: [sock]
-    })
-    const dir = tmp.join("proxy")
-    const users = tmp.join("proxy-users")
-    const dictConf = tmp.join("doveroute-dict.conf.ext")
-    const chain = shipped("95-doveroute-dict-chain.conf")
-      .replace("driver = pam", `driver = passwd-file\n  args = scheme=PLAIN username_format=%u ${users}`)
-      .replace("/etc/dovecot/doveroute-dict.conf.ext", dictConf)
-    expect(chain).toContain("passwd-file")
-    // local logins: mail as the proxy's static userdb says (uid dovecot, maildir under dir/mail)
-    mkdirSync(path.join(dir, "mail"), { recursive: true })
-    chmodSync(path.join(dir, "mail"), 0o1777)
-    mkdirSync(path.join(dir, "home"), { recursive: true })
-    chmodSync(path.join(dir, "home"), 0o1777)
-    proxy = await startDovecot23({
-      dir,
-      config: proxyConfig23({ dir, imapPort: port, extra: "first_valid_uid = 1" }, chain),
-      files: {
-        [users]: usersFileContent(USERS),
-        [dictConf]: shipped("doveroute-dict.conf.ext").replace("/run/doveroute/dict.sock", sock)
-      },
-      tcp: [{ host: "127.0.0.1", port }]
-    })
-  })
-
-  afterAll(async () => {
-    const [code] = await Promise.all([daemon?.stop(), stopDovecots([proxy, backend?.dovecot])])
-    await tmp?.cleanup()
-    expect(code).toBe(0)
-  })
-
-  it("backend = the proxy by IP: a wrong password gets NO before routing", async () => {
-    const r = await imapLogin("127.0.0.1", port, "alice", WRONG)
-    expect(r.login.status, r.transcript).toBe("NO")
-    expect(r.login.text).not.toMatch(/UNAVAILABLE|Temporary/i)
-    expect(localLogins(proxy.log(), "alice")).toEqual([])
-    expect(daemon.logs()).not.toMatch(/user=alice\b/)
-  })
-
-  it("backend = the proxy by IP or by name: the right password logs in locally (proxy_maybe), userdb and mailbox work", async () => {
-    for (const user of ["alice", "carol"]) {
-      const r = await imapLogin("127.0.0.1", port, user, "secret", { select: true })
-      expect(r.login.status, r.transcript).toBe("OK")
-      expect(r.select?.status, r.transcript).toBe("OK")
-      expect(localLogins(proxy.log(), user)).toHaveLength(1)
-      expect(backend.logins(user)).toHaveLength(0)
-    }
-  })
-
-  it("a user on another backend is proxied after the proxy checked the password; an unknown user gets NO", async () => {
-    const bad = await imapLogin("127.0.0.1", port, "bob", WRONG)
-    expect(bad.login.status, bad.transcript).toBe("NO")
-    const ok = await imapLogin("127.0.0.1", port, "bob", "secret", { select: true })
-    expect(ok.login.status, ok.transcript).toBe("OK")
-    expect(backend.servedBy("bob", "imap")).toBe("127.0.0.2")
-    expect(localLogins(proxy.log(), "bob")).toEqual([])
-    const zed = await imapLogin("127.0.0.1", port, "zed", "secret")
-    expect(zed.login.status, zed.transcript).toBe("NO")
-    expect(await mappedBackend(db, "zed")).toBeUndefined()
-  })
-})
-
-describe("2.3.19, standalone auth socket (shipped 95-doveroute-auth.conf, auth_mode nopassword, proxy_maybe): the proxy's own address is a backend", () => {
-  let tmp: TempDir
-  let backend: Backend
-  let proxy: Dovecot
-  let daemon: RunningDaemon
-  let port: number
-
-  beforeAll(async () => {
-    tmp = makeTempDir()
-    port = await freePort("127.0.0.1", ["127.0.0.2"])
-    const db = tmp.join("routes.db")
-    const sock = tmp.join("auth.sock")
-    const [be] = await Promise.all([startBackend23(tmp.path, { users: USERS, listen: ["127.0.0.2"], imapPort: port }), seed(db)])
-    backend = be
-    daemon = await startDaemon({
-      args: ["--store", `sqlite:${db}`, "--auth-socket", sock, "--socket-mode", "0666", "--port", String(port)],
-      env: { DOVEROUTE_AUTH_FAILURE_DELAY: "0 millis" },
-      waitFor: [sock]
-    })
-    const dir = tmp.join("proxy")
-    proxy = await startDovecot23({
-      dir,
-      config: proxyConfig23({ dir, imapPort: port },
-        shipped("95-doveroute-auth.conf").replaceAll("/run/doveroute/auth.sock", sock),
-        "passdb {\n  driver = static\n  args = password=internal-auth-should-never-be-used\n}"),
-      tcp: [{ host: "127.0.0.1", port }]
-    })
-  })
-
-  afterAll(async () => {
-    const [code] = await Promise.all([daemon?.stop(), stopDovecots([proxy, backend?.dovecot])])
-    await tmp?.cleanup()
-    expect(code).toBe(0)
-  })
-
-  it("backend = the proxy by IP or by name: a temporary failure for any password, never a login", async () => {
-    for (const user of ["alice", "carol"]) {
-      for (const pass of [WRONG, "secret"]) {
-        const r = await imapLogin("127.0.0.1", port, user, pass)
-        expect(r.login.status, r.transcript).toBe("NO")
-        expect(r.login.text).toMatch(/UNAVAILABLE|Temporary/i)
-      }
-      expect(localLogins(proxy.log(), user)).toEqual([])
-      expect(backend.logins(user)).toHaveLength(0)
-    }
-    expect(daemon.logs()).toMatch(/standalone auth socket cannot serve local logins/)
-  })
-
-  it("a user on another backend is proxied and the backend checks the password", async () => {
-    const bad = await imapLogin("127.0.0.1", port, "bob", WRONG)
-    expect(bad.login.status, bad.transcript).toBe("NO")
-    const ok = await imapLogin("127.0.0.1", port, "bob", "secret", { select: true })
-    expect(ok.login.status, ok.transcript).toBe("OK")
-    expect(backend.servedBy("bob", "imap")).toBe("127.0.0.2")
-  })
-})
-
 describe("2.3.19, standalone auth socket with proxy_flag proxy: the proxy's own address is a backend", () => {
   it("doveroute answers proxy to the proxy itself and Dovecot refuses the loop: NO for any password, no local login", async () => {
     const tmp = makeTempDir()
@@ -339,15 +167,13 @@ describe("2.3.19, standalone auth socket with proxy_flag proxy: the proxy's own 
       expect(proxy.log()).toMatch(/proxy\(alice\): Proxying loops to itself/)
       expect(localLogins(proxy.log(), "alice")).toEqual([])
     } finally {
-      const [code] = await Promise.all([daemon?.stop(), stopDovecots([proxy])])
-      await tmp.cleanup()
-      expect(code).toBe(0)
+      expect(await teardown([daemon], [proxy], tmp)).toEqual([0])
     }
   })
 })
 
 describe("2.3.19, lua/director.lua as the only passdb: nopassword needs proxy_flag = proxy there too", () => {
-  let tmp: TempDir
+  let tmp: VersionTempDir
   let backend: Backend
   let proxy: Dovecot
   let unsafe: Dovecot | undefined
@@ -356,11 +182,9 @@ describe("2.3.19, lua/director.lua as the only passdb: nopassword needs proxy_fl
   let lua: string
 
   beforeAll(async () => {
-    tmp = makeTempDir()
-    port = await freePort("127.0.0.1", ["127.0.0.2"])
-    const db = tmp.join("routes.db")
-    const [be] = await Promise.all([startBackend23(tmp.path, { users: USERS, listen: ["127.0.0.2"], imapPort: port }), seed(db)])
-    backend = be
+    const base = await startBase(v23)
+    ;({ tmp, port, backend } = base)
+    const db = base.db
     chmodSync(tmp.path, 0o755)
     lua = tmp.join("lua")
     mkdirSync(lua, { recursive: true })
@@ -389,101 +213,78 @@ describe("2.3.19, lua/director.lua as the only passdb: nopassword needs proxy_fl
     await tmp?.cleanup()
   })
 
+  /**
+   * A proxy whose only passdb is lua/director-<name>.lua (its own settings file): the script
+   * refuses to start, so doveadm auth test fails and an IMAP login gets NO (or, the auth process
+   * having died at start, a BYE from the login process). Resolves with the proxy, to read its log.
+   */
+  const startRefusedScript = async (name: string): Promise<Dovecot> => {
+    const imapPort = await freePort()
+    const dir = tmp.join(`proxy-${name}`)
+    const proxy = await startDovecot23({
+      dir,
+      config: proxyConfig23({ dir, imapPort, instanceName: `dvr-${name}` }, `passdb {\n  driver = lua\n  args = file=${lua}/director-${name}.lua\n}`),
+      tcp: [{ host: "127.0.0.1", port: imapPort }]
+    })
+    const t = await proxy.doveadm(["auth", "test", "alice", WRONG])
+    expect(t.code, t.stdout + t.stderr).not.toBe(0)
+    const r = await imapLogin("127.0.0.1", imapPort, "alice", WRONG).then((x) => x.login.status, (e: Error) => e.message)
+    expect(r).toMatch(/^NO$|Auth process broken/)
+    return proxy
+  }
+
   it("with proxy_flag = proxy: a backend that is the proxy gets NO for any password; another backend checks the password", async () => {
     for (const pass of [WRONG, "secret"]) {
       const r = await imapLogin("127.0.0.1", port, "alice", pass)
       expect(r.login.status, r.transcript).toBe("NO")
     }
     expect(localLogins(proxy.log(), "alice")).toEqual([])
-    const bad = await imapLogin("127.0.0.1", port, "bob", WRONG)
-    expect(bad.login.status, bad.transcript).toBe("NO")
-    const ok = await imapLogin("127.0.0.1", port, "bob", "secret")
-    expect(ok.login.status, ok.transcript).toBe("OK")
-    expect(backend.servedBy("bob", "imap")).toBe("127.0.0.2")
+    await expectBackendServesBob(port, backend)
   })
 
   it("with the default proxy_maybe the script refuses to start, naming the risk; no login succeeds through it", async () => {
-    const unsafePort = await freePort()
-    const dir = tmp.join("proxy-unsafe")
-    unsafe = await startDovecot23({
-      dir,
-      config: proxyConfig23({ dir, imapPort: unsafePort, instanceName: "dvr-unsafe" }, `passdb {\n  driver = lua\n  args = file=${lua}/director-unsafe.lua\n}`),
-      tcp: [{ host: "127.0.0.1", port: unsafePort }]
-    })
-    const t = await unsafe.doveadm(["auth", "test", "alice", WRONG])
-    expect(t.code, t.stdout + t.stderr).not.toBe(0)
-    // the auth process dies at start: login processes greet with BYE (or answer NO)
-    const r = await imapLogin("127.0.0.1", unsafePort, "alice", WRONG).then((x) => x.login.status, (e: Error) => e.message)
-    expect(r).toMatch(/^NO$|Auth process broken/)
+    unsafe = await startRefusedScript("unsafe")
     expect(unsafe.log()).toMatch(/extra_fields nopassword with proxy_flag proxy_maybe admits logins no one checks: a user whose backend is this Dovecot server logs in locally with any password/)
   })
 
   it("proxy_maybe as an extra field beside proxy_flag = proxy: the script refuses to start, no login succeeds through it", async () => {
-    const reservedPort = await freePort()
-    const dir = tmp.join("proxy-reserved")
-    reserved = await startDovecot23({
-      dir,
-      config: proxyConfig23({ dir, imapPort: reservedPort, instanceName: "dvr-reserved" }, `passdb {\n  driver = lua\n  args = file=${lua}/director-reserved.lua\n}`),
-      tcp: [{ host: "127.0.0.1", port: reservedPort }]
-    })
-    const t = await reserved.doveadm(["auth", "test", "alice", WRONG])
-    expect(t.code, t.stdout + t.stderr).not.toBe(0)
-    const r = await imapLogin("127.0.0.1", reservedPort, "alice", WRONG).then((x) => x.login.status, (e: Error) => e.message)
-    expect(r).toMatch(/^NO$|Auth process broken/)
+    reserved = await startRefusedScript("reserved")
     expect(localLogins(reserved.log(), "alice")).toEqual([])
     expect(reserved.log()).toMatch(/extra_fields 'proxy_maybe' is reserved/)
   })
 })
 
-describe("2.3.19 itself: why doveroute refuses nopassword with proxy_maybe", () => {
-  it("proxy_maybe beside proxy=y still logs ANY password in locally: why proxy_maybe is never an extra field", async () => {
-    const tmp = makeTempDir()
-    let proxy: Dovecot | undefined
-    try {
-      const port = await freePort()
-      const dir = tmp.join("proxy")
-      for (const d of ["mail", "home"]) {
-        mkdirSync(path.join(dir, d), { recursive: true })
-        chmodSync(path.join(dir, d), 0o1777)
-      }
-      proxy = await startDovecot23({
-        dir,
-        config: proxyConfig23({ dir, imapPort: port, extra: "first_valid_uid = 1" },
-          `passdb {\n  driver = static\n  args = proxy=y nopassword=y proxy_maybe=y host=127.0.0.1 port=${port}\n}`),
-        tcp: [{ host: "127.0.0.1", port }]
-      })
-      const r = await imapLogin("127.0.0.1", port, "alice", WRONG, { select: true })
-      expect(r.login.status, r.transcript).toBe("OK")
-      expect(localLogins(proxy.log(), "alice")).toHaveLength(1)
-    } finally {
-      await stopDovecots([proxy])
-      await tmp.cleanup()
-    }
-  })
+selfBackendSuites(v23, {
+  title: "passdb dict",
+  start: async ({ tmp, port, db }, local) => {
+    const sock = tmp.join("dict.sock")
+    // the chain's doveroute: default proxy_maybe, no nopassword (the proxy's first passdb checks)
+    const daemon = await startDaemon({
+      args: ["--store", `sqlite:${db}`, "--dict-socket", sock, "--extra-field", `port=${port}`, "--log-level", "debug"],
+      waitFor: [sock]
+    })
+    const dir = tmp.join("proxy")
+    const users = tmp.join("proxy-users")
+    const dictConf = tmp.join("doveroute-dict.conf.ext")
+    const chain = shipped("95-doveroute-dict-chain.conf")
+      .replace("driver = pam", `driver = passwd-file\n  args = scheme=PLAIN username_format=%u ${users}`)
+      .replace("/etc/dovecot/doveroute-dict.conf.ext", dictConf)
+    expect(chain).toContain("passwd-file")
+    const proxy = await startDovecot23({
+      dir,
+      config: proxyConfig23({ dir, imapPort: port, extra: local }, chain),
+      files: {
+        [users]: usersFileContent(USERS),
+        [dictConf]: shipped("doveroute-dict.conf.ext").replace("/run/doveroute/dict.sock", sock)
+      },
+      tcp: [{ host: "127.0.0.1", port }]
+    })
+    return { daemon, proxy }
+  }
+})
 
-  it("a passdb answering nopassword + proxy_maybe with the proxy's own address logs ANY password in locally (the operator's report)", async () => {
-    const tmp = makeTempDir()
-    let proxy: Dovecot | undefined
-    try {
-      const port = await freePort()
-      const dir = tmp.join("proxy")
-      for (const d of ["mail", "home"]) {
-        mkdirSync(path.join(dir, d), { recursive: true })
-        chmodSync(path.join(dir, d), 0o1777)
-      }
-      proxy = await startDovecot23({
-        dir,
-        // what a router's reply with nopassword and proxy_maybe amounts to, without doveroute
-        config: proxyConfig23({ dir, imapPort: port, extra: "first_valid_uid = 1" },
-          `passdb {\n  driver = static\n  args = nopassword=y proxy_maybe=y host=127.0.0.1 port=${port}\n}`),
-        tcp: [{ host: "127.0.0.1", port }]
-      })
-      const r = await imapLogin("127.0.0.1", port, "alice", WRONG, { select: true })
-      expect(r.login.status, r.transcript).toBe("OK")
-      expect(localLogins(proxy.log(), "alice")).toHaveLength(1)
-    } finally {
-      await stopDovecots([proxy])
-      await tmp.cleanup()
-    }
+proxyMaybeLoopSuite(v23, () => {
+  it("proxy_maybe beside proxy=y still logs ANY password in locally: why proxy_maybe is never an extra field", async () => {
+    await localLoginWithAnyPassword(v23, (port) => ({ proxy: "y", nopassword: "y", proxy_maybe: "y", host: "127.0.0.1", port: String(port) }))
   })
 })

@@ -1,6 +1,7 @@
 // Support for the store end-to-end tests: a pipelining dict client, plain SQL on a store URL, and
 // private PostgreSQL / MariaDB servers (own data directory and port) that a test may stop, pause
 // and restart without touching the machine's shared servers.
+import { LineSplitter } from "@doveroute/protocol"
 import { freePort, runCommand, sleep, spawnManaged, waitForTcp, type ManagedProcess } from "@doveroute/testkit"
 import * as fs from "node:fs"
 import * as net from "node:net"
@@ -28,22 +29,15 @@ export interface DictReply {
 
 /** A dict connection (`H3\t2\t0\t\tdirector`); lookups are pipelined, replies come in order. */
 export class DictClient {
-  private buf = ""
+  private readonly lines = new LineSplitter(1 << 20)
   private readonly pending: Array<{ user: string; sentAt: number; resolve: (r: DictReply) => void; reject: (e: Error) => void }> = []
   private error: Error | undefined
 
   private constructor(private readonly socket: net.Socket) {
-    socket.setEncoding("utf8")
-    socket.on("data", (d: string) => {
-      this.buf += d
-      let nl: number
-      while ((nl = this.buf.indexOf("\n")) !== -1) {
-        const line = this.buf.slice(0, nl)
-        this.buf = this.buf.slice(nl + 1)
-        const p = this.pending.shift()
-        if (p !== undefined) p.resolve({ user: p.user, line, sentAt: p.sentAt, repliedAt: Date.now() })
-      }
-    })
+    socket.on("data", (d: Buffer) => this.lines.push(d, (line) => {
+      const p = this.pending.shift()
+      if (p !== undefined) p.resolve({ user: p.user, line, sentAt: p.sentAt, repliedAt: Date.now() })
+    }))
     const fail = (e: Error) => {
       this.error ??= e
       for (const p of this.pending.splice(0)) p.reject(this.error)

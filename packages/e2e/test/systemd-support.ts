@@ -1,7 +1,7 @@
 // What a systemd unit of config/systemd/ grants, reproduced for a test without systemd as PID 1:
 // the unit file parsed, the daemon started with the unit's user, groups, capabilities, umask,
 // directories and ProtectSystem=strict, and clients that connect as another user.
-import { CLI_BIN, freePort, REPO_ROOT, runCommand, spawnManaged, type ExitInfo, type ManagedProcess, type TempDir } from "@doveroute/testkit"
+import { CLI_BIN, freePort, REPO_ROOT, runCommand, spawnManaged, v23, type ExitInfo, type ManagedProcess, type TempDir } from "@doveroute/testkit"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as path from "node:path"
@@ -49,11 +49,7 @@ export const idOf = async (kind: "-u" | "-g", name: string): Promise<number> => 
   if (r.code !== 0) throw new Error(`id ${kind} ${name}: ${r.stderr.trim()}`)
   return Number(r.stdout.trim())
 }
-export const gidOfGroup = async (group: string): Promise<number> => {
-  const r = await runCommand("getent", ["group", group])
-  if (r.code !== 0) throw new Error(`no group ${group}`)
-  return Number(r.stdout.split(":")[2])
-}
+export const gidOfGroup = (group: string): Promise<number> => v23.gid(group)
 export const octal = (s: string): number => parseInt(s, 8)
 
 /** The socket listeners of a doveroute config: [setting, path or address, mode]. */

@@ -1,4 +1,5 @@
 import type { LookupResult, LookupService } from "@doveroute/frontends"
+import { LineSplitter } from "@doveroute/protocol"
 import type { Backend } from "@doveroute/routing"
 import { Effect } from "effect"
 import * as fs from "node:fs"
@@ -8,19 +9,13 @@ import * as net from "node:net"
 
 /** A line client over a UNIX socket: send raw text, read LF-terminated reply lines. */
 export class LineClient {
-  private buf = ""
+  private readonly splitter = new LineSplitter(1 << 20)
   private waiters: Array<() => void> = []
   readonly lines: Array<string> = []
   closed = false
   private constructor(readonly socket: net.Socket) {
-    socket.setEncoding("utf8")
-    socket.on("data", (d: string) => {
-      this.buf += d
-      let i: number
-      while ((i = this.buf.indexOf("\n")) !== -1) {
-        this.lines.push(this.buf.slice(0, i))
-        this.buf = this.buf.slice(i + 1)
-      }
+    socket.on("data", (d: Buffer) => {
+      this.splitter.push(d, (line) => this.lines.push(line))
       this.wake()
     })
     socket.on("close", () => {

@@ -84,7 +84,8 @@ export const routeTag = (fields: ReadonlyArray<KeyValue>): string | undefined =>
 /** A field to append: `[key, value]`; `undefined` renders the bare key. */
 export type Field = readonly [key: string, value: string | undefined]
 
-const renderAppend = (fields: ReadonlyArray<Field>): string => {
+/** `\tkey=value` for each field (tab-escaped; a bare key without `=`); a bad key throws RangeError. */
+export const renderFields = (fields: ReadonlyArray<Field>): string => {
   let out = ""
   for (const [key, value] of fields) {
     if (key.length === 0 || key.includes("=")) throw new RangeError(`bad field key ${JSON.stringify(key)}`)
@@ -100,7 +101,7 @@ const renderAppend = (fields: ReadonlyArray<Field>): string => {
  * @throws RangeError when a key is empty or contains `=` (programmer error).
  */
 export const appendFields = (line: string, fields: ReadonlyArray<Field>): string => {
-  const extra = renderAppend(fields)
+  const extra = renderFields(fields)
   return line.endsWith("\n") ? line.slice(0, -1) + extra + "\n" : line + extra
 }
 
@@ -114,7 +115,7 @@ const utf8 = new TextEncoder()
  * @throws RangeError when a key is empty or contains `=`.
  */
 export const appendFieldsBytes = (line: Uint8Array, fields: ReadonlyArray<Field>): Uint8Array => {
-  const extra = utf8.encode(renderAppend(fields))
+  const extra = utf8.encode(renderFields(fields))
   const hasLf = line.length > 0 && line[line.length - 1] === 0x0a
   const head = hasLf ? line.subarray(0, line.length - 1) : line
   const out = new Uint8Array(head.length + extra.length + (hasLf ? 1 : 0))

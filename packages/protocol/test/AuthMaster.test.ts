@@ -17,23 +17,17 @@ const {
 type Field = AuthMasterCodec.Field
 
 describe("decodeRequest: captured lines", () => {
-  it("2.3.19 doveadm auth lookup", () => {
-    expect(decodeRequest("PASS\t1\talice\tservice=doveadm\tdebug")).toEqual({
+  // 2.3.19 names the service `service=`, 2.4.1 `protocol=`
+  it.each([
+    ["2.3.19 doveadm auth lookup", "PASS\t1\talice\tservice=doveadm\tdebug", "alice", "service"],
+    ["2.4.1 doveadm auth lookup (protocol=)", "PASS\t1\tcarol\tprotocol=doveadm\tdebug", "carol", "protocol"]
+  ])("%s", (_name, line, user, key) => {
+    expect(decodeRequest(line)).toEqual({
       _tag: "Pass",
       id: 1,
-      user: "alice",
+      user,
       service: "doveadm",
-      params: [{ key: "service", value: "doveadm" }, { key: "debug", value: undefined }]
-    })
-  })
-
-  it("2.4.1 doveadm auth lookup (protocol=)", () => {
-    expect(decodeRequest("PASS\t1\tcarol\tprotocol=doveadm\tdebug")).toEqual({
-      _tag: "Pass",
-      id: 1,
-      user: "carol",
-      service: "doveadm",
-      params: [{ key: "protocol", value: "doveadm" }, { key: "debug", value: undefined }]
+      params: [{ key, value: "doveadm" }, { key: "debug", value: undefined }]
     })
   })
 

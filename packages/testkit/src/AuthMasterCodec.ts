@@ -9,9 +9,9 @@
  *
  * @since 0.1.0
  */
-import { AuthMaster, parseUint32, TabEscape } from "@doveroute/protocol"
+import { AuthMaster, parseUint32, ProxyFields, TabEscape } from "@doveroute/protocol"
 
-const { escape, formatKeyValue, parseKeyValue, splitLine } = TabEscape
+const { escape, parseKeyValue, splitLine } = TabEscape
 type KeyValue = TabEscape.KeyValue
 const { AUTH_MASTER_MAX_LINE } = AuthMaster
 const isUint32 = (n: number): boolean => Number.isInteger(n) && n >= 0 && n <= 0xffffffff
@@ -336,20 +336,13 @@ export const decodeReply = (line: string): MasterReply => {
 // ---------------------------------------------------------------------------------------------
 
 /** A field: `[key, value]`; `value === undefined` renders the bare key. */
-export type Field = readonly [key: string, value: string | undefined]
+export type Field = ProxyFields.Field
 
 const checkId = (id: number): void => {
   if (!isUint32(id)) throw new RangeError(`bad auth-master request id ${id}`)
 }
 
-const renderFields = (fields: ReadonlyArray<Field>): string => {
-  let out = ""
-  for (const [key, value] of fields) {
-    if (key.length === 0 || key.includes("=")) throw new RangeError(`bad field key ${JSON.stringify(key)}`)
-    out += "\t" + formatKeyValue(key, value)
-  }
-  return out
-}
+const { renderFields } = ProxyFields
 
 /**
  * Server handshake for master/userdb sockets: `VERSION\t1\t<minor>\nSPID\t<spid>\n`

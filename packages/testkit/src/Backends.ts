@@ -8,7 +8,8 @@ import { mkdirSync, chmodSync, readdirSync } from "node:fs"
 import path from "node:path"
 import { backendConfig23, DEFAULT_USERS, usersFileContent, type Users } from "./Configs23.js"
 import { backendConfig24 } from "./Configs24.js"
-import type { Dovecot } from "./DovecotInstance.js"
+import type { Dovecot, StartOptions } from "./DovecotInstance.js"
+import type { BackendConfigOptions } from "./ConfigParts.js"
 import type { ExitInfo } from "./Process.js"
 import { startDovecot23 } from "./Dovecot23.js"
 import { startDovecot24, type ChrootTempDir } from "./Dovecot24.js"
@@ -126,59 +127,70 @@ function makeBackend(dovecot: Dovecot, o: {
   }
 }
 
+/** What differs between a 2.3 and a 2.4 backend: where things live, the config, the start. */
+interface BackendFlavour {
+  /** Instance dir and mail root as Dovecot sees them. */
+  readonly dir: string
+  readonly mailDir: string
+  /** Host path of a Dovecot path. */
+  readonly hostPath: (p: string) => string
+  readonly config: (o: BackendConfigOptions) => string
+  /** `login_log_format_elements` in the version's variables (with real_lip, see parseLogins). */
+  readonly logFormat: string
+  readonly start: (o: StartOptions) => Promise<Dovecot>
+  /** Host path of a user's INBOX maildir, from the host mail root. */
+  readonly maildirOf: (mailDirHost: string, user: string) => string
+}
+
+async function startBackendWith(f: BackendFlavour, options: BackendOptions): Promise<Backend> {
+  const ips = options.listen ?? ["127.0.0.2", "127.0.0.3"]
+  const [first, ...rest] = ips
+  if (first === undefined) throw new Error("startBackend: no listen address")
+  const imapPort = options.imapPort ?? await freePort(first, rest)
+  const pop3Port = await freePort(first, rest)
+  const lmtpPort = await freePort(first, rest)
+  const mailDirHost = f.hostPath(f.mailDir)
+  mkdirSync(mailDirHost, { recursive: true })
+  chmodSync(mailDirHost, 0o1777)
+  const users = options.users ?? DEFAULT_USERS
+  const usersFile = path.join(f.dir, "users")
+  const config = f.config({
+    dir: f.dir, mailDir: f.mailDir, listen: ips, imapPort, pop3Port, lmtpPort, usersFile,
+    extra: `login_log_format_elements = ${f.logFormat}\n` + (options.extra ?? "")
+  })
+  const dovecot = await f.start({
+    dir: f.dir, config, files: { [usersFile]: usersFileContent(users) },
+    tcp: ips.flatMap((host) => [{ host, port: imapPort }, { host, port: pop3Port }, { host, port: lmtpPort }])
+  })
+  return makeBackend(dovecot, { ips, imapPort, pop3Port, lmtpPort, users, mailDirHost, maildirOf: (u) => f.maildirOf(mailDirHost, u) })
+}
+
 /**
  * Starts a Dovecot 2.3 backend in `<tmp>/<name>` with IMAP, POP3 and LMTP on free ports on
  * 127.0.0.2 and 127.0.0.3, passwd-file users, mail in `<tmp>/mail` (1777). Resolves when ready.
  */
-export async function startBackend23(tmpDir: string, options: BackendOptions = {}): Promise<Backend> {
-  const ips = options.listen ?? ["127.0.0.2", "127.0.0.3"]
-  const [first, ...rest] = ips
-  if (first === undefined) throw new Error("startBackend23: no listen address")
-  const imapPort = options.imapPort ?? await freePort(first, rest)
-  const pop3Port = await freePort(first, rest)
-  const lmtpPort = await freePort(first, rest)
-  const dir = path.join(tmpDir, options.name ?? "backend")
-  const mailDir = path.join(tmpDir, "mail")
-  mkdirSync(mailDir, { recursive: true })
-  chmodSync(mailDir, 0o1777)
-  const users = options.users ?? DEFAULT_USERS
-  const usersFile = path.join(dir, "users")
-  const config = backendConfig23({
-    dir, mailDir, listen: ips, imapPort, pop3Port, lmtpPort, usersFile,
-    extra: "login_log_format_elements = user=<%u> method=%m rip=%r lip=%l real_lip=%{real_lip} mpid=%e %c session=<%{session}>\n" + (options.extra ?? "")
-  })
-  const dovecot = await startDovecot23({
-    dir, config, files: { [usersFile]: usersFileContent(users) },
-    tcp: ips.flatMap((host) => [{ host, port: imapPort }, { host, port: pop3Port }, { host, port: lmtpPort }])
-  })
-  return makeBackend(dovecot, { ips, imapPort, pop3Port, lmtpPort, users, mailDirHost: mailDir, maildirOf: (u) => path.join(mailDir, u) })
-}
+export const startBackend23 = (tmpDir: string, options: BackendOptions = {}): Promise<Backend> =>
+  startBackendWith({
+    dir: path.join(tmpDir, options.name ?? "backend"),
+    mailDir: path.join(tmpDir, "mail"),
+    hostPath: (p) => p,
+    config: backendConfig23,
+    logFormat: "user=<%u> method=%m rip=%r lip=%l real_lip=%{real_lip} mpid=%e %c session=<%{session}>",
+    start: startDovecot23,
+    maildirOf: (mailDir, u) => path.join(mailDir, u)
+  }, options)
 
 /**
  * Same as startBackend23 for Dovecot 2.4 inside the chroot: instance in `<tmp.inner>/<name>`, mail
  * in `<tmp>/mail/<user>/Maildir` owned by vmail. Throws when the chroot is missing.
  */
-export async function startBackend24(tmp: ChrootTempDir, options: BackendOptions = {}): Promise<Backend> {
-  const ips = options.listen ?? ["127.0.0.2", "127.0.0.3"]
-  const [first, ...rest] = ips
-  if (first === undefined) throw new Error("startBackend24: no listen address")
-  const imapPort = options.imapPort ?? await freePort(first, rest)
-  const pop3Port = await freePort(first, rest)
-  const lmtpPort = await freePort(first, rest)
-  const dir = tmp.join(options.name ?? "backend")
-  const mailDir = tmp.join("mail")
-  mkdirSync(tmp.hostPath(mailDir), { recursive: true })
-  chmodSync(tmp.hostPath(mailDir), 0o1777)
-  const users = options.users ?? DEFAULT_USERS
-  const usersFile = path.join(dir, "users")
-  const config = backendConfig24({
-    dir, mailDir, listen: ips, imapPort, pop3Port, lmtpPort, usersFile,
-    extra: "login_log_format_elements = user=<%{user}> method=%{mechanism} rip=%{remote_ip} lip=%{local_ip} real_lip=%{real_local_ip} mpid=%{mail_pid} %{secured} session=<%{session}>\n" + (options.extra ?? "")
-  })
-  const dovecot = await startDovecot24({
-    dir, config, files: { [usersFile]: usersFileContent(users) },
-    tcp: ips.flatMap((host) => [{ host, port: imapPort }, { host, port: pop3Port }, { host, port: lmtpPort }])
-  })
-  const mailDirHost = tmp.hostPath(mailDir)
-  return makeBackend(dovecot, { ips, imapPort, pop3Port, lmtpPort, users, mailDirHost, maildirOf: (u) => path.join(mailDirHost, u, "Maildir") })
-}
+export const startBackend24 = (tmp: Pick<ChrootTempDir, "join" | "hostPath">, options: BackendOptions = {}): Promise<Backend> =>
+  startBackendWith({
+    dir: tmp.join(options.name ?? "backend"),
+    mailDir: tmp.join("mail"),
+    hostPath: (p) => tmp.hostPath(p),
+    config: backendConfig24,
+    logFormat: "user=<%{user}> method=%{mechanism} rip=%{remote_ip} lip=%{local_ip} real_lip=%{real_local_ip} mpid=%{mail_pid} %{secured} session=<%{session}>",
+    start: (o) => startDovecot24(o),
+    maildirOf: (mailDir, u) => path.join(mailDir, u, "Maildir")
+  }, options)

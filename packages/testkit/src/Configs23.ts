@@ -5,47 +5,22 @@
  * host paths; every instance gets its own base_dir/state_dir/instance_name/log_path
  * (layout: DovecotPaths.instancePaths).
  */
-import { instancePaths } from "./DovecotPaths.js"
+import { instanceLines, joinConfig, listeners, passdbRuleLines, protocolsOf, testAuthLines } from "./ConfigParts.js"
+import type { BackendConfigOptions, PassdbRules, ProxyBaseOptions } from "./ConfigParts.js"
 
-/** Users for passwd-file: name → cleartext password. */
-export type Users = Readonly<Record<string, string>>
+export * from "./ConfigParts.js"
 
-/** alice, bob, carol and dave, all with password "secret". */
-export const DEFAULT_USERS: Users = { alice: "secret", bob: "secret", carol: "secret", dave: "secret" }
+/** The auth lines of every 2.3 test instance. */
+const AUTH_LINES = testAuthLines("disable_plaintext_auth = no")
 
-/** passwd-file content (`user:{PLAIN}password` lines) for `users`. */
-export function usersFileContent(users: Users = DEFAULT_USERS): string {
-  return Object.entries(users).map(([u, p]) => `${u}:{PLAIN}${p}\n`).join("")
-}
+/** Options for {@link backendConfig23}. */
+export type BackendConfig23Options = BackendConfigOptions
 
-/** Joins config fragments with blank lines (a trailing newline included). */
-export function joinConfig(...parts: ReadonlyArray<string>): string {
-  return parts.map((p) => p.trim()).filter((p) => p.length > 0).join("\n\n") + "\n"
-}
+/** Options for {@link proxyBase23}. */
+export type ProxyBase23Options = ProxyBaseOptions
 
-/** Passdb chain rules (2.3 and 2.4 share the setting names). */
-export interface PassdbRules {
-  readonly skip?: "never" | "authenticated" | "unauthenticated"
-  readonly resultSuccess?: string
-  readonly resultFailure?: string
-  readonly resultInternalfail?: string
-}
 
-/** The rule lines for a passdb section (indented two spaces), "" when no rule is set. */
-export function passdbRuleLines(rules: PassdbRules = {}): string {
-  const lines: Array<string> = []
-  if (rules.skip !== undefined) lines.push(`  skip = ${rules.skip}`)
-  if (rules.resultSuccess !== undefined) lines.push(`  result_success = ${rules.resultSuccess}`)
-  if (rules.resultFailure !== undefined) lines.push(`  result_failure = ${rules.resultFailure}`)
-  if (rules.resultInternalfail !== undefined) lines.push(`  result_internalfail = ${rules.resultInternalfail}`)
-  return lines.join("\n")
-}
 
-const listener = (service: string, name: string, port: number, address?: string): string =>
-  `service ${service} {\n  inet_listener ${name} {\n${address !== undefined ? `    address = ${address}\n` : ""}    port = ${port}\n  }\n` +
-  (service === "imap-login" ? "  inet_listener imaps {\n    port = 0\n  }\n" : "") +
-  (service === "pop3-login" ? "  inet_listener pop3s {\n    port = 0\n  }\n" : "") +
-  "}"
 
 /**
  * Disables the anvil auth penalty (2–15 s extra delay for an IP after a failed login; it would hit
@@ -53,30 +28,6 @@ const listener = (service: string, name: string, port: number, address?: string)
  */
 export const NO_AUTH_PENALTY_23 = "service anvil {\n  unix_listener anvil-auth-penalty {\n    mode = 0\n  }\n}"
 
-/** Options for {@link backendConfig23}. */
-export interface BackendConfig23Options {
-  /** Instance directory (config, run/, state/, dovecot.log). */
-  readonly dir: string
-  /** Mail root (mode 1777); mail for user u is `maildir:<mailDir>/u`. */
-  readonly mailDir: string
-  /** Listen addresses; default 127.0.0.2 and 127.0.0.3 (two "backends", one instance). */
-  readonly listen?: ReadonlyArray<string>
-  readonly imapPort: number
-  readonly pop3Port?: number
-  readonly lmtpPort?: number
-  /** passwd-file with `user:{PLAIN}pass` lines (see usersFileContent); else `staticPassword`. */
-  readonly usersFile?: string
-  /** Static password for every user when no `usersFile`; default "secret". */
-  readonly staticPassword?: string
-  /** Default "dvr-backend". */
-  readonly instanceName?: string
-  /** Default "backend ready.". */
-  readonly greeting?: string
-  /** login_trusted_networks (lets the proxy forward the client address); default 127.0.0.0/8. */
-  readonly trustedNetworks?: string
-  /** Appended verbatim. */
-  readonly extra?: string
-}
 
 /**
  * Backend: IMAP (+POP3, +LMTP when ports are given) on 127.0.0.2 and 127.0.0.3, passwd-file or
@@ -84,35 +35,22 @@ export interface BackendConfig23Options {
  * verbose+debug auth logging.
  */
 export function backendConfig23(o: BackendConfig23Options): string {
-  const p = instancePaths(o.dir)
-  const protocols = ["imap", ...(o.pop3Port !== undefined ? ["pop3"] : []), ...(o.lmtpPort !== undefined ? ["lmtp"] : [])]
   const passdb = o.usersFile !== undefined
     ? `passdb {\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u ${o.usersFile}\n}`
     : `passdb {\n  driver = static\n  args = password=${o.staticPassword ?? "secret"}\n}`
   return joinConfig(
-    `instance_name = ${o.instanceName ?? "dvr-backend"}
-base_dir = ${p.baseDir}
-state_dir = ${p.stateDir}
-log_path = ${p.logPath}
+    `${instanceLines(o.instanceName ?? "dvr-backend", o.dir)}
 log_timestamp = "%H:%M:%S.%{usecs} "
-protocols = ${protocols.join(" ")}
+protocols = ${protocolsOf(o)}
 listen = ${(o.listen ?? ["127.0.0.2", "127.0.0.3"]).join(", ")}
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-auth_verbose = yes
-auth_debug = yes
-auth_cache_size = 0
-auth_failure_delay = 0
+${AUTH_LINES}
 login_greeting = ${o.greeting ?? "backend ready."}
 login_trusted_networks = ${o.trustedNetworks ?? "127.0.0.0/8"}
 mail_location = maildir:${o.mailDir}/%u
 first_valid_uid = 100
 default_internal_user = dovecot
 default_login_user = dovenull`,
-    listener("imap-login", "imap", o.imapPort),
-    o.pop3Port !== undefined ? listener("pop3-login", "pop3", o.pop3Port) : "",
-    o.lmtpPort !== undefined ? listener("lmtp", "lmtp", o.lmtpPort) : "",
+    ...listeners("address", o),
     NO_AUTH_PENALTY_23,
     passdb,
     `userdb {\n  driver = static\n  args = uid=65534 gid=65534 home=${o.mailDir}/%u\n}`,
@@ -120,53 +58,20 @@ default_login_user = dovenull`,
   )
 }
 
-/** Options for {@link proxyBase23}. */
-export interface ProxyBase23Options {
-  /** Instance directory (config, run/, state/, dovecot.log, mail/, home/). */
-  readonly dir: string
-  /** Listen address; default 127.0.0.1. */
-  readonly listen?: string
-  readonly imapPort: number
-  readonly pop3Port?: number
-  /** LMTP listener; also sets `lmtp_proxy = yes`. */
-  readonly lmtpPort?: number
-  /** Default "dvr-proxy". */
-  readonly instanceName?: string
-  /** `service auth-worker { process_limit }`; default 1 (one Lua state / dict connection). */
-  readonly authWorkerLimit?: number
-  /** Default "" (none). */
-  readonly trustedNetworks?: string
-  /** Appended verbatim. */
-  readonly extra?: string
-}
-
 /** Proxy base without any passdb: listeners, logging, a static userdb. Add route blocks after it. */
 export function proxyBase23(o: ProxyBase23Options): string {
-  const p = instancePaths(o.dir)
   const listen = o.listen ?? "127.0.0.1"
-  const protocols = ["imap", ...(o.pop3Port !== undefined ? ["pop3"] : []), ...(o.lmtpPort !== undefined ? ["lmtp"] : [])]
   return joinConfig(
-    `instance_name = ${o.instanceName ?? "dvr-proxy"}
-base_dir = ${p.baseDir}
-state_dir = ${p.stateDir}
-log_path = ${p.logPath}
+    `${instanceLines(o.instanceName ?? "dvr-proxy", o.dir)}
 log_timestamp = "%H:%M:%S.%{usecs} "
-protocols = ${protocols.join(" ")}
+protocols = ${protocolsOf(o)}
 listen = ${listen}
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-auth_verbose = yes
-auth_debug = yes
-auth_cache_size = 0
-auth_failure_delay = 0
+${AUTH_LINES}
 mail_location = maildir:${o.dir}/mail/%u
 login_trusted_networks = ${o.trustedNetworks ?? ""}
 default_internal_user = dovecot
 default_login_user = dovenull` + (o.lmtpPort !== undefined ? "\nlmtp_proxy = yes" : ""),
-    listener("imap-login", "imap", o.imapPort, listen),
-    o.pop3Port !== undefined ? listener("pop3-login", "pop3", o.pop3Port, listen) : "",
-    o.lmtpPort !== undefined ? listener("lmtp", "lmtp", o.lmtpPort, listen) : "",
+    ...listeners("address", o, listen),
     `service auth-worker {\n  process_limit = ${o.authWorkerLimit ?? 1}\n}`,
     NO_AUTH_PENALTY_23,
     `userdb {\n  driver = static\n  args = uid=dovecot gid=dovecot home=${o.dir}/home/%u\n}`,

@@ -3,66 +3,35 @@
  * Configs23: `proxyConfig24(base, ...blocks)`. 2.4 syntax: named passdb/userdb sections,
  * `auth_allow_cleartext`, `mail_driver`/`mail_home`/`mail_path`, `%{user}`, `login_socket_path`.
  */
-import { instancePaths } from "./DovecotPaths.js"
-import { joinConfig, passdbRuleLines, type PassdbRules, type StaticProxyRouteOptions } from "./Configs23.js"
+import type { StaticProxyRouteOptions } from "./Configs23.js"
+import { fieldsBlock, instanceLines, joinConfig, listeners, passdbRuleLines, protocolsOf, testAuthLines } from "./ConfigParts.js"
+import type { BackendConfigOptions, PassdbRules, ProxyBaseOptions } from "./ConfigParts.js"
+
+/** The auth lines of every 2.4 test instance. */
+const AUTH_LINES = testAuthLines("auth_allow_cleartext = yes")
+
+/** Options for {@link backendConfig24} (paths in-chroot). */
+export type BackendConfig24Options = BackendConfigOptions
+
+/** Options for {@link proxyBase24} (paths in-chroot). */
+export type ProxyBase24Options = ProxyBaseOptions
 
 const HEADER = "dovecot_config_version = 2.4.1\ndovecot_storage_version = 2.4.1"
 
-const listener = (service: string, name: string, port: number, address?: string): string =>
-  `service ${service} {\n  inet_listener ${name} {\n${address !== undefined ? `    listen = ${address}\n` : ""}    port = ${port}\n  }\n` +
-  (service === "imap-login" ? "  inet_listener imaps {\n    port = 0\n  }\n" : "") +
-  (service === "pop3-login" ? "  inet_listener pop3s {\n    port = 0\n  }\n" : "") +
-  "}"
 
-const fieldsBlock = (fields: Readonly<Record<string, string>>, indent = "  "): string =>
-  Object.keys(fields).length === 0 ? "" :
-    `${indent}fields {\n${Object.entries(fields).map(([k, v]) => `${indent}  ${k} = ${v}\n`).join("")}${indent}}\n`
 
-/** Options for {@link backendConfig24} (paths in-chroot). */
-export interface BackendConfig24Options {
-  readonly dir: string
-  /** Mail root (mode 1777); home of user u is `<mailDir>/u`, mail in `~/Maildir`, as vmail (5000). */
-  readonly mailDir: string
-  /** Default 127.0.0.2 and 127.0.0.3. */
-  readonly listen?: ReadonlyArray<string>
-  readonly imapPort: number
-  readonly pop3Port?: number
-  readonly lmtpPort?: number
-  /** passwd-file (`user:{PLAIN}pass` lines); else `staticPassword`. */
-  readonly usersFile?: string
-  /** Default "secret". */
-  readonly staticPassword?: string
-  /** Default "dvr24-backend". */
-  readonly instanceName?: string
-  /** Default "backend ready.". */
-  readonly greeting?: string
-  /** Default 127.0.0.0/8. */
-  readonly trustedNetworks?: string
-  readonly extra?: string
-}
 
 /** 2.4 backend: as backendConfig23 but mail as vmail in `<mailDir>/<user>/Maildir`. */
 export function backendConfig24(o: BackendConfig24Options): string {
-  const p = instancePaths(o.dir)
-  const protocols = ["imap", ...(o.pop3Port !== undefined ? ["pop3"] : []), ...(o.lmtpPort !== undefined ? ["lmtp"] : [])]
   const passdb = o.usersFile !== undefined
     ? `passdb passwd-file {\n  passwd_file_path = ${o.usersFile}\n}`
     : `passdb static {\n  password = ${o.staticPassword ?? "secret"}\n}`
   return joinConfig(
     HEADER,
-    `instance_name = ${o.instanceName ?? "dvr24-backend"}
-base_dir = ${p.baseDir}
-state_dir = ${p.stateDir}
-log_path = ${p.logPath}
-protocols = ${protocols.join(" ")}
+    `${instanceLines(o.instanceName ?? "dvr24-backend", o.dir)}
+protocols = ${protocolsOf(o)}
 listen = ${(o.listen ?? ["127.0.0.2", "127.0.0.3"]).join(", ")}
-ssl = no
-auth_allow_cleartext = yes
-auth_mechanisms = plain login
-auth_verbose = yes
-auth_debug = yes
-auth_cache_size = 0
-auth_failure_delay = 0
+${AUTH_LINES}
 login_greeting = ${o.greeting ?? "backend ready."}
 login_trusted_networks = ${o.trustedNetworks ?? "127.0.0.0/8"}
 mail_driver = maildir
@@ -71,58 +40,25 @@ mail_path = ~/Maildir
 mail_uid = vmail
 mail_gid = vmail
 first_valid_uid = 5000`,
-    listener("imap-login", "imap", o.imapPort),
-    o.pop3Port !== undefined ? listener("pop3-login", "pop3", o.pop3Port) : "",
-    o.lmtpPort !== undefined ? listener("lmtp", "lmtp", o.lmtpPort) : "",
+    ...listeners("listen", o),
     passdb,
     `userdb static {\n  fields {\n    uid = vmail\n    gid = vmail\n    home = ${o.mailDir}/%{user}\n  }\n}`,
     o.extra ?? ""
   )
 }
 
-/** Options for {@link proxyBase24} (paths in-chroot). */
-export interface ProxyBase24Options {
-  readonly dir: string
-  /** Default 127.0.0.1. */
-  readonly listen?: string
-  readonly imapPort: number
-  readonly pop3Port?: number
-  /** LMTP listener; also sets `lmtp_proxy = yes`. */
-  readonly lmtpPort?: number
-  /** Default "dvr24-proxy". */
-  readonly instanceName?: string
-  /** `service auth-worker { process_limit }`; default 1. */
-  readonly authWorkerLimit?: number
-  /** Default "" (none). */
-  readonly trustedNetworks?: string
-  readonly extra?: string
-}
-
 /** 2.4 proxy base without any passdb (a pure proxy needs no userdb). */
 export function proxyBase24(o: ProxyBase24Options): string {
-  const p = instancePaths(o.dir)
   const listen = o.listen ?? "127.0.0.1"
-  const protocols = ["imap", ...(o.pop3Port !== undefined ? ["pop3"] : []), ...(o.lmtpPort !== undefined ? ["lmtp"] : [])]
   return joinConfig(
     HEADER,
-    `instance_name = ${o.instanceName ?? "dvr24-proxy"}
-base_dir = ${p.baseDir}
-state_dir = ${p.stateDir}
-log_path = ${p.logPath}
-protocols = ${protocols.join(" ")}
+    `${instanceLines(o.instanceName ?? "dvr24-proxy", o.dir)}
+protocols = ${protocolsOf(o)}
 listen = ${listen}
-ssl = no
-auth_allow_cleartext = yes
-auth_mechanisms = plain login
-auth_verbose = yes
-auth_debug = yes
-auth_cache_size = 0
-auth_failure_delay = 0
+${AUTH_LINES}
 auth_internal_failure_delay = 0
 login_trusted_networks = ${o.trustedNetworks ?? ""}` + (o.lmtpPort !== undefined ? "\nlmtp_proxy = yes" : ""),
-    listener("imap-login", "imap", o.imapPort, listen),
-    o.pop3Port !== undefined ? listener("pop3-login", "pop3", o.pop3Port, listen) : "",
-    o.lmtpPort !== undefined ? listener("lmtp", "lmtp", o.lmtpPort, listen) : "",
+    ...listeners("listen", o, listen),
     `service auth-worker {\n  process_limit = ${o.authWorkerLimit ?? 1}\n}`,
     o.extra ?? ""
   )

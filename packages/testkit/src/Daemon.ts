@@ -9,6 +9,7 @@ import path from "node:path"
 import { runCommand, type CommandResult } from "./Exec.js"
 import { waitForPath, waitForTcp, type WaitOptions } from "./Ports.js"
 import { spawnManaged } from "./Process.js"
+import { stopDovecots, type Dovecot } from "./DovecotInstance.js"
 
 /** Repository root (resolved from this file: packages/testkit/src → ../../..). */
 export const REPO_ROOT: string = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "..")
@@ -83,4 +84,19 @@ export function runCli(args: ReadonlyArray<string>, options: { readonly env?: Re
     timeoutMs: options.timeoutMs ?? 30_000,
     ...(options.input !== undefined ? { input: options.input } : {})
   })
+}
+
+/**
+ * A test's teardown: stops the daemons and the Dovecots together, then removes the temp dir (any
+ * of them may be undefined when a `beforeAll` failed half-way); resolves with the daemons' exit
+ * codes, in order.
+ */
+export async function teardown(
+  daemons: ReadonlyArray<RunningDaemon | undefined>,
+  dovecots: ReadonlyArray<Dovecot | undefined>,
+  tmp?: { cleanup(): Promise<void> }
+): Promise<Array<number | null | undefined>> {
+  const [codes] = await Promise.all([Promise.all(daemons.map((d) => d?.stop())), stopDovecots(dovecots)])
+  await tmp?.cleanup()
+  return codes
 }

@@ -23,6 +23,20 @@ export const MYSQL = { host: process.env["DVR_MYSQL_HOST"] ?? "127.0.0.1", port:
 /** `dvr_` + 10 random lowercase hex characters. */
 export const randomDbName = (): string => `dvr_${randomBytes(5).toString("hex")}`
 
+/** A database whose `drop` runs at most once (later calls do nothing). */
+const dropOnce = (name: string, url: string, drop: () => Promise<void>): FreshDatabase => {
+  let dropped = false
+  return {
+    name,
+    url,
+    drop: async () => {
+      if (dropped) return
+      dropped = true
+      await drop()
+    }
+  }
+}
+
 async function psql(sql: string): Promise<void> {
   const r = await runCommand("psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", PG.host, "-p", String(PG.port), "-U", PG.user, "-d", "postgres", "-c", sql], { timeoutMs: 30_000 })
   if (r.code !== 0) throw new Error(`psql failed (${sql}): ${r.stderr}${r.stdout}\n(is PostgreSQL up on ${PG.host}:${PG.port}? run scripts/install-deps.sh)`)
@@ -35,16 +49,7 @@ async function psql(sql: string): Promise<void> {
 export async function freshPostgres(): Promise<FreshDatabase> {
   const name = randomDbName()
   await psql(`CREATE DATABASE ${name}`)
-  let dropped = false
-  return {
-    name,
-    url: `postgres://${PG.user}@${PG.host}:${PG.port}/${name}`,
-    drop: async () => {
-      if (dropped) return
-      dropped = true
-      await psql(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
-    }
-  }
+  return dropOnce(name, `postgres://${PG.user}@${PG.host}:${PG.port}/${name}`, () => psql(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`))
 }
 
 async function mysqlExec(sql: string): Promise<void> {
@@ -65,26 +70,19 @@ async function mysqlExec(sql: string): Promise<void> {
 export async function freshMysql(): Promise<FreshDatabase> {
   const name = randomDbName()
   await mysqlExec(`CREATE DATABASE \`${name}\``)
-  let dropped = false
-  return {
-    name,
-    url: `mysql://${MYSQL.user}@${MYSQL.host}:${MYSQL.port}/${name}`,
-    drop: async () => {
-      if (dropped) return
-      dropped = true
-      // MariaDB can answer errno 39 ("Directory not empty") while a connection of the test that
-      // just ended is still closing its tables; the drop is retried a few times, then it fails
-      for (let attempt = 1; ; attempt++) {
-        try {
-          await mysqlExec(`DROP DATABASE IF EXISTS \`${name}\``)
-          return
-        } catch (e) {
-          if (attempt >= 5 || !/errno: 39|Directory not empty/.test(String(e))) throw e
-          await new Promise((r) => setTimeout(r, 200 * attempt))
-        }
+  return dropOnce(name, `mysql://${MYSQL.user}@${MYSQL.host}:${MYSQL.port}/${name}`, async () => {
+    // MariaDB can answer errno 39 ("Directory not empty") while a connection of the test that
+    // just ended is still closing its tables; the drop is retried a few times, then it fails
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await mysqlExec(`DROP DATABASE IF EXISTS \`${name}\``)
+        return
+      } catch (e) {
+        if (attempt >= 5 || !/errno: 39|Directory not empty/.test(String(e))) throw e
+        await new Promise((r) => setTimeout(r, 200 * attempt))
       }
     }
-  }
+  })
 }
 
 /** A new SQLite file name in `dir` (not created); URL `sqlite:/dir/dvr_x.db`; drop removes it (+ -wal/-shm). */

@@ -3,13 +3,7 @@
  * /usr/bin/doveadm). Paths are host paths.
  */
 import { existsSync } from "node:fs"
-import {
-  checkConfigWith,
-  startDovecotWith,
-  type Dovecot,
-  type DovecotRunner,
-  type StartOptions
-} from "./DovecotInstance.js"
+import { checkConfigWith, startDovecotWith, type Dovecot, type DovecotRunner, type StartOptions } from "./DovecotInstance.js"
 
 /** Runner for the host's Dovecot 2.3. */
 export const dovecot23: DovecotRunner = {

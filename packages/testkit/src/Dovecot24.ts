@@ -9,13 +9,7 @@ import { chmodSync, existsSync, mkdtempSync } from "node:fs"
 import { rm } from "node:fs/promises"
 import path from "node:path"
 import { DOVECOT24_ROOT } from "./DovecotPaths.js"
-import {
-  checkConfigWith,
-  startDovecotWith,
-  type Dovecot,
-  type DovecotRunner,
-  type StartOptions
-} from "./DovecotInstance.js"
+import { checkConfigWith, startDovecotWith, type Dovecot, type DovecotRunner, type StartOptions } from "./DovecotInstance.js"
 
 /** Runner for Dovecot 2.4 in the chroot at `root` (default {@link DOVECOT24_ROOT}). */
 export function dovecot24Runner(root: string = DOVECOT24_ROOT): DovecotRunner {

@@ -2,7 +2,7 @@
  * Tiny IMAP4rev1 client for tests: greeting, tagged commands, LOGIN, AUTHENTICATE PLAIN (with and
  * without SASL-IR), SELECT, LOGOUT. Responses come back as raw lines.
  */
-import { LineConn, DEFAULT_IO_TIMEOUT_MS } from "./LineConn.js"
+import { connectGreeted, DEFAULT_IO_TIMEOUT_MS, LineClient } from "./LineConn.js"
 
 /** A tagged command's outcome: status, the tagged line's text, all untagged/continuation lines. */
 export interface ImapResponse {
@@ -24,28 +24,21 @@ export const saslPlain = (user: string, pass: string, authzid = ""): string =>
   Buffer.from(`${authzid}\0${user}\0${pass}`, "utf8").toString("base64")
 
 /** A connected IMAP client. */
-export class ImapClient {
+export class ImapClient extends LineClient<string, ImapResponse> {
   private nextTag = 1
-
-  private constructor(readonly conn: LineConn, readonly greeting: string) {}
 
   /**
    * Connects to host:port and reads the greeting; rejects unless it is `* OK …` (or `* PREAUTH`).
    * `timeoutMs` (default 10 s) bounds the connect and every later read.
    */
   static async connect(host: string, port: number, timeoutMs = DEFAULT_IO_TIMEOUT_MS): Promise<ImapClient> {
-    const conn = await LineConn.connect({ host, port }, timeoutMs)
-    const greeting = await conn.readLine()
-    if (!/^\* (OK|PREAUTH)\b/i.test(greeting)) {
-      conn.close()
-      throw new Error(`unexpected IMAP greeting from ${host}:${port}: ${greeting}`)
-    }
+    const [conn, greeting] = await connectGreeted({ host, port }, timeoutMs, {
+      protocol: "IMAP",
+      read: (c) => c.readLine(),
+      accept: (g) => /^\* (OK|PREAUTH)\b/i.test(g),
+      show: (g) => g
+    })
     return new ImapClient(conn, greeting)
-  }
-
-  /** Everything sent and received so far. */
-  transcript(): string {
-    return this.conn.transcript.join("\n")
   }
 
   private async readUntilTagged(tag: string, onContinuation?: (line: string) => void): Promise<ImapResponse> {
@@ -104,17 +97,8 @@ export class ImapClient {
   }
 
   /** `LOGOUT`, then closes the socket (the BYE + tagged OK are returned). */
-  async logout(): Promise<ImapResponse> {
-    try {
-      return await this.command("LOGOUT")
-    } finally {
-      this.conn.close()
-    }
-  }
-
-  /** Closes the socket without LOGOUT. */
-  close(): void {
-    this.conn.close()
+  logout(): Promise<ImapResponse> {
+    return this.closeWith("LOGOUT")
   }
 }
 

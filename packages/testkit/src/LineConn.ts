@@ -1,6 +1,6 @@
 /**
- * A CRLF line-oriented TCP (or UNIX socket) connection with per-read timeouts; the base of the
- * IMAP/POP3/LMTP/SMTP test clients.
+ * A CRLF line-oriented TCP (or UNIX socket) connection with per-read timeouts, and the base of the
+ * IMAP/POP3/LMTP/SMTP test clients built on it (greeting, transcript, closing command).
  */
 import net from "node:net"
 
@@ -140,5 +140,73 @@ export async function readSmtpReply(conn: LineConn, timeoutMs?: number): Promise
     if (m === null) throw new Error(`bad SMTP/LMTP reply line: ${line}\n${conn.transcript.join("\n")}`)
     lines.push(m[3] ?? "")
     if (m[2] !== "-") return { code: Number(m[1]), lines }
+  }
+}
+
+/** A test client on a {@link LineConn}: its greeting, one command → one reply, the transcript. */
+export abstract class LineClient<Greeting, Reply> {
+  protected constructor(readonly conn: LineConn, readonly greeting: Greeting) {}
+
+  /** Sends one command line and reads its reply. */
+  abstract command(line: string): Promise<Reply>
+
+  /** Everything sent and received so far. */
+  transcript(): string {
+    return this.conn.transcript.join("\n")
+  }
+
+  /** Sends the closing command (`QUIT`, `LOGOUT`), then closes the socket whatever the reply. */
+  protected async closeWith(line: string): Promise<Reply> {
+    try {
+      return await this.command(line)
+    } finally {
+      this.conn.close()
+    }
+  }
+
+  /** Closes the socket without a closing command. */
+  close(): void {
+    this.conn.close()
+  }
+}
+
+/** How a protocol's greeting is read, accepted and shown in an error. */
+export interface GreetingRule<G> {
+  readonly protocol: string
+  readonly read: (conn: LineConn) => Promise<G>
+  readonly accept: (greeting: G) => boolean
+  readonly show: (greeting: G) => string
+}
+
+/** Connects and reads the greeting; closes and rejects unless the rule accepts it. */
+export async function connectGreeted<G>(endpoint: Endpoint, timeoutMs: number, rule: GreetingRule<G>): Promise<readonly [LineConn, G]> {
+  const conn = await LineConn.connect(endpoint, timeoutMs)
+  const greeting = await rule.read(conn)
+  if (!rule.accept(greeting)) {
+    conn.close()
+    throw new Error(`unexpected ${rule.protocol} greeting from ${describe(endpoint)}: ${rule.show(greeting)}`)
+  }
+  return [conn, greeting]
+}
+
+/** A `220` greeting of SMTP or LMTP. */
+export const smtpGreeting = (protocol: "SMTP" | "LMTP"): GreetingRule<SmtpReply> => ({
+  protocol,
+  read: (conn) => readSmtpReply(conn),
+  accept: (g) => g.code === 220,
+  show: (g) => `${g.code} ${g.lines.join(" ")}`
+})
+
+/** An SMTP-style client (SMTP, LMTP): every command gets one (multi-line) `NNN` reply. */
+export abstract class SmtpStyleClient extends LineClient<SmtpReply, SmtpReply> {
+  /** Sends one command line and reads one (multi-line) reply. */
+  async command(line: string): Promise<SmtpReply> {
+    this.conn.writeLine(line)
+    return readSmtpReply(this.conn)
+  }
+
+  /** `QUIT`, then closes. */
+  quit(): Promise<SmtpReply> {
+    return this.closeWith("QUIT")
   }
 }

@@ -2,32 +2,14 @@
  * Tiny LMTP client for tests: LHLO, MAIL FROM, RCPT TO, DATA (one reply per accepted recipient),
  * QUIT. Returns reply codes.
  */
-import { LineConn, DEFAULT_IO_TIMEOUT_MS, readSmtpReply, type Endpoint, type SmtpReply } from "./LineConn.js"
+import { connectGreeted, DEFAULT_IO_TIMEOUT_MS, readSmtpReply, smtpGreeting, SmtpStyleClient, type Endpoint, type SmtpReply } from "./LineConn.js"
 
 /** A connected LMTP client (TCP or UNIX socket). */
-export class LmtpClient {
-  private constructor(readonly conn: LineConn, readonly greeting: SmtpReply) {}
-
+export class LmtpClient extends SmtpStyleClient {
   /** Connects and reads the 220 greeting (rejects on another code). `timeoutMs` default 10 s. */
   static async connect(endpoint: Endpoint, timeoutMs = DEFAULT_IO_TIMEOUT_MS): Promise<LmtpClient> {
-    const conn = await LineConn.connect(endpoint, timeoutMs)
-    const greeting = await readSmtpReply(conn)
-    if (greeting.code !== 220) {
-      conn.close()
-      throw new Error(`unexpected LMTP greeting: ${greeting.code} ${greeting.lines.join(" ")}`)
-    }
+    const [conn, greeting] = await connectGreeted(endpoint, timeoutMs, smtpGreeting("LMTP"))
     return new LmtpClient(conn, greeting)
-  }
-
-  /** Everything sent and received so far. */
-  transcript(): string {
-    return this.conn.transcript.join("\n")
-  }
-
-  /** Sends one command line and reads one (multi-line) reply. */
-  async command(line: string): Promise<SmtpReply> {
-    this.conn.writeLine(line)
-    return readSmtpReply(this.conn)
   }
 
   /** `LHLO name`; 250 with the extension lines. */
@@ -57,20 +39,6 @@ export class LmtpClient {
     const replies: Array<SmtpReply> = []
     for (let i = 0; i < acceptedRecipients; i++) replies.push(await readSmtpReply(this.conn))
     return { start, replies }
-  }
-
-  /** `QUIT`, then closes. */
-  async quit(): Promise<SmtpReply> {
-    try {
-      return await this.command("QUIT")
-    } finally {
-      this.conn.close()
-    }
-  }
-
-  /** Closes without QUIT. */
-  close(): void {
-    this.conn.close()
   }
 }
 

@@ -1,7 +1,7 @@
 /**
  * Tiny POP3 client for tests: greeting, USER/PASS, STAT, QUIT.
  */
-import { LineConn, DEFAULT_IO_TIMEOUT_MS } from "./LineConn.js"
+import { connectGreeted, DEFAULT_IO_TIMEOUT_MS, LineClient } from "./LineConn.js"
 
 /** A POP3 status reply: ok (`+OK`) or not (`-ERR`), its text and the raw line. */
 export interface Pop3Reply {
@@ -16,23 +16,16 @@ const parse = (line: string): Pop3Reply => {
 }
 
 /** A connected POP3 client. */
-export class Pop3Client {
-  private constructor(readonly conn: LineConn, readonly greeting: string) {}
-
+export class Pop3Client extends LineClient<string, Pop3Reply> {
   /** Connects and reads the greeting; rejects unless it is `+OK`. `timeoutMs` default 10 s. */
   static async connect(host: string, port: number, timeoutMs = DEFAULT_IO_TIMEOUT_MS): Promise<Pop3Client> {
-    const conn = await LineConn.connect({ host, port }, timeoutMs)
-    const greeting = await conn.readLine()
-    if (!greeting.startsWith("+OK")) {
-      conn.close()
-      throw new Error(`unexpected POP3 greeting from ${host}:${port}: ${greeting}`)
-    }
+    const [conn, greeting] = await connectGreeted({ host, port }, timeoutMs, {
+      protocol: "POP3",
+      read: (c) => c.readLine(),
+      accept: (g) => g.startsWith("+OK"),
+      show: (g) => g
+    })
     return new Pop3Client(conn, greeting)
-  }
-
-  /** Everything sent and received so far. */
-  transcript(): string {
-    return this.conn.transcript.join("\n")
   }
 
   /** Sends one command line and reads the single-line status reply. */
@@ -66,16 +59,7 @@ export class Pop3Client {
   }
 
   /** `QUIT`, then closes the socket. */
-  async quit(): Promise<Pop3Reply> {
-    try {
-      return await this.command("QUIT")
-    } finally {
-      this.conn.close()
-    }
-  }
-
-  /** Closes without QUIT. */
-  close(): void {
-    this.conn.close()
+  quit(): Promise<Pop3Reply> {
+    return this.closeWith("QUIT")
   }
 }

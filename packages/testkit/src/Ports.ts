@@ -93,3 +93,13 @@ export function waitForTcp(host: string, port: number, options: WaitOptions = {}
 export function waitForPath(path: string, options: WaitOptions = {}): Promise<void> {
   return pollUntil(`path ${path}`, () => existsSync(path), options)
 }
+
+/**
+ * Polls `probe` (every 50 ms) until it holds or `timeoutMs` (default 5 s) has passed, and never
+ * rejects: the caller asserts afterwards what it waited for, e.g. a line Dovecot's log process
+ * writes a moment after the login it records.
+ */
+export async function settle(probe: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!probe() && Date.now() < deadline) await sleep(50)
+}

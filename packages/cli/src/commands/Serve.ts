@@ -3,118 +3,93 @@
  *
  * @since 0.1.0
  */
-import { Command, Options } from "@effect/cli"
+import { Command } from "@effect/cli"
 import * as SettingValues from "@doveroute/daemon/SettingValues"
-import { Array as Arr, Effect, Option } from "effect"
-import { common, flagsFrom, settingsFrom, validated } from "../CommonOptions.js"
+import { Effect, Record as Rec } from "effect"
+import { common, flag, flagsFrom, settingsFrom } from "../CommonOptions.js"
 
-const opt = {
-  ...common,
-  dictSocket: Options.text("dict-socket").pipe(
-    Options.withDescription("UNIX socket for Dovecot 2.3 passdb dict (uri = proxy:<socket>:<name>)"),
-    Options.optional
+/**
+ * `serve`'s own flags, one row each: the settings keys the flag sets (as in the config file), its
+ * help text, and its kind (choices, repeated, a value check).
+ */
+const FLAGS = {
+  dictSocket: flag("dict-socket", ["dict.socket"], "UNIX socket for Dovecot 2.3 passdb dict (uri = proxy:<socket>:<name>)"),
+  authSocket: flag(
+    "auth-socket",
+    ["auth.socket"],
+    "UNIX socket for the standalone auth-client server (login processes, doveadm auth test -a, Postfix/Exim SASL)"
   ),
-  authSocket: Options.text("auth-socket").pipe(
-    Options.withDescription(
-      "UNIX socket for the standalone auth-client server (login processes, doveadm auth test -a, Postfix/Exim SASL)"
-    ),
-    Options.optional
+  authMode: flag(
+    "auth-mode",
+    ["auth.auth_mode"],
+    "how the auth server checks passwords: nopassword (the backend checks; default), password or pam",
+    { choices: ["nopassword", "password", "pam"] }
   ),
-  authMode: Options.choice("auth-mode", ["nopassword", "password", "pam"]).pipe(
-    Options.withDescription("how the auth server checks passwords: nopassword (the backend checks; default), password or pam"),
-    Options.optional
+  pamService: flag("pam-service", ["auth.pam_service"], "PAM service (/etc/pam.d/<name>) for --auth-mode pam; default dovecot"),
+  httpListen: flag(
+    "http-listen",
+    ["http.listen"],
+    "HTTP route endpoint for lua/http-route.lua (Dovecot 2.4 passdb chains): 127.0.0.1:PORT, [::1]:PORT or a UNIX socket path; loopback only"
   ),
-  pamService: Options.text("pam-service").pipe(
-    Options.withDescription("PAM service (/etc/pam.d/<name>) for --auth-mode pam; default dovecot"),
-    Options.optional
+  password: flag(
+    "password",
+    ["auth.password"],
+    "master password for --auth-mode password (implies it). Visible in the process list: prefer " +
+      "--password-file, the systemd credential auth_password or DOVEROUTE_AUTH_PASSWORD"
   ),
-  httpListen: Options.text("http-listen").pipe(
-    Options.withDescription(
-      "HTTP route endpoint for lua/http-route.lua (Dovecot 2.4 passdb chains): 127.0.0.1:PORT, [::1]:PORT or a UNIX socket path; loopback only"
-    ),
-    Options.optional
+  passwordFile: flag("password-file", ["auth.password_file"], "file holding the master password for --auth-mode password (mode 0600/0640)"),
+  httpTokenFile: flag("http-token-file", ["http.token_file"], "file holding the shared token of a TCP --http-listen (mode 0600/0640)"),
+  loginRelaySocket: flag(
+    "login-relay-socket",
+    ["login_relay.socket"],
+    "UNIX socket login processes use instead of Dovecot's login socket (relay mode)"
   ),
-  password: Options.text("password").pipe(
-    Options.withDescription(
-      "master password for --auth-mode password (implies it). Visible in the process list: prefer " +
-        "--password-file, the systemd credential auth_password or DOVEROUTE_AUTH_PASSWORD"
-    ),
-    Options.optional
+  dovecotLoginSocket: flag(
+    "dovecot-login-socket",
+    ["login_relay.upstream"],
+    "Dovecot's login socket the login relay connects to (<base_dir>/login/login)"
   ),
-  passwordFile: Options.text("password-file").pipe(
-    Options.withDescription("file holding the master password for --auth-mode password (mode 0600/0640)"),
-    Options.optional
+  userdbRelaySocket: flag(
+    "userdb-relay-socket",
+    ["userdb_relay.socket"],
+    "UNIX socket for auth_socket_path (LMTP/doveadm PASS lookups, relay mode)"
   ),
-  httpTokenFile: Options.text("http-token-file").pipe(
-    Options.withDescription("file holding the shared token of a TCP --http-listen (mode 0600/0640)"),
-    Options.optional
+  dovecotUserdbSocket: flag(
+    "dovecot-userdb-socket",
+    ["userdb_relay.upstream"],
+    "Dovecot's auth-userdb socket the userdb relay connects to (<base_dir>/auth-userdb)"
   ),
-  loginRelaySocket: Options.text("login-relay-socket").pipe(
-    Options.withDescription("UNIX socket login processes use instead of Dovecot's login socket (relay mode)"),
-    Options.optional
+  port: flag("port", ["port"], "backend port added as port= by the auth server and relays: N or PROTOCOL=N, repeatable", {
+    repeated: true
+  }),
+  socketMode: flag(
+    "socket-mode",
+    ["dict.mode", "auth.mode", "http.mode", "login_relay.mode", "userdb_relay.mode"],
+    "octal mode of every socket file (default 0660; sockets for login processes need 0666)",
+    { check: SettingValues.SocketMode }
   ),
-  dovecotLoginSocket: Options.text("dovecot-login-socket").pipe(
-    Options.withDescription("Dovecot's login socket the login relay connects to (<base_dir>/login/login)"),
-    Options.optional
+  extraField: flag("extra-field", ["extra_fields"], "extra reply field KEY[=VALUE], repeatable (nopassword, port=143, …)", {
+    repeated: true
+  }),
+  downPolicy: flag("down-policy", ["down_policy"], "users mapped to a backend with state != 0: keep (default), reassign, tempfail", {
+    choices: ["keep", "reassign", "tempfail"]
+  }),
+  proxyFlag: flag(
+    "proxy-flag",
+    ["proxy_flag"],
+    "proxy flag in passdb replies (default proxy_maybe for mapping, proxy for shard); --extra-field nopassword needs proxy",
+    { choices: ["proxy_maybe", "proxy", "none"] }
   ),
-  userdbRelaySocket: Options.text("userdb-relay-socket").pipe(
-    Options.withDescription("UNIX socket for auth_socket_path (LMTP/doveadm PASS lookups, relay mode)"),
-    Options.optional
-  ),
-  dovecotUserdbSocket: Options.text("dovecot-userdb-socket").pipe(
-    Options.withDescription("Dovecot's auth-userdb socket the userdb relay connects to (<base_dir>/auth-userdb)"),
-    Options.optional
-  ),
-  port: Options.text("port").pipe(
-    Options.withDescription("backend port added as port= by the auth server and relays: N or PROTOCOL=N, repeatable"),
-    Options.repeated
-  ),
-  socketMode: Options.text("socket-mode").pipe(
-    validated("--socket-mode", SettingValues.SocketMode),
-    Options.withDescription("octal mode of every socket file (default 0660; sockets for login processes need 0666)"),
-    Options.optional
-  ),
-  extraField: Options.text("extra-field").pipe(
-    Options.withDescription("extra reply field KEY[=VALUE], repeatable (nopassword, port=143, …)"),
-    Options.repeated
-  ),
-  downPolicy: Options.choice("down-policy", ["keep", "reassign", "tempfail"]).pipe(
-    Options.withDescription("users mapped to a backend with state != 0: keep (default), reassign, tempfail"),
-    Options.optional
-  ),
-  proxyFlag: Options.choice("proxy-flag", ["proxy_maybe", "proxy", "none"]).pipe(
-    Options.withDescription("proxy flag in passdb replies (default proxy_maybe for mapping, proxy for shard); --extra-field nopassword needs proxy"),
-    Options.optional
-  ),
-  logLevel: Options.choice("log-level", ["debug", "info", "warning", "error"]).pipe(Options.optional)
+  logLevel: flag("log-level", ["log_level"], undefined, { choices: ["debug", "info", "warning", "error"] })
 }
+
+const opt = { ...common, ...Rec.map(FLAGS, (f) => f.option) }
 
 export const serve = Command.make("serve", opt, (o) =>
   Effect.gen(function*() {
-    const pairs = [
-      ["dict.socket", o.dictSocket],
-      ["dict.mode", o.socketMode],
-      ["auth.socket", o.authSocket],
-      ["auth.mode", o.socketMode],
-      ["auth.auth_mode", o.authMode],
-      ["auth.password", o.password],
-      ["auth.password_file", o.passwordFile],
-      ["http.token_file", o.httpTokenFile],
-      ["auth.pam_service", o.pamService],
-      ["http.listen", o.httpListen],
-      ["http.mode", o.socketMode],
-      ["login_relay.socket", o.loginRelaySocket],
-      ["login_relay.mode", o.socketMode],
-      ["login_relay.upstream", o.dovecotLoginSocket],
-      ["userdb_relay.socket", o.userdbRelaySocket],
-      ["userdb_relay.mode", o.socketMode],
-      ["userdb_relay.upstream", o.dovecotUserdbSocket],
-      ["port", Arr.isNonEmptyReadonlyArray(o.port) ? Option.some(o.port) : Option.none()],
-      ["extra_fields", Arr.isNonEmptyReadonlyArray(o.extraField) ? Option.some(o.extraField) : Option.none()],
-      ["down_policy", o.downPolicy],
-      ["proxy_flag", o.proxyFlag],
-      ["log_level", o.logLevel]
-    ] as const
+    const pairs = Object.entries(FLAGS).flatMap(([name, f]) =>
+      f.settings.map((key) => [key, o[name as keyof typeof FLAGS]] as const)
+    )
     const load = settingsFrom(o, pairs)
     const settings = yield* load
     // SIGHUP re-runs `load`: the config file and DOVEROUTE_* are read again, the flags stay.
