@@ -53,6 +53,7 @@ import {
 import { BackendPort, HttpRoute } from "@doveroute/frontends"
 import { parseStoreUrl, type StoreUrl } from "@doveroute/store"
 import { Config, ConfigError, ConfigProvider, Data, Duration, Effect, Either, Option, Redacted } from "effect"
+import { healthConfig, type HealthSettings } from "./HealthSettings.js"
 import { type RoutingSettings, routingSettingsConfig } from "./RoutingSettings.js"
 import { configFileExposure, CREDENTIALS, inlineSecretKeys, type Secret, secretConfig } from "./Secrets.js"
 import { storeWithPassword } from "./StoreSecret.js"
@@ -132,26 +133,12 @@ export interface Settings {
   readonly logFormat: "logfmt" | "json"
   /** Cache, placement, normalisation and kick settings (RoutingSettings.ts). */
   readonly routing: RoutingSettings
-  /** Backend health checker (`health` section; off by default). */
+  /** Backend health checker (`health` section, HealthSettings.ts; off by default). */
   readonly health: HealthSettings
   /** Prometheus metrics endpoint (`metrics.listen` `host:port`, loopback unless `metrics.allow_remote`); undefined = off. */
   readonly metrics: MetricsSettings | undefined
   /** Non-fatal secret problems to log at start (a group-readable secret file); never a value. */
   readonly secretWarnings?: ReadonlyArray<string>
-}
-
-/** The backend health checker (`health` section): banner checks, live-reloadable on SIGHUP. */
-export interface HealthSettings {
-  readonly enabled: boolean
-  readonly protocol: "imap" | "pop3" | "lmtp"
-  /** Port to check; undefined = the protocol's default (143, 110, 24). */
-  readonly port: number | undefined
-  readonly interval: Duration.Duration
-  readonly timeout: Duration.Duration
-  /** Consecutive failures before an up backend (state 0) is marked down (state 3). */
-  readonly fall: number
-  /** Consecutive successes before a backend the checker took down (state 3) is marked up. */
-  readonly rise: number
 }
 
 /** The metrics endpoint (`metrics` section). */
@@ -369,21 +356,6 @@ const extraFieldsConfig = Config.array(Config.string(), "extra_fields").pipe(
   })
 )
 
-const healthConfig: Config.Config<HealthSettings> = Config.nested(
-  Config.all({
-    enabled: Config.boolean("enabled").pipe(Config.withDefault(false)),
-    protocol: Config.literal("imap", "pop3", "lmtp")("protocol").pipe(Config.withDefault("imap" as const)),
-    port: Config.option(Config.integer("port").pipe(
-      Config.validate({ message: "expected a port 1-65535", validation: (n) => n >= 1 && n <= 65535 })
-    )),
-    interval: Config.duration("interval").pipe(Config.withDefault(Duration.seconds(10))),
-    timeout: Config.duration("timeout").pipe(Config.withDefault(Duration.seconds(3))),
-    fall: positiveInt("fall", 3),
-    rise: positiveInt("rise", 2)
-  }),
-  "health"
-).pipe(Config.map((h) => ({ ...h, port: Option.getOrUndefined(h.port) })))
-
 const metricsConfig = Config.nested(
   Config.all({
     listen: Config.option(Config.string("listen")),
@@ -427,12 +399,13 @@ export const settingsConfig: Config.Config<Settings> = Config.all({
   metrics: metricsConfig
 }).pipe(
   Config.map((s): Settings => {
-    const secrets = [...s.store.secrets, s.auth?.secret, s.http?.secret]
+    const secrets = [...s.store.secrets, s.auth?.secret, s.http?.secret, s.health.secret]
     return {
       ...s,
       store: s.store.url,
       auth: s.auth === undefined ? undefined : withoutSecret(s.auth),
       http: s.http === undefined ? undefined : withoutSecret(s.http),
+      health: withoutSecret(s.health),
       proxyFlag: Option.getOrElse(s.proxyFlag, () => defaultProxyFlag(s.strategy)),
       secretWarnings: secrets.flatMap((x) => (x?.warning === undefined ? [] : [x.warning]))
     }
