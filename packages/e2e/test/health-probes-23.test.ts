@@ -66,7 +66,7 @@ describe("health probes against a real Dovecot 2.3", () => {
   const run = (
     o: Partial<HealthProbe.ProbeOptions> & Pick<HealthProbe.ProbeOptions, "protocol">,
     port: number,
-    target: { address?: string; hostname?: string } = {}
+    target: { readonly address?: string | undefined; readonly hostname?: string } = {}
   ) =>
     HealthProbe.probe(
       { address: target.address ?? IPS[0]!, hostname: target.hostname ?? "b1.test", port },
