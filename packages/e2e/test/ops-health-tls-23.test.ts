@@ -114,6 +114,8 @@ describe("health checker with TLS, check ports and a login probe (Dovecot 2.3)",
       expect(metric(scrape, "doveroute_health_check_failures_total", { backend: "b2.test", kind: "network" })).toBeGreaterThan(0)
       expect(metric(scrape, "doveroute_health_transitions_total", { backend: "b1.test", from: "health_down", to: "up" })).toBe(1)
 
+      // dump carries the check ports (a replay recreates them)
+      expect(await cli("dump")).toMatch(new RegExp(`backend add '?b1\\.test'? --hostip '?127\\.0\\.0\\.2'? --state 0 --weight 1 --check-port ${imap} --or-update`))
       expect(await d.stop()).toBe(0)
       daemon = undefined
       // no password, plain or in the AUTH PLAIN encoding, in the daemon's output or the store
