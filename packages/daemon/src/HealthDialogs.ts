@@ -39,6 +39,23 @@ const politeQuit = async (w: Wire, line: string, read: () => Promise<unknown>): 
 /** IMAP quoted string (the name and password never hold CR or LF: settings and secret files refuse them). */
 const quoted = (s: string): string => `"${s.replace(/[\\"]/g, (c) => "\\" + c)}"`
 
+/** A one-line greeting that must start with `prefix` (IMAP, POP3). */
+const lineGreeting = async (w: Wire, prefix: string, name: string): Promise<string> => {
+  w.phase = "greeting"
+  const greeting = await w.line()
+  if (!greeting.startsWith(prefix)) throw protocolError(`unexpected ${name} greeting: ${shown(greeting)}`)
+  return greeting
+}
+
+/** With STARTTLS asked for: send `command`, let `accepted` check the reply, then upgrade. */
+const startTls = async (w: Wire, o: DialogOptions, command: string, accepted: () => Promise<unknown>): Promise<void> => {
+  if (o.startTls === undefined) return
+  w.phase = "STARTTLS"
+  w.send(command)
+  await accepted()
+  await o.startTls()
+}
+
 /** Read up to the tagged reply of `tag`; returns its status word and line. */
 const imapTagged = async (w: Wire, tag: string): Promise<{ readonly status: string; readonly line: string }> => {
   for (;;) {
@@ -49,16 +66,11 @@ const imapTagged = async (w: Wire, tag: string): Promise<{ readonly status: stri
 }
 
 const imap: Dialog = async (w, o) => {
-  w.phase = "greeting"
-  const greeting = await w.line()
-  if (!greeting.startsWith("* OK")) throw protocolError(`unexpected IMAP greeting: ${shown(greeting)}`)
-  if (o.startTls !== undefined) {
-    w.phase = "STARTTLS"
-    w.send("a STARTTLS")
+  const greeting = await lineGreeting(w, "* OK", "IMAP")
+  await startTls(w, o, "a STARTTLS", async () => {
     const r = await imapTagged(w, "a")
     if (r.status !== "OK") throw protocolError(`STARTTLS refused: ${shown(r.line)}`)
-    await o.startTls()
-  }
+  })
   if (o.login !== undefined) {
     w.phase = "login"
     w.send(`b LOGIN ${quoted(o.login.user)} ${quoted(o.login.password)}`)
@@ -77,15 +89,8 @@ const pop3Reply = async (w: Wire, what: string, kind: "protocol" | "login" = "pr
 }
 
 const pop3: Dialog = async (w, o) => {
-  w.phase = "greeting"
-  const greeting = await w.line()
-  if (!greeting.startsWith("+OK")) throw protocolError(`unexpected POP3 greeting: ${shown(greeting)}`)
-  if (o.startTls !== undefined) {
-    w.phase = "STARTTLS"
-    w.send("STLS")
-    await pop3Reply(w, "STLS refused")
-    await o.startTls()
-  }
+  const greeting = await lineGreeting(w, "+OK", "POP3")
+  await startTls(w, o, "STLS", () => pop3Reply(w, "STLS refused"))
   if (o.login !== undefined) {
     w.phase = "login"
     w.send(`USER ${o.login.user}`)
@@ -125,10 +130,7 @@ const smtpLike = (hello: "EHLO" | "LHLO"): Dialog => async (w, o) => {
   const caps = await expectCode(w, 250, `${hello} refused`)
   if (o.startTls !== undefined) {
     if (!caps.lines.some((l) => /^250[ -]STARTTLS\b/i.test(l))) throw protocolError(`the server does not offer STARTTLS after ${hello}`)
-    w.phase = "STARTTLS"
-    w.send("STARTTLS")
-    await expectCode(w, 220, "STARTTLS refused")
-    await o.startTls()
+    await startTls(w, o, "STARTTLS", () => expectCode(w, 220, "STARTTLS refused"))
     w.phase = hello
     w.send(`${hello} ${o.heloName}`)
     await expectCode(w, 250, `${hello} after STARTTLS refused`)
