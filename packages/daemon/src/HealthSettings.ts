@@ -25,6 +25,7 @@
 import { Config, ConfigError, Duration, Either, Option, Redacted } from "effect"
 import * as fs from "node:fs"
 import { CREDENTIALS, type Secret, secretConfig } from "./Secrets.js"
+import { positiveInt } from "./SettingValues.js"
 
 export const HEALTH_PROTOCOLS = ["imap", "pop3", "lmtp", "submission"] as const
 export type HealthProtocol = (typeof HEALTH_PROTOCOLS)[number]
@@ -75,12 +76,6 @@ export const defaultPort = (protocol: HealthProtocol, tls: HealthTls): number | 
 /** The port to check for a backend: its `check_port`, else `health.port`, else the default. */
 export const checkPort = (s: HealthSettings, backendPort: number | null | undefined): number | undefined =>
   backendPort ?? s.port ?? defaultPort(s.protocol, s.tls)
-
-const positiveInt = (name: string, fallback: number) =>
-  Config.integer(name).pipe(
-    Config.withDefault(fallback),
-    Config.validate({ message: `${name} must be at least 1`, validation: (n: number) => n >= 1 })
-  )
 
 const invalid = (path: ReadonlyArray<string>, message: string) => Either.left(ConfigError.InvalidData(["health", ...path], message))
 

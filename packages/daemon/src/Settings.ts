@@ -54,6 +54,7 @@ import { BackendPort, HttpRoute } from "@doveroute/frontends"
 import { parseStoreUrl, type StoreUrl } from "@doveroute/store"
 import { Config, ConfigError, ConfigProvider, Data, Duration, Effect, Either, Option, Redacted } from "effect"
 import { healthConfig, type HealthSettings } from "./HealthSettings.js"
+import { metricsConfig, type MetricsSettings } from "./MetricsSettings.js"
 import { type RoutingSettings, routingSettingsConfig } from "./RoutingSettings.js"
 import { configFileExposure, CREDENTIALS, inlineSecretKeys, type Secret, secretConfig } from "./Secrets.js"
 import { storeWithPassword } from "./StoreSecret.js"
@@ -141,30 +142,8 @@ export interface Settings {
   readonly secretWarnings?: ReadonlyArray<string>
 }
 
-/** The metrics endpoint (`metrics` section). */
-export interface MetricsSettings {
-  readonly host: string
-  readonly port: number
-}
-
-/**
- * Parse `metrics.listen`: `127.0.0.1:PORT`, `[::1]:PORT` or `localhost:PORT`; any other address
- * only with `allowRemote` (`metrics.allow_remote: true`, the admin's explicit choice).
- */
-export const parseMetricsListen = (spec: string, allowRemote = false): MetricsSettings => {
-  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(spec.trim())
-  if (m === null) throw new Error(`metrics.listen must be HOST:PORT (loopback), got ${JSON.stringify(spec)}`)
-  const host = (m[1] ?? m[2])!
-  const port = Number(m[3])
-  if (port < 1 || port > 65535) throw new Error(`metrics.listen: bad port ${m[3]}`)
-  if (!allowRemote && !(/^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host) || host === "::1" || host === "localhost")) {
-    throw new Error(
-      `metrics.listen must be a loopback address (127.0.0.0/8, [::1], localhost), got ${host}: ` +
-        "set metrics.allow_remote to true to serve metrics on another address"
-    )
-  }
-  return { host, port }
-}
+export { type MetricsSettings, parseMetricsListen } from "./MetricsSettings.js"
+export type { HealthSettings } from "./HealthSettings.js"
 
 /** Limits applied to every listener (docs/operations.md). */
 export interface ListenerLimits {
@@ -178,15 +157,9 @@ export interface ListenerLimits {
   readonly idleTimeout: Duration.Duration
 }
 
-const positiveInt = (name: string, fallback: number) =>
-  Config.integer(name).pipe(
-    Config.withDefault(fallback),
-    Config.validate({ message: `${name} must be at least 1`, validation: (n: number) => n >= 1 })
-  )
-
 const limitsConfig: Config.Config<ListenerLimits> = Config.all({
-  maxClients: positiveInt("max_clients", 10_000),
-  maxRequestsPerClient: positiveInt("max_requests_per_client", 1000),
+  maxClients: SettingValues.positiveInt("max_clients", 10_000),
+  maxRequestsPerClient: SettingValues.positiveInt("max_requests_per_client", 1000),
   lineTimeout: Config.duration("line_timeout").pipe(Config.withDefault(Duration.seconds(30))),
   idleTimeout: Config.duration("idle_timeout").pipe(Config.withDefault(Duration.zero))
 })
@@ -352,23 +325,6 @@ const extraFieldsConfig = Config.array(Config.string(), "extra_fields").pipe(
       return Either.right(specs.filter((s) => s.length > 0 && s !== "<nil>").map(parseExtraField))
     } catch (e) {
       return Either.left(ConfigError.InvalidData(["extra_fields"], (e as Error).message))
-    }
-  })
-)
-
-const metricsConfig = Config.nested(
-  Config.all({
-    listen: Config.option(Config.string("listen")),
-    allowRemote: Config.boolean("allow_remote").pipe(Config.withDefault(false))
-  }),
-  "metrics"
-).pipe(
-  Config.mapOrFail(({ allowRemote, listen: l }): Either.Either<MetricsSettings | undefined, ConfigError.ConfigError> => {
-    if (Option.isNone(l)) return Either.right(undefined)
-    try {
-      return Either.right(parseMetricsListen(l.value, allowRemote))
-    } catch (e) {
-      return Either.left(ConfigError.InvalidData(["metrics", "listen"], (e as Error).message))
     }
   })
 )
