@@ -93,6 +93,7 @@ export class Wire {
   async connect(host: string, port: number): Promise<void> {
     this.phase = "connect"
     const sock = net.connect({ host, port })
+    this.sock = sock // so that abort() ends a connect still under way
     await this.race(new Promise<void>((resolve, reject) => {
       sock.once("connect", resolve)
       sock.once("error", (e) => reject(new ProbeFailure("network", e.message)))
@@ -113,6 +114,7 @@ export class Wire {
     }
     this.phase = "TLS handshake"
     const t = tls.connect(existing ? { ...options, socket: this.sock! } : options)
+    this.sock = t
     await this.race(new Promise<void>((resolve, reject) => {
       t.once("secureConnect", resolve)
       t.once("error", (e) => reject(tlsFailure(e)))
