@@ -24,7 +24,7 @@ REPO=$(pwd)
 export DEBIAN_FRONTEND=noninteractive
 exec </dev/null
 
-PKGS=(dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-auth-lua
+PKGS=(dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-submissiond dovecot-auth-lua
       lua-dbi-sqlite3 lua-dbi-postgresql lua-dbi-mysql sqlite3 lua5.4 debootstrap zstd
       postgresql mariadb-server mariadb-client postfix
       libpam0g-dev    # libpam0g-dev: headers for the node-linux-pam build (npm ci; auth_mode=pam)

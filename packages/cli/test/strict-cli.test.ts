@@ -116,6 +116,7 @@ describe("flag values are usage errors (exit 2)", () => {
   const cases: ReadonlyArray<readonly [string, ReadonlyArray<string>, RegExp]> = [
     ["backend add --hostip not-an-ip", ["backend", "add", "b1", "--hostip", "not-an-ip"], /--hostip: expected an IPv4 or IPv6 address such as 10\.0\.0\.11 or fd00::11, got "not-an-ip"/],
     ["backend add --state 7", ["backend", "add", "b1", "--state", "7"], /--state: expected a backend state 0 \(up\), 1 \(down\), 2 \(drain\), 3 \(health-down\), got 7/],
+    ["backend add --check-port 70000", ["backend", "add", "b1", "--check-port", "70000"], /--check-port: expected a port 1-65535, got 70000/],
     ["serve --socket-mode 777", ["serve", "--dict-socket", path.join(tmp, "f.sock"), "--socket-mode", "777"], /--socket-mode: expected a socket mode \(four octal digits with a leading 0 and no execute bits, such as 0660 or 0666\), got "777"/]
   ]
   for (const [what, args, re] of cases) {

@@ -178,6 +178,17 @@ export const layer = (settings: MetricsSettings) =>
         }
       })
       new client.Counter({
+        name: "doveroute_health_check_failures_total",
+        help: "Failed health probes of this daemon's checker by backend and kind: network, timeout, tls, protocol, login",
+        labelNames: ["backend", "id", "kind"] as const,
+        registers,
+        collect() {
+          this.reset()
+          if (Option.isNone(checker)) return
+          for (const f of checker.value.failures()) this.inc({ backend: f.hostname, id: String(f.id), kind: f.kind }, f.count)
+        }
+      })
+      new client.Counter({
         name: "doveroute_store_query_failures_total",
         help: "Failed metrics scrapes of the store (users per backend)",
         registers

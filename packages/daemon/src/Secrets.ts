@@ -1,7 +1,8 @@
 /**
  * Secrets: where the daemon reads them from, and how they stay out of `ps` and the logs.
  *
- * A secret setting `KEY` (the store URL, `store_password`, `auth.password`, `http.token`) comes
+ * A secret setting `KEY` (the store URL, `store_password`, `auth.password`, `http.token`,
+ * `health.login.password`) comes
  * from the first of:
  * 1. `KEY` itself (flag, `DOVEROUTE_*` variable or config file);
  * 2. `KEY_file`: a file holding the secret (`store_file`, `auth.password_file`, `http.token_file`);
@@ -31,7 +32,8 @@ export const CREDENTIALS = {
   store: "store",
   store_password: "store_password",
   "auth.password": "auth_password",
-  "http.token": "http_token"
+  "http.token": "http_token",
+  "health.login.password": "health_login_password"
 } as const
 
 /** A secret and where it came from (for messages: never the value). */
@@ -155,6 +157,10 @@ export const inlineSecretKeys = (json: unknown): ReadonlyArray<string> => {
   if (o["store_password"] !== undefined) out.push("store_password")
   if (sub("auth")["password"] !== undefined) out.push("auth.password")
   if (sub("http")["token"] !== undefined) out.push("http.token")
+  const health = sub("health")
+  if (typeof health["login"] === "object" && health["login"] !== null && (health["login"] as Record<string, unknown>)["password"] !== undefined) {
+    out.push("health.login.password")
+  }
   const ef = o["extra_fields"]
   if ((Array.isArray(ef) ? ef : [ef]).some((f) => typeof f === "string" && secretFieldKey(f) !== undefined)) out.push("extra_fields")
   return out

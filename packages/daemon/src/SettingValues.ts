@@ -13,7 +13,7 @@
  *
  * @since 0.1.0
  */
-import { Either, ParseResult, Schema } from "effect"
+import { Config, Either, ParseResult, Schema } from "effect"
 import * as net from "node:net"
 
 /** What {@link SocketMode} accepts, for messages. */
@@ -61,3 +61,10 @@ export const issueMessage = (e: ParseResult.ParseError): string =>
 /** Decode with a schema: the value or the one-line message. */
 export const check = <A, I>(schema: Schema.Schema<A, I>, input: I): Either.Either<A, string> =>
   Either.mapLeft(Schema.decodeEither(schema)(input), issueMessage)
+
+/** An integer setting of at least 1, with a default. */
+export const positiveInt = (name: string, fallback: number): Config.Config<number> =>
+  Config.integer(name).pipe(
+    Config.withDefault(fallback),
+    Config.validate({ message: `${name} must be at least 1`, validation: (n: number) => n >= 1 })
+  )

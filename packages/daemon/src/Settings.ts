@@ -51,6 +51,8 @@ import {
 import { BackendPort, HttpRoute } from "@doveroute/frontends"
 import { parseStoreUrl, type StoreUrl } from "@doveroute/store"
 import { Config, ConfigError, Duration, Either, Option, Redacted } from "effect"
+import { healthConfig } from "./HealthSettings.js"
+import { metricsConfig } from "./MetricsSettings.js"
 import { routingSettingsConfig } from "./RoutingSettings.js"
 import { CREDENTIALS, type Secret, secretConfig } from "./Secrets.js"
 import { storeWithPassword } from "./StoreSecret.js"
@@ -62,11 +64,8 @@ import {
   type AuthSettings,
   DEFAULT_PAM_SERVICE,
   DEFAULT_STORE,
-  type HealthSettings,
   type HttpSettings,
   type ListenerLimits,
-  type MetricsSettings,
-  parseMetricsListen,
   type RelaySettings,
   type Settings,
   type SocketSettings
@@ -75,15 +74,9 @@ import {
 export * from "./SettingsTypes.js"
 export { socketPathClash } from "./SettingsClash.js"
 
-const positiveInt = (name: string, fallback: number) =>
-  Config.integer(name).pipe(
-    Config.withDefault(fallback),
-    Config.validate({ message: `${name} must be at least 1`, validation: (n: number) => n >= 1 })
-  )
-
 const limitsConfig: Config.Config<ListenerLimits> = Config.all({
-  maxClients: positiveInt("max_clients", 10_000),
-  maxRequestsPerClient: positiveInt("max_requests_per_client", 1000),
+  maxClients: SettingValues.positiveInt("max_clients", 10_000),
+  maxRequestsPerClient: SettingValues.positiveInt("max_requests_per_client", 1000),
   lineTimeout: Config.duration("line_timeout").pipe(Config.withDefault(Duration.seconds(30))),
   idleTimeout: Config.duration("idle_timeout").pipe(Config.withDefault(Duration.zero))
 })
@@ -240,38 +233,6 @@ const extraFieldsConfig = Config.array(Config.string(), "extra_fields").pipe(
   })
 )
 
-const healthConfig: Config.Config<HealthSettings> = Config.nested(
-  Config.all({
-    enabled: Config.boolean("enabled").pipe(Config.withDefault(false)),
-    protocol: Config.literal("imap", "pop3", "lmtp")("protocol").pipe(Config.withDefault("imap" as const)),
-    port: Config.option(Config.integer("port").pipe(
-      Config.validate({ message: "expected a port 1-65535", validation: (n) => n >= 1 && n <= 65535 })
-    )),
-    interval: Config.duration("interval").pipe(Config.withDefault(Duration.seconds(10))),
-    timeout: Config.duration("timeout").pipe(Config.withDefault(Duration.seconds(3))),
-    fall: positiveInt("fall", 3),
-    rise: positiveInt("rise", 2)
-  }),
-  "health"
-).pipe(Config.map((h) => ({ ...h, port: Option.getOrUndefined(h.port) })))
-
-const metricsConfig = Config.nested(
-  Config.all({
-    listen: Config.option(Config.string("listen")),
-    allowRemote: Config.boolean("allow_remote").pipe(Config.withDefault(false))
-  }),
-  "metrics"
-).pipe(
-  Config.mapOrFail(({ allowRemote, listen: l }): Either.Either<MetricsSettings | undefined, ConfigError.ConfigError> => {
-    if (Option.isNone(l)) return Either.right(undefined)
-    try {
-      return Either.right(parseMetricsListen(l.value, allowRemote))
-    } catch (e) {
-      return Either.left(ConfigError.InvalidData(["metrics", "listen"], (e as Error).message))
-    }
-  })
-)
-
 /** The settings schema as an Effect `Config`. */
 export const settingsConfig: Config.Config<Settings> = Config.all({
   store: storeConfig,
@@ -298,12 +259,13 @@ export const settingsConfig: Config.Config<Settings> = Config.all({
   metrics: metricsConfig
 }).pipe(
   Config.map((s): Settings => {
-    const secrets = [...s.store.secrets, s.auth?.secret, s.http?.secret]
+    const secrets = [...s.store.secrets, s.auth?.secret, s.http?.secret, s.health.secret]
     return {
       ...s,
       store: s.store.url,
       auth: s.auth === undefined ? undefined : withoutSecret(s.auth),
       http: s.http === undefined ? undefined : withoutSecret(s.http),
+      health: withoutSecret(s.health),
       proxyFlag: Option.getOrElse(s.proxyFlag, () => defaultProxyFlag(s.strategy)),
       secretWarnings: secrets.flatMap((x) => (x?.warning === undefined ? [] : [x.warning]))
     }

@@ -7,6 +7,8 @@ import type { BackendPort, HttpRoute } from "@doveroute/frontends"
 import type { StoreUrl } from "@doveroute/store"
 import { Data, type Duration, type Redacted } from "effect"
 import type { RoutingSettings } from "./RoutingSettings.js"
+import type { HealthSettings } from "./HealthSettings.js"
+import type { MetricsSettings } from "./MetricsSettings.js"
 
 /** Socket file settings of one listener. */
 export interface SocketSettings {
@@ -87,44 +89,8 @@ export interface Settings {
   readonly secretWarnings?: ReadonlyArray<string>
 }
 
-/** The backend health checker (`health` section): banner checks, live-reloadable on SIGHUP. */
-export interface HealthSettings {
-  readonly enabled: boolean
-  readonly protocol: "imap" | "pop3" | "lmtp"
-  /** Port to check; undefined = the protocol's default (143, 110, 24). */
-  readonly port: number | undefined
-  readonly interval: Duration.Duration
-  readonly timeout: Duration.Duration
-  /** Consecutive failures before an up backend (state 0) is marked down (state 3). */
-  readonly fall: number
-  /** Consecutive successes before a backend the checker took down (state 3) is marked up. */
-  readonly rise: number
-}
-
-/** The metrics endpoint (`metrics` section). */
-export interface MetricsSettings {
-  readonly host: string
-  readonly port: number
-}
-
-/**
- * Parse `metrics.listen`: `127.0.0.1:PORT`, `[::1]:PORT` or `localhost:PORT`; any other address
- * only with `allowRemote` (`metrics.allow_remote: true`, the admin's explicit choice).
- */
-export const parseMetricsListen = (spec: string, allowRemote = false): MetricsSettings => {
-  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(spec.trim())
-  if (m === null) throw new Error(`metrics.listen must be HOST:PORT (loopback), got ${JSON.stringify(spec)}`)
-  const host = (m[1] ?? m[2])!
-  const port = Number(m[3])
-  if (port < 1 || port > 65535) throw new Error(`metrics.listen: bad port ${m[3]}`)
-  if (!allowRemote && !(/^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host) || host === "::1" || host === "localhost")) {
-    throw new Error(
-      `metrics.listen must be a loopback address (127.0.0.0/8, [::1], localhost), got ${host}: ` +
-        "set metrics.allow_remote to true to serve metrics on another address"
-    )
-  }
-  return { host, port }
-}
+export { type MetricsSettings, parseMetricsListen } from "./MetricsSettings.js"
+export type { HealthSettings } from "./HealthSettings.js"
 
 /** Limits applied to every listener (docs/operations.md). */
 export interface ListenerLimits {

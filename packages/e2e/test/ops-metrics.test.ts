@@ -148,12 +148,13 @@ describe("metrics an operator's Prometheus scrapes", () => {
       expect(down).toMatch(/ backend=flaky\.test /)
       expect(down).toMatch(/ from=up /)
       expect(down).toMatch(/ to=health_down/)
-      expect(down).toMatch(/ reason="1 failed checks in a row \(fall 1\): fail: 127\.0\.0\.3:\d+: connect ECONNREFUSED/)
+      expect(down).toMatch(/ reason="1 failed checks in a row \(fall 1\): fail network: flaky\.test 127\.0\.0\.3:\d+ \w+: connect ECONNREFUSED/)
+      expect(down).toMatch(/ failure=network /)
       const back = lineOf(/backend marked up by the health checker \(health_down -> up\)/)
       expect(back).toMatch(/ backend=flaky\.test /)
       expect(back).toMatch(/ from=health_down /)
       expect(back).toMatch(/ to=up/)
-      expect(back).toMatch(/ reason="1 passed checks in a row \(rise 1\): ok \d+ms: \* OK fake IMAP ready"/)
+      expect(back).toMatch(/ reason="1 passed checks in a row \(rise 1\): ok \d+ms imap: \* OK fake IMAP ready"/)
       expect(logs).not.toMatch(/marked (down|up)[^\n]*backend=up\.test/)
 
       // reloads: one that applies, one refused (an unknown key), both counted by result

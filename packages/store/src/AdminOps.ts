@@ -1,6 +1,6 @@
 /**
  * Operator commands on the store (the `doveroute backend|user|shard|status|dump|import` CLI):
- * backends by hostname or id, states, weights, removal, compare-and-set moves with a per-key move
+ * backends by hostname or id, states, weights, check ports, removal, compare-and-set moves with a per-key move
  * lock, unassign, listings and bulk import.
  *
  * @since 0.1.0
@@ -9,6 +9,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { type RouteKey, type StoreError, type Strategy } from "@doveroute/routing"
 import { Data, Effect } from "effect"
+import { validCheckPort } from "./CheckPort.js"
 import { classifySqlError } from "./Classify.js"
 import { addBackend } from "./Admin.js"
 import { MOVES_TABLE, readRoutesVersion, stateName } from "./Operations.js"
@@ -43,6 +44,8 @@ export interface BackendRow {
   readonly state: number
   readonly stateName: string
   readonly weight: number
+  /** Health-check port of its own (`check_port`); null = the checker's `health.port`. */
+  readonly checkPort: number | null
   readonly users: number
   readonly lastHealth: string | null
   readonly lastHealthAt: string | null
@@ -54,7 +57,7 @@ const str = (v: unknown): string | null => v === null || v === undefined ? null 
 export const listBackends = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   const rows = yield* sql<Record<string, unknown>>`
-    SELECT b.id, b.hostname, b.hostip, b.state, b.weight, b.last_health, b.last_health_at,
+    SELECT b.id, b.hostname, b.hostip, b.state, b.weight, b.check_port, b.last_health, b.last_health_at,
       (SELECT COUNT(*) FROM user_backend ub WHERE ub.backend_id = b.id) AS users
     FROM backends b ORDER BY b.id`.pipe(wrap("list backends"))
   return rows.map((r): BackendRow => ({
@@ -64,6 +67,7 @@ export const listBackends = Effect.gen(function*() {
     state: Number(r["state"] ?? 0),
     stateName: stateName(Number(r["state"] ?? 0)),
     weight: Number(r["weight"] ?? 1),
+    checkPort: r["check_port"] === null || r["check_port"] === undefined ? null : Number(r["check_port"]),
     users: Number(r["users"]),
     lastHealth: str(r["last_health"]),
     lastHealthAt: str(r["last_health_at"])
@@ -86,22 +90,48 @@ export const resolveBackend = (name: string) =>
     return yield* new AdminError({ reason: "NotFound", detail: `no backend with hostname or id ${JSON.stringify(name)}` })
   })
 
-/** Add a backend (optionally updating an existing one of that hostname: `dump` output re-runs). */
-export const addOrUpdateBackend = (b: { hostname: string; hostip: string | null; state: number; weight: number; orUpdate: boolean }) =>
+/**
+ * Add a backend (optionally updating an existing one of that hostname: `dump` output re-runs).
+ * `checkPort` undefined leaves an existing backend's check port as it is.
+ */
+export const addOrUpdateBackend = (b: {
+  hostname: string
+  hostip: string | null
+  state: number
+  weight: number
+  checkPort?: number | null | undefined
+  orUpdate: boolean
+}) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     if (!Number.isInteger(b.weight) || b.weight < 0) return yield* new AdminError({ reason: "Invalid", detail: "weight must be an integer ≥ 0" })
+    if (b.checkPort !== undefined && !validCheckPort(b.checkPort)) return yield* badCheckPort
     const existing = (yield* listBackends).find((x) => x.hostname === b.hostname)
+    let id: number
     if (existing !== undefined) {
       if (!b.orUpdate) {
         return yield* new AdminError({ reason: "Refused", detail: `backend ${b.hostname} exists already (id ${existing.id}); use --or-update to change it` })
       }
       yield* sql`UPDATE backends SET hostip = ${b.hostip}, state = ${b.state}, weight = ${b.weight} WHERE id = ${existing.id}`.pipe(wrap("update backend"))
-      return { backend: yield* resolveBackend(String(existing.id)), created: false }
+      id = existing.id
+    } else {
+      id = (yield* addBackend({ hostname: b.hostname, hostip: b.hostip, state: b.state })).id
+      if (b.weight !== 1) yield* sql`UPDATE backends SET weight = ${b.weight} WHERE id = ${id}`.pipe(wrap("set weight"))
     }
-    const added = yield* addBackend({ hostname: b.hostname, hostip: b.hostip, state: b.state })
-    if (b.weight !== 1) yield* sql`UPDATE backends SET weight = ${b.weight} WHERE id = ${added.id}`.pipe(wrap("set weight"))
-    return { backend: yield* resolveBackend(String(added.id)), created: true }
+    if (b.checkPort !== undefined) yield* sql`UPDATE backends SET check_port = ${b.checkPort} WHERE id = ${id}`.pipe(wrap("set check port"))
+    return { backend: yield* resolveBackend(String(id)), created: existing === undefined }
+  })
+
+const badCheckPort = new AdminError({ reason: "Invalid", detail: "check port must be 1-65535 (or none)" })
+
+/** Set `check_port` (1-65535), or clear it (null: the checker's `health.port`). */
+export const setCheckPort = (name: string, port: number | null) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    if (!validCheckPort(port)) return yield* badCheckPort
+    const b = yield* resolveBackend(name)
+    if (b.checkPort !== port) yield* sql`UPDATE backends SET check_port = ${port} WHERE id = ${b.id}`.pipe(wrap("set check port"))
+    return { before: b, after: yield* resolveBackend(String(b.id)) }
   })
 
 /** Set `state` (0 up, 1 down, 2 drain). */

@@ -7,7 +7,8 @@
  * daemons checking one database cannot undo each other's or an admin's change. Each flip changes
  * `backends`, so the routes-version triggers invalidate every daemon's lookup cache.
  *
- * `last_health` / `last_health_at` are written when the columns exist (added by a migration).
+ * `last_health` / `last_health_at` are written when the columns exist (added by a migration); a
+ * backend's own `check_port` is read when that column exists (CheckPort.ts).
  *
  * @since 0.1.0
  */
@@ -15,6 +16,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import type { Backend } from "@doveroute/routing"
 import { Effect } from "effect"
+import { CHECK_PORT_COLUMN } from "./CheckPort.js"
 import { classifySqlError } from "./Classify.js"
 import { tableColumns } from "./Schema.js"
 import { toBackend } from "./SqlRouteStore.js"
@@ -27,18 +29,32 @@ export const STATE_HEALTH_DOWN = 3
 
 const wrap = (what: string) => <A, R>(eff: Effect.Effect<A, SqlError, R>) => Effect.mapError(eff, classifySqlError(what))
 
-/** Every backend (id, hostname, hostip, state), ordered by id. */
-export const listBackends = Effect.gen(function*() {
-  const sql = yield* SqlClient.SqlClient
-  const rows = yield* sql<{ id: number; hostname: string; hostip: string | null; state: number }>`
-    SELECT id, hostname, hostip, state FROM backends ORDER BY id`.pipe(wrap("list backends for health checks"))
-  return rows.map(toBackend)
-})
+/** A backend as the checker sees it: with its own check port (null = the `health.port` setting). */
+export interface CheckedBackend extends Backend {
+  readonly checkPort: number | null
+}
 
-/** Whether `backends` has the `last_health` / `last_health_at` columns. */
-export const hasHealthColumns = Effect.gen(function*() {
+/** Which optional columns `backends` has (migrations 0004 and `check_port`). */
+export interface HealthColumns {
+  /** `last_health` / `last_health_at`. */
+  readonly lastHealth: boolean
+  readonly checkPort: boolean
+}
+
+/** Every backend (id, hostname, hostip, state, check port), ordered by id. */
+export const listBackends = (columns: HealthColumns) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const port = columns.checkPort ? sql.literal(CHECK_PORT_COLUMN) : sql.literal("NULL")
+    const rows = yield* sql<{ id: number; hostname: string; hostip: string | null; state: number; check_port: number | string | null }>`
+      SELECT id, hostname, hostip, state, ${port} AS check_port FROM backends ORDER BY id`.pipe(wrap("list backends for health checks"))
+    return rows.map((r): CheckedBackend => ({ ...toBackend(r), checkPort: r.check_port === null || r.check_port === undefined ? null : Number(r.check_port) }))
+  })
+
+/** Which of the checker's optional columns `backends` has. */
+export const healthColumns = Effect.gen(function*() {
   const cols = yield* tableColumns("backends").pipe(wrap("read backends columns"))
-  return cols.includes("last_health") && cols.includes("last_health_at")
+  return { lastHealth: cols.includes("last_health") && cols.includes("last_health_at"), checkPort: cols.includes(CHECK_PORT_COLUMN) }
 })
 
 /** Record a check result (truncated to 255 characters) and its time; a no-op without the columns. */

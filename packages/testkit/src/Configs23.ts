@@ -218,3 +218,35 @@ function script_init()
 end
 `
 }
+
+/** Options for {@link backendTls23}: certificate files and the extra listeners (0 or absent = none). */
+export interface BackendTls23Options {
+  readonly certFile: string
+  readonly keyFile: string
+  /** Certificates by local address (`local <ip> { ssl_cert … }`), e.g. one signed by another CA. */
+  readonly byAddress?: Readonly<Record<string, { readonly certFile: string; readonly keyFile: string }>>
+  readonly imapsPort?: number
+  readonly pop3sPort?: number
+  /** Submission (SMTP, STARTTLS offered) and submissions (implicit TLS); adds the submission protocol. */
+  readonly submissionPort?: number
+  readonly submissionsPort?: number
+}
+
+/**
+ * A block to append to {@link backendConfig23} (`extra`): TLS on (STARTTLS offered on IMAP, POP3,
+ * LMTP and submission), imaps/pop3s listeners, and the submission service (relay host 127.0.0.1:25,
+ * never used by the tests: they stop after AUTH).
+ */
+export function backendTls23(o: BackendTls23Options): string {
+  const submission = o.submissionPort !== undefined || o.submissionsPort !== undefined
+  const inet = (name: string, port: number | undefined, ssl = false) =>
+    `  inet_listener ${name} {\n    port = ${port ?? 0}\n${ssl ? "    ssl = yes\n" : ""}  }`
+  return joinConfig(
+    `ssl = yes\nssl_cert = <${o.certFile}\nssl_key = <${o.keyFile}`,
+    ...Object.entries(o.byAddress ?? {}).map(([ip, c]) => `local ${ip} {\n  ssl_cert = <${c.certFile}\n  ssl_key = <${c.keyFile}\n}`),
+    submission ? "protocols = $protocols submission\nhostname = backend.test\nsubmission_relay_host = 127.0.0.1\nsubmission_relay_port = 25" : "",
+    `service imap-login {\n${inet("imaps", o.imapsPort, true)}\n}`,
+    `service pop3-login {\n${inet("pop3s", o.pop3sPort, true)}\n}`,
+    submission ? `service submission-login {\n${inet("submission", o.submissionPort)}\n${inet("submissions", o.submissionsPort, true)}\n}` : ""
+  )
+}

@@ -1,5 +1,6 @@
 /**
- * `doveroute backend list|add|remove|up|down|drain|weight` (a backend is named by hostname or id).
+ * `doveroute backend list|add|remove|up|down|drain|weight|check-port` (a backend is named by
+ * hostname or id).
  *
  * @since 0.1.0
  */
@@ -13,13 +14,13 @@ import { adminOptions, optionalText, output, withReadStore, withStore } from "./
 const BACKEND = Args.text({ name: "BACKEND" }).pipe(Args.withDescription("hostname or id"))
 
 const row = (b: AdminOps.BackendRow) =>
-  [b.id, b.hostname, b.hostip ?? "-", b.stateName, b.weight, b.users, b.lastHealth ?? "-"].join("\t")
-const HEADER = ["id", "hostname", "hostip", "state", "weight", "users", "last_health"].join("\t")
+  [b.id, b.hostname, b.hostip ?? "-", b.stateName, b.weight, b.users, b.checkPort ?? "-", b.lastHealth ?? "-"].join("\t")
+const HEADER = ["id", "hostname", "hostip", "state", "weight", "users", "check_port", "last_health"].join("\t")
 
 const list = Command.make("list", adminOptions, (o) =>
   withReadStore(o, () =>
     Effect.flatMap(AdminOps.listBackends, (rows) => output(o.json, rows, () => [HEADER, ...rows.map(row)])))
-).pipe(Command.withDescription("list backends: id, hostname, hostip, state, weight, users mapped, last health result"))
+).pipe(Command.withDescription("list backends: id, hostname, hostip, state, weight, users mapped, health-check port, last health result"))
 
 const add = Command.make(
   "add",
@@ -37,13 +38,25 @@ const add = Command.make(
       Options.withDefault(0)
     ),
     weight: Options.integer("weight").pipe(Options.withDescription("placement weight (default 1; 0 = no new users)"), Options.withDefault(1)),
-    orUpdate: Options.boolean("or-update").pipe(Options.withDescription("update hostip/state/weight when the hostname exists (re-runnable)"))
+    checkPort: Options.integer("check-port").pipe(
+      validated("--check-port", SettingValues.Port),
+      Options.withDescription("port the health checker probes on this backend (default: the health.port setting)"),
+      Options.optional
+    ),
+    orUpdate: Options.boolean("or-update").pipe(Options.withDescription("update hostip/state/weight (and the check port when given) when the hostname exists (re-runnable)"))
   },
   (o) =>
     withStore(o, () =>
       Effect.flatMap(
-        AdminOps.addOrUpdateBackend({ hostname: o.hostname, hostip: Option.getOrNull(o.hostip), state: o.state, weight: o.weight, orUpdate: o.orUpdate }),
-        (r) => output(o.json, r.backend, () => [`${r.created ? "added" : "updated"} backend ${r.backend.id} ${r.backend.hostname}${r.backend.hostip ? " hostip " + r.backend.hostip : ""} ${r.backend.stateName} weight ${r.backend.weight}`])
+        AdminOps.addOrUpdateBackend({
+          hostname: o.hostname,
+          hostip: Option.getOrNull(o.hostip),
+          state: o.state,
+          weight: o.weight,
+          checkPort: Option.getOrUndefined(o.checkPort),
+          orUpdate: o.orUpdate
+        }),
+        (r) => output(o.json, r.backend, () => [`${r.created ? "added" : "updated"} backend ${r.backend.id} ${r.backend.hostname}${r.backend.hostip ? " hostip " + r.backend.hostip : ""} ${r.backend.stateName} weight ${r.backend.weight}${r.backend.checkPort !== null ? " check port " + r.backend.checkPort : ""}`])
       ))
 ).pipe(Command.withDescription("add a backend"))
 
@@ -82,6 +95,23 @@ const weight = Command.make(
         output(o.json, r.after, () => [`backend ${r.after.id} ${r.after.hostname}: weight ${r.before.weight} -> ${r.after.weight}`])))
 ).pipe(Command.withDescription("set a backend's placement weight"))
 
+const checkPort = Command.make(
+  "check-port",
+  {
+    ...adminOptions,
+    backend: BACKEND,
+    port: Args.text({ name: "PORT" }).pipe(Args.withDescription("1-65535, or none (use the health.port setting)"))
+  },
+  (o) =>
+    withStore(o, () =>
+      Effect.gen(function*() {
+        const port = o.port === "none" ? null : /^\d{1,5}$/.test(o.port) ? Number(o.port) : NaN
+        const r = yield* AdminOps.setCheckPort(o.backend, port)
+        const shown = (p: number | null) => p === null ? "none" : String(p)
+        return yield* output(o.json, r.after, () => [`backend ${r.after.id} ${r.after.hostname}: check port ${shown(r.before.checkPort)} -> ${shown(r.after.checkPort)}`])
+      }))
+).pipe(Command.withDescription("set the port the health checker probes on a backend (none: the health.port setting)"))
+
 export const backend = Command.make("backend").pipe(
   Command.withDescription("manage backends"),
   Command.withSubcommands([
@@ -91,6 +121,7 @@ export const backend = Command.make("backend").pipe(
     stateCommand("up", Operations.STATE.up, "state up: receives new users (also clears a health-checker down)"),
     stateCommand("down", Operations.STATE.down, "state down (admin): no new users; the health checker never sets it up"),
     stateCommand("drain", Operations.STATE.drain, "state drain (admin): no new users, mapped users stay"),
-    weight
+    weight,
+    checkPort
   ])
 )

@@ -77,7 +77,7 @@ export const dump = Command.make("dump", adminOptions, (o) =>
         "# (or one that agrees; a user found on another backend is reported, not moved). Replay: sh FILE",
         "set -e",
         ...backends.map((b) =>
-          `doveroute backend add ${shq(b.hostname)}${b.hostip ? " --hostip " + shq(b.hostip) : ""} --state ${b.state} --weight ${b.weight} --or-update${strat}`),
+          `doveroute backend add ${shq(b.hostname)}${b.hostip ? " --hostip " + shq(b.hostip) : ""} --state ${b.state} --weight ${b.weight}${b.checkPort !== null ? " --check-port " + b.checkPort : ""} --or-update${strat}`),
         `doveroute import${strat} - <<'${DUMP_END}'`,
         shard ? "shard,backend" : "user,backend"
       ]
