@@ -92,7 +92,12 @@ export class RouteTable extends Context.Tag("doveroute/RouteTable")<RouteTable, 
 }
 
 /** One feed reader over `table`: `step` is one refresh (load or reload when needed, then read). */
-export const makeSync = (feed: Context.Tag.Service<RouteFeed>, table: RoutingTable, options: TableOptions) => {
+export const makeSync = (
+  feed: Context.Tag.Service<RouteFeed>,
+  table: RoutingTable,
+  options: TableOptions,
+  now: () => number = Date.now
+) => {
   let pos = 0
   /** Missing ids below `pos` → when first missed. */
   const holes = new Map<number, number>()
@@ -102,7 +107,7 @@ export const makeSync = (feed: Context.Tag.Service<RouteFeed>, table: RoutingTab
   let lastReadAt = 0
   let reloads = 0
   let applied = 0
-  let lastPrune = Date.now()
+  let lastPrune = now()
 
   const load = (why: string) =>
     Effect.gen(function*() {
@@ -136,10 +141,12 @@ export const makeSync = (feed: Context.Tag.Service<RouteFeed>, table: RoutingTab
       const rows = yield* feed.read(pos, BATCH)
       for (const c of rows) {
         for (let id = pos + 1; id < c.id; id++) {
-          if (id > replayUpTo) holes.set(id, Date.now())
+          if (id > replayUpTo) holes.set(id, now())
           fresh = true
         }
         pos = c.id
+        // a reload entry the snapshot already covers (re-read after a reload) is done
+        if (c._tag === "reload" && c.id <= replayUpTo) continue
         if (!applyOne(c)) return fresh
       }
       if (holes.size > MAX_HOLES) {
@@ -156,9 +163,9 @@ export const makeSync = (feed: Context.Tag.Service<RouteFeed>, table: RoutingTab
       holes.delete(c.id)
       if (!applyOne(c)) return
     }
-    const now = Date.now()
+    const t = now()
     for (const since of holes.values()) {
-      if (now - since > GAP_WAIT_MS) {
+      if (t - since > GAP_WAIT_MS) {
         needReload = `a feed entry stayed missing for ${GAP_WAIT_MS / 1000} s`
         return
       }
@@ -175,10 +182,10 @@ export const makeSync = (feed: Context.Tag.Service<RouteFeed>, table: RoutingTab
     }
     if (needReload === undefined) yield* readHoles
     if (needReload !== undefined) yield* load(needReload)
-    table.markRead(Date.now())
-    lastReadAt = Date.now()
-    if (Date.now() - lastPrune > PRUNE_EVERY_MS) {
-      lastPrune = Date.now()
+    table.markRead(now())
+    lastReadAt = now()
+    if (now() - lastPrune > PRUNE_EVERY_MS) {
+      lastPrune = now()
       yield* Effect.ignore(feed.prune(options.keepChanges))
     }
   })
