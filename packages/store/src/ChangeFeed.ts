@@ -159,7 +159,7 @@ export const layer = (strategy: Strategy, queryTimeout: Duration.DurationInput):
         const backends: ReadonlyArray<Backend> = (yield* sql<{ id: number; hostname: string; hostip: string | null; state: number }>`
           SELECT id, hostname, hostip, state FROM backends`.pipe(g("load the routing table: backends"))).map(toBackend)
         const routes = new Map<string, number>()
-        yield* forEachMappingPage(strategy, 20_000, (page) =>
+        yield* forEachMappingPage(strategy, 100_000, (page) =>
           Effect.sync(() => {
             for (const r of page) routes.set(String(r.key), r.backendId)
           }))
