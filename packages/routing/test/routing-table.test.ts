@@ -67,6 +67,18 @@ const fakeFeed = (state: { snapshot: TableSnapshot }) => {
 const route = (id: number, key: string, backendId: number | null): Change => ({ _tag: "route", id, key, backendId })
 const OPTS = { refresh: "1 second", maxStale: 0, keepChanges: 1000 } as const
 
+/** A table and its reader over a fake feed, after the first refresh (the load). */
+const started = (routes: Record<string, number>) =>
+  Effect.gen(function*() {
+    const state = { snapshot: snap(routes) }
+    const f = fakeFeed(state)
+    const t = makeTable()
+    const clock = { now: 0 }
+    const s = makeSync(f.feed, t, OPTS, () => clock.now)
+    yield* s.step
+    return { state, f, t, clock, s }
+  })
+
 describe("routing table", () => {
   it("answers only when loaded, only for backends it holds, never for a held key or past max_stale", () => {
     let now = 1000
@@ -123,43 +135,33 @@ describe("routing table", () => {
 describe("feed reader", () => {
   it.effect("loads, then applies entries; a hole is filled when its entry becomes visible", () =>
     Effect.gen(function*() {
-      const state = { snapshot: snap({ alice: 1 }) }
-      const f = fakeFeed(state)
-      const t = makeTable()
-      let now = 0
-      const s = makeSync(f.feed, t, OPTS, () => now)
-      yield* s.step
+      const { clock, f, s, t } = yield* started({ alice: 1 })
       expect(s.status()).toMatchObject({ loaded: true, storeUp: true, reloads: 1 })
       f.push(route(1, "alice", 2), route(3, "bob", 1)) // id 2 not committed yet
       yield* s.step
-      expect(t.lookup("bob", now)?.id).toBe(1)
+      expect(t.lookup("bob", clock.now)?.id).toBe(1)
       f.push(route(2, "carol", 2))
-      now += 1000
+      clock.now += 1000
       yield* s.step
-      expect(t.lookup("carol", now)?.id, "the late entry was applied").toBe(2)
-      now += GAP_WAIT_MS * 2
+      expect(t.lookup("carol", clock.now)?.id, "the late entry was applied").toBe(2)
+      clock.now += GAP_WAIT_MS * 2
       yield* s.step
       expect(s.status()).toMatchObject({ reloads: 1, applied: 3 })
     }))
 
   it.effect("a hole that stays, a reload entry and a position behind the pruned feed reload; the old rows answer meanwhile", () =>
     Effect.gen(function*() {
-      const state = { snapshot: snap({ alice: 1 }) }
-      const f = fakeFeed(state)
-      const t = makeTable()
-      let now = 0
-      const s = makeSync(f.feed, t, OPTS, () => now)
-      yield* s.step
+      const { clock, f, s, state, t } = yield* started({ alice: 1 })
       f.push(route(2, "bob", 1)) // id 1 never shows (rolled back, or a transaction still open)
       yield* s.step
-      now += GAP_WAIT_MS - 1
+      clock.now += GAP_WAIT_MS - 1
       yield* s.step
       expect(s.status().reloads, "within the wait: no reload").toBe(1)
       state.snapshot = snap({ alice: 2, bob: 1 })
-      now += 2
+      clock.now += 2
       yield* s.step
       expect(s.status().reloads, "the hole stayed: reloaded").toBe(2)
-      expect(t.lookup("alice", now)?.id).toBe(2)
+      expect(t.lookup("alice", clock.now)?.id).toBe(2)
 
       f.push({ _tag: "reload", id: 3 })
       state.snapshot = snap({ alice: 1, bob: 1 })
@@ -169,7 +171,7 @@ describe("feed reader", () => {
       // a second reader starts after the reload entry (it re-reads it, covered by its snapshot: no
       // second load), then stops reading; the feed is pruned past its position
       const t2 = makeTable()
-      const late = makeSync(f.feed, t2, OPTS, () => now)
+      const late = makeSync(f.feed, t2, OPTS, () => clock.now)
       yield* late.step
       yield* late.step
       expect(late.status().reloads).toBe(1)
@@ -179,34 +181,30 @@ describe("feed reader", () => {
         ...snap({ alice: 2, bob: 1 }),
         get routes() {
           // while the snapshot is read, the old rows still answer
-          expect(t2.lookup("alice", now)?.hostname).toMatch(/^b[12]\.test$/)
-          expect(t2.lookup("bob", now)?.id).toBe(1)
+          expect(t2.lookup("alice", clock.now)?.hostname).toMatch(/^b[12]\.test$/)
+          expect(t2.lookup("bob", clock.now)?.id).toBe(1)
           return new Map([["alice", 2], ["bob", 1]])
         }
       }
       yield* late.step
       expect(late.status().reloads, "behind the pruned feed: reloaded at once").toBe(2)
-      expect(t2.lookup("alice", now)?.id).toBe(2)
+      expect(t2.lookup("alice", clock.now)?.id).toBe(2)
     }))
 
   it.effect("a failing store: the table keeps answering, the status says so, then it recovers", () =>
     Effect.gen(function*() {
-      const f = fakeFeed({ snapshot: snap({ alice: 1 }) })
-      const t = makeTable()
-      let now = 0
-      const s = makeSync(f.feed, t, OPTS, () => now)
-      yield* s.step
+      const { clock, f, s, t } = yield* started({ alice: 1 })
       f.setDown(true)
-      now += 5000
+      clock.now += 5000
       yield* s.step
       expect(s.status()).toMatchObject({ storeUp: false, lastReadAt: 0 })
-      expect(t.lookup("alice", now)?.hostname).toBe("b1.test")
+      expect(t.lookup("alice", clock.now)?.hostname).toBe("b1.test")
       f.setDown(false)
       f.push(route(1, "alice", 2))
-      now += 1000
+      clock.now += 1000
       yield* s.step
-      expect(s.status()).toMatchObject({ storeUp: true, lastReadAt: now })
-      expect(t.lookup("alice", now)?.id).toBe(2)
+      expect(s.status()).toMatchObject({ storeUp: true, lastReadAt: clock.now })
+      expect(t.lookup("alice", clock.now)?.id).toBe(2)
     }))
 })
 
