@@ -2,7 +2,8 @@
 // `user_backend`, `backends` and `doveroute_moves` reaches the feed; writes that change nothing
 // routing-relevant (a health check recording its result, a state set to the value it has, MySQL's
 // insert-ignore of an existing row) append nothing; a routing table follows the feed; pruning, and
-// a table that fell behind the pruned range reloads fully (keeping its rows until the new ones are in).
+// a table that fell behind the pruned range reloads fully (keeping its rows until the new ones are in);
+// shard keys (user_hash) reach the feed as the text move holds use.
 import { describe, expect, it } from "@effect/vitest"
 import { type Change, makeSync, makeTable, RouteFeed } from "@doveroute/routing"
 import { ChangeFeed, Health, parseStoreUrl, SqlRouteStore, storeLayer } from "@doveroute/store"
@@ -12,9 +13,9 @@ import { dropFileDatabaseAfterAll, KINDS, withDatabase } from "./helpers.js"
 
 dropFileDatabaseAfterAll()
 
-const layers = (url: string) => {
-  const store = storeLayer({ url: parseStoreUrl(url), strategy: "mapping", migrate: true })
-  return Layer.merge(ChangeFeed.layer("mapping", "5 seconds").pipe(Layer.provide(store)), store)
+const layers = (url: string, strategy: "mapping" | "shard" = "mapping") => {
+  const store = storeLayer({ url: parseStoreUrl(url), strategy, migrate: true })
+  return Layer.merge(ChangeFeed.layer(strategy, "5 seconds").pipe(Layer.provide(store)), store)
 }
 
 /** A feed entry as a short string: `u alice 2`, `b 1 b1.test 0`, `h alice 99`. */
@@ -134,5 +135,22 @@ describe.each(KINDS)("change feed on %s", (kind) => {
         expect(table.lookup("alice", Date.now())?.hostname).toBe("b1.example")
         expect(table.backends().map((b) => [b.id, b.users])).toEqual([[1, 2], [2, 1]])
       }).pipe(Effect.provide(layers(url)))
+    ), { timeout: 60_000 })
+
+  it.effect("shard strategy: user_hash keys reach the feed as text, as move holds name them", () =>
+    withDatabase(kind, (url) =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const feed = yield* RouteFeed
+        const since = yield* feed.head
+        yield* sql.unsafe(`INSERT INTO backends (id, hostname, hostip, state) VALUES (1, 'b1.test', NULL, 0)`)
+        yield* sql.unsafe(`INSERT INTO user_backend (backend_id, user_hash) VALUES (1, 123)`)
+        yield* sql.unsafe(`UPDATE user_backend SET user_hash = 124 WHERE user_hash = 123`)
+        yield* sql.unsafe(`INSERT INTO doveroute_moves (route_key, hold_logins, expires_at) VALUES ('124', 1, 5)`)
+        expect((yield* feed.read(since, 100)).map(show)).toEqual(["b 1 b1.test 0", "u 123 1", "u 123 null", "u 124 1", "h 124 5"])
+        const snapshot = yield* feed.snapshot
+        expect([...snapshot.routes]).toEqual([["124", 1]])
+        expect([...snapshot.holds]).toEqual([["124", 5]])
+      }).pipe(Effect.provide(layers(url, "shard")))
     ), { timeout: 60_000 })
 })
