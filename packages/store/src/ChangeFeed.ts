@@ -139,6 +139,9 @@ export const toChange = (r: ChangeRow): Change => {
 
 /** How long one snapshot may take before it is abandoned (and tried again at the next refresh). */
 export const SNAPSHOT_TIMEOUT = "10 minutes"
+/** Mappings read per query of a snapshot, and the deadline of each such query. */
+export const PAGE = 100_000
+export const PAGE_TIMEOUT = "1 minute"
 
 /** {@link RouteFeed} over the store (each read bounded by `queryTimeout`). */
 export const layer = (strategy: Strategy, queryTimeout: Duration.DurationInput): Layer.Layer<RouteFeed, never, SqlClient.SqlClient> =>
@@ -159,10 +162,10 @@ export const layer = (strategy: Strategy, queryTimeout: Duration.DurationInput):
         const backends: ReadonlyArray<Backend> = (yield* sql<{ id: number; hostname: string; hostip: string | null; state: number }>`
           SELECT id, hostname, hostip, state FROM backends`.pipe(g("load the routing table: backends"))).map(toBackend)
         const routes = new Map<string, number>()
-        yield* forEachMappingPage(strategy, 100_000, (page) =>
+        yield* forEachMappingPage(strategy, PAGE, (page) =>
           Effect.sync(() => {
             for (const r of page) routes.set(String(r.key), r.backendId)
-          }))
+          }), guarded("load the routing table: mappings", PAGE_TIMEOUT, { synchronous: runsSynchronously(sql) }))
         const holds = new Map<string, number>()
         for (const r of yield* sql<{ k: string; e: number | string }>`SELECT route_key AS k, expires_at AS e FROM ${sql(MOVES_TABLE)}
           WHERE hold_logins = 1`.pipe(g("load the routing table: holds"))) holds.set(String(r.k), Number(r.e))
