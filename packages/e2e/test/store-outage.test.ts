@@ -8,7 +8,7 @@
 // Checked: during an outage every user mapped before it is answered from the daemon's routing table
 // with its host and without waiting for the store (0 temp_fail, 0 wrong hosts), every first login
 // gets `F` within the query timeout (never `N`); `/metrics` answers during every outage and reports
-// `doveroute_store_up 0`; the daemon keeps running and keeps its pool bounded; first logins succeed
+// `doveroute_store_up 0`; one warning when the feed starts failing and one when it works again; the daemon keeps running and keeps its pool bounded; first logins succeed
 // again within 2 s of the server coming back, by themselves; no mapping is lost or duplicated.
 // DVR_OUTAGE_TRACE=/path/prefix writes every lookup (send time, latency, reply) and the daemon log.
 import * as fs from "node:fs"
@@ -150,7 +150,7 @@ describe.concurrent("store outages on a private server", () => {
       const socket = tmp.join("dict.sock")
       const metricsPort = await freePort()
       daemon = await startDaemon({
-        args: ["--store", server.url, "--dict-socket", socket, "--log-level", process.env["DVR_OUTAGE_TRACE"] !== undefined ? "warning" : "error"],
+        args: ["--store", server.url, "--dict-socket", socket, "--log-level", "warning"],
         waitFor: [socket],
         waitForTcp: [{ host: "127.0.0.1", port: metricsPort }],
         env: {
@@ -307,6 +307,13 @@ async function scenario(name: string, server: PrivateServer, daemon: RunningDaem
   }
   for (const [u, h] of before) expect(stored.get(u), `pre-outage mapping of ${u}`).toEqual([h])
   expect([...stored.values()].filter((h) => h.length > 1)).toEqual([])
+
+  // one warning when the feed starts failing, one when it works again, per outage
+  const logs = daemon.logs()
+  const down = logs.match(/store unreachable: routing known users from the in-memory table, first logins temp_fail/g)?.length ?? 0
+  const up = logs.match(/store reachable again: the routing table is in step/g)?.length ?? 0
+  expect(down, "a warning per outage").toBeGreaterThanOrEqual(3)
+  expect(up, "a recovery line per outage").toBe(down)
 
   // still running, pool still bounded
   expect(daemon.exited()).toBe(false)

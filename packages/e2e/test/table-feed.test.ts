@@ -1,5 +1,5 @@
 // The in-memory routing table (table.mode full, the default) with two `doveroute serve` processes on
-// one store (SQLite file, PostgreSQL database), health checks every second against banner servers:
+// one store (SQLite file, PostgreSQL database, MariaDB database), health checks every second against banner servers:
 // - known users are answered from memory: the hit counter grows by every lookup, no miss, no
 //   reload, although every health check writes `backends` (last_health / last_health_at);
 // - a `doveroute user move --no-wait` and a hand-written SQL UPDATE reach the other daemon within
@@ -17,7 +17,7 @@ const REFRESH_MS = 300
 const QUERY_SLACK_MS = 700
 const USERS = 200
 
-describe.each(ADMIN_STORES)("routing table with two daemons on %s", { timeout: 300_000 }, (kind) => {
+describe.each([...ADMIN_STORES, "mysql" as const])("routing table with two daemons on %s", { timeout: 300_000 }, (kind) => {
   it("known users hit memory while health checks write every second; moves reach the other daemon within refresh + one query", async () => {
     const s = await adminStore(kind, { cache: { refresh: `${REFRESH_MS} millis` } })
     const tmp = makeTempDir()
@@ -29,7 +29,7 @@ describe.each(ADMIN_STORES)("routing table with two daemons on %s", { timeout: 3
       banners.push(await bannerServer("127.0.0.2", port), await bannerServer("127.0.0.3", port))
       await s.json(["backend", "add", "b1.test", "--hostip", "127.0.0.2"])
       await s.json(["backend", "add", "b2.test", "--hostip", "127.0.0.3"])
-      const col = kind === "postgres" ? `"user"` : "user"
+      const col = kind === "postgres" ? `"user"` : kind === "mysql" ? "`user`" : "user"
       const users = Array.from({ length: USERS }, (_, i) => `user${i}@example.com`)
       await s.sql(`INSERT INTO user_backend (backend_id, ${col}) VALUES ${users.map((u, i) => `(${(i % 2) + 1}, '${u}')`).join(", ")}`)
       const metricsPorts = [await freePort(), await freePort()]
