@@ -12,7 +12,8 @@ import type { Settings } from "./Settings.js"
 /**
  * The store + router for settings (used by `serve` and the admin CLI). `cached` (the daemon): the
  * in-memory routing table kept in step by the change feed (`table.mode = full`, TableFeed.ts), or
- * the lookup cache of `cache.*`, invalidated by the store's routes version (RouteCache.ts).
+ * the lookup cache of `cache.*`, invalidated by the store's routes version (RouteCache.ts);
+ * neither with `cache.enabled: false`.
  * Placement weights and move holds come from the store (Operations.ts).
  */
 export const routingLayer = (
@@ -24,9 +25,11 @@ export const routingLayer = (
   const table = RouteTable.layer({ refresh: r.cache.refresh, maxStale: r.table.maxStale, keepChanges: r.table.keepChanges }).pipe(
     Layer.provide(ChangeFeed.layer(settings.strategy, settings.queryTimeout))
   )
-  const router = options.cached === true && r.table.mode === "full"
+  // `cache.enabled: false` keeps meaning "every lookup reads the store" (no table either)
+  const memory = options.cached === true && r.cache.enabled
+  const router = memory && r.table.mode === "full"
     ? Router.layerCached(routerOptions).pipe(Layer.provideMerge(Layer.merge(table, RouteCache.disabled)))
-    : options.cached === true && r.cache.enabled
+    : memory
     ? Router.layerCached(routerOptions).pipe(
       Layer.provideMerge(RouteCache.layer(r.cache).pipe(Layer.provide(Operations.routeVersionLayer(settings.queryTimeout))))
     )

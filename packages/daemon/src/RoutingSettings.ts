@@ -14,7 +14,8 @@
  *   memory, kept in step by the store's change feed every `cache.refresh` (TableFeed.ts); known
  *   users are routed from memory however long the store is away (`max_stale` > 0 bounds that);
  *   `keep_changes` feed entries are kept. `cache`: the bounded lookup cache below instead.
- * - `cache`: the daemon's lookup cache (`table.mode = cache`; `cache.refresh` also paces the feed). Every daemon reads the store's routes version every
+ * - `cache`: the daemon's lookup cache (`table.mode = cache`; `cache.refresh` also paces the feed).
+ *   `cache.enabled: false` turns routing from memory off in both modes: every lookup reads the store. Every daemon reads the store's routes version every
  *   `cache.refresh` and clears its cache when it changed, so an admin change (or hand-written SQL)
  *   reaches every daemon within `cache.refresh` plus one query; `ttl` bounds any entry's age.
  * - `placement`: `random` (reference), `weighted` (by `backends.weight`), `least-loaded` (fewest

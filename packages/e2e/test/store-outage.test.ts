@@ -8,8 +8,9 @@
 // Checked: during an outage every user mapped before it is answered from the daemon's routing table
 // with its host and without waiting for the store (0 temp_fail, 0 wrong hosts), every first login
 // gets `F` within the query timeout (never `N`); `/metrics` answers during every outage and reports
-// `doveroute_store_up 0`; one warning when the feed starts failing and one when it works again; the daemon keeps running and keeps its pool bounded; first logins succeed
-// again within 2 s of the server coming back, by themselves; no mapping is lost or duplicated.
+// `doveroute_store_up 0`; one warning when the feed starts failing and one when it works again; the
+// daemon keeps running and keeps its pool bounded; first logins succeed again within 2 s of the
+// server coming back, by themselves; no mapping is lost or duplicated.
 // DVR_OUTAGE_TRACE=/path/prefix writes every lookup (send time, latency, reply) and the daemon log.
 import * as fs from "node:fs"
 import { describe, expect, it } from "vitest"
