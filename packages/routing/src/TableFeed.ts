@@ -140,8 +140,13 @@ export const makeSync = (
     for (;;) {
       const rows = yield* feed.read(pos, BATCH)
       for (const c of rows) {
-        for (let id = pos + 1; id < c.id; id++) {
-          if (id > replayUpTo) holes.set(id, now())
+        const from = Math.max(pos, replayUpTo) + 1
+        if (c.id - from > MAX_HOLES) {
+          needReload = `more than ${MAX_HOLES} feed entries missing (pruned, or rolled back)`
+          return fresh
+        }
+        for (let id = from; id < c.id; id++) {
+          holes.set(id, now())
           fresh = true
         }
         pos = c.id
