@@ -13,6 +13,7 @@ import {
   type Change,
   GAP_WAIT_MS,
   makeSync,
+  MAX_HOLES,
   makeTable,
   type RouteFeed,
   Router,
@@ -189,6 +190,11 @@ describe("feed reader", () => {
       yield* late.step
       expect(late.status().reloads, "behind the pruned feed: reloaded at once").toBe(2)
       expect(t2.lookup("alice", clock.now)?.id).toBe(2)
+
+      // more missing ids than are tracked: reloaded at once, without tracking each
+      f.push(route(24 + MAX_HOLES + 5, "bob", 2))
+      yield* late.step
+      expect(late.status().reloads).toBe(3)
     }))
 
   it.effect("a failing store: the table keeps answering, the status says so, then it recovers", () =>
