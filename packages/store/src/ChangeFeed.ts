@@ -139,8 +139,12 @@ export const toChange = (r: ChangeRow): Change => {
 
 /** How long one snapshot may take before it is abandoned (and tried again at the next refresh). */
 export const SNAPSHOT_TIMEOUT = "10 minutes"
-/** Mappings read per query of a snapshot, and the deadline of each such query. */
-export const PAGE = 100_000
+/**
+ * Mappings read per query of a snapshot: SQLite runs each query on the event loop (lookups wait
+ * for it), so its pages are small; the network stores' are large (fewer round trips).
+ */
+export const pageSize = (synchronous: boolean): number => (synchronous ? 10_000 : 50_000)
+/** The deadline of each page. */
 export const PAGE_TIMEOUT = "1 minute"
 
 /** {@link RouteFeed} over the store (each read bounded by `queryTimeout`). */
@@ -162,7 +166,7 @@ export const layer = (strategy: Strategy, queryTimeout: Duration.DurationInput):
         const backends: ReadonlyArray<Backend> = (yield* sql<{ id: number; hostname: string; hostip: string | null; state: number }>`
           SELECT id, hostname, hostip, state FROM backends`.pipe(g("load the routing table: backends"))).map(toBackend)
         const routes = new Map<string, number>()
-        yield* forEachMappingPage(strategy, PAGE, (page) =>
+        yield* forEachMappingPage(strategy, pageSize(runsSynchronously(sql)), (page) =>
           Effect.sync(() => {
             for (const r of page) routes.set(String(r.key), r.backendId)
           }), guarded("load the routing table: mappings", PAGE_TIMEOUT, { synchronous: runsSynchronously(sql) }))
