@@ -3,14 +3,16 @@
  * served as `GET /metrics` by a small `node:http` server.
  *
  * Hot path: one counter increment and one histogram observation per lookup (a wrapper around the
- * {@link Lookup} service). Everything else is computed on scrape: cache hits/misses from
- * `RouteCache.stats()`, the checker's last results, and backend states and users per backend from
- * one store query cached for {@link BACKEND_QUERY_TTL_MS}.
+ * {@link Lookup} service). Everything else is computed on scrape: hits/misses from the routing
+ * table (or `RouteCache.stats()`), the feed's state, the checker's last results, and backend states
+ * and users per backend: from the loaded routing table, else from one store query cached for
+ * {@link BACKEND_QUERY_TTL_MS}. A scrape never fails because the store is away: the last values
+ * read are reported (and `doveroute_store_up` says 0).
  *
  * @since 0.1.0
  */
 import { ListenerCounts, Lookup, type LookupResult } from "@doveroute/frontends"
-import { isStoreErrorReason, RouteCache } from "@doveroute/routing"
+import { isStoreErrorReason, RouteCache, RouteTable } from "@doveroute/routing"
 import { Health } from "@doveroute/store"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Context, Effect, Layer, Option, Runtime } from "effect"
@@ -23,6 +25,48 @@ import { VERSION } from "./Version.js"
 
 /** How long the users-per-backend query result is reused between scrapes. */
 export const BACKEND_QUERY_TTL_MS = 5000
+
+/** The longest a scrape waits for the store (then the last values are reported). */
+export const BACKEND_QUERY_TIMEOUT = "1 second"
+
+/** The routing table's feed: whether the store answers, how old the table is, reloads, changes applied. */
+const feedMetrics = (registers: Array<client.Registry>, t: Context.Tag.Service<RouteTable>) => {
+  new client.Gauge({
+    name: "doveroute_store_up",
+    help: "1 when the last read of the store's change feed worked, 0 while the store is away (known users are routed from memory)",
+    registers,
+    collect() {
+      this.set(t.status().storeUp ? 1 : 0)
+    }
+  })
+  new client.Gauge({
+    name: "doveroute_table_age_seconds",
+    help: "Seconds since the routing table last read the store's change feed successfully (-1 before the first read)",
+    registers,
+    collect() {
+      const at = t.status().lastReadAt
+      this.set(at === 0 ? -1 : (Date.now() - at) / 1000)
+    }
+  })
+  new client.Counter({
+    name: "doveroute_table_reloads_total",
+    help: "Full loads of the routing table (the start, then reloads after a gap in the change feed)",
+    registers,
+    collect() {
+      this.reset()
+      this.inc(t.status().reloads)
+    }
+  })
+  new client.Counter({
+    name: "doveroute_table_changes_total",
+    help: "Change feed entries applied to the routing table",
+    registers,
+    collect() {
+      this.reset()
+      this.inc(t.status().applied)
+    }
+  })
+}
 
 /** prom-client default metrics that are gauges with a `_total` name (refused by `promtool check metrics`). */
 export const LINT_FAILING_DEFAULTS = ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"] as const
@@ -49,6 +93,10 @@ export const layer = (settings: MetricsSettings) =>
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
       const cache = yield* Effect.serviceOption(RouteCache)
+      const table = yield* Effect.serviceOption(RouteTable)
+      const memory = Option.isSome(table)
+        ? { stats: () => table.value.table.stats(), size: () => table.value.table.size() }
+        : Option.isSome(cache) ? cache.value : undefined
       const checker = yield* Effect.serviceOption(HealthChecker)
       const runtime = yield* Effect.runtime<never>()
       const registry = new client.Registry()
@@ -114,40 +162,46 @@ export const layer = (settings: MetricsSettings) =>
       })
       new client.Counter({
         name: "doveroute_cache_hits_total",
-        help: "Lookup cache hits",
+        help: "Lookups answered from memory (the routing table, or the lookup cache with table.mode cache)",
         registers,
         collect() {
           this.reset()
-          if (Option.isSome(cache)) this.inc(cache.value.stats().hits)
+          if (memory !== undefined) this.inc(memory.stats().hits)
         }
       })
       new client.Counter({
         name: "doveroute_cache_misses_total",
-        help: "Lookup cache misses",
+        help: "Lookups memory could not answer (first logins, held users, table not loaded): they went to the store",
         registers,
         collect() {
           this.reset()
-          if (Option.isSome(cache)) this.inc(cache.value.stats().misses)
+          if (memory !== undefined) this.inc(memory.stats().misses)
         }
       })
       new client.Gauge({
         name: "doveroute_cache_entries",
-        help: "Routes in the lookup cache",
+        help: "Routes held in memory (routing table rows, or lookup cache entries)",
         registers,
         collect() {
-          this.set(Option.isSome(cache) ? cache.value.size() : 0)
+          this.set(memory !== undefined ? memory.size() : 0)
         }
       })
-      // store query on scrape, reused for a few seconds
+      if (Option.isSome(table)) feedMetrics(registers, table.value)
+      // from the loaded table; else a store query on scrape, reused for a few seconds, and the
+      // last rows read while the store fails
       let cached: { at: number; rows: ReadonlyArray<Health.BackendUsers> } | undefined
       let inflight: Promise<ReadonlyArray<Health.BackendUsers>> | undefined
       const backendRows = async (): Promise<ReadonlyArray<Health.BackendUsers>> => {
+        if (Option.isSome(table) && table.value.table.loaded()) return table.value.table.backends()
         if (cached !== undefined && Date.now() - cached.at < BACKEND_QUERY_TTL_MS) return cached.rows
         inflight ??= Runtime.runPromise(runtime)(
-          Health.backendUsers.pipe(Effect.provideService(SqlClient.SqlClient, sql), Effect.timeout("5 seconds"))
+          Health.backendUsers.pipe(Effect.provideService(SqlClient.SqlClient, sql), Effect.timeout(BACKEND_QUERY_TIMEOUT))
         ).then((rows) => {
           cached = { at: Date.now(), rows }
           return rows
+        }, () => {
+          failures.inc()
+          return cached?.rows ?? []
         }).finally(() => {
           inflight = undefined
         })
@@ -164,6 +218,11 @@ export const layer = (settings: MetricsSettings) =>
             for (const b of await backendRows()) this.set({ backend: b.hostname, id: String(b.id) }, value(b))
           }
         })
+      const failures = new client.Counter({
+        name: "doveroute_store_query_failures_total",
+        help: "Failed store queries of metrics scrapes (users per backend); the last values read were reported",
+        registers
+      })
       perBackend("doveroute_backend_state", "Backend state in the store: 0 up, 1 down (admin), 2 drain, 3 down by the health checker", (b) => b.state)
       perBackend("doveroute_backend_users", "Rows in user_backend per backend (users; shards with the shard strategy)", (b) => b.users)
       new client.Gauge({
@@ -188,12 +247,6 @@ export const layer = (settings: MetricsSettings) =>
           for (const f of checker.value.failures()) this.inc({ backend: f.hostname, id: String(f.id), kind: f.kind }, f.count)
         }
       })
-      new client.Counter({
-        name: "doveroute_store_query_failures_total",
-        help: "Failed metrics scrapes of the store (users per backend)",
-        registers
-      })
-      const failures = registry.getSingleMetric("doveroute_store_query_failures_total") as client.Counter
 
       const server = http.createServer((req, res) => {
         if (req.method !== "GET" || (req.url !== "/metrics" && req.url !== "/")) {
@@ -203,8 +256,6 @@ export const layer = (settings: MetricsSettings) =>
         registry.metrics().then(
           (text) => res.writeHead(200, { "content-type": registry.contentType }).end(text),
           (e: unknown) => {
-            failures.inc()
-            cached = undefined
             res.writeHead(500, { "content-type": "text/plain" }).end(`metrics failed: ${String(e)}\n`)
           }
         )

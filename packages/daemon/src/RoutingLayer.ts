@@ -4,14 +4,16 @@
  *
  * @since 0.1.0
  */
-import { RouteCache, Router } from "@doveroute/routing"
-import { Operations, storeLayer } from "@doveroute/store"
+import { RouteCache, Router, RouteTable } from "@doveroute/routing"
+import { ChangeFeed, Operations, storeLayer } from "@doveroute/store"
 import { Layer } from "effect"
 import type { Settings } from "./Settings.js"
 
 /**
  * The store + router for settings (used by `serve` and the admin CLI). `cached` (the daemon): the
- * lookup cache of `cache.*`, invalidated by the store's routes version (RouteCache.ts).
+ * in-memory routing table kept in step by the change feed (`table.mode = full`, TableFeed.ts), or
+ * the lookup cache of `cache.*`, invalidated by the store's routes version (RouteCache.ts);
+ * neither with `cache.enabled: false`.
  * Placement weights and move holds come from the store (Operations.ts).
  */
 export const routingLayer = (
@@ -20,7 +22,14 @@ export const routingLayer = (
 ) => {
   const r = settings.routing
   const routerOptions = { strategy: settings.strategy, downPolicy: settings.downPolicy, placement: r.placement, normalize: r.normalize }
-  const router = options.cached === true && r.cache.enabled
+  const table = RouteTable.layer({ refresh: r.cache.refresh, maxStale: r.table.maxStale, keepChanges: r.table.keepChanges }).pipe(
+    Layer.provide(ChangeFeed.layer(settings.strategy, settings.queryTimeout))
+  )
+  // `cache.enabled: false` keeps meaning "every lookup reads the store" (no table either)
+  const memory = options.cached === true && r.cache.enabled
+  const router = memory && r.table.mode === "full"
+    ? Router.layerCached(routerOptions).pipe(Layer.provideMerge(Layer.merge(table, RouteCache.disabled)))
+    : memory
     ? Router.layerCached(routerOptions).pipe(
       Layer.provideMerge(RouteCache.layer(r.cache).pipe(Layer.provide(Operations.routeVersionLayer(settings.queryTimeout))))
     )

@@ -2,14 +2,20 @@
  * Routing and operator settings (config file keys; `DOVEROUTE_CACHE_REFRESH` … in the environment):
  *
  * ```json
- * { "cache": { "enabled": true, "ttl": "60 seconds", "refresh": "1 second", "max_entries": 1000000 },
+ * { "table": { "mode": "full", "max_stale": "0 seconds", "keep_changes": 100000 },
+ *   "cache": { "enabled": true, "ttl": "60 seconds", "refresh": "1 second", "max_entries": 1000000 },
  *   "placement": "random",
  *   "normalize": { "lowercase": false, "strip_domain": false },
  *   "kick_command": "doveadm proxy kick %u",
  *   "kick_proxies": [],
  *   "kick_hold": "30 seconds" }
  * ```
- * - `cache`: the daemon's lookup cache. Every daemon reads the store's routes version every
+ * - `table`: how the daemon answers known users. `full` (default): every mapping and backend in
+ *   memory, kept in step by the store's change feed every `cache.refresh` (TableFeed.ts); known
+ *   users are routed from memory however long the store is away (`max_stale` > 0 bounds that);
+ *   `keep_changes` feed entries are kept. `cache`: the bounded lookup cache below instead.
+ * - `cache`: the daemon's lookup cache (`table.mode = cache`; `cache.refresh` also paces the feed).
+ *   `cache.enabled: false` turns routing from memory off in both modes: every lookup reads the store. Every daemon reads the store's routes version every
  *   `cache.refresh` and clears its cache when it changed, so an admin change (or hand-written SQL)
  *   reaches every daemon within `cache.refresh` plus one query; `ttl` bounds any entry's age.
  * - `placement`: `random` (reference), `weighted` (by `backends.weight`), `least-loaded` (fewest
@@ -26,7 +32,11 @@
 import { type Normalize, Placement, PLACEMENTS, type RouteCacheOptions } from "@doveroute/routing"
 import { Config, Duration } from "effect"
 
+export const TABLE_MODES = ["full", "cache"] as const
+export type TableMode = (typeof TABLE_MODES)[number]
+
 export interface RoutingSettings {
+  readonly table: { readonly mode: TableMode; readonly maxStale: Duration.Duration; readonly keepChanges: number }
   readonly cache: RouteCacheOptions & { readonly refresh: Duration.Duration }
   readonly placement: Placement.Placement
   readonly normalize: Normalize
@@ -36,6 +46,14 @@ export interface RoutingSettings {
 }
 
 export const routingSettingsConfig: Config.Config<RoutingSettings> = Config.all({
+  table: Config.nested(Config.all({
+    mode: Config.literal(...TABLE_MODES)("mode").pipe(Config.withDefault("full" as TableMode)),
+    maxStale: Config.duration("max_stale").pipe(Config.withDefault(Duration.zero)),
+    keepChanges: Config.integer("keep_changes").pipe(
+      Config.withDefault(100_000),
+      Config.validate({ message: "table.keep_changes must be at least 1000", validation: (n) => n >= 1000 })
+    )
+  }), "table"),
   cache: Config.nested(Config.all({
     enabled: Config.boolean("enabled").pipe(Config.withDefault(true)),
     ttl: Config.duration("ttl").pipe(Config.withDefault(Duration.seconds(60))),

@@ -62,7 +62,7 @@ export interface Settings {
   /** Apply migrations when serving (default true). */
   readonly migrate: boolean
   readonly queryTimeout: Duration.Duration
-  /** The longest one routing decision that misses the lookup cache may take (all its statements); 0 = none. */
+  /** The longest one routing decision that misses the routing table or lookup cache may take (all its statements); 0 = none. */
   readonly lookupTimeout: Duration.Duration
   readonly connectTimeout: Duration.Duration
   /** SQL connection pool size (`max_connections`); not a listener limit (see {@link ListenerLimits}). */

@@ -55,6 +55,9 @@ describe("strict settings: the config file", () => {
       expect(nested).toMatch(/unknown key "http.listne" .*did you mean "http.listen"\? \(known keys of http: listen, mode, owner, group, token, token_file\)/)
       expect(yield* load({ dict: { socket: "/tmp/x.sock", listne: "x" } })).toMatch(/unknown key "dict.listne" .*known keys of dict: socket, mode, owner, group/)
       expect(yield* load({ cache: { max_entires: 5 } })).toMatch(/unknown key "cache.max_entires" .*did you mean "cache.max_entries"/)
+      expect(yield* load({ table: { mode: "partial" } })).toBe(`invalid settings: table.mode: Expected one of (full, cache) but received "partial"`)
+      expect(yield* load({ table: { keep_changes: 10 } })).toBe("invalid settings: table.keep_changes must be at least 1000")
+      expect(yield* load({ table: { mdoe: "full" } })).toMatch(/unknown key "table.mdoe" .*did you mean "table.mode"\? \(known keys of table: mode, max_stale, keep_changes\)/)
       expect(yield* load({ totally_new: 1 })).toMatch(/^invalid settings: unknown key "totally_new" in \S+ \(known top-level keys/)
     }))
 
@@ -142,6 +145,9 @@ describe("strict settings: the known keys come from the Config", () => {
     expect(keys.get("down_policy")).toMatchObject({ kind: "choice", accepts: "one of (keep, reassign, tempfail)" })
     expect(keys.get("extra_fields")).toMatchObject({ list: true })
     expect(keys.get("cache.enabled")).toMatchObject({ kind: "boolean" })
+    expect(keys.get("table.mode")).toMatchObject({ kind: "choice", accepts: "one of (full, cache)" })
+    expect(keys.get("table.max_stale")).toMatchObject({ kind: "text", list: false })
+    expect(keys.get("table.keep_changes")).toMatchObject({ kind: "integer" })
     expect(keys.get("health.port")).toMatchObject({ kind: "integer" })
     for (const k of ["dict.socket", "auth.auth_mode", "login_relay.upstream", "http.listen", "metrics.listen", "kick_proxies", "normalize.strip_domain"]) {
       expect(keys.has(k), k).toBe(true)

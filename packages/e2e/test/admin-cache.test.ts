@@ -1,14 +1,18 @@
-// Cache invalidation across two daemons: both cache alice's route (cache.ttl 10 min), the CLI moves
-// her; once `doveroute user move` has returned, the next lookup on either daemon answers the new
-// backend. Also: hand-written SQL reaches both within cache.refresh (+ one query).
+// Admin changes across two daemons, with the routing table (table.mode full, the default: the change
+// feed) and with the lookup cache (table.mode cache: routes version): both answer alice's route from
+// memory (cache.ttl 10 min), the CLI moves her; once `doveroute user move` has returned, the next
+// lookup on either daemon answers the new backend. Also: hand-written SQL reaches both within
+// cache.refresh (+ one query).
 import { describe, expect, it } from "vitest"
 import { makeTempDir, startDaemon, sleep, type RunningDaemon } from "@doveroute/testkit"
 import { ADMIN_STORES, adminStore } from "./admin-support.js"
 import { DictClient, hostOf } from "./store-support.js"
 
-describe.each(ADMIN_STORES)("lookup cache with two daemons on %s", { timeout: 300_000 }, (kind) => {
+const CASES = ADMIN_STORES.flatMap((kind) => (["full", "cache"] as const).map((mode) => [kind, mode] as const))
+
+describe.each(CASES)("two daemons on %s, table.mode %s", { timeout: 300_000 }, (kind, mode) => {
   it("a move by the CLI is seen by both daemons' next lookups once the command returned", async () => {
-    const s = await adminStore(kind, { cache: { refresh: "500 millis", ttl: "10 minutes" } })
+    const s = await adminStore(kind, { cache: { refresh: "500 millis", ttl: "10 minutes" }, table: { mode } })
     const tmp = makeTempDir()
     const daemons: Array<RunningDaemon> = []
     const clients: Array<DictClient> = []
@@ -44,8 +48,8 @@ describe.each(ADMIN_STORES)("lookup cache with two daemons on %s", { timeout: 30
     }
   })
 
-  it("without the move's wait (--no-wait) a cached daemon may still answer the old route (the test can fail)", async () => {
-    const s = await adminStore(kind, { cache: { refresh: "20 seconds", ttl: "10 minutes" } })
+  it("without the move's wait (--no-wait) a daemon may still answer the old route from memory (the test can fail)", async () => {
+    const s = await adminStore(kind, { cache: { refresh: "20 seconds", ttl: "10 minutes" }, table: { mode } })
     const tmp = makeTempDir()
     let d: RunningDaemon | undefined
     let c: DictClient | undefined
@@ -58,7 +62,7 @@ describe.each(ADMIN_STORES)("lookup cache with two daemons on %s", { timeout: 30
       c = await DictClient.connect(sock)
       expect(hostOf((await c.lookup("alice")).line)).toBe("b1.test")
       await s.json(["user", "move", "alice", "b2.test", "--no-wait"])
-      expect(hostOf((await c.lookup("alice")).line)).toBe("b1.test") // stale: served from the cache
+      expect(hostOf((await c.lookup("alice")).line)).toBe("b1.test") // stale: served from memory until the next refresh
     } finally {
       c?.close()
       await d?.stop()

@@ -70,7 +70,9 @@ describe("health checker with a real Dovecot 2.3 backend", () => {
       const scrape = async () => parseProm((await httpGet(`http://127.0.0.1:${metricsPort}/metrics`)).body)
       const m0 = await waitUntil("health gauges", async () => {
         const s = await scrape()
+        // backend_state comes from the routing table, which follows the store within cache.refresh
         return metric(s, "doveroute_backend_health_up", { backend: "b3.test" }) === 0 &&
+            metric(s, "doveroute_backend_state", { backend: "b3.test" }) === 3 &&
             s.some((x) => x.name === "doveroute_backend_health_up" && x.labels["backend"] === "b1.test" && x.value === 1)
           ? s
           : undefined

@@ -2,14 +2,20 @@
 // directory and port; the machine's shared servers are never touched). While dict lookups run:
 // 1. the server is shut down cleanly, stays down, and is started again;
 // 2. every server process is frozen (SIGSTOP: connections hang instead of failing), then thawed;
-// 3. the server closes every connection of the daemon.
-// Checked: during an outage only `F` replies, each within the query timeout (never `N`, never a
-// wrong backend); the daemon keeps running and keeps its pool bounded; lookups succeed again within
-// 2 s of the server coming back, by themselves; no mapping is lost or duplicated.
+// 3. the server closes every connection of the daemon;
+// 4. the server crashes (PostgreSQL `pg_ctl stop -m immediate`, MariaDB `kill -9`), stays down, and
+//    is started again (crash recovery).
+// Checked: during an outage every user mapped before it is answered from the daemon's routing table
+// with its host and without waiting for the store (0 temp_fail, 0 wrong hosts), every first login
+// gets `F` within the query timeout (never `N`); `/metrics` answers during every outage and reports
+// `doveroute_store_up 0`; one warning when the feed starts failing and one when it works again; the
+// daemon keeps running and keeps its pool bounded; first logins succeed again within 2 s of the
+// server coming back, by themselves; no mapping is lost or duplicated.
 // DVR_OUTAGE_TRACE=/path/prefix writes every lookup (send time, latency, reply) and the daemon log.
 import * as fs from "node:fs"
 import { describe, expect, it } from "vitest"
-import { makeTempDir, sleep, startDaemon, type RunningDaemon } from "@doveroute/testkit"
+import { freePort, makeTempDir, sleep, startDaemon, type RunningDaemon } from "@doveroute/testkit"
+import { httpGet, metric, parseProm } from "./ops-support.js"
 import {
   DictClient,
   type DictReply,
@@ -90,30 +96,38 @@ const summary = (samples: ReadonlyArray<Sample>) => {
 }
 
 /**
- * The outage window must hold only F replies, each within the query timeout (+ slack). The one
- * exception is a user mapped before the test answered from a lookup cache with the host it had
- * (the daemon may cache routes; today it does not): never a wrong backend, and never an O for a
- * user that needs the store (the new users).
+ * The outage window: every user mapped before the test answered O with the host it had, fast (from
+ * the routing table, never waiting for the store); every new user answered F within the query
+ * timeout (+ slack).
  */
-function expectTempFailsOnly(samples: ReadonlyArray<Sample>, what: string, overload: number, known: ReadonlyMap<string, string>) {
+function expectOutage(samples: ReadonlyArray<Sample>, what: string, overload: number, known: ReadonlyMap<string, string>) {
   expect(samples.length, `${what}: lookups ran`).toBeGreaterThanOrEqual(MIN_SAMPLES)
-  const cachedHit = (s: Sample) => s.line.startsWith("O") && known.get(s.user) === hostOf(s.line)
-  const notF = samples.filter((s) => !s.line.startsWith("F") && !cachedHit(s))
-  expect(notF.slice(0, 3), `${what}: only F replies (${summary(samples)})`).toEqual([])
-  expect(samples.filter((s) => !known.has(s.user)).length, `${what}: new users asked`).toBeGreaterThan(0)
-  const slow = samples.filter((s) => s.repliedAt - s.sentAt > QUERY_TIMEOUT_MS + SLACK_MS + overload)
+  const mapped = samples.filter((s) => known.has(s.user))
+  const fresh = samples.filter((s) => !known.has(s.user))
+  expect(mapped.length, `${what}: known users asked`).toBeGreaterThan(0)
+  expect(fresh.length, `${what}: new users asked`).toBeGreaterThan(0)
+  const wrong = mapped.filter((s) => !s.line.startsWith("O") || hostOf(s.line) !== known.get(s.user))
+  expect(wrong.slice(0, 3), `${what}: every known user routed from memory to its host (${summary(mapped)})`).toEqual([])
+  const waited = mapped.filter((s) => s.repliedAt - s.sentAt > SLACK_MS + overload)
+  expect(waited.map((s) => s.repliedAt - s.sentAt).slice(0, 5), `${what}: known users never wait for the store`).toEqual([])
+  const notF = fresh.filter((s) => !s.line.startsWith("F"))
+  expect(notF.slice(0, 3), `${what}: first logins temp_fail (${summary(fresh)})`).toEqual([])
+  const slow = fresh.filter((s) => s.repliedAt - s.sentAt > QUERY_TIMEOUT_MS + SLACK_MS + overload)
   expect(slow.map((s) => s.repliedAt - s.sentAt).slice(0, 5), `${what}: every F within the query timeout`).toEqual([])
 }
 
 /** Lookups sent this long before the next outage may be caught in it. */
 const CAUGHT_MS = 500
 
-/** After `back` (server usable again): an O within 2 s, and only O from 2 s on until the next outage. */
-function expectRecovered(samples: ReadonlyArray<Sample>, back: number, nextOutage: number, what: string, overload: number) {
+/**
+ * After `back` (server usable again): a first login answered O within 2 s (known users never
+ * stopped being answered), and only O from 2 s on until the next outage.
+ */
+function expectRecovered(samples: ReadonlyArray<Sample>, back: number, nextOutage: number, what: string, overload: number, known: ReadonlyMap<string, string>) {
   const until = nextOutage - CAUGHT_MS
   const after = inWindow(samples, back, until)
-  const firstOk = after.find((s) => s.line.startsWith("O"))
-  expect(firstOk, `${what}: some lookup succeeded after the server came back (${summary(after)})`).toBeDefined()
+  const firstOk = after.find((s) => s.line.startsWith("O") && !known.has(s.user))
+  expect(firstOk, `${what}: some first login succeeded after the server came back (${summary(after)})`).toBeDefined()
   expect(firstOk!.repliedAt - back, `${what}: first success within 2 s`).toBeLessThanOrEqual(RECOVERY_MS + overload)
   const late = inWindow(samples, back + RECOVERY_MS + overload, until)
   expect(late.length, `${what}: lookups ran from 2 s after`).toBeGreaterThanOrEqual(MIN_SAMPLES)
@@ -128,17 +142,20 @@ const SERVERS = [
 
 // both servers at once: the scenario mostly waits
 describe.concurrent("store outages on a private server", () => {
-  it.each(SERVERS)("%s: stop/start, freeze/thaw, dropped connections: F only during outages, back within 2 s, no mapping lost", async (name, startServer) => {
+  it.each(SERVERS)("%s: stop/start, freeze/thaw, dropped connections, crash: known users routed from memory, first logins F, back within 2 s, no mapping lost", async (name, startServer) => {
     const tmp = makeTempDir()
     let server: PrivateServer | undefined
     let daemon: RunningDaemon | undefined
     try {
       server = await startServer(tmp.path)
       const socket = tmp.join("dict.sock")
+      const metricsPort = await freePort()
       daemon = await startDaemon({
-        args: ["--store", server.url, "--dict-socket", socket, "--log-level", process.env["DVR_OUTAGE_TRACE"] !== undefined ? "warning" : "error"],
+        args: ["--store", server.url, "--dict-socket", socket, "--log-level", "warning"],
         waitFor: [socket],
+        waitForTcp: [{ host: "127.0.0.1", port: metricsPort }],
         env: {
+          DOVEROUTE_METRICS_LISTEN: `127.0.0.1:${metricsPort}`,
           DOVEROUTE_QUERY_TIMEOUT: `${QUERY_TIMEOUT_MS} millis`,
           DOVEROUTE_CONNECT_TIMEOUT: `${QUERY_TIMEOUT_MS} millis`,
           DOVEROUTE_MAX_CONNECTIONS: String(MAX_CONNECTIONS)
@@ -146,7 +163,7 @@ describe.concurrent("store outages on a private server", () => {
         timeoutMs: 60_000
       })
       await seedBackends(server.url, 3)
-      await scenario(name, server, daemon, socket)
+      await scenario(name, server, daemon, socket, metricsPort)
       daemon = undefined
     } finally {
       await daemon?.stop()
@@ -157,7 +174,20 @@ describe.concurrent("store outages on a private server", () => {
 })
 
 /** The three outages under load, and the checks. */
-async function scenario(name: string, server: PrivateServer, daemon: RunningDaemon, socket: string) {
+async function scenario(name: string, server: PrivateServer, daemon: RunningDaemon, socket: string, metricsPort: number) {
+  const scrape = async () => {
+    const r = await httpGet(`http://127.0.0.1:${metricsPort}/metrics`)
+    expect(r.status, `/metrics answers (${r.body.slice(0, 200)})`).toBe(200)
+    return parseProm(r.body)
+  }
+  /** During an outage: /metrics answers every time, and says the store is away (within 5 s). */
+  const storeDownSeen: Array<string> = []
+  const expectMetricsDuringOutage = async (what: string) => {
+    const t0 = Date.now()
+    while (metric(await scrape(), "doveroute_store_up") !== 0 && Date.now() - t0 < 5000) await sleep(100)
+    expect(metric(await scrape(), "doveroute_store_up"), `${what}: doveroute_store_up 0 during the outage`).toBe(0)
+    storeDownSeen.push(what)
+  }
   // users mapped before any outage
   const known = Array.from({ length: 40 }, (_, i) => `known${i}@example.com`)
   const pre = await DictClient.connect(socket)
@@ -168,6 +198,18 @@ async function scenario(name: string, server: PrivateServer, daemon: RunningDaem
     before.set(u, hostOf(r.line)!)
   }
   pre.close()
+  // the routing table holds every known user and its backend (the feed carried them) before any
+  // outage: one round of lookups is answered from memory alone
+  const check = await DictClient.connect(socket)
+  const round = async () => {
+    const hits0 = metric(await scrape(), "doveroute_cache_hits_total")
+    for (const u of known) expect(hostOf((await check.lookup(u)).line)).toBe(before.get(u))
+    return metric(await scrape(), "doveroute_cache_hits_total") - hits0
+  }
+  const t0 = Date.now()
+  while ((await round()) < known.length && Date.now() - t0 < 5000) await sleep(100)
+  expect(await round(), "every known user answered from memory").toBe(known.length)
+  check.close()
 
   const load = startLoad(socket, known)
   // Every phase lasts its nominal time, longer when the loaded machine has not yet produced
@@ -188,6 +230,7 @@ async function scenario(name: string, server: PrivateServer, daemon: RunningDaem
   await server.stop()
   const stop1 = Date.now()
   await until(1500, () => within(load.samples, stop1, Date.now()).length >= MIN_SAMPLES)
+  await expectMetricsDuringOutage("server down")
   const start0 = Date.now()
   await server.start()
   const start1 = Date.now()
@@ -197,6 +240,7 @@ async function scenario(name: string, server: PrivateServer, daemon: RunningDaem
   const pause0 = Date.now()
   server.pause()
   await until(3000, () => within(load.samples, pause0 + 50, Date.now()).length >= MIN_SAMPLES)
+  await expectMetricsDuringOutage("server frozen")
   const pause1 = Date.now()
   server.resume()
   await settle(pause1)
@@ -205,11 +249,22 @@ async function scenario(name: string, server: PrivateServer, daemon: RunningDaem
   const kill0 = Date.now()
   await server.killConnections()
   await settle(kill0)
+
+  // 4. crash (no clean shutdown), 1.5 s down, start again (crash recovery)
+  const crash0 = Date.now()
+  await server.crash()
+  const crash1 = Date.now()
+  await until(1500, () => within(load.samples, crash1, Date.now()).length >= MIN_SAMPLES)
+  await expectMetricsDuringOutage("server crashed")
+  const restart0 = Date.now()
+  await server.start()
+  const restart1 = Date.now()
+  await settle(restart1)
   await load.stop()
   const end = Date.now()
   const s = load.samples
   if (process.env["DVR_OUTAGE_TRACE"] !== undefined) {
-    const marks = { stop0, stop1, start0, start1, pause0, pause1, kill0, end }
+    const marks = { stop0, stop1, start0, start1, pause0, pause1, kill0, crash0, crash1, restart0, restart1, end }
     const rel = (t: number) => t - stop0
     const lines = [
       JSON.stringify(Object.fromEntries(Object.entries(marks).map(([k, v]) => [k, rel(v)]))),
@@ -223,14 +278,22 @@ async function scenario(name: string, server: PrivateServer, daemon: RunningDaem
   expect(healthy.length).toBeGreaterThanOrEqual(MIN_SAMPLES)
   expect(healthy.every((x) => x.line.startsWith("O")), `healthy before the outage (${summary(healthy)})`).toBe(true)
 
-  expectTempFailsOnly(within(s, stop1, start0), "server down", overload, before)
-  const t1 = expectRecovered(s, start1, pause0, "after restart", overload)
+  expectOutage(within(s, stop1, start0), "server down", overload, before)
+  const t1 = expectRecovered(s, start1, pause0, "after restart", overload, before)
 
   // requests sent once the freeze is surely in effect and answered before it ends
-  expectTempFailsOnly(within(s, pause0 + 50, pause1), "server frozen", overload, before)
-  const t2 = expectRecovered(s, pause1, kill0, "after thaw", overload)
+  expectOutage(within(s, pause0 + 50, pause1), "server frozen", overload, before)
+  const t2 = expectRecovered(s, pause1, kill0, "after thaw", overload, before)
 
-  const t3 = expectRecovered(s, kill0, end, "after dropped connections", overload)
+  const t3 = expectRecovered(s, kill0, crash0, "after dropped connections", overload, before)
+
+  expectOutage(within(s, crash1, restart0), "server crashed", overload, before)
+  const t4 = expectRecovered(s, restart1, end, "after crash recovery", overload, before)
+  expect(storeDownSeen).toEqual(["server down", "server frozen", "server crashed"])
+  // the feed is read again after the outages
+  const back = Date.now()
+  while (metric(await scrape(), "doveroute_store_up") !== 1 && Date.now() - back < 5000) await sleep(100)
+  expect(metric(await scrape(), "doveroute_store_up"), "doveroute_store_up 1 once the store is back").toBe(1)
 
   // every answer for a user names one host, the one stored; users mapped before kept theirs
   const stored = await mappings(server.url)
@@ -246,6 +309,13 @@ async function scenario(name: string, server: PrivateServer, daemon: RunningDaem
   for (const [u, h] of before) expect(stored.get(u), `pre-outage mapping of ${u}`).toEqual([h])
   expect([...stored.values()].filter((h) => h.length > 1)).toEqual([])
 
+  // one warning when the feed starts failing, one when it works again, per outage
+  const logs = daemon.logs()
+  const down = logs.match(/store unreachable: routing known users from the in-memory table, first logins temp_fail/g)?.length ?? 0
+  const up = logs.match(/store reachable again: the routing table is in step/g)?.length ?? 0
+  expect(down, "a warning per outage").toBeGreaterThanOrEqual(3)
+  expect(up, "a recovery line per outage").toBe(down)
+
   // still running, pool still bounded
   expect(daemon.exited()).toBe(false)
   const conns = await server.connections()
@@ -254,6 +324,6 @@ async function scenario(name: string, server: PrivateServer, daemon: RunningDaem
   expect(code).toBe(0)
   console.log(
     `${name}: ${s.length} lookups (${summary(s)}); back after restart ${t1} ms (start took ${start1 - start0} ms, stop ${stop1 - stop0} ms), ` +
-      `after thaw ${t2} ms, after dropped connections ${t3} ms; ${conns} connections at the end; overload allowance ${overload} ms`
+      `after thaw ${t2} ms, after dropped connections ${t3} ms, after crash recovery ${t4} ms (start took ${restart1 - restart0} ms); ${conns} connections at the end; overload allowance ${overload} ms`
   )
 }

@@ -125,6 +125,8 @@ export interface PrivateServer {
   /** Clean shutdown (`pg_ctl stop -m fast` / SIGTERM to mariadbd), waits until it is gone. */
   stop(): Promise<void>
   start(): Promise<void>
+  /** Crash: `pg_ctl stop -m immediate` (no shutdown checkpoint) / SIGKILL to mariadbd; `start` recovers. */
+  crash(): Promise<void>
   /** SIGSTOP every server process: connections hang instead of failing. */
   pause(): void
   resume(): void
@@ -159,6 +161,12 @@ const childrenOf = (pid: number): Array<number> => {
   return out
 }
 
+/**
+ * Both private servers skip only what protects against an operating-system crash (PostgreSQL
+ * `fsync=off`, MariaDB `innodb_flush_log_at_trx_commit=2`): a commit they acknowledged survives a
+ * crash of the server process (`crash()`), as on a production server.
+ */
+
 /** initdb + start a PostgreSQL 15 cluster in `dir` (as user postgres) on a free port; creates database `dvr`. */
 export async function startPrivatePostgres(dir: string): Promise<PrivateServer> {
   const port = await freePort()
@@ -168,7 +176,7 @@ export async function startPrivatePostgres(dir: string): Promise<PrivateServer> 
   const data = path.join(root, "data")
   await su(`${PG_BIN}/initdb -D ${data} -U postgres --auth=trust -E UTF8 --no-locale >/dev/null`)
   const start = () =>
-    su(`${PG_BIN}/pg_ctl -D ${data} -l ${root}/pg.log -w -t 30 -o '-p ${port} -k ${root}/sock -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off' start >/dev/null`).then(() => undefined)
+    su(`${PG_BIN}/pg_ctl -D ${data} -l ${root}/pg.log -w -t 30 -o '-p ${port} -k ${root}/sock -c listen_addresses=127.0.0.1 -c fsync=off' start >/dev/null`).then(() => undefined)
   await start()
   const admin = `postgres://postgres@127.0.0.1:${port}/postgres`
   await query(admin, "CREATE DATABASE dvr")
@@ -181,6 +189,7 @@ export async function startPrivatePostgres(dir: string): Promise<PrivateServer> 
     url,
     start,
     stop: () => su(`${PG_BIN}/pg_ctl -D ${data} -m fast -w -t 30 stop >/dev/null`).then(() => undefined),
+    crash: () => su(`${PG_BIN}/pg_ctl -D ${data} -m immediate -w -t 30 stop >/dev/null`).then(() => undefined),
     pause: () => {
       const pm = postmaster()
       paused = [pm, ...childrenOf(pm)]
@@ -225,7 +234,7 @@ export async function startPrivateMariadb(dir: string): Promise<PrivateServer> {
     proc = await spawnManaged("/usr/sbin/mariadbd", [
       "--no-defaults", "--user=root", `--datadir=${data}`, `--socket=${root}/mysqld.sock`, `--port=${port}`,
       "--bind-address=127.0.0.1", `--pid-file=${root}/mariadbd.pid`, `--log-error=${root}/err.log`, "--skip-name-resolve",
-      "--innodb-flush-log-at-trx-commit=0", "--skip-log-bin", "--innodb-buffer-pool-size=32M"
+      "--innodb-flush-log-at-trx-commit=2", "--skip-log-bin", "--innodb-buffer-pool-size=32M"
     ])
     await waitForTcp("127.0.0.1", port, {
       timeoutMs: 30_000,
@@ -252,6 +261,11 @@ export async function startPrivateMariadb(dir: string): Promise<PrivateServer> {
     stop: async () => {
       const info = await proc?.stop(30_000)
       if (info !== undefined && info.code !== 0) throw new Error(`mariadbd exited with ${JSON.stringify(info)}`)
+    },
+    crash: async () => {
+      if (proc === undefined) return
+      process.kill(proc.pid, "SIGKILL")
+      await proc.exited
     },
     pause: () => {
       if (proc !== undefined) process.kill(proc.pid, "SIGSTOP")

@@ -18,9 +18,11 @@ import type { Backend } from "./Backend.js"
 import { type Normalize, normalizeUser, RouteHolds } from "./Holds.js"
 import { candidates, choose, chooseLeastLoaded, chooseWeighted, type Placement, PlacementInfo } from "./Placement.js"
 import { RouteCache } from "./RouteCache.js"
+import type { RoutingTable } from "./RoutingTable.js"
 import { RouteStore, type StoreError } from "./RouteStore.js"
 import { shardKey } from "./ShardKey.js"
 import type { DownPolicy, RouteKey, Strategy } from "./Strategy.js"
+import { RouteTable } from "./TableFeed.js"
 
 /**
  * Why no backend can be given. Front-ends answer every reason with a temporary failure.
@@ -85,6 +87,7 @@ export const make = (options: RouterOptions) =>
     const placement = options.placement ?? "random"
     const info = yield* Effect.serviceOption(PlacementInfo)
     const holds = yield* Effect.serviceOption(RouteHolds)
+    const table = Option.map(yield* Effect.serviceOption(RouteTable), (t) => t.table)
     const keyOf = (user: string) => routeKey(options.strategy, user, options.normalize)
 
     const pickBackend = (all: ReadonlyArray<Backend>): Effect.Effect<Backend | undefined, StoreError> => {
@@ -146,11 +149,35 @@ export const make = (options: RouterOptions) =>
       return { user, key, backend: stored, source: "assigned" } satisfies Route
     })
 
-    /** Route through the store and remember the answer (unless the cache was cleared meanwhile). */
+    /**
+     * Route through the store and remember the answer: in the table, a first assignment (unless the
+     * feed changed the table meanwhile: the feed brings the row); in the cache, any route (unless
+     * the cache was cleared meanwhile).
+     */
     const route = (user: string): Effect.Effect<Route, RouteError | StoreError> => {
+      if (Option.isSome(table)) {
+        const t = table.value
+        const gen = t.generation()
+        return Effect.tap(routeUncached(user), (r) =>
+          Effect.sync(() => {
+            if (r.source === "assigned") t.addAssigned(String(r.key), r.backend.id, gen)
+          }))
+      }
       if (!cache.enabled) return routeUncached(user)
       const gen = cache.generation()
       return Effect.tap(routeUncached(user), (r) => Effect.sync(() => cache.set(user, r, gen)))
+    }
+
+    /**
+     * From memory, synchronously: the table's backend for the key (a held key, a key whose backend
+     * the table does not hold, or a down backend under `tempfail`/`reassign` goes the store path).
+     */
+    const fromTable = (t: RoutingTable) => (user: string): Route | undefined => {
+      if (user.length === 0 || INVALID_USER.test(user)) return undefined
+      const key = keyOf(user)
+      const backend = t.lookup(String(key), Date.now())
+      if (backend === undefined || (backend.state !== 0 && options.downPolicy !== "keep")) return undefined
+      return { user, key, backend, source: "existing" }
     }
 
     const preview = Effect.fn("Router.preview")(function*(user: string) {
@@ -167,7 +194,7 @@ export const make = (options: RouterOptions) =>
       /** The routing key of a user name (normalisation + strategy). */
       keyOf,
       /** A cached route for `user`, synchronously, or `undefined` (then call {@link route}). */
-      cached: (user: string): Route | undefined => cache.get(user),
+      cached: Option.isSome(table) ? fromTable(table.value) : (user: string): Route | undefined => cache.get(user),
       route,
       preview: preview as (user: string) => Effect.Effect<RoutePreview, RouteError | StoreError>
     } as const
@@ -177,6 +204,9 @@ export const make = (options: RouterOptions) =>
 export class Router extends Context.Tag("doveroute/Router")<Router, Effect.Effect.Success<ReturnType<typeof make>>>() {
   /** Layer without a lookup cache (CLI, tests); needs a {@link RouteStore}. */
   static readonly layer = (options: RouterOptions) => Layer.effect(Router, make(options)).pipe(Layer.provide(RouteCache.disabled))
-  /** Layer using the {@link RouteCache} in context (the daemon); needs a {@link RouteStore}. */
+  /**
+   * Layer using the {@link RouteCache} in context (the daemon), and the {@link RouteTable} when
+   * there is one (then the cache is not used); needs a {@link RouteStore}.
+   */
   static readonly layerCached = (options: RouterOptions) => Layer.effect(Router, make(options))
 }

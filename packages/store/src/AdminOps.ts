@@ -276,12 +276,14 @@ export interface ImportRow {
 
 /**
  * Every mapping row in key order, `pageSize` rows at a time (keyset pagination on the unique key
- * index): `f` gets each page, so a dump of a million users holds one page in memory.
+ * index): `f` gets each page, so a dump of a million users holds one page in memory. `guard`
+ * (default: classify errors) runs each page's query, e.g. with a deadline per page.
  */
 export const forEachMappingPage = <E, R>(
   strategy: Strategy,
   pageSize: number,
-  f: (page: ReadonlyArray<{ readonly key: RouteKey; readonly backendId: number }>) => Effect.Effect<void, E, R>
+  f: (page: ReadonlyArray<{ readonly key: RouteKey; readonly backendId: number }>) => Effect.Effect<void, E, R>,
+  guard: <A>(eff: Effect.Effect<A, SqlError>) => Effect.Effect<A, StoreError> = wrap("list mappings")
 ) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
@@ -291,9 +293,9 @@ export const forEachMappingPage = <E, R>(
     for (;;) {
       const rows = last === undefined
         ? yield* sql<{ k: string | number; b: number | string }>`SELECT ${col} AS k, backend_id AS b FROM user_backend
-            ORDER BY ${col} LIMIT ${limit}`.pipe(wrap("list mappings"))
+            ORDER BY ${col} LIMIT ${limit}`.pipe(guard)
         : yield* sql<{ k: string | number; b: number | string }>`SELECT ${col} AS k, backend_id AS b FROM user_backend
-            WHERE ${col} > ${last} ORDER BY ${col} LIMIT ${limit}`.pipe(wrap("list mappings"))
+            WHERE ${col} > ${last} ORDER BY ${col} LIMIT ${limit}`.pipe(guard)
       if (rows.length === 0) return
       const page = rows.map((r) => ({ key: strategy === "shard" ? Number(r.k) : String(r.k), backendId: Number(r.b) }))
       yield* f(page)

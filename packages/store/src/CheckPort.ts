@@ -19,7 +19,7 @@ const addCheckPort = Effect.gen(function*() {
 })
 
 /** The migration, keyed like Migrations.ts's record. */
-export const CHECK_PORT_MIGRATION = { "0007_backend_check_port": addCheckPort } as const
+export const CHECK_PORT_MIGRATION = { "0008_backend_check_port": addCheckPort } as const
 
 /** A check port as the store keeps it: 1-65535, or null (none of its own). */
 export const validCheckPort = (port: number | null): boolean => port === null || (Number.isInteger(port) && port >= 1 && port <= 65535)

@@ -5,7 +5,9 @@
  * health checker. The checker only ever flips 0 → 3 and 3 → 0, each as a compare-and-set
  * (`UPDATE … WHERE id = ? AND state = ?`), so an admin's 1 or 2 is never overridden and several
  * daemons checking one database cannot undo each other's or an admin's change. Each flip changes
- * `backends`, so the routes-version triggers invalidate every daemon's lookup cache.
+ * `backends.state`, so the change feed (ChangeFeed.ts) carries it to every daemon's routing table
+ * (and the routes-version triggers invalidate lookup caches). Recording a result changes no
+ * routing column: it appends nothing to the feed.
  *
  * `last_health` / `last_health_at` are written when the columns exist (added by a migration); a
  * backend's own `check_port` is read when that column exists (CheckPort.ts).

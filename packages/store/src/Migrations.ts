@@ -9,7 +9,9 @@
  * - `0003_backend_hostname_index`: an index on `backends.hostname` (admin lookups by name).
  * - `0004`–`0006`: operator schema (weight, health columns, routes version triggers, move holds):
  *   see Operations.ts.
- * - `0007_backend_check_port`: `backends.check_port INT NULL`, the per-backend health-check port
+ * - `0007_change_feed`: `doveroute_changes` and the triggers that fill it (the daemons' routing
+ *   tables follow it): see ChangeFeed.ts.
+ * - `0008_backend_check_port`: `backends.check_port INT NULL`, the per-backend health-check port
  *   (CheckPort.ts).
  *
  * Duplicate rows (one user on several backends, possible with the scripts' documented key) are
@@ -32,6 +34,7 @@ import { createBackends, createUserBackend, indexExists, keyColumn, tableColumns
 import { settleJournal } from "./Journal.js"
 import { CHECK_PORT_MIGRATION } from "./CheckPort.js"
 import { OPERATION_MIGRATIONS } from "./Operations.js"
+import { m0007 } from "./ChangeFeed.js"
 import { SchemaError } from "./SchemaError.js"
 
 export { SchemaError } from "./SchemaError.js"
@@ -223,6 +226,7 @@ const MIGRATIONS = (strategy: Strategy) => ({
   "0002_unique_route_key": m0002(strategy),
   "0003_backend_hostname_index": m0003,
   ...OPERATION_MIGRATIONS,
+  "0007_change_feed": m0007(strategy),
   ...CHECK_PORT_MIGRATION
 })
 

@@ -1,0 +1,143 @@
+/**
+ * The in-memory routing table (`table.mode = full`, the daemon's default): every `backends` row,
+ * every `user_backend` key → backend id and every active move hold, read synchronously on the
+ * socket hot path (a Map lookup: no fiber, no SQL).
+ *
+ * Pure: no Effect, no store. It is filled by a full snapshot ({@link RoutingTable.replace}) and
+ * kept in step by the store's change feed ({@link RoutingTable.apply}, one {@link Change} at a
+ * time, in feed order); TableFeed.ts drives both. A lookup answers only from a loaded table, only
+ * for a key whose backend id the table holds, never for a held key: anything else is a miss and
+ * goes the store path.
+ *
+ * @since 0.2.0
+ */
+import type { Backend } from "./Backend.js"
+
+/**
+ * One entry of the store's change feed (`doveroute_changes`):
+ * - `route`: the key's `user_backend` row now names `backendId` (`null`: the row was deleted);
+ * - `backend`: backend `id` changed; `backend` is its current row (`null`: deleted);
+ * - `hold`: the key's move hold now lasts until `until` (epoch ms; `null`: no hold);
+ * - `reload`: the feed cannot describe the change (PostgreSQL `TRUNCATE`): reload everything.
+ */
+export type Change =
+  | { readonly _tag: "route"; readonly id: number; readonly key: string; readonly backendId: number | null }
+  | { readonly _tag: "backend"; readonly id: number; readonly backendId: number; readonly backend: Backend | null }
+  | { readonly _tag: "hold"; readonly id: number; readonly key: string; readonly until: number | null }
+  | { readonly _tag: "reload"; readonly id: number }
+
+/** A full copy of the routing rows (the start of a table, or a reload); the table takes its maps over. */
+export interface TableSnapshot {
+  readonly backends: ReadonlyArray<Backend>
+  readonly routes: Map<string, number>
+  /** Active holds: key → until (epoch ms). */
+  readonly holds: Map<string, number>
+}
+
+/** The table. */
+export interface RoutingTable {
+  /** Whether a snapshot has been loaded (before that every lookup is a miss). */
+  readonly loaded: () => boolean
+  /**
+   * The backend `key` is on, or `undefined` (not loaded, no row, backend not in the table, key
+   * held until after `now`, or the table older than its staleness bound).
+   */
+  readonly lookup: (key: string, now: number) => Backend | undefined
+  /** Apply one feed entry; false when the entry asks for a full reload. */
+  readonly apply: (change: Change) => boolean
+  /** Install a full snapshot (the previous contents stay in use until this call). */
+  readonly replace: (snapshot: TableSnapshot) => void
+  /**
+   * Add a route the store path just inserted, unless the feed changed the table since
+   * `generation` (then the feed is the authority) or the key already has a row.
+   */
+  readonly addAssigned: (key: string, backendId: number, generation: number) => void
+  /** Bumped by every applied change and every snapshot. */
+  readonly generation: () => number
+  /** Bound the table's age: lookups miss once `now - lastRead > maxStaleMs` (0 = no bound). */
+  readonly markRead: (now: number) => void
+  readonly backends: () => ReadonlyArray<Backend & { readonly users: number }>
+  readonly size: () => number
+  readonly stats: () => { readonly hits: number; readonly misses: number }
+}
+
+/** A new, empty (not loaded) table. `maxStaleMs` 0: answer from memory however long the store is away. */
+export const makeTable = (options: { readonly maxStaleMs?: number } = {}): RoutingTable => {
+  const maxStale = options.maxStaleMs ?? 0
+  let backends = new Map<number, Backend>()
+  let routes = new Map<string, number>()
+  let holds = new Map<string, number>()
+  let users = new Map<number, number>()
+  let loaded = false
+  let gen = 0
+  let lastRead = 0
+  let hits = 0
+  let misses = 0
+
+  const count = (id: number | undefined, d: number) => {
+    if (id !== undefined) users.set(id, (users.get(id) ?? 0) + d)
+  }
+  const setRoute = (key: string, backendId: number | null) => {
+    const old = routes.get(key)
+    if (old === backendId) return
+    count(old, -1)
+    if (backendId === null) routes.delete(key)
+    else {
+      routes.set(key, backendId)
+      count(backendId, 1)
+    }
+  }
+
+  return {
+    loaded: () => loaded,
+    lookup: (key, now) => {
+      if (!loaded || (maxStale > 0 && now - lastRead > maxStale)) {
+        misses++
+        return undefined
+      }
+      const until = holds.get(key)
+      const id = routes.get(key)
+      const b = id === undefined || (until !== undefined && until > now) ? undefined : backends.get(id)
+      if (b === undefined) misses++
+      else hits++
+      return b
+    },
+    apply: (c) => {
+      gen++
+      switch (c._tag) {
+        case "route":
+          setRoute(c.key, c.backendId)
+          return true
+        case "backend":
+          if (c.backend === null) backends.delete(c.backendId)
+          else backends.set(c.backendId, c.backend)
+          return true
+        case "hold":
+          if (c.until === null) holds.delete(c.key)
+          else holds.set(c.key, c.until)
+          return true
+        case "reload":
+          return false
+      }
+    },
+    replace: (s) => {
+      gen++
+      backends = new Map(s.backends.map((b) => [b.id, b] as const))
+      routes = s.routes
+      holds = s.holds
+      users = new Map()
+      for (const id of routes.values()) count(id, 1)
+      loaded = true
+    },
+    addAssigned: (key, backendId, generation) => {
+      if (generation === gen && !routes.has(key)) setRoute(key, backendId)
+    },
+    generation: () => gen,
+    markRead: (now) => {
+      lastRead = now
+    },
+    backends: () => [...backends.values()].sort((a, b) => a.id - b.id).map((b) => ({ ...b, users: users.get(b.id) ?? 0 })),
+    size: () => routes.size,
+    stats: () => ({ hits, misses })
+  }
+}
