@@ -9,7 +9,8 @@ import { AdminOps } from "@doveroute/store"
 import { Effect } from "effect"
 import * as fs from "node:fs"
 import * as readline from "node:readline"
-import { adminOptions, output, withReadStore, withStore } from "./AdminSupport.js"
+import { adminOptions, output, withReadStore } from "./AdminSupport.js"
+import { dryRunOption, storeFor } from "./Bulk.js"
 
 export const status = Command.make("status", adminOptions, (o) =>
   withReadStore(o, (settings) =>
@@ -184,9 +185,9 @@ const readError = (file: string) => (e: unknown) =>
   new AdminOps.AdminError({ reason: "Invalid", detail: `cannot read ${file}: ${(e as Error).message}` })
 
 /** Stream `file` (or stdin for `-`) into the importer: CSV line by line in chunks; JSON read whole. */
-const importFile = (file: string, strategy: "mapping" | "shard") =>
+const importFile = (file: string, strategy: "mapping" | "shard", dryRun: boolean) =>
   Effect.gen(function*() {
-    const imp = yield* AdminOps.importer(strategy)
+    const imp = yield* AdminOps.importer(strategy, dryRun)
     const input = file === "-" ? process.stdin : fs.createReadStream(file)
     const lines = readline.createInterface({ input, crlfDelay: Infinity })[Symbol.asyncIterator]()
     const next = () => Effect.tryPromise({ try: () => lines.next(), catch: readError(file) })
@@ -231,15 +232,15 @@ const importFile = (file: string, strategy: "mapping" | "shard") =>
     return imp.report()
   })
 
-export const importCommand = Command.make("import", { ...adminOptions, file: Args.text({ name: "FILE" }).pipe(Args.withDescription("CSV or JSON file, or - for stdin")) }, (o) =>
-  withStore(o, (settings) =>
+export const importCommand = Command.make("import", { ...adminOptions, ...dryRunOption, file: Args.text({ name: "FILE" }).pipe(Args.withDescription("CSV or JSON file, or - for stdin")) }, (o) =>
+  storeFor(o.dryRun)(o, (settings) =>
     Effect.gen(function*() {
       if (o.file !== "-" && !fs.existsSync(o.file)) {
         return yield* new AdminOps.AdminError({ reason: "Invalid", detail: `cannot read ${o.file}: no such file` })
       }
-      const report = yield* importFile(o.file, settings.strategy)
+      const report = { ...yield* importFile(o.file, settings.strategy, o.dryRun), dryRun: o.dryRun }
       yield* output(o.json, report, () => [
-        `${report.total} rows: ${report.inserted} inserted, ${report.unchanged} unchanged, ${report.conflictCount} conflicts, ${report.errorCount} errors`,
+        `${report.total} rows${o.dryRun ? " (dry run, nothing changed)" : ""}: ${report.inserted} ${o.dryRun ? "would be inserted" : "inserted"}, ${report.unchanged} unchanged, ${report.conflictCount} conflicts, ${report.errorCount} errors`,
         ...report.conflicts.slice(0, 50).map((c) => `conflict: ${String(c.key)} is on backend ${c.current}, file says ${c.backend} (not changed)`),
         ...report.errors.slice(0, 50).map((e) => `error: ${String(e.key)} -> ${e.backend}: ${e.error}`)
       ])
