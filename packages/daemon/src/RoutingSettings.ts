@@ -16,7 +16,7 @@
  *   mapped users per weight). `weight = 0` never receives new users.
  * - `normalize`: applied to the user name before the key (user row or shard) is computed; off by
  *   default (the scripts use the raw name). `lowercase` is Dovecot's `%Lu`, `strip_domain` `%n`.
- * - `kick_command`: run by `doveroute user move --kick`, once per entry of `kick_proxies` (`%h` = the
+ * - `kick_command`: run by `doveroute user move|move-many --kick` and `backend flush --kick`, once per entry of `kick_proxies` (`%h` = the
  *   entry, `%u` = the user), or once when the list is empty. Split on spaces into argv (no shell):
  *   `ssh %h doveadm proxy kick %u`, `chroot /srv/root doveadm -c /etc/dovecot.conf proxy kick %u`.
  *   `kick_hold` bounds how long logins of a moving user are held if the command dies.
