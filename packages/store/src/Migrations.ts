@@ -9,6 +9,7 @@
  * - `0003_backend_hostname_index`: an index on `backends.hostname` (admin lookups by name).
  * - `0004`–`0006`: operator schema (weight, health columns, routes version triggers, move holds):
  *   see Operations.ts.
+ * - `0007_daemon_ring`: `doveroute_daemons`, one heartbeat row per daemon: see Ring.ts.
  *
  * Duplicate rows (one user on several backends, possible with the scripts' documented key) are
  * **reported, not fixed**: {@link migrate} checks for them before any step and fails listing them,
@@ -29,6 +30,7 @@ import { Clock, Effect } from "effect"
 import { createBackends, createUserBackend, indexExists, keyColumn, tableColumns } from "./Schema.js"
 import { settleJournal } from "./Journal.js"
 import { OPERATION_MIGRATIONS } from "./Operations.js"
+import { RING_MIGRATIONS } from "./Ring.js"
 import { SchemaError } from "./SchemaError.js"
 
 export { SchemaError } from "./SchemaError.js"
@@ -219,7 +221,8 @@ const MIGRATIONS = (strategy: Strategy) => ({
   "0001_lua_director_tables": m0001(strategy),
   "0002_unique_route_key": m0002(strategy),
   "0003_backend_hostname_index": m0003,
-  ...OPERATION_MIGRATIONS
+  ...OPERATION_MIGRATIONS,
+  ...RING_MIGRATIONS
 })
 
 /** Every migration as `NNNN_name`, in order. */
