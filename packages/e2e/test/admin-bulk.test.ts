@@ -5,11 +5,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { makeTempDir, type TempDir } from "@doveroute/testkit"
 import * as fs from "node:fs"
-import { ALL_ADMIN_STORES, adminStore, type AdminStore } from "./admin-support.js"
+import { ADMIN_STORES, adminStore, type AdminStore } from "./admin-support.js"
 
 const USERS = Array.from({ length: 24 }, (_, i) => `u${String(i).padStart(2, "0")}`)
 
-describe.each(ALL_ADMIN_STORES)("bulk operations on %s", { timeout: 400_000 }, (kind) => {
+describe.each(ADMIN_STORES)("bulk operations on %s", { timeout: 400_000 }, (kind) => {
   let s: AdminStore
   let tmp: TempDir
   const onBackend = async (id: number) =>

@@ -8,9 +8,7 @@ import * as fs from "node:fs"
 import { query } from "./store-support.js"
 
 export type AdminStoreKind = "sqlite" | "postgres" | "mariadb"
-export const ADMIN_STORES: ReadonlyArray<AdminStoreKind> = ["sqlite", "postgres"]
-/** Every store engine. */
-export const ALL_ADMIN_STORES: ReadonlyArray<AdminStoreKind> = ["sqlite", "postgres", "mariadb"]
+export const ADMIN_STORES: ReadonlyArray<AdminStoreKind> = ["sqlite", "postgres", "mariadb"]
 
 /** The tables doveroute keeps (a snapshot reads them all). */
 const TABLES = ["backends", "user_backend", "doveroute_meta", "doveroute_moves", "doveroute_migrations"]

@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { makeTempDir, startDaemon, type RunningDaemon, type TempDir } from "@doveroute/testkit"
 import * as os from "node:os"
-import { ALL_ADMIN_STORES, adminStore, type AdminStore } from "./admin-support.js"
+import { ADMIN_STORES, adminStore, type AdminStore } from "./admin-support.js"
 import { DictClient } from "./store-support.js"
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
@@ -20,7 +20,7 @@ interface Daemon {
   lastStoreErrorAt: number | null
 }
 
-describe.each(ALL_ADMIN_STORES)("the ring on %s", { timeout: 300_000 }, (kind) => {
+describe.each(ADMIN_STORES)("the ring on %s", { timeout: 300_000 }, (kind) => {
   let s: AdminStore
   let tmp: TempDir
   const daemons: Array<RunningDaemon> = []
