@@ -80,6 +80,19 @@ describe("doveroute --help", { timeout: 120_000 }, () => {
     }
   })
 
+  it("keeps colours on a terminal unless NO_COLOR is set (script(1) gives it a pty)", async () => {
+    const onTty = (env: Record<string, string>) =>
+      new Promise<string>((resolve) => {
+        execFile("script", ["-qec", `'${process.execPath}' '${BIN}' backend flush --help`, "/dev/null"], { env: { ...process.env, ...env }, timeout: 60_000 }, (_, stdout) => resolve(stdout))
+      })
+    const coloured = await onTty({})
+    expect(coloured).toMatch(/\x1b\[/)
+    expect(coloured.replace(/\x1b\[[0-9;]*m/g, "")).toMatch(/^\$ doveroute backend flush \[/m)
+    const plain = await onTty({ NO_COLOR: "1" })
+    expect(plain).not.toMatch(/\x1b/)
+    expect(plain).toMatch(/^\$ doveroute backend flush \[/m)
+  })
+
   it("keeps colours only for a terminal without NO_COLOR", () => {
     const coloured = "\x1b[0;1mUSAGE\x1b[0m\n\n$ flush [--kick] <BACKEND>\n"
     expect(helpText(coloured, ["backend", "flush"], false)).toBe("USAGE\n\n$ doveroute backend flush [--kick] <BACKEND>\n")

@@ -1,9 +1,10 @@
 // The weekly operations on SQLite, PostgreSQL and MariaDB through the real binary, --json parsed:
 // dry runs of user move, backend remove, import, flush and move-many write nothing (every table
 // row for row, the SQLite file byte for byte); backend flush (placed or --to), user move-many
-// (file and stdin), shard move N-M; a key locked by another move is skipped (exit 75).
+// (file and stdin), shard move N-M; a key locked by another move is skipped (exit 75); a progress
+// line only on a terminal.
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { makeTempDir, type TempDir } from "@doveroute/testkit"
+import { CLI_BIN, makeTempDir, runCommand, type TempDir } from "@doveroute/testkit"
 import * as fs from "node:fs"
 import { ADMIN_STORES, adminStore, type AdminStore } from "./admin-support.js"
 
@@ -107,8 +108,11 @@ describe.each(ADMIN_STORES)("bulk operations on %s", { timeout: 400_000 }, (kind
     // the other command's lock is left alone
     expect((await s.sql<{ route_key: string }>(`SELECT route_key FROM doveroute_moves`)).map((x) => x.route_key)).toEqual(["u07"])
     await s.sql(`DELETE FROM doveroute_moves`)
-    const text = await s.cli(["backend", "flush", "b3.test", "--to", "b2.test", "--no-wait"])
-    expect(text.code, text.stderr).toBe(0)
+    // on a terminal (script(1) gives the command a pty) the progress line is drawn on stderr
+    const argv = [process.execPath, CLI_BIN, "backend", "flush", "b3.test", "--to", "b2.test", "--no-wait", "--config", s.config]
+    const text = await runCommand("script", ["-qec", argv.map((a) => `'${a}'`).join(" "), "/dev/null"], { timeoutMs: 90_000 })
+    expect(text.code, text.stdout).toBe(0)
+    expect(text.stdout).toContain("\rflush b3.test: 1/1 moved 1 unchanged 0 skipped 0 failed 0\r\n")
     expect(text.stdout).toMatch(/flush b3\.test: 1 total, 1 moved, 0 unchanged, 0 skipped \(changed meanwhile\), 0 failed/)
     expect(await onBackend(2)).toEqual(USERS)
 
