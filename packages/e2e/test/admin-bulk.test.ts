@@ -67,7 +67,11 @@ describe.each(ADMIN_STORES)("bulk operations on %s", { timeout: 400_000 }, (kind
     expect(up.code).toBe(1)
     expect(up.stderr).toMatch(/backend b1\.test is up: .*run doveroute backend drain b1\.test first/)
     await s.json(["backend", "drain", "b1.test"])
-    const r = await s.cli(["backend", "flush", "b1.test", "--parallel", "5", "--json"])
+    // least-loaded placement by weight: b3 (weight 2) gets twice b2's share
+    await s.json(["backend", "weight", "b3.test", "2"])
+    const leastLoaded = s.config + ".least.json"
+    fs.writeFileSync(leastLoaded, JSON.stringify({ ...JSON.parse(fs.readFileSync(s.config, "utf8")), placement: "least-loaded" }))
+    const r = await s.cli(["backend", "flush", "b1.test", "--parallel", "5", "--json"], leastLoaded)
     expect(r.code, r.stderr).toBe(0)
     expect(r.stderr).toBe("")
     const out = JSON.parse(r.stdout)
@@ -76,10 +80,11 @@ describe.each(ADMIN_STORES)("bulk operations on %s", { timeout: 400_000 }, (kind
     expect(await onBackend(1)).toEqual([])
     const on2 = await onBackend(2)
     const on3 = await onBackend(3)
+    expect([on2.length, on3.length]).toEqual([8, 16])
     expect([...on2, ...on3].sort()).toEqual(USERS)
     for (const x of out.results) expect(x.to === 2 ? on2 : on3).toContain(x.key)
     expect((await s.json(["backend", "list"])).map((b: { hostname: string; stateName: string; users: number }) => [b.hostname, b.stateName, b.users]))
-      .toEqual([["b1.test", "drain", 0], ["b2.test", "up", on2.length], ["b3.test", "up", on3.length]])
+      .toEqual([["b1.test", "drain", 0], ["b2.test", "up", 8], ["b3.test", "up", 16]])
     expect(await s.sql(`SELECT * FROM doveroute_moves`)).toEqual([])
 
     // everything back onto b1 with move-many (stdin), then flush --to b3
