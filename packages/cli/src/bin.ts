@@ -13,6 +13,7 @@ import { Cause, Console, Effect, Exit } from "effect"
 // the whole daemon (front-ends, metrics) into every admin command
 import * as Logging from "@doveroute/daemon/Logging"
 import { run } from "./Cli.js"
+import { withPlainHelp } from "./Help.js"
 
 const describe = (e: unknown): string =>
   e !== null && typeof e === "object" && "message" in e && typeof e.message === "string" && e.message.length > 0
@@ -26,6 +27,7 @@ const exitCodeOf = (e: unknown): number => {
 }
 
 const program = run(process.argv).pipe(
+  withPlainHelp(process.argv.slice(2)),
   Effect.catchAll((e) =>
     ValidationError.isValidationError(e)
       ? Effect.sync(() => { process.exitCode = 2 })

@@ -23,6 +23,7 @@ import * as HealthCheck from "./HealthCheck.js"
 import * as Logging from "./Logging.js"
 import * as Metrics from "./Metrics.js"
 import * as OpsEvents from "./OpsEvents.js"
+import * as Ring from "./Ring.js"
 import { routingLayer } from "./RoutingLayer.js"
 import type { AuthSettings, Settings } from "./Settings.js"
 import * as Systemd from "./Systemd.js"
@@ -233,13 +234,15 @@ export const daemonLayer = (settings0: Settings, options: DaemonOptions = {}) =>
       () => Systemd.notify({ STOPPING: 1, STATUS: "stopping: finishing in-flight requests" })
     )
   )
-  const bridge = Lookup.layerWith({ deadline: settings.lookupTimeout })
+  const bridge = Ring.noteStoreErrors.pipe(Layer.provide(Lookup.layerWith({ deadline: settings.lookupTimeout })))
   const lookup = settings.metrics === undefined
     ? bridge
     : Metrics.lookupLayer.pipe(Layer.provide(bridge), Layer.provide(Metrics.layer(settings.metrics)))
   return Layer.mergeAll(ready, notifyReady, reloadLayer(settings, liveExtra, options)).pipe(
     Layer.provideMerge(Layer.mergeAll(...(listeners as [Layer.Layer<never, unknown, Lookup>]))),
     Layer.provide(lookup),
-    Layer.provide(HealthCheck.layer(settings.health).pipe(Layer.provideMerge(routingLayer(settings, { cached: true }))))
+    Layer.provide(
+      Layer.merge(HealthCheck.layer(settings.health), Ring.heartbeatLayer(settings)).pipe(Layer.provideMerge(routingLayer(settings, { cached: true })))
+    )
   )
 }

@@ -1,7 +1,7 @@
 /**
  * Counts of operational events that are not lookups, kept whether or not the metrics endpoint is
  * on and read by it on scrape: configuration reloads (SIGHUP) by result, and backend state changes
- * made by this daemon's health checker. Plain numbers in memory, changed only when the event
+ * made by this daemon's health checker; and the last store error (for the ring view, Ring.ts). Plain numbers in memory, changed only when the event
  * happens (never per request).
  *
  * @since 0.1.0
@@ -46,3 +46,14 @@ export const reloadCounts = (): ReadonlyMap<ReloadResult, number> => reloads
 
 /** Health-checker transitions so far. */
 export const transitionCounts = (): ReadonlyArray<Transition & { readonly count: number }> => [...transitions.values()]
+
+/** The last store error this daemon met (a lookup's temp_fail or a failed heartbeat), if any. */
+let lastStoreError: { readonly at: number; readonly detail: string } | undefined
+
+/** Remember a store error (kept until the next one). */
+export const storeFailed = (detail: string, at: number = Date.now()): void => {
+  lastStoreError = { at, detail }
+}
+
+/** The last store error, if any. */
+export const lastStoreFailure = (): { readonly at: number; readonly detail: string } | undefined => lastStoreError

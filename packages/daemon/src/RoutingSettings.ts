@@ -8,7 +8,8 @@
  *   "normalize": { "lowercase": false, "strip_domain": false },
  *   "kick_command": "doveadm proxy kick %u",
  *   "kick_proxies": [],
- *   "kick_hold": "30 seconds" }
+ *   "kick_hold": "30 seconds",
+ *   "heartbeat_interval": "10 seconds" }
  * ```
  * - `table`: how the daemon answers known users. `full` (default): every mapping and backend in
  *   memory, kept in step by the store's change feed every `cache.refresh` (TableFeed.ts); known
@@ -22,10 +23,13 @@
  *   mapped users per weight). `weight = 0` never receives new users.
  * - `normalize`: applied to the user name before the key (user row or shard) is computed; off by
  *   default (the scripts use the raw name). `lowercase` is Dovecot's `%Lu`, `strip_domain` `%n`.
- * - `kick_command`: run by `doveroute user move --kick`, once per entry of `kick_proxies` (`%h` = the
- *   entry, `%u` = the user), or once when the list is empty. Split on spaces into argv (no shell):
- *   `ssh %h doveadm proxy kick %u`, `chroot /srv/root doveadm -c /etc/dovecot.conf proxy kick %u`.
- *   `kick_hold` bounds how long logins of a moving user are held if the command dies.
+ * - `kick_command`: run by `doveroute user move|move-many --kick` and `backend flush --kick`, once
+ *   per entry of `kick_proxies` (`%h` = the entry, `%u` = the user), or once when the list is
+ *   empty. Split on spaces into argv (no shell): `ssh %h doveadm proxy kick %u`,
+ *   `chroot /srv/root doveadm -c /etc/dovecot.conf proxy kick %u`. `kick_hold` bounds how long
+ *   logins of a moving user are held if the command dies.
+ * - `heartbeat_interval`: how often the daemon refreshes its row in `doveroute_daemons` (the ring
+ *   `doveroute status` lists; a daemon not seen for three intervals is marked).
  *
  * @since 0.1.0
  */
@@ -43,6 +47,8 @@ export interface RoutingSettings {
   readonly kickCommand: string
   readonly kickProxies: ReadonlyArray<string>
   readonly kickHold: Duration.Duration
+  /** How often the daemon refreshes its row in `doveroute_daemons` (Ring.ts). */
+  readonly heartbeatInterval: Duration.Duration
 }
 
 export const routingSettingsConfig: Config.Config<RoutingSettings> = Config.all({
@@ -73,5 +79,9 @@ export const routingSettingsConfig: Config.Config<RoutingSettings> = Config.all(
   }), "normalize"),
   kickCommand: Config.string("kick_command").pipe(Config.withDefault("doveadm proxy kick %u")),
   kickProxies: Config.array(Config.string(), "kick_proxies").pipe(Config.withDefault([] as Array<string>)),
-  kickHold: Config.duration("kick_hold").pipe(Config.withDefault(Duration.seconds(30)))
+  kickHold: Config.duration("kick_hold").pipe(Config.withDefault(Duration.seconds(30))),
+  heartbeatInterval: Config.duration("heartbeat_interval").pipe(
+    Config.withDefault(Duration.seconds(10)),
+    Config.validate({ message: "heartbeat_interval must be at least 100 millis", validation: (d) => Duration.toMillis(d) >= 100 })
+  )
 })

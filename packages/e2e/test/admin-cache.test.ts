@@ -36,7 +36,7 @@ describe.each(CASES)("two daemons on %s, table.mode %s", { timeout: 300_000 }, (
 
       // hand-written SQL (routes-version triggers) reaches both within cache.refresh + one query
       expect(await hosts("bob")).toEqual(["b1.test", "b1.test"])
-      const col = kind === "postgres" ? `"user"` : "user"
+      const col = s.userCol
       await s.sql(`UPDATE user_backend SET backend_id = 2 WHERE ${col} = 'bob'`)
       await sleep(1000)
       expect(await hosts("bob")).toEqual(["b2.test", "b2.test"])

@@ -1,4 +1,4 @@
-// Every admin command on SQLite and PostgreSQL: JSON output parsed, exit codes and stderr checked.
+// Every admin command on SQLite, PostgreSQL and MariaDB: JSON output parsed, exit codes and stderr checked.
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { CLI_BIN, makeTempDir, runCommand } from "@doveroute/testkit"
 import * as fs from "node:fs"
@@ -70,11 +70,11 @@ describe.each(ADMIN_STORES)("admin CLI on %s", { timeout: 400_000 }, (kind) => {
     expect((await s.json(["user", "show", "bob"])).mapped).toBe(false)
 
     // a row naming a deleted backend: shown as such, the next login replaces it
-    await s.sql(`INSERT INTO user_backend (backend_id, "user") VALUES (77, 'ghost')`)
+    await s.sql(`INSERT INTO user_backend (backend_id, ${s.userCol}) VALUES (77, 'ghost')`)
     expect(await s.json(["user", "show", "ghost"])).toMatchObject({ mapped: false, rows: [77], backend: null })
     const text = await s.cli(["user", "show", "ghost"])
     expect(text.stdout).toContain("row: ghost -> backend 77, which does not exist: the next login replaces it, on one of: b1.test, b2.test")
-    await s.sql(`DELETE FROM user_backend WHERE "user" = 'ghost'`)
+    await s.sql(`DELETE FROM user_backend WHERE ${s.userCol} = 'ghost'`)
   })
 
   it("two concurrent moves of one user: one succeeds, the other fails with try again (exit 75)", async () => {
@@ -105,7 +105,7 @@ describe.each(ADMIN_STORES)("admin CLI on %s", { timeout: 400_000 }, (kind) => {
     expect(st.totalUsers).toBe(2)
     const v0 = st.routesVersion as number
     expect(typeof v0).toBe("number")
-    const col = kind === "postgres" ? `"user"` : "user"
+    const col = s.userCol
     await s.sql(`INSERT INTO user_backend (backend_id, ${col}) VALUES (1, 'hand')`)
     const v1 = (await s.json(["status"])).routesVersion
     expect(v1).toBe(v0)

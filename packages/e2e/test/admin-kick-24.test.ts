@@ -1,7 +1,7 @@
-// `doveroute user move --kick` with a real Dovecot 2.4.1 proxy (standalone auth socket, two
-// backends on 127.0.0.2 / 127.0.0.3): alice's open IMAP session is kicked through
-// `chroot ROOT doveadm -c CONF proxy kick %u` (kick_command) and really closed, and her next login
-// lands on the new backend. The proxy includes config/dovecot-2.4/96-doveroute-kick.conf: without
+// `doveroute user move --kick`, `backend flush --kick` and `user move-many --kick` with a real
+// Dovecot 2.4.1 proxy (standalone auth socket, two backends on 127.0.0.2 / 127.0.0.3): open IMAP
+// sessions are kicked through `chroot ROOT doveadm -c CONF proxy kick %u` (kick_command) and really
+// closed, and the next logins land on the new backend. The proxy includes config/dovecot-2.4/96-doveroute-kick.conf: without
 // it 2.4.1 reports "1 connections kicked" but leaves the session open (see that file). Fails (does
 // not skip) when the chroot is missing.
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -23,7 +23,7 @@ const closedWithin = async (c: ImapClient, ms: number): Promise<boolean> => {
   return c.conn.closed
 }
 
-describe("user move --kick on real Dovecot 2.4.1", { timeout: 180_000 }, () => {
+describe("moves with --kick on real Dovecot 2.4.1", { timeout: 180_000 }, () => {
   let tmp: ChrootTempDir
   let backend: Backend
   let proxy: Dovecot
@@ -103,5 +103,65 @@ describe("user move --kick on real Dovecot 2.4.1", { timeout: 180_000 }, () => {
     // no hold left behind
     const show = await runCli(["user", "show", "alice", "--json", "--config", config])
     expect(JSON.parse(show.stdout)).toMatchObject({ moveInProgress: null, backend: { id: 2 } })
+  })
+
+  /** Logged-in, selected sessions of `users` through the proxy, each served by `ip`. */
+  const openSessions = async (users: ReadonlyArray<string>, ip: string) => {
+    const sessions: Array<ImapClient> = []
+    for (const u of users) {
+      const c = await ImapClient.connect("127.0.0.1", imapPort)
+      expect((await c.login(u, MASTER)).status, c.transcript()).toBe("OK")
+      expect((await c.select()).status).toBe("OK")
+      expect(backend.servedBy(u, "imap")).toBe(ip)
+      sessions.push(c)
+    }
+    return sessions
+  }
+
+  /** Every session closed by the proxy, and each user's next login served by `ip`. */
+  const expectKickedTo = async (users: ReadonlyArray<string>, sessions: ReadonlyArray<ImapClient>, ip: string) => {
+    for (const c of sessions) {
+      expect(await closedWithin(c, 5_000), c.transcript()).toBe(true)
+      c.close()
+    }
+    const listed = (await proxy.doveadm(["proxy", "list"])).stdout
+    for (const u of users) {
+      expect(listed).not.toMatch(new RegExp(`\\b${u}\\b`))
+      const again = await imapLogin("127.0.0.1", imapPort, u, MASTER, { select: true })
+      expect(again.login.status, again.transcript).toBe("OK")
+      expect(backend.servedBy(u, "imap")).toBe(ip)
+    }
+  }
+
+  it("backend flush --kick empties a drained backend: both sessions closed, next logins on the other backend", async () => {
+    // after the first test alice and bob are both on backend 2 (127.0.0.3)
+    const users = ["alice", "bob"]
+    const sessions = await openSessions(users, "127.0.0.3")
+    const drain = await runCli(["backend", "drain", "127.0.0.3", "--config", config])
+    expect(drain.code, drain.stderr).toBe(0)
+    const r = await runCli(["backend", "flush", "127.0.0.3", "--kick", "--parallel", "2", "--json", "--config", config], { timeoutMs: 90_000 })
+    expect(r.code, r.stderr).toBe(0)
+    const out = JSON.parse(r.stdout)
+    expect(out).toMatchObject({ total: 2, moved: 2, skipped: 0, failed: 0 })
+    for (const x of out.results) {
+      expect(x).toMatchObject({ from: 2, to: 1, toHostname: "backend1.test", status: "moved" })
+      expect(x.kicks).toHaveLength(1)
+      expect(x.kicks[0]).toMatchObject({ exitCode: 0, output: expect.stringMatching(/1 connections kicked/) })
+    }
+    await expectKickedTo(users, sessions, "127.0.0.2")
+  })
+
+  it("user move-many --kick (stdin) moves the listed users back and kicks their sessions", async () => {
+    const users = ["alice", "bob"]
+    const sessions = await openSessions(users, "127.0.0.2")
+    // options go before `-` (stdin)
+    const r = await runCli(["user", "move-many", "--kick", "--json", "--config", config, "-", "127.0.0.3"], { timeoutMs: 90_000, input: "alice\nbob\n" })
+    expect(r.code, r.stderr).toBe(0)
+    const out = JSON.parse(r.stdout)
+    expect(out).toMatchObject({ total: 2, moved: 2, failed: 0 })
+    expect(out.results.map((x: { key: string; from: number; to: number }) => [x.key, x.from, x.to])).toEqual([["alice", 1, 2], ["bob", 1, 2]])
+    await expectKickedTo(users, sessions, "127.0.0.3")
+    const moves = await runCli(["user", "show", "bob", "--json", "--config", config])
+    expect(JSON.parse(moves.stdout)).toMatchObject({ moveInProgress: null, backend: { id: 2 } })
   })
 })

@@ -17,7 +17,7 @@ const REFRESH_MS = 300
 const QUERY_SLACK_MS = 700
 const USERS = 200
 
-describe.each([...ADMIN_STORES, "mysql" as const])("routing table with two daemons on %s", { timeout: 300_000 }, (kind) => {
+describe.each(ADMIN_STORES)("routing table with two daemons on %s", { timeout: 300_000 }, (kind) => {
   it("known users hit memory while health checks write every second; moves reach the other daemon within refresh + one query", async () => {
     const s = await adminStore(kind, { cache: { refresh: `${REFRESH_MS} millis` } })
     const tmp = makeTempDir()

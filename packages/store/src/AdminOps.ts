@@ -155,9 +155,13 @@ export const setWeight = (name: string, weight: number) =>
 
 /**
  * Remove a backend. With mapped rows it refuses unless `moveTo` (every row re-pointed there) or
- * `unassign` (rows deleted: the users get a new backend at their next login).
+ * `unassign` (rows deleted: the users get a new backend at their next login). `dryRun`: the same
+ * checks and report, nothing written.
  */
-export const removeBackend = (name: string, opts: { readonly moveTo?: string | undefined; readonly unassign: boolean }) =>
+export const removeBackend = (
+  name: string,
+  opts: { readonly moveTo?: string | undefined; readonly unassign: boolean; readonly dryRun?: boolean | undefined }
+) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const b = yield* resolveBackend(name)
@@ -172,10 +176,12 @@ export const removeBackend = (name: string, opts: { readonly moveTo?: string | u
           detail: `backend ${b.hostname} (id ${b.id}) has ${n} mapped users; give --move-users-to BACKEND or --unassign-users`
         })
       }
+      const report = { removed: b, users: n, movedTo: target ?? null, unassigned: opts.unassign ? n : 0, dryRun: opts.dryRun === true }
+      if (opts.dryRun === true) return report
       if (n > 0 && target !== undefined) yield* sql`UPDATE user_backend SET backend_id = ${target.id} WHERE backend_id = ${b.id}`
       if (n > 0 && opts.unassign) yield* sql`DELETE FROM user_backend WHERE backend_id = ${b.id}`
       yield* sql`DELETE FROM backends WHERE id = ${b.id}`
-      return { removed: b, users: n, movedTo: target ?? null, unassigned: opts.unassign ? n : 0 }
+      return report
     })).pipe(wrap("remove backend"))
   })
 
@@ -188,6 +194,20 @@ export const findKey = (strategy: Strategy, key: RouteKey) =>
     const ids = rows.map((r) => Number(r.backend_id))
     const all = yield* listBackends
     return { backendIds: ids, backend: ids.length === 1 ? all.find((b) => b.id === ids[0]) ?? null : null }
+  })
+
+/** The backend ids of each key's rows (keys without a row are absent), 500 keys per query. */
+export const rowsOfKeys = (strategy: Strategy, keys: ReadonlyArray<RouteKey>) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const col = keyColumn(strategy)
+    const out = new Map<string, Array<number>>()
+    for (let i = 0; i < keys.length; i += 500) {
+      const rows = yield* sql<{ k: string | number; b: number | string }>`SELECT ${sql(col)} AS k, backend_id AS b FROM user_backend
+        WHERE ${sql.in(col, keys.slice(i, i + 500))}`.pipe(wrap("read mappings"))
+      for (const r of rows) out.set(String(r.k), [...(out.get(String(r.k)) ?? []), Number(r.b)])
+    }
+    return out as ReadonlyMap<string, ReadonlyArray<number>>
   })
 
 /** A move in progress of `key` (its lock row), if any. */
@@ -223,9 +243,10 @@ export const unlockKey = (key: RouteKey) =>
 /**
  * Compare-and-set move of `key` to backend `toId` (the caller holds the move lock): a key already
  * there is a no-op; an unmapped key gets a row; otherwise `UPDATE … WHERE backend_id = <old>`.
- * Fails `TryAgain` when the row changed meanwhile.
+ * Fails `TryAgain` when the row changed meanwhile. With `expectFrom` (a flush) a key no longer on
+ * that backend is left alone: `stale` is true, nothing written.
  */
-export const casMove = (strategy: Strategy, key: RouteKey, toId: number) =>
+export const casMove = (strategy: Strategy, key: RouteKey, toId: number, expectFrom?: number) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const col = sql(keyColumn(strategy))
@@ -234,14 +255,15 @@ export const casMove = (strategy: Strategy, key: RouteKey, toId: number) =>
       return yield* new AdminError({ reason: "Refused", detail: `${String(key)} has several rows (backends ${before.backendIds.join(", ")}); fix them first` })
     }
     const from = before.backendIds[0]
-    if (from === toId) return { from: from ?? null, to: toId, changed: false }
+    if (expectFrom !== undefined && from !== expectFrom) return { from: from ?? null, to: toId, changed: false, stale: true }
+    if (from === toId) return { from: from ?? null, to: toId, changed: false, stale: false }
     if (from === undefined) yield* insertIgnoreStatement(sql, strategy, key, toId).pipe(wrap("insert mapping"))
     else yield* sql`UPDATE user_backend SET backend_id = ${toId} WHERE ${col} = ${key} AND backend_id = ${from}`.pipe(wrap("move mapping"))
     const after = yield* findKey(strategy, key)
     if (after.backendIds.length !== 1 || after.backendIds[0] !== toId) {
       return yield* new AdminError({ reason: "TryAgain", detail: `${String(key)} changed while being moved (now on ${after.backendIds.join(", ") || "no backend"}); try again` })
     }
-    return { from: from ?? null, to: toId, changed: true }
+    return { from: from ?? null, to: toId, changed: true, stale: false }
   })
 
 /** Delete the row of `key`; returns the backend id it was on (or null). */
@@ -331,9 +353,10 @@ export interface Importer {
  * Idempotent bulk import: a key without a row gets one; a key already on that backend is
  * unchanged; a key on another backend is a conflict (reported, not changed). Each chunk of
  * {@link IMPORT_CHUNK} rows is one SELECT and one multi-row insert-or-ignore in a transaction (a
- * row a daemon inserted in between is kept; the report counts it as inserted).
+ * row a daemon inserted in between is kept; the report counts it as inserted). `dryRun`: the
+ * same report (`inserted` = rows that would be inserted), nothing written.
  */
-export const importer = (strategy: Strategy) =>
+export const importer = (strategy: Strategy, dryRun = false) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const col = keyColumn(strategy)
@@ -376,7 +399,8 @@ export const importer = (strategy: Strategy) =>
           } else if (cur === id) unchanged++
           else if (conflictCount++ < IMPORT_DETAILS) conflicts.push({ key: r.key, backend: r.backend, current: cur })
         }
-        if (toInsert.length > 0) {
+        if (toInsert.length > 0 && dryRun) inserted += toInsert.length
+        else if (toInsert.length > 0) {
           yield* sql.withTransaction(insertChunk(toInsert)).pipe(wrap("insert mappings"))
           inserted += toInsert.length
         }

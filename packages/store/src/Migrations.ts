@@ -13,6 +13,7 @@
  *   tables follow it): see ChangeFeed.ts.
  * - `0008_backend_check_port`: `backends.check_port INT NULL`, the per-backend health-check port
  *   (CheckPort.ts).
+ * - `0009_daemon_ring`: `doveroute_daemons`, one heartbeat row per daemon: see Ring.ts.
  *
  * Duplicate rows (one user on several backends, possible with the scripts' documented key) are
  * **reported, not fixed**: {@link migrate} checks for them before any step and fails listing them,
@@ -35,6 +36,7 @@ import { settleJournal } from "./Journal.js"
 import { CHECK_PORT_MIGRATION } from "./CheckPort.js"
 import { OPERATION_MIGRATIONS } from "./Operations.js"
 import { m0007 } from "./ChangeFeed.js"
+import { RING_MIGRATIONS } from "./Ring.js"
 import { SchemaError } from "./SchemaError.js"
 
 export { SchemaError } from "./SchemaError.js"
@@ -227,7 +229,8 @@ const MIGRATIONS = (strategy: Strategy) => ({
   "0003_backend_hostname_index": m0003,
   ...OPERATION_MIGRATIONS,
   "0007_change_feed": m0007(strategy),
-  ...CHECK_PORT_MIGRATION
+  ...CHECK_PORT_MIGRATION,
+  ...RING_MIGRATIONS
 })
 
 /** Every migration as `NNNN_name`, in order. */

@@ -7,7 +7,7 @@
 // - duplicate rows make the migration fail, listing them, with nothing changed.
 import { describe, expect, it } from "@effect/vitest"
 import { Router, RouteStore, shardKey, type Strategy } from "@doveroute/routing"
-import { Admin, Migrations, parseStoreUrl, Schema, SqlClientLayer, SqlRouteStore, storeLayer } from "@doveroute/store"
+import { Admin, Migrations, parseStoreUrl, Ring, Schema, SqlClientLayer, SqlRouteStore, storeLayer } from "@doveroute/store"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Cause, Effect, Exit, Layer, Option } from "effect"
 import { dropFileDatabaseAfterAll, KINDS, type StoreKind, withDatabase } from "./helpers.js"
@@ -182,6 +182,7 @@ describe.concurrent("migrations create the same tables on every dialect", () => 
             return {
               backends: yield* describeTable("backends"),
               user_backend: yield* describeTable("user_backend"),
+              daemons: yield* describeTable(Ring.DAEMONS_TABLE),
               migrations: (yield* describeTable(Migrations.MIGRATIONS_TABLE)).columns
             }
           }).pipe(Effect.provide(clientLayer(url)))), { concurrency: "unbounded" })
@@ -197,6 +198,10 @@ describe.concurrent("migrations create the same tables on every dialect", () => 
         indexes: []
       })
       expect(described[0]!.migrations).toEqual(["created_at", "migration_id", "name"])
+      expect(described[0]!.daemons).toMatchObject({ primaryKey: ["host,pid"] })
+      expect(described[0]!.daemons.columns).toEqual(
+        ["host", "interval_ms", "last_seen", "last_store_error", "last_store_error_at", "pid", "started_at", "table_size", "version"]
+      )
       expect(described[1]).toEqual(described[0])
       expect(described[2]).toEqual(described[0])
     }))

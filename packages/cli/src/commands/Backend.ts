@@ -1,5 +1,5 @@
 /**
- * `doveroute backend list|add|remove|up|down|drain|weight|check-port` (a backend is named by
+ * `doveroute backend list|add|remove|flush|up|down|drain|weight|check-port` (a backend is named by
  * hostname or id).
  *
  * @since 0.1.0
@@ -10,6 +10,7 @@ import { AdminOps, Operations } from "@doveroute/store"
 import { Effect, Option } from "effect"
 import { validated } from "../CommonOptions.js"
 import { adminOptions, optionalText, output, withReadStore, withStore } from "./AdminSupport.js"
+import { dryRunOption, flush, storeFor } from "./Bulk.js"
 
 const BACKEND = Args.text({ name: "BACKEND" }).pipe(Args.withDescription("hostname or id"))
 
@@ -66,15 +67,17 @@ const remove = Command.make(
     ...adminOptions,
     backend: BACKEND,
     moveUsersTo: optionalText("move-users-to", "re-point every mapped user to this backend first"),
-    unassignUsers: Options.boolean("unassign-users").pipe(Options.withDescription("delete the mapped users' rows (they get a new backend at their next login)"))
+    unassignUsers: Options.boolean("unassign-users").pipe(Options.withDescription("delete the mapped users' rows (they get a new backend at their next login)")),
+    ...dryRunOption
   },
   (o) =>
-    withStore(o, () =>
+    storeFor(o.dryRun)(o, () =>
       Effect.flatMap(
-        AdminOps.removeBackend(o.backend, { moveTo: Option.getOrUndefined(o.moveUsersTo), unassign: o.unassignUsers }),
+        AdminOps.removeBackend(o.backend, { moveTo: Option.getOrUndefined(o.moveUsersTo), unassign: o.unassignUsers, dryRun: o.dryRun }),
         (r) => output(o.json, r, () => [
-          `removed backend ${r.removed.id} ${r.removed.hostname}` +
-            (r.movedTo !== null ? `; ${r.users} users moved to ${r.movedTo.hostname}` : r.unassigned > 0 ? `; ${r.unassigned} users unassigned` : "")
+          `${r.dryRun ? "would remove" : "removed"} backend ${r.removed.id} ${r.removed.hostname}` +
+            (r.movedTo !== null ? `; ${r.users} users ${r.dryRun ? "would move" : "moved"} to ${r.movedTo.hostname}` : r.unassigned > 0 ? `; ${r.unassigned} users ${r.dryRun ? "would be " : ""}unassigned` : "") +
+            (r.dryRun ? " (dry run, nothing changed)" : "")
         ])
       ))
 ).pipe(Command.withDescription("remove a backend (refuses when users are mapped unless --move-users-to or --unassign-users)"))
@@ -118,6 +121,7 @@ export const backend = Command.make("backend").pipe(
     list,
     add,
     remove,
+    flush,
     stateCommand("up", Operations.STATE.up, "state up: receives new users (also clears a health-checker down)"),
     stateCommand("down", Operations.STATE.down, "state down (admin): no new users; the health checker never sets it up"),
     stateCommand("drain", Operations.STATE.drain, "state drain (admin): no new users, mapped users stay"),

@@ -1,30 +1,51 @@
 /**
- * `doveroute status`, `doveroute dump`, `doveroute import FILE`.
+ * `doveroute status` (backends and the ring of daemons), `doveroute dump`, `doveroute import FILE`.
  *
  * @since 0.1.0
  */
 import { Args, Command } from "@effect/cli"
 import type { RouteKey } from "@doveroute/routing"
-import { AdminOps } from "@doveroute/store"
+import { AdminOps, Ring } from "@doveroute/store"
 import { Effect } from "effect"
 import * as fs from "node:fs"
 import * as readline from "node:readline"
-import { adminOptions, output, withReadStore, withStore } from "./AdminSupport.js"
+import { adminOptions, output, withReadStore } from "./AdminSupport.js"
+import { dryRunOption, storeFor } from "./Bulk.js"
+
+const ago = (ms: number) => ms < 120_000 ? `${Math.round(ms / 1000)}s ago` : ms < 7_200_000 ? `${Math.round(ms / 60_000)}m ago` : `${Math.round(ms / 3_600_000)}h ago`
+
+/** The ring: one line per daemon sharing the store, those not seen for three heartbeats marked. */
+const daemonLines = (daemons: ReadonlyArray<Ring.DaemonRow>) => [
+  ["daemon host", "pid", "version", "started", "last seen", "lookup table", "last store error"].join("\t"),
+  ...daemons.map((d) => [
+    d.host,
+    d.pid,
+    d.version,
+    new Date(d.startedAt).toISOString(),
+    ago(d.ageMs) + (d.stale ? " NOT SEEN RECENTLY" : ""),
+    d.tableSize ?? "-",
+    d.lastStoreError === null ? "-" : `${new Date(d.lastStoreErrorAt ?? 0).toISOString()} ${d.lastStoreError}`
+  ].join("\t")),
+  `${daemons.length} daemons, ${daemons.filter((d) => d.stale).length} not seen recently`
+]
 
 export const status = Command.make("status", adminOptions, (o) =>
   withReadStore(o, (settings) =>
     Effect.gen(function*() {
       const backends = yield* AdminOps.listBackends
       const version = yield* AdminOps.routesVersion
+      const daemons = yield* Ring.listDaemons(Date.now())
       const total = backends.reduce((a, b) => a + b.users, 0)
-      const out = { strategy: settings.strategy, routesVersion: version, totalUsers: total, backends }
+      const out = { strategy: settings.strategy, routesVersion: version, totalUsers: total, backends, daemons }
       yield* output(o.json, out, () => [
         ["mail server ip", "hostname", "id", "state", "weight", "users", "last health"].join("\t"),
         ...backends.map((b) => [b.hostip ?? "-", b.hostname, b.id, b.stateName, b.weight, b.users, b.lastHealth ?? "-"].join("\t")),
-        `${backends.length} backends, ${total} ${settings.strategy === "shard" ? "shards" : "users"} mapped, routes version ${version ?? "-"}`
+        `${backends.length} backends, ${total} ${settings.strategy === "shard" ? "shards" : "users"} mapped, routes version ${version ?? "-"}`,
+        "",
+        ...(daemons === null ? ["daemons: unknown (no doveroute_daemons table: run doveroute migrate)"] : daemonLines(daemons))
       ])
     }))
-).pipe(Command.withDescription("backends with state, weight and mapped users (like doveadm director status)"))
+).pipe(Command.withDescription("backends with state, weight and mapped users (like doveadm director status), and every daemon sharing the store"))
 
 const shq = (s: string) => /^[A-Za-z0-9@._:+=\/-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`
 
@@ -184,9 +205,9 @@ const readError = (file: string) => (e: unknown) =>
   new AdminOps.AdminError({ reason: "Invalid", detail: `cannot read ${file}: ${(e as Error).message}` })
 
 /** Stream `file` (or stdin for `-`) into the importer: CSV line by line in chunks; JSON read whole. */
-const importFile = (file: string, strategy: "mapping" | "shard") =>
+const importFile = (file: string, strategy: "mapping" | "shard", dryRun: boolean) =>
   Effect.gen(function*() {
-    const imp = yield* AdminOps.importer(strategy)
+    const imp = yield* AdminOps.importer(strategy, dryRun)
     const input = file === "-" ? process.stdin : fs.createReadStream(file)
     const lines = readline.createInterface({ input, crlfDelay: Infinity })[Symbol.asyncIterator]()
     const next = () => Effect.tryPromise({ try: () => lines.next(), catch: readError(file) })
@@ -231,15 +252,15 @@ const importFile = (file: string, strategy: "mapping" | "shard") =>
     return imp.report()
   })
 
-export const importCommand = Command.make("import", { ...adminOptions, file: Args.text({ name: "FILE" }).pipe(Args.withDescription("CSV or JSON file, or - for stdin")) }, (o) =>
-  withStore(o, (settings) =>
+export const importCommand = Command.make("import", { ...adminOptions, ...dryRunOption, file: Args.text({ name: "FILE" }).pipe(Args.withDescription("CSV or JSON file, or - for stdin")) }, (o) =>
+  storeFor(o.dryRun)(o, (settings) =>
     Effect.gen(function*() {
       if (o.file !== "-" && !fs.existsSync(o.file)) {
         return yield* new AdminOps.AdminError({ reason: "Invalid", detail: `cannot read ${o.file}: no such file` })
       }
-      const report = yield* importFile(o.file, settings.strategy)
+      const report = { ...yield* importFile(o.file, settings.strategy, o.dryRun), dryRun: o.dryRun }
       yield* output(o.json, report, () => [
-        `${report.total} rows: ${report.inserted} inserted, ${report.unchanged} unchanged, ${report.conflictCount} conflicts, ${report.errorCount} errors`,
+        `${report.total} rows${o.dryRun ? " (dry run, nothing changed)" : ""}: ${report.inserted} ${o.dryRun ? "would be inserted" : "inserted"}, ${report.unchanged} unchanged, ${report.conflictCount} conflicts, ${report.errorCount} errors`,
         ...report.conflicts.slice(0, 50).map((c) => `conflict: ${String(c.key)} is on backend ${c.current}, file says ${c.backend} (not changed)`),
         ...report.errors.slice(0, 50).map((e) => `error: ${String(e.key)} -> ${e.backend}: ${e.error}`)
       ])

@@ -13,8 +13,10 @@ import { Args, Command, Options } from "@effect/cli"
 import type { Settings } from "@doveroute/daemon"
 import { normalizeUser, type RouteKey, Router, shardKey } from "@doveroute/routing"
 import { AdminOps } from "@doveroute/store"
-import { Clock, Duration, Effect, Option } from "effect"
-import { adminOptions, keyOf, output, propagationWait, requireStrategy, runKicks, withReadStore, withStore } from "./AdminSupport.js"
+import { Effect, Option } from "effect"
+import { adminOptions, keyOf, output, propagationWait, requireStrategy, withReadStore, withStore } from "./AdminSupport.js"
+import { bulkOptions, dryRunOption, kickOption, moveMany, moveShardRange, noWaitOption, parseShardRange, storeFor } from "./Bulk.js"
+import { moveKeys, planMoves } from "./Moves.js"
 
 const USER = Args.text({ name: "USER" })
 const BACKEND = Args.text({ name: "BACKEND" }).pipe(Args.withDescription("hostname or id"))
@@ -54,29 +56,29 @@ const explainLines = (r: Effect.Effect.Success<ReturnType<typeof explain>>) => [
   ...(r.moveInProgress !== null ? [`move in progress${r.moveInProgress.holdLogins ? ", logins held" : ""} until ${new Date(r.moveInProgress.expiresAt).toISOString()}`] : [])
 ]
 
-/** Lock, compare-and-set, wait for the caches, optionally kick (mapping only), unlock. */
-const moveKey = (settings: Settings, key: RouteKey, target: string, opts: { readonly kickUser?: string | undefined; readonly wait: boolean }) =>
+/**
+ * One key through the move engine (Moves.ts), failing as a single move always did: 75 when the
+ * key is being moved by another command or changed meanwhile, 1 otherwise. A failed kick is
+ * reported in `kicks` (the key was moved). `dryRun`: what would change, nothing written.
+ */
+const moveOne = (settings: Settings, key: RouteKey, target: string, opts: { readonly kickUser?: string | undefined; readonly wait: boolean; readonly dryRun: boolean }) =>
   Effect.gen(function*() {
     const to = yield* AdminOps.resolveBackend(target)
-    const wait = opts.wait ? propagationWait(settings) : Duration.zero
-    const hold = opts.kickUser !== undefined
-    const now = yield* Clock.currentTimeMillis
-    const expires = now + Duration.toMillis(wait) + Duration.toMillis(hold ? settings.routing.kickHold : Duration.seconds(30)) + 60_000
-    yield* AdminOps.lockKey(key, hold, expires)
-    return yield* Effect.gen(function*() {
-      const r = yield* AdminOps.casMove(settings.strategy, key, to.id)
-      if (!r.changed) return { key, from: r.from, to: to.id, toHostname: to.hostname, changed: false, waitedMs: 0, kicks: [] as ReadonlyArray<unknown> }
-      yield* Effect.sleep(wait)
-      const kicks = opts.kickUser !== undefined ? yield* runKicks(settings, opts.kickUser) : []
-      return { key, from: r.from, to: to.id, toHostname: to.hostname, changed: true, waitedMs: Duration.toMillis(wait), kicks }
-    }).pipe(Effect.ensuring(Effect.ignore(AdminOps.unlockKey(key))))
+    const item = { key, to, kickUser: opts.kickUser }
+    const s = opts.dryRun ? yield* planMoves(settings, [item]) : yield* moveKeys(settings, [item], { wait: opts.wait, parallel: 1 })
+    const r = s.results[0]!
+    if (r.status === "skipped") return yield* new AdminOps.AdminError({ reason: "TryAgain", detail: r.detail ?? "changed meanwhile; try again" })
+    if (r.status === "failed" && r.kicks.length === 0) return yield* new AdminOps.AdminError({ reason: "Refused", detail: r.detail ?? "move failed" })
+    const changed = r.status === "moved" || r.status === "would-move" || r.status === "failed"
+    return { key, from: r.from, to: r.to, toHostname: r.toHostname, changed, dryRun: opts.dryRun, waitedMs: s.waitedMs, kicks: r.kicks }
   })
 
-const failedKicks = (kicks: ReadonlyArray<unknown>) => (kicks as ReadonlyArray<{ exitCode: number }>).filter((k) => k.exitCode !== 0)
-
-const moveOptions = {
-  noWait: Options.boolean("no-wait").pipe(Options.withDescription("return without waiting cache.refresh (daemons may serve the old route for up to cache.refresh)"))
-}
+const moveText = (what: string, r: Effect.Effect.Success<ReturnType<typeof moveOne>>) => [
+  r.changed
+    ? `${r.dryRun ? "would move" : "moved"} ${what} from backend ${r.from ?? "(none)"} to ${r.to} (${r.toHostname})`
+    : `${what} is already on backend ${r.to} (${r.toHostname})`,
+  ...r.kicks.map((k) => `kick: ${k.argv.join(" ")}: exit ${k.exitCode} ${k.output}`)
+]
 
 const show = Command.make("show", { ...adminOptions, user: USER }, (o) =>
   withReadStore(o, (settings) =>
@@ -92,27 +94,25 @@ const move = Command.make(
     ...adminOptions,
     user: USER,
     backend: BACKEND,
-    kick: Options.boolean("kick").pipe(Options.withDescription("hold the user's logins, kick its sessions on every proxy (kick_command), then release")),
-    ...moveOptions
+    ...kickOption,
+    ...dryRunOption,
+    ...noWaitOption
   },
   (o) =>
-    withStore(o, (settings) =>
+    storeFor(o.dryRun)(o, (settings) =>
       Effect.gen(function*() {
         yield* requireStrategy(settings, "mapping", "with the shard strategy use: doveroute shard move N BACKEND")
         const key = yield* keyOf(o.user)
-        const r = yield* moveKey(settings, key, o.backend, { kickUser: o.kick ? o.user : undefined, wait: !o.noWait })
-        yield* output(o.json, { user: o.user, ...r }, () => [
-          r.changed ? `moved ${o.user} from backend ${r.from ?? "(none)"} to ${r.to} (${r.toHostname})` : `${o.user} is already on backend ${r.to} (${r.toHostname})`,
-          ...(r.kicks as ReadonlyArray<{ argv: ReadonlyArray<string>; exitCode: number; output: string }>).map((k) => `kick: ${k.argv.join(" ")}: exit ${k.exitCode} ${k.output}`)
-        ])
-        const bad = failedKicks(r.kicks)
+        const r = yield* moveOne(settings, key, o.backend, { kickUser: o.kick ? o.user : undefined, wait: !o.noWait, dryRun: o.dryRun })
+        yield* output(o.json, { user: o.user, ...r }, () => moveText(o.user, r))
+        const bad = r.kicks.filter((k) => k.exitCode !== 0)
         if (bad.length > 0) {
           return yield* new AdminOps.AdminError({ reason: "Refused", detail: `the user was moved but ${bad.length} kick command(s) failed` })
         }
       }))
 ).pipe(Command.withDescription("move a user to a backend (atomic; waits cache.refresh; --kick kicks its sessions)"))
 
-const unassign = Command.make("unassign", { ...adminOptions, user: USER, ...moveOptions }, (o) =>
+const unassign = Command.make("unassign", { ...adminOptions, user: USER, ...noWaitOption }, (o) =>
   withStore(o, (settings) =>
     Effect.gen(function*() {
       yield* requireStrategy(settings, "mapping", "with the shard strategy rows are shards")
@@ -145,7 +145,7 @@ const list = Command.make(
 
 export const user = Command.make("user").pipe(
   Command.withDescription("inspect and move users"),
-  Command.withSubcommands([show, move, unassign, list])
+  Command.withSubcommands([show, move, moveMany, unassign, list])
 )
 
 const SHARD = Args.text({ name: "USER|N" })
@@ -165,18 +165,18 @@ const shardShow = Command.make("show", { ...adminOptions, shard: SHARD }, (o) =>
 
 const shardMove = Command.make(
   "move",
-  { ...adminOptions, shard: Args.integer({ name: "N" }), backend: BACKEND, ...moveOptions },
+  { ...bulkOptions, shard: Args.text({ name: "N|N-M" }).pipe(Args.withDescription("a shard, or a range of shards (0..65535)")), backend: BACKEND },
   (o) =>
-    withStore(o, (settings) =>
+    storeFor(o.dryRun)(o, (settings) =>
       Effect.gen(function*() {
         yield* requireStrategy(settings, "shard", "with the mapping strategy use: doveroute user move USER BACKEND")
-        if (o.shard < 0 || o.shard > 0xffff) return yield* new AdminOps.AdminError({ reason: "Invalid", detail: "a shard is 0..65535" })
-        const r = yield* moveKey(settings, o.shard, o.backend, { wait: !o.noWait })
-        yield* output(o.json, { shard: o.shard, ...r }, () => [
-          r.changed ? `moved shard ${o.shard} from backend ${r.from ?? "(none)"} to ${r.to} (${r.toHostname})` : `shard ${o.shard} is already on backend ${r.to}`
-        ])
+        const range = parseShardRange(o.shard)
+        if (range === undefined) return yield* new AdminOps.AdminError({ reason: "Invalid", detail: "a shard is 0..65535; a range is N-M with N <= M" })
+        if (range.first !== range.last || o.shard.includes("-")) return yield* moveShardRange(o, settings, range.first, range.last, o.backend)
+        const r = yield* moveOne(settings, range.first, o.backend, { wait: !o.noWait, dryRun: o.dryRun })
+        yield* output(o.json, { shard: range.first, ...r }, () => moveText(`shard ${range.first}`, r))
       }))
-).pipe(Command.withDescription("move a shard (every user in it) to a backend"))
+).pipe(Command.withDescription("move a shard, or every shard of N-M, to a backend (every user in them)"))
 
 export const shard = Command.make("shard").pipe(
   Command.withDescription("inspect and move shards (strategy shard)"),

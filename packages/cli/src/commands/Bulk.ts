@@ -1,0 +1,187 @@
+/**
+ * Bulk moves: `doveroute backend flush B`, `doveroute user move-many FILE|- B` and the range form
+ * of `doveroute shard move N-M B`, all through the move engine (Moves.ts) with `--kick`,
+ * `--parallel N`, `--dry-run` and `--no-wait`. Exit codes: 0 every key moved or already there,
+ * 75 some were skipped because they changed meanwhile (re-run to finish), 1 some failed.
+ *
+ * @since 0.1.0
+ */
+import { Args, Command, Options } from "@effect/cli"
+import type { Settings } from "@doveroute/daemon"
+import { Placement, type RouteKey } from "@doveroute/routing"
+import { AdminOps } from "@doveroute/store"
+import { Effect, Option } from "effect"
+import * as fs from "node:fs"
+import type { CommonValues } from "../CommonOptions.js"
+import { adminOptions, keyOf, output, requireStrategy, withReadStore, withStore } from "./AdminSupport.js"
+import { type MoveItem, moveKeys, planMoves, progressLine, summaryExitCode, summaryLines } from "./Moves.js"
+
+/** `--no-wait`, shared with `user move` and `shard move`. */
+export const noWaitOption = {
+  noWait: Options.boolean("no-wait").pipe(Options.withDescription("return without waiting cache.refresh (daemons may serve the old route for up to cache.refresh)"))
+}
+
+/** `--dry-run`: print what would change, write nothing. */
+export const dryRunOption = {
+  dryRun: Options.boolean("dry-run").pipe(Options.withDescription("print (with --json: return) what would change; nothing is written"))
+}
+
+export const kickOption = {
+  kick: Options.boolean("kick").pipe(Options.withDescription("hold each moved user's logins, kick its sessions on every proxy (kick_command), then release"))
+}
+
+/** Options of every bulk move (user bulk moves add {@link kickOption}). */
+export const bulkOptions = {
+  ...adminOptions,
+  parallel: Options.integer("parallel").pipe(Options.withDescription("at most N moves (and their kicks) in flight (default 4)"), Options.withDefault(4)),
+  ...dryRunOption,
+  ...noWaitOption
+} as const
+
+/** Values of {@link bulkOptions}. */
+export interface BulkValues extends CommonValues {
+  readonly json: boolean
+  readonly kick?: boolean
+  readonly parallel: number
+  readonly dryRun: boolean
+  readonly noWait: boolean
+}
+
+/** Commands that only look under --dry-run: the read-only store (no migration, nothing created). */
+export const storeFor = (dryRun: boolean) => dryRun ? withReadStore : withStore
+
+const invalid = (detail: string) => new AdminOps.AdminError({ reason: "Invalid", detail })
+
+/** Plan or run the moves, print the summary and set the exit code. */
+const runBulk = (o: BulkValues, settings: Settings, label: string, items: ReadonlyArray<MoveItem>) =>
+  Effect.gen(function*() {
+    if (o.parallel < 1) return yield* invalid("--parallel must be at least 1")
+    const summary = o.dryRun
+      ? yield* planMoves(settings, items)
+      : yield* moveKeys(settings, items, { wait: !o.noWait, parallel: o.parallel, progress: o.json ? undefined : progressLine(label) })
+    yield* output(o.json, summary, () => summaryLines(label, summary, (k) => (settings.strategy === "shard" ? "shard " : "") + String(k)))
+    const code = summaryExitCode(summary)
+    if (code !== 0) yield* Effect.sync(() => { process.exitCode = code })
+    return summary
+  })
+
+/** `--kick` needs user names: refused under the shard strategy. */
+const checkKick = (settings: Settings, kick: boolean | undefined) =>
+  kick === true && settings.strategy === "shard"
+    ? Effect.fail(invalid("--kick needs the mapping strategy: the users of a shard are not known"))
+    : Effect.void
+
+/**
+ * A target per key among the backends that may receive new users (state 0, weight > 0) other
+ * than `from`, by the `placement` setting; `least-loaded` counts the keys it already gave out.
+ */
+const placeAll = (settings: Settings, backends: ReadonlyArray<AdminOps.BackendRow>, from: number, count: number) => {
+  const weights = new Map(backends.map((b) => [b.id, b.weight] as const))
+  const cands = Placement.candidates(backends.filter((b) => b.id !== from), weights) as ReadonlyArray<AdminOps.BackendRow>
+  const loads = new Map(backends.map((b) => [b.id, { weight: b.weight, users: b.users }] as const))
+  const out: Array<AdminOps.BackendRow> = []
+  for (let i = 0; i < count && cands.length > 0; i++) {
+    const p = settings.routing.placement
+    const pick = (p === "least-loaded" ? Placement.chooseLeastLoaded(cands, loads) : p === "weighted" ? Placement.chooseWeighted(cands, weights) : Placement.choose(cands)) as AdminOps.BackendRow | undefined
+    if (pick === undefined) break
+    out.push(pick)
+    const l = loads.get(pick.id)!
+    loads.set(pick.id, { weight: l.weight, users: l.users + 1 })
+  }
+  return out
+}
+
+export const flush = Command.make(
+  "flush",
+  {
+    ...bulkOptions,
+    ...kickOption,
+    backend: Args.text({ name: "BACKEND" }).pipe(Args.withDescription("hostname or id of the backend to empty")),
+    to: Options.text("to").pipe(Options.withDescription("move every user (or shard) to this backend instead of placing each one"), Options.optional)
+  },
+  (o) =>
+    storeFor(o.dryRun)(o, (settings) =>
+      Effect.gen(function*() {
+        yield* checkKick(settings, o.kick)
+        const b = yield* AdminOps.resolveBackend(o.backend)
+        const to = Option.isSome(o.to) ? yield* AdminOps.resolveBackend(o.to.value) : undefined
+        if (to?.id === b.id) return yield* invalid("--to names the backend being flushed")
+        if (b.state === 0 && b.weight > 0) {
+          return yield* new AdminOps.AdminError({
+            reason: "Refused",
+            detail: `backend ${b.hostname} is up: new users would still be placed on it; run doveroute backend drain ${b.hostname} first`
+          })
+        }
+        const backends = yield* AdminOps.listBackends
+        const keys = (yield* AdminOps.listMappings(settings.strategy, b.id)).map((m) => m.key)
+        const targets = to !== undefined ? keys.map(() => to) : placeAll(settings, backends, b.id, keys.length)
+        if (targets.length < keys.length) {
+          return yield* new AdminOps.AdminError({
+            reason: "Refused",
+            detail: `no other backend with state 0 and weight > 0 to place ${keys.length} ${settings.strategy === "shard" ? "shards" : "users"} on; give --to BACKEND`
+          })
+        }
+        const items = keys.map((key, i): MoveItem => ({ key, to: targets[i]!, expectFrom: b.id, kickUser: o.kick ? String(key) : undefined }))
+        yield* runBulk(o, settings, `flush ${b.hostname}`, items)
+      }))
+).pipe(Command.withDescription("move every user (or shard) off a drained or down backend, which stays defined: placed among the up backends, or all --to B2"))
+
+/** User names of a list file (or stdin for `-`): one per line, blank lines and `#` comments skipped. */
+const readUserList = (file: string) =>
+  Effect.try({
+    try: () => fs.readFileSync(file === "-" ? 0 : file, "utf8"),
+    catch: (e) => invalid(`cannot read ${file}: ${(e as Error).message}`)
+  }).pipe(Effect.flatMap((text) => {
+    const users: Array<string> = []
+    const lines = text.split(/\r?\n/)
+    for (let i = 0; i < lines.length; i++) {
+      const u = lines[i]!.trim()
+      if (u === "" || u.startsWith("#")) continue
+      if (/[\t\x00]/.test(u)) return Effect.fail(invalid(`${file} line ${i + 1}: invalid user name`))
+      users.push(u)
+    }
+    return Effect.succeed(users)
+  }))
+
+export const moveMany = Command.make(
+  "move-many",
+  {
+    ...bulkOptions,
+    ...kickOption,
+    file: Args.text({ name: "FILE" }).pipe(Args.withDescription("user names, one per line (# comments), or - for stdin")),
+    backend: Args.text({ name: "BACKEND" }).pipe(Args.withDescription("hostname or id"))
+  },
+  (o) =>
+    storeFor(o.dryRun)(o, (settings) =>
+      Effect.gen(function*() {
+        yield* requireStrategy(settings, "mapping", "with the shard strategy use: doveroute shard move N-M BACKEND")
+        const users = yield* readUserList(o.file)
+        const to = yield* AdminOps.resolveBackend(o.backend)
+        const seen = new Set<RouteKey>()
+        const items: Array<MoveItem> = []
+        for (const u of users) {
+          const key = yield* keyOf(u)
+          if (seen.has(key)) continue
+          seen.add(key)
+          items.push({ key, to, kickUser: o.kick ? u : undefined })
+        }
+        yield* runBulk(o, settings, `move-many to ${to.hostname}`, items)
+      }))
+).pipe(Command.withDescription("move the users listed in FILE (or - for stdin) to a backend"))
+
+/** `N` or `N-M` (0..65535, N ≤ M). */
+export const parseShardRange = (text: string): { readonly first: number; readonly last: number } | undefined => {
+  const m = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(text.trim())
+  if (m === null) return undefined
+  const first = Number(m[1])
+  const last = m[2] === undefined ? first : Number(m[2])
+  return first <= last && last <= 0xffff ? { first, last } : undefined
+}
+
+/** Move every shard of `first..last` (mapped or not) to `to`. */
+export const moveShardRange = (o: BulkValues, settings: Settings, first: number, last: number, target: string) =>
+  Effect.gen(function*() {
+    const to = yield* AdminOps.resolveBackend(target)
+    const items = Array.from({ length: last - first + 1 }, (_, i): MoveItem => ({ key: first + i, to }))
+    return yield* runBulk(o, settings, `shard move ${first}-${last}`, items)
+  })
