@@ -3,13 +3,13 @@
  *
  * @since 0.1.0
  */
-import { Args, Command } from "@effect/cli"
+import { Command } from "@effect/cli"
 import type { RouteKey } from "@doveroute/routing"
 import { AdminOps } from "@doveroute/store"
 import { Effect } from "effect"
 import * as fs from "node:fs"
-import * as readline from "node:readline"
-import { adminOptions, output, withReadStore, withStore } from "./AdminSupport.js"
+import { adminOptions, output, withReadStore } from "./AdminSupport.js"
+import { openLines, readError } from "./Lines.js"
 
 export const status = Command.make("status", adminOptions, (o) =>
   withReadStore(o, (settings) =>
@@ -136,7 +136,7 @@ export const parseImport = (text: string, strategy: "mapping" | "shard"): Array<
 }
 
 /** Progress on stderr: with a known total a bar (TTY, redrawn in place) or a line per 10 %; else a line per 100 000 rows. */
-const progressReporter = (total: number | undefined) => {
+export const progressReporter = (total: number | undefined) => {
   let lastStep = -1
   return (done: number) => {
     if (total === undefined) {
@@ -180,16 +180,11 @@ const countDataLines = (file: string): Promise<number> =>
       .on("error", reject)
   })
 
-const readError = (file: string) => (e: unknown) =>
-  new AdminOps.AdminError({ reason: "Invalid", detail: `cannot read ${file}: ${(e as Error).message}` })
-
 /** Stream `file` (or stdin for `-`) into the importer: CSV line by line in chunks; JSON read whole. */
-const importFile = (file: string, strategy: "mapping" | "shard") =>
+export const importFile = (file: string, strategy: "mapping" | "shard", dryRun: boolean) =>
   Effect.gen(function*() {
-    const imp = yield* AdminOps.importer(strategy)
-    const input = file === "-" ? process.stdin : fs.createReadStream(file)
-    const lines = readline.createInterface({ input, crlfDelay: Infinity })[Symbol.asyncIterator]()
-    const next = () => Effect.tryPromise({ try: () => lines.next(), catch: readError(file) })
+    const imp = yield* AdminOps.importer(strategy, { dryRun })
+    const next = openLines(file)
     let lineNo = 0
     let first = yield* next()
     while (!first.done && first.value.trim() === "") {
@@ -230,22 +225,3 @@ const importFile = (file: string, strategy: "mapping" | "shard") =>
     if (chunk.length > 0 || done === 0) yield* flush
     return imp.report()
   })
-
-export const importCommand = Command.make("import", { ...adminOptions, file: Args.text({ name: "FILE" }).pipe(Args.withDescription("CSV or JSON file, or - for stdin")) }, (o) =>
-  withStore(o, (settings) =>
-    Effect.gen(function*() {
-      if (o.file !== "-" && !fs.existsSync(o.file)) {
-        return yield* new AdminOps.AdminError({ reason: "Invalid", detail: `cannot read ${o.file}: no such file` })
-      }
-      const report = yield* importFile(o.file, settings.strategy)
-      yield* output(o.json, report, () => [
-        `${report.total} rows: ${report.inserted} inserted, ${report.unchanged} unchanged, ${report.conflictCount} conflicts, ${report.errorCount} errors`,
-        ...report.conflicts.slice(0, 50).map((c) => `conflict: ${String(c.key)} is on backend ${c.current}, file says ${c.backend} (not changed)`),
-        ...report.errors.slice(0, 50).map((e) => `error: ${String(e.key)} -> ${e.backend}: ${e.error}`)
-      ])
-      if (report.conflictCount > 0 || report.errorCount > 0) {
-        yield* Effect.sync(() => process.stderr.write(`doveroute: import: ${report.conflictCount} conflicts and ${report.errorCount} errors (existing rows were not changed)\n`))
-        yield* Effect.sync(() => { process.exitCode = 3 })
-      }
-    }))
-).pipe(Command.withDescription("import user→backend mappings (CSV user,backend streamed, or JSON [{user, backend}]; FILE or - for stdin); idempotent; conflicts reported (exit 3)"))
