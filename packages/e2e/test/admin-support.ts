@@ -1,11 +1,11 @@
-// Support for the admin CLI tests: a store per kind (SQLite file or fresh PostgreSQL database), a
+// Support for the admin CLI tests: a store per kind (SQLite file, fresh PostgreSQL or MariaDB database), a
 // config file (store + fast cache.refresh), `doveroute …` runs with parsed JSON, plain SQL.
-import { freshPostgres, freshSqlite, makeTempDir, runCli, type CommandResult, type FreshDatabase } from "@doveroute/testkit"
+import { freshMysql, freshPostgres, freshSqlite, makeTempDir, runCli, type CommandResult, type FreshDatabase } from "@doveroute/testkit"
 import Database from "better-sqlite3"
 import * as fs from "node:fs"
 import { query } from "./store-support.js"
 
-export type AdminStoreKind = "sqlite" | "postgres"
+export type AdminStoreKind = "sqlite" | "postgres" | "mysql"
 export const ADMIN_STORES: ReadonlyArray<AdminStoreKind> = ["sqlite", "postgres"]
 
 export interface AdminStore {
@@ -21,7 +21,7 @@ export interface AdminStore {
 
 export async function adminStore(kind: AdminStoreKind, settings: Readonly<Record<string, unknown>> = {}): Promise<AdminStore> {
   const tmp = makeTempDir()
-  const db: FreshDatabase = kind === "sqlite" ? await freshSqlite(tmp.path) : await freshPostgres()
+  const db: FreshDatabase = kind === "sqlite" ? await freshSqlite(tmp.path) : kind === "postgres" ? await freshPostgres() : await freshMysql()
   const config = tmp.join(`config-${Math.random().toString(36).slice(2)}.json`)
   fs.writeFileSync(config, JSON.stringify({ store: db.url, cache: { refresh: "300 millis" }, ...settings }))
   const cli = (args: ReadonlyArray<string>, cfg: string = config) => runCli([...args, "--config", cfg], { timeoutMs: 90_000 })

@@ -56,7 +56,8 @@ const tagsOf = (hosts: ReadonlyArray<{ readonly host: string; readonly tag: stri
 export interface DirectorReport {
   readonly dryRun: boolean
   readonly backends: ReadonlyArray<StepReport>
-  readonly removedHosts: ReadonlyArray<string>
+  /** Hosts removed from the ring, with the backend that still has their IP (if any). */
+  readonly removedHosts: ReadonlyArray<{ readonly ip: string; readonly backend: { readonly id: number; readonly hostname: string } | null }>
   readonly tags: ReadonlyArray<{ readonly host: string; readonly tag: string }>
   readonly mappings: AdminOps.ImportReport
   readonly unnamedCount: number
@@ -106,10 +107,14 @@ export const importFromDirector = (file: string, dryRun: boolean) =>
         return chunk.length >= AdminOps.IMPORT_CHUNK ? flush : Effect.void
       }))
     if (chunk.length > 0) yield* flush
+    const all = yield* AdminOps.listBackends
     return {
       dryRun,
       backends: steps.map(stepReport),
-      removedHosts,
+      removedHosts: removedHosts.map((ip) => {
+        const b = all.find((x) => x.hostip === ip || x.hostname === ip)
+        return { ip, backend: b === undefined ? null : { id: b.id, hostname: b.hostname } }
+      }),
       tags: tagsOf(ring.map((h) => ({ host: h.ip, tag: h.tag }))),
       mappings: imp.report(),
       unnamedCount,
@@ -171,9 +176,16 @@ export const backendLines = (dryRun: boolean, backends: ReadonlyArray<StepReport
       : `backend ${b.hostname} (id ${b.id}): unchanged`)
 
 /** Lines about what was not carried over (stderr). */
-export const notCarriedLines = (r: { readonly tags: DirectorReport["tags"]; readonly removedHosts?: ReadonlyArray<string>; readonly unnamedCount?: number; readonly unnamed?: DirectorReport["unnamed"] }) => [
+export const notCarriedLines = (
+  r: { readonly tags: DirectorReport["tags"]; readonly removedHosts?: DirectorReport["removedHosts"]; readonly unnamedCount?: number; readonly unnamed?: DirectorReport["unnamed"] }
+) => [
   ...r.tags.map((t) => `not carried over: tag ${t.tag} of host ${t.host} (doveroute has no tags: new users may be placed on any up backend)`),
-  ...(r.removedHosts ?? []).map((h) => `not carried over: host ${h} was removed from the ring (no backend added)`),
+  ...(r.removedHosts ?? []).map((h) =>
+    h.backend === null
+      ? `not carried over: host ${h.ip} was removed from the ring (no backend added)`
+      : `not carried over: host ${h.ip} was removed from the ring, but backend ${h.backend.hostname} (id ${h.backend.id}) has its IP and receives new users: ` +
+        `"doveroute backend remove ${h.backend.hostname}" (or "backend down") if it should not`
+  ),
   ...((r.unnamedCount ?? 0) > 0
     ? [
       `not carried over: ${r.unnamedCount} user hashes without a user name ("<unknown>": give doveadm director map the user names with -f FILE); these users get a backend at their next login`,
