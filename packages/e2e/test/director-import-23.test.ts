@@ -6,14 +6,21 @@
 // through `doveroute import --from-director-config` / `--from-director` into SQLite, PostgreSQL
 // and MariaDB: the rows, `doveroute lookup` and the report must match what the ring had.
 import {
+  dictConfExt23,
+  dictRoute23,
+  freePort,
   imapLogin,
   makeTempDir,
+  proxyConfig23,
   runCommand,
   startBackend23,
+  startDaemon,
   startDirectorRing23,
+  startDovecot23,
   stopDovecots,
   type Backend,
   type DirectorRing,
+  type Dovecot,
   type TempDir
 } from "@doveroute/testkit"
 import * as fs from "node:fs"
@@ -28,6 +35,10 @@ const MOVES = { alice: "127.0.0.3", bob: "127.0.0.4", carol: "127.0.0.2", erin: 
 let tmp: TempDir
 let backend: Backend
 let ring: DirectorRing
+/** A Dovecot 2.3 proxy whose passdb is doveroute's dict socket (`dictSock`): the logins after the switch. */
+let proxy: Dovecot
+let proxyImapPort: number
+let dictSock: string
 /** user → IP as the ring maps it (`doveadm -f tab director map -f USERS` of the second director). */
 const ringMap = new Map<string, string>()
 /** The rows doveroute must have with `normalize.lowercase` (alice and Alice are one user, as on the ring). */
@@ -82,11 +93,21 @@ beforeAll(async () => {
   const servers = await runCommand("doveconf", ["-c", ring.directors[0]!.paths.configPath, "-h", "director_mail_servers"])
   expect(servers.code, servers.stderr).toBe(0)
   fs.writeFileSync(files.servers, servers.stdout)
+  dictSock = tmp.join("dict.sock")
+  proxyImapPort = await freePort()
+  const dir = tmp.join("proxy")
+  const ext = tmp.join("dict.conf.ext")
+  proxy = await startDovecot23({
+    dir,
+    config: proxyConfig23({ dir, imapPort: proxyImapPort }, dictRoute23({ dictConfPath: ext })),
+    files: { [ext]: dictConfExt23({ socketPath: dictSock }) },
+    tcp: [{ host: "127.0.0.1", port: proxyImapPort }]
+  })
 }, 120_000)
 
 afterAll(async () => {
   await ring?.stop()
-  await stopDovecots([(backend as Backend | undefined)?.dovecot])
+  await stopDovecots([(backend as Backend | undefined)?.dovecot, proxy])
   await tmp?.cleanup()
 }, 60_000)
 
@@ -165,6 +186,25 @@ describe.each(STORES)("a 2.3 Director ring into %s", { timeout: 300_000 }, (kind
     expect(Object.fromEntries(list.map((b) => [b.hostname, [b.state, b.weight]]))).toEqual({
       "127.0.0.2": [0, 50], "127.0.0.3": [0, 100], "127.0.0.4": [0, 100], "127.0.0.10": [1, 100], "127.0.0.11": [0, 100], "127.0.0.20": [0, 7]
     })
+  })
+
+  it("after the switch, real IMAP logins through Dovecot + doveroute (dict) land on the ring's backends", async () => {
+    const daemon = await startDaemon({
+      args: ["--config", store.config, "--dict-socket", dictSock, "--proxy-flag", "proxy", "--extra-field", "nopassword", "--extra-field", `port=${backend.imapPort}`],
+      waitFor: [dictSock]
+    })
+    try {
+      for (const user of ["alice", "Alice", "bob", "carol", "dave"]) {
+        const before = backend.logins(user.toLowerCase()).length
+        const r = await imapLogin("127.0.0.1", proxyImapPort, user, "secret")
+        expect(r.login.status, `${user}: ${r.transcript}`).toBe("OK")
+        expect(backend.logins(user.toLowerCase())).toHaveLength(before + 1)
+        // the backend logs the lower-cased name: its passwd-file knows alice, and so did the ring
+        expect(backend.servedBy(user.toLowerCase()), user).toBe(ringMap.get(user))
+      }
+    } finally {
+      expect(await daemon.stop()).toBe(0)
+    }
   })
 
   it("the `doveadm -f tab` output of the other director imports as unchanged", async () => {
