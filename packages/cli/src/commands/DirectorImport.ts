@@ -14,7 +14,7 @@ import * as dns from "node:dns"
 import { isIP } from "node:net"
 import { type MailServer, parseDirectorLine, parseMailServers } from "./DirectorFormat.js"
 import { linePasses, readError } from "./Lines.js"
-import { progressReporter } from "./Ops.js"
+import { chunkedImport, progressReporter } from "./Ops.js"
 
 /** How many hashes without a user name a report lists (all are counted). */
 const UNNAMED_DETAILS = 50
@@ -91,22 +91,11 @@ export const importFromDirector = (file: string, dryRun: boolean) =>
     const ring = [...hosts.values()]
     const steps = yield* backendsFor(ring.map((h) => ({ hostname: h.ip, hostip: h.ip, weight: h.vhosts, state: h.state })), dryRun)
     const imp = yield* AdminOps.importer("mapping", { dryRun, plannedNames: BackendPlan.plannedNames(steps) })
-    const progress = users >= 1000 ? progressReporter(users) : undefined
-    let chunk: Array<AdminOps.ImportRow> = []
-    let done = 0
-    const flush = Effect.suspend(() => {
-      const rows = chunk
-      chunk = []
-      done += rows.length
-      return Effect.tap(imp.add(rows), () => Effect.sync(() => progress?.(done)))
-    })
+    const rows = chunkedImport(imp, users >= 1000 ? progressReporter(users) : undefined)
     yield* pass((line, lineNo) =>
-      Effect.flatMap(Effect.try({ try: () => parseDirectorLine(line, lineNo), catch: readError(file) }), (l) => {
-        if (l?.kind !== "user") return Effect.void
-        chunk.push({ key: router.keyOf(l.user), backend: l.ip })
-        return chunk.length >= AdminOps.IMPORT_CHUNK ? flush : Effect.void
-      }))
-    if (chunk.length > 0) yield* flush
+      Effect.flatMap(Effect.try({ try: () => parseDirectorLine(line, lineNo), catch: readError(file) }), (l) =>
+        l?.kind === "user" ? rows.push({ key: router.keyOf(l.user), backend: l.ip }) : Effect.void))
+    yield* rows.end
     const all = yield* AdminOps.listBackends
     return {
       dryRun,

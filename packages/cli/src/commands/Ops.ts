@@ -180,6 +180,28 @@ const countDataLines = (file: string): Promise<number> =>
       .on("error", reject)
   })
 
+/**
+ * Rows handed to an importer one at a time, sent on in chunks of {@link AdminOps.IMPORT_CHUNK}
+ * (one chunk in memory), with progress after each: `push` a row, `end` the last chunk.
+ */
+export const chunkedImport = (imp: AdminOps.Importer, progress: ((done: number) => void) | undefined) => {
+  let chunk: Array<AdminOps.ImportRow> = []
+  let done = 0
+  const flush = Effect.suspend(() => {
+    const rows = chunk
+    chunk = []
+    done += rows.length
+    return Effect.tap(imp.add(rows), () => Effect.sync(() => progress?.(done)))
+  })
+  return {
+    push: (row: AdminOps.ImportRow) => {
+      chunk.push(row)
+      return chunk.length >= AdminOps.IMPORT_CHUNK ? flush : Effect.void
+    },
+    end: Effect.suspend(() => chunk.length > 0 || done === 0 ? flush : Effect.void)
+  }
+}
+
 /** Stream `file` (or stdin for `-`) into the importer: CSV line by line in chunks; JSON read whole. */
 export const importFile = (file: string, strategy: "mapping" | "shard", dryRun: boolean) =>
   Effect.gen(function*() {
@@ -205,23 +227,13 @@ export const importFile = (file: string, strategy: "mapping" | "shard", dryRun: 
     }
     const header = !first.done && /^\s*"?(user|shard)"?\s*,\s*"?backend"?\s*$/i.test(first.value) ? 1 : 0
     const total = file === "-" ? undefined : (yield* Effect.tryPromise({ try: () => countDataLines(file), catch: readError(file) })) - header
-    const progress = total === undefined || total >= 1000 ? progressReporter(total) : undefined
-    let chunk: Array<AdminOps.ImportRow> = []
-    let done = 0
-    const flush = Effect.suspend(() => {
-      const rows = chunk
-      chunk = []
-      done += rows.length
-      return Effect.tap(imp.add(rows), () => Effect.sync(() => progress?.(done)))
-    })
+    const rows = chunkedImport(imp, total === undefined || total >= 1000 ? progressReporter(total) : undefined)
     for (let r = first; !r.done; r = yield* next()) {
       lineNo++
       const line = r.value
       const row = yield* Effect.try({ try: () => parseCsvLine(line, lineNo, strategy), catch: readError(file) })
-      if (row === undefined) continue
-      chunk.push(row)
-      if (chunk.length >= AdminOps.IMPORT_CHUNK) yield* flush
+      if (row !== undefined) yield* rows.push(row)
     }
-    if (chunk.length > 0 || done === 0) yield* flush
+    yield* rows.end
     return imp.report()
   })
