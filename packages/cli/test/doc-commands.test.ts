@@ -1,8 +1,8 @@
 // Every `doveroute …` command the operator pages quote (in code blocks and inline code) is a real
 // command: its subcommand exists, every flag is one that subcommand takes (a value where the flag
 // takes one), and it has as many arguments as the command wants. The grammar is read from the
-// real bundle's own help (`npm run build` first).
-import { REPO_ROOT, runCli } from "@doveroute/testkit"
+// real bundle's own help (`npm run build` first). Their config fragments pass `config check`.
+import { makeTempDir, REPO_ROOT, runCli } from "@doveroute/testkit"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { beforeAll, describe, expect, it } from "vitest"
@@ -77,6 +77,22 @@ describe("the commands in the operator docs are real", () => {
     const found = commands(fs.readFileSync(path.join(REPO_ROOT, page), "utf8"))
     expect(found.length).toBeGreaterThan(0)
     expect(found.map((c) => check(g, c)).filter((e) => e !== undefined)).toEqual([])
+  })
+
+  it.each(PAGES)("%s: its config fragments (`\"key\": value`) pass `doveroute config check`", async (page) => {
+    const text = fs.readFileSync(path.join(REPO_ROOT, page), "utf8")
+    const fragments = [...text.matchAll(/`("[a-z_]+": [^`]+)`/g)].map((m) => m[1]!.replace(/\s+/g, " "))
+    const tmp = makeTempDir({ prefix: "dvr-docfrag-" })
+    try {
+      for (const f of fragments) {
+        const file = tmp.join("c.json")
+        fs.writeFileSync(file, JSON.stringify({ store: `sqlite:${tmp.join("s.db")}`, ...JSON.parse(`{${f}}`) }))
+        const r = await runCli(["config", "check", "--config", file])
+        expect(r.code, `${page}: ${f}: ${r.stderr}`).toBe(0)
+      }
+    } finally {
+      await tmp.cleanup()
+    }
   })
 
   it("the checker refuses a wrong flag, a wrong subcommand and a missing argument", () => {
