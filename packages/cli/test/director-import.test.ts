@@ -108,6 +108,14 @@ describe("import --dry-run and --from-director-config through the CLI (SQLite)",
     expect(JSON.parse(u2.stdout).backend.hostname).toBe("named.example")
   })
 
+  it("--from-director on a file without director output is an error", async () => {
+    const file = tmp.join("empty.txt")
+    fs.writeFileSync(file, "\n# nothing\n")
+    const r = await runCli(["import", "--from-director", file, "--store", store])
+    expect(r.code).toBe(1)
+    expect(r.stderr).toContain(`${file} holds no "doveadm director status", "dump" or "map" output`)
+  })
+
   it("an unknown host name is an error, nothing added", async () => {
     const file = tmp.join("bad-servers.txt")
     fs.writeFileSync(file, "10.2.0.1 no-such-host.invalid\n")

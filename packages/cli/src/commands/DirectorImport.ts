@@ -88,6 +88,9 @@ export const importFromDirector = (file: string, dryRun: boolean) =>
         else if (l?.kind === "user") users++
         else if (l?.kind === "unknown" && unnamedCount++ < UNNAMED_DETAILS) unnamed.push({ hash: l.hash, ip: l.ip })
       })))
+    if (hosts.size === 0 && removedHosts.length === 0 && users === 0 && unnamedCount === 0) {
+      return yield* new AdminOps.AdminError({ reason: "Invalid", detail: `${file} holds no "doveadm director status", "dump" or "map" output` })
+    }
     const ring = [...hosts.values()]
     const steps = yield* backendsFor(ring.map((h) => ({ hostname: h.ip, hostip: h.ip, weight: h.vhosts, state: h.state })), dryRun)
     const imp = yield* AdminOps.importer("mapping", { dryRun, plannedNames: BackendPlan.plannedNames(steps) })
