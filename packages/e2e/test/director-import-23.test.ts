@@ -18,6 +18,7 @@ import {
   startDirectorRing23,
   startDovecot23,
   stopDovecots,
+  waitUntil,
   type Backend,
   type DirectorRing,
   type Dovecot,
@@ -63,6 +64,7 @@ beforeAll(async () => {
   // dave logs in for real through the ring: the director picks his host
   const login = await imapLogin("127.0.0.1", ring.imapPorts[0]!, "dave", "secret")
   expect(login.login.status, login.transcript).toBe("OK")
+  await waitUntil("the backend's Login: line of dave", () => backend.logins("dave").length === 1)
   files = { table: tmp.join("ring.txt"), tab: tmp.join("ring-tab.txt"), servers: tmp.join("servers.txt"), users: tmp.join("users.txt") }
   fs.writeFileSync(files.users, NAMED.join("\n") + "\n")
   // the second director must know every mapping (the ring shares them)
@@ -198,7 +200,7 @@ describe.each(STORES)("a 2.3 Director ring into %s", { timeout: 300_000 }, (kind
         const before = backend.logins(user.toLowerCase()).length
         const r = await imapLogin("127.0.0.1", proxyImapPort, user, "secret")
         expect(r.login.status, `${user}: ${r.transcript}`).toBe("OK")
-        expect(backend.logins(user.toLowerCase())).toHaveLength(before + 1)
+        await waitUntil(`the backend's Login: line of ${user}`, () => backend.logins(user.toLowerCase()).length === before + 1)
         // the backend logs the lower-cased name: its passwd-file knows alice, and so did the ring
         expect(backend.servedBy(user.toLowerCase()), user).toBe(ringMap.get(user))
       }

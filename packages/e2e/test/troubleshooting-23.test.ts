@@ -14,6 +14,8 @@ import {
   startDaemon,
   startDovecot23,
   stopDovecots,
+  waitForLog,
+  waitUntil,
   type Backend,
   type Dovecot,
   type RunningDaemon,
@@ -56,6 +58,14 @@ describe("dict route (2.3 passdb dict)", { timeout: 120_000 }, () => {
     })
   }
   const proxyLog = () => proxy.log()
+  /** A real login of `user` through the proxy; resolves with the backend address its new `Login:` line names. */
+  const loginLanded = async (user: string) => {
+    const before = backend.logins(user).length
+    const r = await imapLogin("127.0.0.1", imapPort, user, "secret")
+    expect(r.login.status, r.transcript).toBe("OK")
+    await waitUntil(`the backend's Login: line of ${user}`, () => backend.logins(user).length > before)
+    return backend.servedBy(user)
+  }
 
   beforeAll(async () => {
     store = `sqlite:${tmp.join("routes.db")}`
@@ -83,14 +93,14 @@ describe("dict route (2.3 passdb dict)", { timeout: 120_000 }, () => {
     const r = await imapLogin("127.0.0.1", imapPort, "alice", "secret")
     expect(r.login.tagged).toContain("NO [UNAVAILABLE] Temporary authentication failure.")
     quoted("NO [UNAVAILABLE] Temporary authentication failure.")
-    expect(proxyLog()).toContain("Failed to lookup key shared/passdb/alice: dict-server returned failure: doveroute: NoBackend")
+    await waitForLog(proxyLog, /Failed to lookup key shared\/passdb\/alice: dict-server returned failure: doveroute: NoBackend/)
     quoted("Failed to lookup key shared/passdb/alice: dict-server returned failure: doveroute: NoBackend")
-    expect(proxyLog()).toContain("Aborted login by logging out (auth service reported temporary failure)")
+    await waitForLog(proxyLog, /Aborted login by logging out \(auth service reported temporary failure\)/)
     quoted("Aborted login by logging out (auth service reported temporary failure)")
-    expect(daemon!.logs()).toMatch(/message="routing failed, answering temp_fail" reason=NoBackend frontend=dict detail="no backend with state=0 and weight>0 for new user alice" user=alice/)
+    await waitForLog(() => daemon!.logs(), /message="routing failed, answering temp_fail" reason=NoBackend frontend=dict detail="no backend with state=0 and weight>0 for new user alice" user=alice/)
     quoted(`message="routing failed, answering temp_fail" reason=NoBackend frontend=dict detail="no backend with state=0 and weight>0 for new user alice" user=alice`)
-    const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text()
-    expect(metrics).toMatch(/^doveroute_lookups_total\{frontend="dict",result="no_backend"\} 1$/m)
+    const scrape = async () => (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text()
+    await waitUntil("the no_backend lookup counted", async () => /^doveroute_lookups_total\{frontend="dict",result="no_backend"\} 1$/m.test(await scrape()))
     quoted(`doveroute_lookups_total{frontend="dict",result="no_backend"}`)
   })
 
@@ -102,30 +112,25 @@ describe("dict route (2.3 passdb dict)", { timeout: 120_000 }, () => {
     const r = await imapLogin("127.0.0.1", imapPort, "alice", "wrong")
     expect(r.login.tagged).toContain("NO [AUTHENTICATIONFAILED] Authentication failed.")
     quoted("NO [AUTHENTICATIONFAILED] Authentication failed.")
-    expect(proxyLog()).toMatch(new RegExp(`proxy\\(alice,127\\.0\\.0\\.2:${backend.imapPort}\\): Login failed: \\[AUTHENTICATIONFAILED\\] Authentication failed\\.`))
+    await waitForLog(proxyLog, new RegExp(`proxy\\(alice,127\\.0\\.0\\.2:${backend.imapPort}\\): Login failed: \\[AUTHENTICATIONFAILED\\] Authentication failed\\.`))
     quoted("proxy(alice,10.0.0.11:143): Login failed: [AUTHENTICATIONFAILED] Authentication failed.")
-    expect(backend.log()).toMatch(/passwd-file\(alice,127\.0\.0\.1,<[^>]+>\): Password mismatch/)
+    await waitForLog(() => backend.log(), /passwd-file\(alice,127\.0\.0\.1,<[^>]+>\): Password mismatch/)
     quoted("passwd-file(alice,10.0.0.1,<…>): Password mismatch")
   })
 
   it("admin change not seen: Dovecot's auth cache keeps the old host until it is flushed", async () => {
-    const first = await imapLogin("127.0.0.1", imapPort, "alice", "secret")
-    expect(first.login.status).toBe("OK")
-    expect(backend.servedBy("alice")).toBe("127.0.0.2")
+    const first = await loginLanded("alice")
+    expect(first).toBe("127.0.0.2")
     const move = await runCli(["user", "move", "alice", "127.0.0.3", "--store", store, "--json"])
     expect(move.code, move.stderr).toBe(0)
     const look = JSON.parse((await runCli(["lookup", "alice", "--store", store, "--json"])).stdout)
     expect(look.backend.hostip).toBe("127.0.0.3")
     // doveroute answers 127.0.0.3 now, but Dovecot answers from its own cache
-    const cached = await imapLogin("127.0.0.1", imapPort, "alice", "secret")
-    expect(cached.login.status).toBe("OK")
-    expect(backend.servedBy("alice")).toBe("127.0.0.2")
+    expect(await loginLanded("alice")).toBe("127.0.0.2")
     const flush = await proxy.doveadm(["auth", "cache", "flush", "alice"])
     expect(flush.code, flush.stderr).toBe(0)
     quoted("doveadm auth cache flush alice@example.org")
-    const after = await imapLogin("127.0.0.1", imapPort, "alice", "secret")
-    expect(after.login.status).toBe("OK")
-    expect(backend.servedBy("alice")).toBe("127.0.0.3")
+    expect(await loginLanded("alice")).toBe("127.0.0.3")
   })
 
   it("doveroute not running: Dovecot cannot reach the dict socket", async () => {
@@ -133,7 +138,7 @@ describe("dict route (2.3 passdb dict)", { timeout: 120_000 }, () => {
     daemon = undefined
     const r = await imapLogin("127.0.0.1", imapPort, "bob", "secret")
     expect(r.login.tagged).toContain("NO [UNAVAILABLE] Temporary authentication failure.")
-    const line = proxyLog().split("\n").find((l) => l.includes("Failed to lookup key shared/passdb/bob"))
+    const line = await waitForLog(proxyLog, /Failed to lookup key shared\/passdb\/bob/)
     expect(line).toMatch(/dict\(bob,127\.0\.0\.1,<[^>]+>\): Failed to lookup key shared\/passdb\/bob: net_connect_unix\(\/.*\/dict\.sock\) failed: No such file or directory/)
     quoted("Failed to lookup key shared/passdb/bob: net_connect_unix(/run/doveroute/dict.sock) failed: No such file or directory")
   })
@@ -154,7 +159,7 @@ describe("standalone auth socket", { timeout: 120_000 }, () => {
     })
     try {
       await imapLogin("127.0.0.1", imapPort, "alice", "secret", { timeoutMs: 3000 }).catch(() => undefined)
-      const line = proxy.log().split("\n").find((l) => l.includes("Permission denied"))
+      const line = await waitForLog(() => proxy.log(), /Permission denied/)
       expect(line).toMatch(new RegExp(`imap-login: Error: auth-client: conn unix:${sock}: connect\\(${sock}\\) failed: Permission denied \\(euid=\\d+\\(dovenull\\) egid=\\d+\\(dovenull\\) missing \\+r perm: ${sock}, we're not in group 0\\(root\\)`))
       quoted("imap-login: Error: auth-client: conn unix:/run/doveroute/auth.sock: connect(/run/doveroute/auth.sock) failed: Permission denied (euid=110(dovenull) egid=114(dovenull) missing +r perm: /run/doveroute/auth.sock, we're not in group 0(root)")
       const check = await runCommand("runuser", ["-u", "dovenull", "--", "test", "-w", sock])
