@@ -350,20 +350,41 @@ export interface Importer {
 }
 
 /**
+ * How an import file may name a backend: by id, by hostname, or by `hostip` (an IP two backends
+ * share names neither). A hostname wins over an id or IP that reads the same.
+ */
+export const backendNames = (backends: ReadonlyArray<Pick<BackendRow, "id" | "hostname" | "hostip">>): Map<string, number> => {
+  const byName = new Map<string, number>()
+  const ipCount = new Map<string, number>()
+  for (const b of backends) if (b.hostip !== null) ipCount.set(b.hostip, (ipCount.get(b.hostip) ?? 0) + 1)
+  for (const b of backends) if (b.hostip !== null && ipCount.get(b.hostip) === 1) byName.set(b.hostip, b.id)
+  for (const b of backends) byName.set(String(b.id), b.id)
+  for (const b of backends) byName.set(b.hostname, b.id)
+  return byName
+}
+
+/** Options of {@link importer}. */
+export interface ImporterOptions {
+  /** Write nothing: the report counts what would be inserted as `inserted`. */
+  readonly dryRun?: boolean
+  /** Backends a dry run would have added first: name → a placeholder id (negative). */
+  readonly plannedNames?: ReadonlyMap<string, number>
+}
+
+/**
  * Idempotent bulk import: a key without a row gets one; a key already on that backend is
  * unchanged; a key on another backend is a conflict (reported, not changed). Each chunk of
  * {@link IMPORT_CHUNK} rows is one SELECT and one multi-row insert-or-ignore in a transaction (a
- * row a daemon inserted in between is kept; the report counts it as inserted). `dryRun`: the
- * same report (`inserted` = rows that would be inserted), nothing written.
+ * row a daemon inserted in between is kept; the report counts it as inserted). Backends are named
+ * as {@link backendNames} says.
  */
-export const importer = (strategy: Strategy, dryRun = false) =>
+export const importer = (strategy: Strategy, options: ImporterOptions = {}) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const col = keyColumn(strategy)
-    const backends = yield* listBackends
-    const byName = new Map<string, number>()
-    for (const b of backends) byName.set(String(b.id), b.id)
-    for (const b of backends) byName.set(b.hostname, b.id)
+    const byName = backendNames(yield* listBackends)
+    for (const [name, id] of options.plannedNames ?? []) if (!byName.has(name)) byName.set(name, id)
+    const dryInserted = options.dryRun === true ? new Map<string, number>() : undefined
     let total = 0
     let inserted = 0
     let unchanged = 0
@@ -384,6 +405,8 @@ export const importer = (strategy: Strategy, dryRun = false) =>
         const existing = yield* sql<{ k: string | number; b: number | string }>`SELECT ${sql(col)} AS k, backend_id AS b FROM user_backend
           WHERE ${sql.in(col, keys)}`.pipe(wrap("read mappings"))
         const current = new Map<string, number>(existing.map((r) => [String(r.k), Number(r.b)]))
+        // a dry run remembers what it would have inserted, as the real run finds it in the table
+        if (dryInserted !== undefined) for (const k of keys) if (!current.has(String(k)) && dryInserted.has(String(k))) current.set(String(k), dryInserted.get(String(k))!)
         const toInsert: Array<{ key: RouteKey; id: number }> = []
         for (const r of chunk) {
           total++
@@ -395,11 +418,12 @@ export const importer = (strategy: Strategy, dryRun = false) =>
           const cur = current.get(String(r.key))
           if (cur === undefined) {
             current.set(String(r.key), id)
+            dryInserted?.set(String(r.key), id)
             toInsert.push({ key: r.key, id })
           } else if (cur === id) unchanged++
           else if (conflictCount++ < IMPORT_DETAILS) conflicts.push({ key: r.key, backend: r.backend, current: cur })
         }
-        if (toInsert.length > 0 && dryRun) inserted += toInsert.length
+        if (toInsert.length > 0 && options.dryRun === true) inserted += toInsert.length
         else if (toInsert.length > 0) {
           yield* sql.withTransaction(insertChunk(toInsert)).pipe(wrap("insert mappings"))
           inserted += toInsert.length

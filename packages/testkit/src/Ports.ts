@@ -103,3 +103,19 @@ export async function settle(probe: () => boolean, timeoutMs = 5_000): Promise<v
   const deadline = Date.now() + timeoutMs
   while (!probe() && Date.now() < deadline) await sleep(50)
 }
+
+/**
+ * Waits until `read()` (a log) matches `pattern` and resolves with the first matching line
+ * (Dovecot's log process writes a line a moment after the client got its answer); rejects after
+ * `timeoutMs` (default 10 s) naming the pattern.
+ */
+export async function waitForLog(read: () => string, pattern: RegExp, options: WaitOptions = {}): Promise<string> {
+  let line: string | undefined
+  await pollUntil(`a log line matching ${pattern}`, () => (line = read().split("\n").find((l) => pattern.test(l))) !== undefined, options)
+  return line!
+}
+
+/** Waits until `check()` is true; rejects after `timeoutMs` (default 10 s) naming `what`. */
+export function waitUntil(what: string, check: () => Promise<boolean> | boolean, options: WaitOptions = {}): Promise<void> {
+  return pollUntil(what, check, options)
+}

@@ -3,14 +3,13 @@
  *
  * @since 0.1.0
  */
-import { Args, Command } from "@effect/cli"
+import { Command } from "@effect/cli"
 import type { RouteKey } from "@doveroute/routing"
 import { AdminOps, Ring } from "@doveroute/store"
 import { Effect } from "effect"
 import * as fs from "node:fs"
-import * as readline from "node:readline"
 import { adminOptions, output, withReadStore } from "./AdminSupport.js"
-import { dryRunOption, storeFor } from "./Bulk.js"
+import { openLines, readError } from "./Lines.js"
 
 const ago = (ms: number) => ms < 120_000 ? `${Math.round(ms / 1000)}s ago` : ms < 7_200_000 ? `${Math.round(ms / 60_000)}m ago` : `${Math.round(ms / 3_600_000)}h ago`
 
@@ -157,7 +156,7 @@ export const parseImport = (text: string, strategy: "mapping" | "shard"): Array<
 }
 
 /** Progress on stderr: with a known total a bar (TTY, redrawn in place) or a line per 10 %; else a line per 100 000 rows. */
-const progressReporter = (total: number | undefined) => {
+export const progressReporter = (total: number | undefined) => {
   let lastStep = -1
   return (done: number) => {
     if (total === undefined) {
@@ -201,16 +200,33 @@ const countDataLines = (file: string): Promise<number> =>
       .on("error", reject)
   })
 
-const readError = (file: string) => (e: unknown) =>
-  new AdminOps.AdminError({ reason: "Invalid", detail: `cannot read ${file}: ${(e as Error).message}` })
+/**
+ * Rows handed to an importer one at a time, sent on in chunks of {@link AdminOps.IMPORT_CHUNK}
+ * (one chunk in memory), with progress after each: `push` a row, `end` the last chunk.
+ */
+export const chunkedImport = (imp: AdminOps.Importer, progress: ((done: number) => void) | undefined) => {
+  let chunk: Array<AdminOps.ImportRow> = []
+  let done = 0
+  const flush = Effect.suspend(() => {
+    const rows = chunk
+    chunk = []
+    done += rows.length
+    return Effect.tap(imp.add(rows), () => Effect.sync(() => progress?.(done)))
+  })
+  return {
+    push: (row: AdminOps.ImportRow) => {
+      chunk.push(row)
+      return chunk.length >= AdminOps.IMPORT_CHUNK ? flush : Effect.void
+    },
+    end: Effect.suspend(() => chunk.length > 0 || done === 0 ? flush : Effect.void)
+  }
+}
 
 /** Stream `file` (or stdin for `-`) into the importer: CSV line by line in chunks; JSON read whole. */
-const importFile = (file: string, strategy: "mapping" | "shard", dryRun: boolean) =>
+export const importFile = (file: string, strategy: "mapping" | "shard", dryRun: boolean) =>
   Effect.gen(function*() {
-    const imp = yield* AdminOps.importer(strategy, dryRun)
-    const input = file === "-" ? process.stdin : fs.createReadStream(file)
-    const lines = readline.createInterface({ input, crlfDelay: Infinity })[Symbol.asyncIterator]()
-    const next = () => Effect.tryPromise({ try: () => lines.next(), catch: readError(file) })
+    const imp = yield* AdminOps.importer(strategy, { dryRun })
+    const next = openLines(file)
     let lineNo = 0
     let first = yield* next()
     while (!first.done && first.value.trim() === "") {
@@ -231,42 +247,13 @@ const importFile = (file: string, strategy: "mapping" | "shard", dryRun: boolean
     }
     const header = !first.done && /^\s*"?(user|shard)"?\s*,\s*"?backend"?\s*$/i.test(first.value) ? 1 : 0
     const total = file === "-" ? undefined : (yield* Effect.tryPromise({ try: () => countDataLines(file), catch: readError(file) })) - header
-    const progress = total === undefined || total >= 1000 ? progressReporter(total) : undefined
-    let chunk: Array<AdminOps.ImportRow> = []
-    let done = 0
-    const flush = Effect.suspend(() => {
-      const rows = chunk
-      chunk = []
-      done += rows.length
-      return Effect.tap(imp.add(rows), () => Effect.sync(() => progress?.(done)))
-    })
+    const rows = chunkedImport(imp, total === undefined || total >= 1000 ? progressReporter(total) : undefined)
     for (let r = first; !r.done; r = yield* next()) {
       lineNo++
       const line = r.value
       const row = yield* Effect.try({ try: () => parseCsvLine(line, lineNo, strategy), catch: readError(file) })
-      if (row === undefined) continue
-      chunk.push(row)
-      if (chunk.length >= AdminOps.IMPORT_CHUNK) yield* flush
+      if (row !== undefined) yield* rows.push(row)
     }
-    if (chunk.length > 0 || done === 0) yield* flush
+    yield* rows.end
     return imp.report()
   })
-
-export const importCommand = Command.make("import", { ...adminOptions, ...dryRunOption, file: Args.text({ name: "FILE" }).pipe(Args.withDescription("CSV or JSON file, or - for stdin")) }, (o) =>
-  storeFor(o.dryRun)(o, (settings) =>
-    Effect.gen(function*() {
-      if (o.file !== "-" && !fs.existsSync(o.file)) {
-        return yield* new AdminOps.AdminError({ reason: "Invalid", detail: `cannot read ${o.file}: no such file` })
-      }
-      const report = { ...yield* importFile(o.file, settings.strategy, o.dryRun), dryRun: o.dryRun }
-      yield* output(o.json, report, () => [
-        `${report.total} rows${o.dryRun ? " (dry run, nothing changed)" : ""}: ${report.inserted} ${o.dryRun ? "would be inserted" : "inserted"}, ${report.unchanged} unchanged, ${report.conflictCount} conflicts, ${report.errorCount} errors`,
-        ...report.conflicts.slice(0, 50).map((c) => `conflict: ${String(c.key)} is on backend ${c.current}, file says ${c.backend} (not changed)`),
-        ...report.errors.slice(0, 50).map((e) => `error: ${String(e.key)} -> ${e.backend}: ${e.error}`)
-      ])
-      if (report.conflictCount > 0 || report.errorCount > 0) {
-        yield* Effect.sync(() => process.stderr.write(`doveroute: import: ${report.conflictCount} conflicts and ${report.errorCount} errors (existing rows were not changed)\n`))
-        yield* Effect.sync(() => { process.exitCode = 3 })
-      }
-    }))
-).pipe(Command.withDescription("import user→backend mappings (CSV user,backend streamed, or JSON [{user, backend}]; FILE or - for stdin); idempotent; conflicts reported (exit 3)"))
