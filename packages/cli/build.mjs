@@ -4,6 +4,7 @@
 // required drivers stay external. `node build.mjs --analyze` prints what each output holds.
 import { build } from "esbuild"
 import * as fs from "node:fs"
+import { isBuiltin } from "node:module"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 
@@ -25,6 +26,22 @@ const lazyParsers = {
     }))
   }
 }
+// Node's built-in modules through require() instead of import: importing one as ESM builds its
+// "facade", which reads every export, lazy ones included: node:http's WebSocket getters load all of
+// undici (~20 ms of each start on Node 24), node:crypto's webcrypto getters their internals
+const builtinsViaRequire = {
+  name: "builtins-via-require",
+  setup(b) {
+    b.onResolve({ filter: /^(node:)?[a-z][a-z0-9_/]*$/ }, (args) =>
+      args.namespace !== "builtin-require" && isBuiltin(args.path)
+        ? { path: args.path.replace(/^node:/, ""), namespace: "builtin-require" }
+        : undefined)
+    b.onLoad({ filter: /.*/, namespace: "builtin-require" }, (args) => ({
+      contents: `module.exports = require(${JSON.stringify(`node:${args.path}`)})`,
+      loader: "js"
+    }))
+  }
+}
 const result = await build({
   entryPoints: { doveroute: path.join(here, "src", "bin.ts") },
   outdir: dist,
@@ -40,7 +57,7 @@ const result = await build({
   external: ["better-sqlite3", "pg-native", "pg", "mysql2", "unix-dgram", "node-linux-pam"],
   banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
   minify: !process.argv.includes("--no-minify"),
-  plugins: [lazyParsers],
+  plugins: [lazyParsers, builtinsViaRequire],
   logLevel: "warning"
 })
 if (result.metafile) {
