@@ -4,7 +4,6 @@
 // required drivers stay external. `node build.mjs --analyze` prints what each output holds.
 import { build } from "esbuild"
 import * as fs from "node:fs"
-import { isBuiltin } from "node:module"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 
@@ -26,18 +25,19 @@ const lazyParsers = {
     }))
   }
 }
-// Node's built-in modules through require() instead of import: importing one as ESM builds its
-// "facade", which reads every export, lazy ones included: node:http's WebSocket getters load all of
-// undici (~20 ms of each start on Node 24), node:crypto's webcrypto getters their internals
-const builtinsViaRequire = {
-  name: "builtins-via-require",
+// fast-check is for tests (property-based testing): effect's Schema and Arbitrary modules import it
+// for arbitraries doveroute never builds, and its top-level code would run at every start. In the
+// bundle it is a module whose every export throws when called (cli-startup.test.ts checks the
+// bundle holds none of fast-check and that the commands run).
+const fastCheckExports = Object.keys(await import("fast-check"))
+const noFastCheck = {
+  name: "no-fast-check",
   setup(b) {
-    b.onResolve({ filter: /^(node:)?[a-z][a-z0-9_/]*$/ }, (args) =>
-      args.namespace !== "builtin-require" && isBuiltin(args.path)
-        ? { path: args.path.replace(/^node:/, ""), namespace: "builtin-require" }
-        : undefined)
-    b.onLoad({ filter: /.*/, namespace: "builtin-require" }, (args) => ({
-      contents: `module.exports = require(${JSON.stringify(`node:${args.path}`)})`,
+    b.onResolve({ filter: /^fast-check$/ }, () => ({ path: "fast-check", namespace: "no-fast-check" }))
+    b.onLoad({ filter: /.*/, namespace: "no-fast-check" }, () => ({
+      contents: `const unavailable = () => { throw new Error("fast-check (test-only) is not in the doveroute bundle") }\n` +
+        fastCheckExports.filter((name) => name !== "default").map((name) => `export const ${name} = unavailable`).join("\n") +
+        `\nexport default unavailable`,
       loader: "js"
     }))
   }
@@ -57,9 +57,36 @@ const result = await build({
   external: ["better-sqlite3", "pg-native", "pg", "mysql2", "unix-dgram", "node-linux-pam"],
   banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
   minify: !process.argv.includes("--no-minify"),
-  plugins: [lazyParsers, builtinsViaRequire],
+  plugins: [lazyParsers, noFastCheck],
   logLevel: "warning"
 })
+// Node's built-in modules through require() instead of import: importing one as an ES module
+// builds its "facade", which reads every export, lazy ones included: node:http's WebSocket getters
+// load all of undici (~20 ms of each start on Node 24), node:fs's its streams. esbuild keeps them
+// external as `import … from "node:x"` statements, which become `const … = require("node:x")`
+// (the banner's require) in the same place; the first line (the banner itself) stays.
+const builtinImport = /import(?:\*as ([\w$]+)|([\w$]+)?,?\{([^}]*)\}|([\w$]+))?\s*from\s*"(node:[\w/]+)";?|import"(node:[\w/]+)";?/g
+let builtinCount = 0
+const asRequire = (_, ns, dflt, named, only, spec, bare) => {
+  if (bare !== undefined) return `require("${bare}");`
+  const mod = `require("${spec}")`
+  if (ns !== undefined) return `const ${ns}=${mod};`
+  if (only !== undefined) return `const ${only}=${mod};`
+  const parts = named.split(",").filter((p) => p.trim() !== "").map((p) => {
+    const [name, alias] = p.trim().split(/\s+as\s+/)
+    return { name, alias: alias ?? name }
+  })
+  const whole = dflt ?? parts.find((p) => p.name === "default")?.alias ?? `__builtin${++builtinCount}`
+  const rest = parts.filter((p) => p.name !== "default").map((p) => p.name === p.alias ? p.name : `${p.name}:${p.alias}`)
+  return `const ${whole}=${mod}${rest.length > 0 ? `,{${rest.join(",")}}=${whole}` : ""};`
+}
+const outputs = [path.join(dist, "doveroute.mjs"), ...fs.readdirSync(path.join(dist, "chunks")).filter((f) => f.endsWith(".mjs")).map((f) => path.join(dist, "chunks", f))]
+for (const file of outputs) {
+  const text = fs.readFileSync(file, "utf8")
+  const nl = text.indexOf("\n")
+  fs.writeFileSync(file, text.slice(0, nl + 1) + text.slice(nl + 1).replace(builtinImport, asRequire))
+}
+
 if (result.metafile) {
   for (const [file, out] of Object.entries(result.metafile.outputs)) {
     if (file.endsWith(".map")) continue

@@ -50,7 +50,10 @@ import {
   STRATEGIES,
   type Strategy
 } from "@doveroute/routing"
-import { BackendPort, HttpRoute } from "@doveroute/frontends"
+// the modules themselves, not the package index: settings are loaded by every admin command, which
+// runs no front-end
+import * as BackendPort from "@doveroute/frontends/BackendPort"
+import * as HttpListen from "@doveroute/frontends/HttpListen"
 import { parseStoreUrl, type StoreUrl } from "@doveroute/store"
 import { Config, ConfigError, ConfigProvider, Data, Duration, Effect, Either, Option, Redacted } from "effect"
 import { type RoutingSettings, routingSettingsConfig } from "./RoutingSettings.js"
@@ -90,7 +93,7 @@ export interface AuthSettings extends SocketSettings {
 
 /** The HTTP route endpoint (`http` section): loopback `host:port` or a UNIX socket (with its permissions). */
 export interface HttpSettings {
-  readonly listen: HttpRoute.HttpListen
+  readonly listen: HttpListen.HttpListen
   /** Shared token callers must send (`Authorization: Bearer`); required for TCP. */
   readonly token: Redacted.Redacted<string> | undefined
   readonly mode: number
@@ -295,14 +298,14 @@ const httpConfig = Config.nested(
 ).pipe(
   Config.mapOrFail((h): Either.Either<(HttpSettings & { readonly secret?: Secret }) | undefined, ConfigError.ConfigError> => {
     if (Option.isNone(h.listen)) return Either.right(undefined)
-    let listen: HttpRoute.HttpListen
+    let listen: HttpListen.HttpListen
     try {
-      listen = HttpRoute.parseHttpListen(h.listen.value)
+      listen = HttpListen.parseHttpListen(h.listen.value)
     } catch (e) {
       return Either.left(ConfigError.InvalidData(["http", "listen"], (e as Error).message))
     }
     if (listen._tag === "Tcp" && Option.isNone(h.token)) {
-      return Either.left(ConfigError.InvalidData(["http", "token"], HttpRoute.TCP_NEEDS_TOKEN))
+      return Either.left(ConfigError.InvalidData(["http", "token"], HttpListen.TCP_NEEDS_TOKEN))
     }
     return Either.right({
       listen,

@@ -5,10 +5,10 @@
  */
 import { Command, Options } from "@effect/cli"
 import * as SettingValues from "@doveroute/daemon/SettingValues"
-import { Array as Arr, Effect, Option } from "effect"
-import { common, flagsFrom, settingsFrom, validated } from "../CommonOptions.js"
+import { common, validated } from "../CommonOptions.js"
+import { lazy } from "./Lazy.js"
 
-const opt = {
+export const serveConfig = {
   ...common,
   dictSocket: Options.text("dict-socket").pipe(
     Options.withDescription("UNIX socket for Dovecot 2.3 passdb dict (uri = proxy:<socket>:<name>)"),
@@ -89,37 +89,7 @@ const opt = {
   logLevel: Options.choice("log-level", ["debug", "info", "warning", "error"]).pipe(Options.optional)
 }
 
-export const serve = Command.make("serve", opt, (o) =>
-  Effect.gen(function*() {
-    const pairs = [
-      ["dict.socket", o.dictSocket],
-      ["dict.mode", o.socketMode],
-      ["auth.socket", o.authSocket],
-      ["auth.mode", o.socketMode],
-      ["auth.auth_mode", o.authMode],
-      ["auth.password", o.password],
-      ["auth.password_file", o.passwordFile],
-      ["http.token_file", o.httpTokenFile],
-      ["auth.pam_service", o.pamService],
-      ["http.listen", o.httpListen],
-      ["http.mode", o.socketMode],
-      ["login_relay.socket", o.loginRelaySocket],
-      ["login_relay.mode", o.socketMode],
-      ["login_relay.upstream", o.dovecotLoginSocket],
-      ["userdb_relay.socket", o.userdbRelaySocket],
-      ["userdb_relay.mode", o.socketMode],
-      ["userdb_relay.upstream", o.dovecotUserdbSocket],
-      ["port", Arr.isNonEmptyReadonlyArray(o.port) ? Option.some(o.port) : Option.none()],
-      ["extra_fields", Arr.isNonEmptyReadonlyArray(o.extraField) ? Option.some(o.extraField) : Option.none()],
-      ["down_policy", o.downPolicy],
-      ["proxy_flag", o.proxyFlag],
-      ["log_level", o.logLevel]
-    ] as const
-    const load = settingsFrom(o, pairs)
-    const settings = yield* load
-    // SIGHUP re-runs `load`: the config file and DOVEROUTE_* are read again, the flags stay.
-    // ServeRun is loaded here, not at the top: admin commands never load the daemon and front-ends.
-    const { runDaemon } = yield* Effect.promise(() => import("./ServeRun.js"))
-    return yield* runDaemon(settings, load, flagsFrom(o, pairs))
-  })
-).pipe(Command.withDescription("run the routing daemon until SIGTERM (SIGHUP reloads the configuration)"))
+// the daemon, the front-ends and the metrics are loaded only when `serve` runs (ServeRun.ts)
+export const serve = Command.make("serve", serveConfig, lazy(() => import("./ServeRun.js"), "serve")).pipe(
+  Command.withDescription("run the routing daemon until SIGTERM (SIGHUP reloads the configuration)")
+)

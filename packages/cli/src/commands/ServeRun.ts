@@ -1,7 +1,7 @@
 /**
- * What `doveroute serve` runs once its settings are loaded: the daemon layer until SIGTERM. Its own
- * module, loaded by `serve` alone through a dynamic import, so that the bundle keeps the daemon,
- * the front-ends and the metrics out of every admin command's start-up.
+ * What `doveroute serve` does (the options: Serve.ts): load the settings, then run the daemon layer
+ * until SIGTERM. Its own module, loaded by `serve` alone through a dynamic import, so that the
+ * bundle keeps the daemon, the front-ends and the metrics out of every admin command's start-up.
  *
  * @since 0.1.0
  */
@@ -9,7 +9,11 @@ import { daemonLayer, type Settings } from "@doveroute/daemon"
 import * as Secrets from "@doveroute/daemon/Secrets"
 import * as Logging from "@doveroute/daemon/Logging"
 import { SqliteFiles } from "@doveroute/store"
-import { Effect, Layer, Runtime } from "effect"
+import { Array as Arr, Effect, Layer, Option, Runtime } from "effect"
+import { flagsFrom } from "../CommonOptions.js"
+import { settingsFrom } from "./AdminSupport.js"
+import type { Parsed } from "./Lazy.js"
+import type { serveConfig } from "./Serve.js"
 
 /** The start-up warnings: secrets given on the command line (then blanked from ps), weak secret files, an exposed store. */
 const startWarnings = (settings: Settings, flags: Parameters<typeof Secrets.argvSecrets>[0]) => {
@@ -63,3 +67,36 @@ export const runDaemon = (
   ).pipe(
     Effect.provide(Logging.reloadableLayer({ format: settings.logFormat, level: settings.logLevel }))
   )
+
+/** `doveroute serve`: the settings from flags, `DOVEROUTE_*` and the config file, then the daemon. */
+export const serve = (o: Parsed<typeof serveConfig>) =>
+  Effect.gen(function*() {
+    const pairs = [
+      ["dict.socket", o.dictSocket],
+      ["dict.mode", o.socketMode],
+      ["auth.socket", o.authSocket],
+      ["auth.mode", o.socketMode],
+      ["auth.auth_mode", o.authMode],
+      ["auth.password", o.password],
+      ["auth.password_file", o.passwordFile],
+      ["http.token_file", o.httpTokenFile],
+      ["auth.pam_service", o.pamService],
+      ["http.listen", o.httpListen],
+      ["http.mode", o.socketMode],
+      ["login_relay.socket", o.loginRelaySocket],
+      ["login_relay.mode", o.socketMode],
+      ["login_relay.upstream", o.dovecotLoginSocket],
+      ["userdb_relay.socket", o.userdbRelaySocket],
+      ["userdb_relay.mode", o.socketMode],
+      ["userdb_relay.upstream", o.dovecotUserdbSocket],
+      ["port", Arr.isNonEmptyReadonlyArray(o.port) ? Option.some(o.port) : Option.none()],
+      ["extra_fields", Arr.isNonEmptyReadonlyArray(o.extraField) ? Option.some(o.extraField) : Option.none()],
+      ["down_policy", o.downPolicy],
+      ["proxy_flag", o.proxyFlag],
+      ["log_level", o.logLevel]
+    ] as const
+    const load = settingsFrom(o, pairs)
+    const settings = yield* load
+    // SIGHUP re-runs `load`: the config file and DOVEROUTE_* are read again, the flags stay.
+    return yield* runDaemon(settings, load, flagsFrom(o, pairs))
+  })

@@ -1,185 +1,59 @@
 /**
- * `doveroute user show|move|unassign|list` and `doveroute shard show|move`.
- *
- * A move takes the key's move lock (`doveroute_moves`; a second move of the same user at once
- * fails with "try again", exit 75), re-points the row with a compare-and-set, then waits
- * `cache.refresh` (+0.5 s) so that no daemon serves the old route once the command returns. With
- * `--kick` logins of the user are held (temp_fail) from before the move until `kick_command` ran on
- * every proxy (`kick_proxies`), so no new session starts while old ones are being kicked.
+ * `doveroute user show|move|unassign|list` and `doveroute shard show|move`. The options are here;
+ * what each command does (moves, locks, kicks) is in UserRun.ts, imported when it runs.
  *
  * @since 0.1.0
  */
 import { Args, Command, Options } from "@effect/cli"
-import type { Settings } from "@doveroute/daemon"
-import { normalizeUser, type RouteKey, Router, shardKey } from "@doveroute/routing"
-import { AdminOps } from "@doveroute/store"
-import { Clock, Duration, Effect, Option } from "effect"
-import { adminOptions, keyOf, output, propagationWait, requireStrategy, runKicks, withReadStore, withStore } from "./AdminSupport.js"
+import { adminOptions } from "../CommonOptions.js"
+import { lazy } from "./Lazy.js"
 
 const USER = Args.text({ name: "USER" })
 const BACKEND = Args.text({ name: "BACKEND" }).pipe(Args.withDescription("hostname or id"))
-
-/** Everything `user show` / `shard show` explain about a key. */
-const explain = (settings: Settings, key: RouteKey, user: string | null) =>
-  Effect.gen(function*() {
-    const found = yield* AdminOps.findKey(settings.strategy, key)
-    const moving = yield* AdminOps.moveInProgress(key)
-    const preview = user !== null ? yield* Effect.flatMap(Router, (r) => r.preview(user)) : undefined
-    const normalized = user !== null ? normalizeUser(user, settings.routing.normalize) : null
-    return {
-      user,
-      normalized,
-      strategy: settings.strategy,
-      key,
-      shard: normalized !== null ? shardKey(normalized) : typeof key === "number" ? key : null,
-      rows: found.backendIds,
-      mapped: found.backend !== null,
-      backend: found.backend,
-      state: found.backend?.stateName ?? null,
-      moveInProgress: moving,
-      candidates: preview?.candidates.map((b) => ({ id: b.id, hostname: b.hostname })) ?? null
-    }
-  })
-
-const explainLines = (r: Effect.Effect.Success<ReturnType<typeof explain>>) => [
-  ...(r.user !== null ? [`user ${r.user} (normalised ${r.normalized})`] : []),
-  `strategy ${r.strategy}, key ${String(r.key)}${r.shard !== null ? `, shard ${r.shard}` : ""}`,
-  r.backend !== null
-    ? `row: ${String(r.key)} -> backend ${r.backend.id} ${r.backend.hostname}${r.backend.hostip ? " (" + r.backend.hostip + ")" : ""}, state ${r.backend.stateName}, weight ${r.backend.weight}`
-    : r.rows.length > 1
-      ? `rows: several (${r.rows.join(", ")}): lookups fail until fixed`
-      : r.rows.length === 1
-      ? `row: ${String(r.key)} -> backend ${r.rows[0]}, which does not exist: the next login replaces it, on one of: ${r.candidates?.map((c) => c.hostname).join(", ") || "(none: temp_fail)"}`
-      : `no row: the next login places it on one of: ${r.candidates?.map((c) => c.hostname).join(", ") || "(none: temp_fail)"}`,
-  ...(r.moveInProgress !== null ? [`move in progress${r.moveInProgress.holdLogins ? ", logins held" : ""} until ${new Date(r.moveInProgress.expiresAt).toISOString()}`] : [])
-]
-
-/** Lock, compare-and-set, wait for the caches, optionally kick (mapping only), unlock. */
-const moveKey = (settings: Settings, key: RouteKey, target: string, opts: { readonly kickUser?: string | undefined; readonly wait: boolean }) =>
-  Effect.gen(function*() {
-    const to = yield* AdminOps.resolveBackend(target)
-    const wait = opts.wait ? propagationWait(settings) : Duration.zero
-    const hold = opts.kickUser !== undefined
-    const now = yield* Clock.currentTimeMillis
-    const expires = now + Duration.toMillis(wait) + Duration.toMillis(hold ? settings.routing.kickHold : Duration.seconds(30)) + 60_000
-    yield* AdminOps.lockKey(key, hold, expires)
-    return yield* Effect.gen(function*() {
-      const r = yield* AdminOps.casMove(settings.strategy, key, to.id)
-      if (!r.changed) return { key, from: r.from, to: to.id, toHostname: to.hostname, changed: false, waitedMs: 0, kicks: [] as ReadonlyArray<unknown> }
-      yield* Effect.sleep(wait)
-      const kicks = opts.kickUser !== undefined ? yield* runKicks(settings, opts.kickUser) : []
-      return { key, from: r.from, to: to.id, toHostname: to.hostname, changed: true, waitedMs: Duration.toMillis(wait), kicks }
-    }).pipe(Effect.ensuring(Effect.ignore(AdminOps.unlockKey(key))))
-  })
-
-const failedKicks = (kicks: ReadonlyArray<unknown>) => (kicks as ReadonlyArray<{ exitCode: number }>).filter((k) => k.exitCode !== 0)
+const run = () => import("./UserRun.js")
 
 const moveOptions = {
   noWait: Options.boolean("no-wait").pipe(Options.withDescription("return without waiting cache.refresh (daemons may serve the old route for up to cache.refresh)"))
 }
 
-const show = Command.make("show", { ...adminOptions, user: USER }, (o) =>
-  withReadStore(o, (settings) =>
-    Effect.gen(function*() {
-      const r = yield* explain(settings, yield* keyOf(o.user), o.user)
-      yield* output(o.json, r, () => explainLines(r))
-    }))
-).pipe(Command.withDescription("explain a user's route: normalised name, key/shard, row, backend, state"))
-
-const move = Command.make(
-  "move",
-  {
-    ...adminOptions,
-    user: USER,
-    backend: BACKEND,
-    kick: Options.boolean("kick").pipe(Options.withDescription("hold the user's logins, kick its sessions on every proxy (kick_command), then release")),
-    ...moveOptions
-  },
-  (o) =>
-    withStore(o, (settings) =>
-      Effect.gen(function*() {
-        yield* requireStrategy(settings, "mapping", "with the shard strategy use: doveroute shard move N BACKEND")
-        const key = yield* keyOf(o.user)
-        const r = yield* moveKey(settings, key, o.backend, { kickUser: o.kick ? o.user : undefined, wait: !o.noWait })
-        yield* output(o.json, { user: o.user, ...r }, () => [
-          r.changed ? `moved ${o.user} from backend ${r.from ?? "(none)"} to ${r.to} (${r.toHostname})` : `${o.user} is already on backend ${r.to} (${r.toHostname})`,
-          ...(r.kicks as ReadonlyArray<{ argv: ReadonlyArray<string>; exitCode: number; output: string }>).map((k) => `kick: ${k.argv.join(" ")}: exit ${k.exitCode} ${k.output}`)
-        ])
-        const bad = failedKicks(r.kicks)
-        if (bad.length > 0) {
-          return yield* new AdminOps.AdminError({ reason: "Refused", detail: `the user was moved but ${bad.length} kick command(s) failed` })
-        }
-      }))
-).pipe(Command.withDescription("move a user to a backend (atomic; waits cache.refresh; --kick kicks its sessions)"))
-
-const unassign = Command.make("unassign", { ...adminOptions, user: USER, ...moveOptions }, (o) =>
-  withStore(o, (settings) =>
-    Effect.gen(function*() {
-      yield* requireStrategy(settings, "mapping", "with the shard strategy rows are shards")
-      const key = yield* keyOf(o.user)
-      yield* AdminOps.lockKey(key, false, Date.now() + 120_000)
-      const r = yield* AdminOps.unassignKey(settings.strategy, key).pipe(Effect.ensuring(Effect.ignore(AdminOps.unlockKey(key))))
-      if (r.backendIds.length > 0 && !o.noWait) yield* Effect.sleep(propagationWait(settings))
-      yield* output(o.json, { user: o.user, key, removed: r.backendIds.length > 0, backendIds: r.backendIds }, () => [
-        r.backendIds.length > 0 ? `unassigned ${o.user} (was on backend ${r.backendIds.join(", ")})` : `${o.user} had no row`
-      ])
-    }))
-).pipe(Command.withDescription("delete a user's row (the next login places it again)"))
-
-const list = Command.make(
-  "list",
-  { ...adminOptions, backend: Options.text("backend").pipe(Options.withDescription("only users of this backend (hostname or id)"), Options.optional) },
-  (o) =>
-    withReadStore(o, (settings) =>
-      Effect.gen(function*() {
-        const b = Option.isSome(o.backend) ? yield* AdminOps.resolveBackend(o.backend.value) : undefined
-        const names = new Map((yield* AdminOps.listBackends).map((x) => [x.id, x.hostname] as const))
-        const rows = (yield* AdminOps.listMappings(settings.strategy, b?.id)).map((r) => ({
-          [settings.strategy === "shard" ? "shard" : "user"]: r.key,
-          backendId: r.backendId,
-          backend: names.get(r.backendId) ?? null
-        }))
-        yield* output(o.json, rows, () => rows.map((r) => Object.values(r).join("\t")))
-      }))
-).pipe(Command.withDescription("list mapped users (or shards) with their backend"))
+export const showConfig = { ...adminOptions, user: USER }
+export const moveConfig = {
+  ...adminOptions,
+  user: USER,
+  backend: BACKEND,
+  kick: Options.boolean("kick").pipe(Options.withDescription("hold the user's logins, kick its sessions on every proxy (kick_command), then release")),
+  ...moveOptions
+}
+export const unassignConfig = { ...adminOptions, user: USER, ...moveOptions }
+export const listConfig = {
+  ...adminOptions,
+  backend: Options.text("backend").pipe(Options.withDescription("only users of this backend (hostname or id)"), Options.optional)
+}
+export const shardShowConfig = { ...adminOptions, shard: Args.text({ name: "USER|N" }) }
+export const shardMoveConfig = { ...adminOptions, shard: Args.integer({ name: "N" }), backend: BACKEND, ...moveOptions }
 
 export const user = Command.make("user").pipe(
   Command.withDescription("inspect and move users"),
-  Command.withSubcommands([show, move, unassign, list])
+  Command.withSubcommands([
+    Command.make("show", showConfig, lazy(run, "show")).pipe(
+      Command.withDescription("explain a user's route: normalised name, key/shard, row, backend, state")
+    ),
+    Command.make("move", moveConfig, lazy(run, "move")).pipe(
+      Command.withDescription("move a user to a backend (atomic; waits cache.refresh; --kick kicks its sessions)")
+    ),
+    Command.make("unassign", unassignConfig, lazy(run, "unassign")).pipe(
+      Command.withDescription("delete a user's row (the next login places it again)")
+    ),
+    Command.make("list", listConfig, lazy(run, "list")).pipe(Command.withDescription("list mapped users (or shards) with their backend"))
+  ])
 )
-
-const SHARD = Args.text({ name: "USER|N" })
-
-const shardShow = Command.make("show", { ...adminOptions, shard: SHARD }, (o) =>
-  withReadStore(o, (settings) =>
-    Effect.gen(function*() {
-      const isNumber = /^\d+$/.test(o.shard) && Number(o.shard) <= 0xffff
-      const user = isNumber ? null : o.shard
-      const n = isNumber ? Number(o.shard) : shardKey(normalizeUser(o.shard, settings.routing.normalize))
-      const key = settings.strategy === "shard" ? n : (user ?? String(n))
-      const r = yield* explain(settings, key, settings.strategy === "shard" ? null : user)
-      const out = { ...r, user, shard: n }
-      yield* output(o.json, out, () => explainLines(out))
-    }))
-).pipe(Command.withDescription("show a shard (by number, or the shard of a user name) and its backend"))
-
-const shardMove = Command.make(
-  "move",
-  { ...adminOptions, shard: Args.integer({ name: "N" }), backend: BACKEND, ...moveOptions },
-  (o) =>
-    withStore(o, (settings) =>
-      Effect.gen(function*() {
-        yield* requireStrategy(settings, "shard", "with the mapping strategy use: doveroute user move USER BACKEND")
-        if (o.shard < 0 || o.shard > 0xffff) return yield* new AdminOps.AdminError({ reason: "Invalid", detail: "a shard is 0..65535" })
-        const r = yield* moveKey(settings, o.shard, o.backend, { wait: !o.noWait })
-        yield* output(o.json, { shard: o.shard, ...r }, () => [
-          r.changed ? `moved shard ${o.shard} from backend ${r.from ?? "(none)"} to ${r.to} (${r.toHostname})` : `shard ${o.shard} is already on backend ${r.to}`
-        ])
-      }))
-).pipe(Command.withDescription("move a shard (every user in it) to a backend"))
 
 export const shard = Command.make("shard").pipe(
   Command.withDescription("inspect and move shards (strategy shard)"),
-  Command.withSubcommands([shardShow, shardMove])
+  Command.withSubcommands([
+    Command.make("show", shardShowConfig, lazy(run, "shardShow")).pipe(
+      Command.withDescription("show a shard (by number, or the shard of a user name) and its backend")
+    ),
+    Command.make("move", shardMoveConfig, lazy(run, "shardMove")).pipe(Command.withDescription("move a shard (every user in it) to a backend"))
+  ])
 )
-

@@ -1,0 +1,248 @@
+/**
+ * What `doveroute status`, `doveroute dump` and `doveroute import FILE` do (the options: Ops.ts).
+ *
+ * @since 0.1.0
+ */
+import type { RouteKey } from "@doveroute/routing"
+import { AdminOps } from "@doveroute/store"
+import { Effect } from "effect"
+import * as fs from "node:fs"
+import * as readline from "node:readline"
+import type { adminOptions } from "../CommonOptions.js"
+import { output, withReadStore, withStore } from "./AdminSupport.js"
+import type { Parsed } from "./Lazy.js"
+import type { importConfig } from "./Ops.js"
+
+export const status = (o: Parsed<typeof adminOptions>) =>
+  withReadStore(o, (settings) =>
+    Effect.gen(function*() {
+      const backends = yield* AdminOps.listBackends
+      const version = yield* AdminOps.routesVersion
+      const total = backends.reduce((a, b) => a + b.users, 0)
+      const out = { strategy: settings.strategy, routesVersion: version, totalUsers: total, backends }
+      yield* output(o.json, out, () => [
+        ["mail server ip", "hostname", "id", "state", "weight", "users", "last health"].join("\t"),
+        ...backends.map((b) => [b.hostip ?? "-", b.hostname, b.id, b.stateName, b.weight, b.users, b.lastHealth ?? "-"].join("\t")),
+        `${backends.length} backends, ${total} ${settings.strategy === "shard" ? "shards" : "users"} mapped, routes version ${version ?? "-"}`
+      ])
+    }))
+
+const shq = (s: string) => /^[A-Za-z0-9@._:+=\/-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`
+
+let pipeWatched = false
+/** Write to stdout, waiting while its buffer is full (a million lines never pile up in memory). */
+const writeOut = (text: string) =>
+  Effect.async<void>((resume) => {
+    if (!pipeWatched) {
+      pipeWatched = true
+      // the reader went away (`dump | head`): stop like a Unix tool killed by SIGPIPE (128 + 13)
+      process.stdout.on("error", (e: NodeJS.ErrnoException) => process.exit(e.code === "EPIPE" ? 141 : 1))
+    }
+    if (process.stdout.write(text)) resume(Effect.void)
+    else process.stdout.once("drain", () => resume(Effect.void))
+  })
+
+/** Rows read per query while dumping. */
+const DUMP_PAGE = 10_000
+
+/** Ends the heredoc that carries the mappings in a dump (no CSV line can equal it: it has no comma). */
+export const DUMP_END = "DOVEROUTE_DUMP_END"
+
+/** A user name as a CSV field that {@link parseCsvLine} reads back unchanged. */
+export const csvField = (s: string) => /^[^\s"#][^\t\r\n\x00]*$/.test(s) && !/\s$/.test(s) ? s : `"${s}"`
+
+export const dump = (o: Parsed<typeof adminOptions>) =>
+  withReadStore(o, (settings) =>
+    Effect.gen(function*() {
+      const backends = yield* AdminOps.listBackends
+      const names = new Map(backends.map((b) => [b.id, b.hostname] as const))
+      const shard = settings.strategy === "shard"
+      const strat = shard ? " --strategy shard" : ""
+      const hostOf = (id: number) => names.get(id) ?? String(id)
+      if (o.json) {
+        // one JSON document, written a page at a time: {"strategy", "backends": [...], "mappings": [...]}
+        yield* writeOut(`{"strategy":${JSON.stringify(settings.strategy)},"backends":${JSON.stringify(backends)},"mappings":[`)
+        let first = true
+        yield* AdminOps.forEachMappingPage(settings.strategy, DUMP_PAGE, (page) => {
+          const text = page.map((m) => JSON.stringify(shard ? { shard: m.key, backend: hostOf(m.backendId) } : { user: m.key, backend: hostOf(m.backendId) }))
+          const out = (first ? "\n" : ",\n") + text.join(",\n")
+          first = false
+          return writeOut(out)
+        })
+        return yield* writeOut("\n]}\n")
+      }
+      // a shell script: the backends, then every mapping through ONE `doveroute import` (stdin)
+      const head = [
+        "#!/bin/sh",
+        `# doveroute dump (strategy ${settings.strategy}): recreates the backends and mappings on an empty store`,
+        "# (or one that agrees; a user found on another backend is reported, not moved). Replay: sh FILE",
+        "set -e",
+        ...backends.map((b) =>
+          `doveroute backend add ${shq(b.hostname)}${b.hostip ? " --hostip " + shq(b.hostip) : ""} --state ${b.state} --weight ${b.weight} --or-update${strat}`),
+        `doveroute import${strat} - <<'${DUMP_END}'`,
+        shard ? "shard,backend" : "user,backend"
+      ]
+      yield* writeOut(head.join("\n") + "\n")
+      yield* AdminOps.forEachMappingPage(settings.strategy, DUMP_PAGE, (page) =>
+        writeOut(page.map((m) => `${shard ? m.key : csvField(String(m.key))},${hostOf(m.backendId)}\n`).join("")))
+      return yield* writeOut(`${DUMP_END}\n`)
+    }))
+
+const toKey = (strategy: "mapping" | "shard", v: unknown, where: string): RouteKey => {
+  if (strategy === "shard") {
+    const n = Number(v)
+    if (!Number.isInteger(n) || n < 0 || n > 0xffff) throw new Error(`${where}: shard must be 0..65535`)
+    return n
+  }
+  const s = String(v ?? "")
+  if (s.length === 0 || /[\t\r\n\x00]/.test(s)) throw new Error(`${where}: invalid user name`)
+  return s
+}
+
+/**
+ * One line of an import CSV (`lineNo` from 1): a row, or undefined for a blank line, a `#` comment
+ * or the `user,backend` header on line 1. A field in double quotes is taken as is.
+ */
+export const parseCsvLine = (line: string, lineNo: number, strategy: "mapping" | "shard"): AdminOps.ImportRow | undefined => {
+  if (line.trim() === "" || line.startsWith("#")) return undefined
+  const comma = line.lastIndexOf(",")
+  if (comma < 0) throw new Error(`line ${lineNo}: expected user,backend`)
+  const user = line.slice(0, comma).trim().replace(/^"(.*)"$/s, "$1")
+  const backend = line.slice(comma + 1).trim().replace(/^"(.*)"$/, "$1")
+  if (lineNo === 1 && /^(user|shard)$/i.test(user) && /^backend$/i.test(backend)) return undefined
+  return { key: toKey(strategy, user, `line ${lineNo}`), backend }
+}
+
+/**
+ * Parse a whole import text: a JSON array of {user, backend} (or {shard, backend}), the object
+ * `dump --json` prints (its `mappings`), or CSV `user,backend`.
+ */
+export const parseImport = (text: string, strategy: "mapping" | "shard"): Array<AdminOps.ImportRow> => {
+  const t = text.trimStart()
+  if (t.startsWith("[") || t.startsWith("{")) {
+    const doc = JSON.parse(t) as unknown
+    const arr = Array.isArray(doc) ? doc : (doc as { mappings?: unknown } | null)?.mappings
+    if (!Array.isArray(arr)) throw new Error("JSON import must be an array of {user, backend} or a dump --json document")
+    return (arr as Array<Record<string, unknown>>).map((r, i) => ({ key: toKey(strategy, r["user"] ?? r["shard"], `entry ${i}`), backend: String(r["backend"] ?? "") }))
+  }
+  const rows: Array<AdminOps.ImportRow> = []
+  text.split(/\r?\n/).forEach((line, i) => {
+    const row = parseCsvLine(line, i + 1, strategy)
+    if (row !== undefined) rows.push(row)
+  })
+  return rows
+}
+
+/** Progress on stderr: with a known total a bar (TTY, redrawn in place) or a line per 10 %; else a line per 100 000 rows. */
+const progressReporter = (total: number | undefined) => {
+  let lastStep = -1
+  return (done: number) => {
+    if (total === undefined) {
+      const step = Math.floor(done / 100_000)
+      if (step !== lastStep && step > 0) {
+        lastStep = step
+        process.stderr.write(`import: ${done} rows\n`)
+      }
+      return
+    }
+    const pct = total === 0 ? 100 : Math.floor((done * 100) / total)
+    if (process.stderr.isTTY) {
+      const w = 30
+      const fill = Math.round((pct / 100) * w)
+      process.stderr.write(`\rimport [${"#".repeat(fill)}${" ".repeat(w - fill)}] ${pct}% ${done}/${total}${done >= total ? "\n" : ""}`)
+    } else if (Math.floor(pct / 10) !== lastStep) {
+      lastStep = Math.floor(pct / 10)
+      process.stderr.write(`import: ${done}/${total} (${pct}%)\n`)
+    }
+  }
+}
+
+/** Data lines of a CSV file (a first, cheap pass for the progress total). */
+const countDataLines = (file: string): Promise<number> =>
+  new Promise((resolve, reject) => {
+    let n = 0
+    let atStart = true
+    fs.createReadStream(file)
+      .on("data", (buf) => {
+        if (typeof buf === "string") buf = Buffer.from(buf)
+        for (let i = 0; i < buf.length; i++) {
+          const c = buf[i]!
+          if (c === 10) atStart = true
+          else if (atStart && c !== 13 && c !== 32 && c !== 9) {
+            atStart = false
+            if (c !== 35) n++ // '#' comments are not rows
+          }
+        }
+      })
+      .on("end", () => resolve(n))
+      .on("error", reject)
+  })
+
+const readError = (file: string) => (e: unknown) =>
+  new AdminOps.AdminError({ reason: "Invalid", detail: `cannot read ${file}: ${(e as Error).message}` })
+
+/** Stream `file` (or stdin for `-`) into the importer: CSV line by line in chunks; JSON read whole. */
+const importFile = (file: string, strategy: "mapping" | "shard") =>
+  Effect.gen(function*() {
+    const imp = yield* AdminOps.importer(strategy)
+    const input = file === "-" ? process.stdin : fs.createReadStream(file)
+    const lines = readline.createInterface({ input, crlfDelay: Infinity })[Symbol.asyncIterator]()
+    const next = () => Effect.tryPromise({ try: () => lines.next(), catch: readError(file) })
+    let lineNo = 0
+    let first = yield* next()
+    while (!first.done && first.value.trim() === "") {
+      lineNo++
+      first = yield* next()
+    }
+    if (!first.done && /^\s*[[{]/.test(first.value)) {
+      // JSON: the whole document
+      let text = first.value
+      for (let r = yield* next(); !r.done; r = yield* next()) text += "\n" + r.value
+      const rows = yield* Effect.try({ try: () => parseImport(text, strategy), catch: readError(file) })
+      const progress = rows.length >= 1000 ? progressReporter(rows.length) : undefined
+      for (let i = 0; i < rows.length; i += AdminOps.IMPORT_CHUNK) {
+        yield* imp.add(rows.slice(i, i + AdminOps.IMPORT_CHUNK))
+        progress?.(Math.min(rows.length, i + AdminOps.IMPORT_CHUNK))
+      }
+      return imp.report()
+    }
+    const header = !first.done && /^\s*"?(user|shard)"?\s*,\s*"?backend"?\s*$/i.test(first.value) ? 1 : 0
+    const total = file === "-" ? undefined : (yield* Effect.tryPromise({ try: () => countDataLines(file), catch: readError(file) })) - header
+    const progress = total === undefined || total >= 1000 ? progressReporter(total) : undefined
+    let chunk: Array<AdminOps.ImportRow> = []
+    let done = 0
+    const flush = Effect.suspend(() => {
+      const rows = chunk
+      chunk = []
+      done += rows.length
+      return Effect.tap(imp.add(rows), () => Effect.sync(() => progress?.(done)))
+    })
+    for (let r = first; !r.done; r = yield* next()) {
+      lineNo++
+      const line = r.value
+      const row = yield* Effect.try({ try: () => parseCsvLine(line, lineNo, strategy), catch: readError(file) })
+      if (row === undefined) continue
+      chunk.push(row)
+      if (chunk.length >= AdminOps.IMPORT_CHUNK) yield* flush
+    }
+    if (chunk.length > 0 || done === 0) yield* flush
+    return imp.report()
+  })
+
+export const importMappings = (o: Parsed<typeof importConfig>) =>
+  withStore(o, (settings) =>
+    Effect.gen(function*() {
+      if (o.file !== "-" && !fs.existsSync(o.file)) {
+        return yield* new AdminOps.AdminError({ reason: "Invalid", detail: `cannot read ${o.file}: no such file` })
+      }
+      const report = yield* importFile(o.file, settings.strategy)
+      yield* output(o.json, report, () => [
+        `${report.total} rows: ${report.inserted} inserted, ${report.unchanged} unchanged, ${report.conflictCount} conflicts, ${report.errorCount} errors`,
+        ...report.conflicts.slice(0, 50).map((c) => `conflict: ${String(c.key)} is on backend ${c.current}, file says ${c.backend} (not changed)`),
+        ...report.errors.slice(0, 50).map((e) => `error: ${String(e.key)} -> ${e.backend}: ${e.error}`)
+      ])
+      if (report.conflictCount > 0 || report.errorCount > 0) {
+        yield* Effect.sync(() => process.stderr.write(`doveroute: import: ${report.conflictCount} conflicts and ${report.errorCount} errors (existing rows were not changed)\n`))
+        yield* Effect.sync(() => { process.exitCode = 3 })
+      }
+    }))
