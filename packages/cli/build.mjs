@@ -42,6 +42,14 @@ const noFastCheck = {
     }))
   }
 }
+// Every output file starts with one line: `require` (for the CommonJS packages and the built-ins
+// below) and `__dvrBuiltin(id)`, a namespace of a built-in module that loads it at its first use: a
+// command that never calls node:crypto, node:child_process or node:readline (the platform layer
+// imports them for file hashes, subprocesses and prompts) does not load them (~10 ms of --version).
+const BANNER = "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url); " +
+  "const __dvrBuiltin = (id) => { let m; const load = () => (m ??= require(id)); return new Proxy({}, { " +
+  "get: (_, k) => (k === 'default' ? load() : load()[k]), has: (_, k) => k in load(), ownKeys: () => Reflect.ownKeys(load()), " +
+  "getOwnPropertyDescriptor: (_, k) => { const d = Reflect.getOwnPropertyDescriptor(load(), k); return d && { ...d, configurable: true } } }) };"
 const result = await build({
   entryPoints: { doveroute: path.join(here, "src", "bin.ts") },
   outdir: dist,
@@ -55,7 +63,7 @@ const result = await build({
   sourcemap: true,
   metafile: process.argv.includes("--analyze"),
   external: ["better-sqlite3", "pg-native", "pg", "mysql2", "unix-dgram", "node-linux-pam"],
-  banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
+  banner: { js: BANNER },
   minify: !process.argv.includes("--no-minify"),
   plugins: [lazyParsers, noFastCheck],
   logLevel: "warning"
@@ -64,13 +72,14 @@ const result = await build({
 // builds its "facade", which reads every export, lazy ones included: node:http's WebSocket getters
 // load all of undici (~20 ms of each start on Node 24), node:fs's its streams. esbuild keeps them
 // external as `import … from "node:x"` statements, which become `const … = require("node:x")`
-// (the banner's require) in the same place; the first line (the banner itself) stays.
+// (the banner's require; `import * as X` a lazily loading namespace) in the same place; the first
+// line (the banner itself) stays.
 const builtinImport = /import(?:\*as ([\w$]+)|([\w$]+)?,?\{([^}]*)\}|([\w$]+))?\s*from\s*"(node:[\w/]+)";?|import"(node:[\w/]+)";?/g
 let builtinCount = 0
 const asRequire = (_, ns, dflt, named, only, spec, bare) => {
   if (bare !== undefined) return `require("${bare}");`
   const mod = `require("${spec}")`
-  if (ns !== undefined) return `const ${ns}=${mod};`
+  if (ns !== undefined) return `const ${ns}=__dvrBuiltin("${spec}");`
   if (only !== undefined) return `const ${only}=${mod};`
   const parts = named.split(",").filter((p) => p.trim() !== "").map((p) => {
     const [name, alias] = p.trim().split(/\s+as\s+/)

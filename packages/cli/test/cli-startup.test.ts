@@ -6,7 +6,7 @@
 // through effect's Schema) is nowhere in the bundle and the commands run without it; `serve` still
 // gets everything; DOVEROUTE_DEV=1 runs the sources.
 // Needs `npm run build` (scripts/test.sh builds before the tests).
-import { CLI_BIN, makeTempDir, REPO_ROOT, runCli } from "@doveroute/testkit"
+import { CLI_BIN, makeTempDir, REPO_ROOT, runCli, runCommand } from "@doveroute/testkit"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
@@ -97,6 +97,17 @@ describe("doveroute start-up", () => {
       const rest = fs.readFileSync(f, "utf8").split("\n").slice(1).join("\n") // line 1: the banner's node:module
       expect(rest.match(/\bimport\b[^;"]*"node:[\w/]+"/g) ?? [], path.basename(f)).toEqual([])
     }
+  })
+
+  it("--version loads neither node:crypto, node:child_process nor node:readline (the platform layer's namespaces load on first use)", async () => {
+    const probe = "data:text/javascript," + encodeURIComponent(
+      `process.on("exit", () => process.stderr.write("BUILTINS " + process.moduleLoadList.filter((m) => m.startsWith("NativeModule ")).map((m) => m.slice(13)).join(" ") + "\\n"))`
+    )
+    const r = await runCommand(process.execPath, ["--import", probe, CLI_BIN, "--version"], { cwd: REPO_ROOT })
+    expect(r.code, r.stderr).toBe(0)
+    const loaded = (/BUILTINS (.*)/.exec(r.stderr)?.[1] ?? "").split(" ")
+    expect(loaded.length, r.stderr).toBeGreaterThan(10)
+    expect(loaded.filter((m) => ["crypto", "child_process", "readline"].includes(m))).toEqual([])
   })
 
   it("every command group runs from the bundle (their implementations loaded on demand)", async () => {
