@@ -1,15 +1,21 @@
 #!/usr/bin/env node
-// `npm run bench:cli [-- --runs N --users N --quick]`: how fast `doveroute` admin commands start,
+// `npm run bench:cli [-- --runs N --rounds N --users N --quick]`: how fast `doveroute` admin commands start,
 // and dump/import of many users, in one run on this machine. Builds the bundle first.
 //
-// Start-up: the median of N runs (default 5, interleaved) of wall time, CPU time (user + sys) and
-// peak RSS, from GNU time, for:
+// Start-up: the median of N runs (default 5, interleaved) of wall time (measured around the
+// process), CPU time (user + sys, from GNU time: 10 ms steps) and peak RSS, for:
 //   node -e 0                     Node's own start, the floor
-//   --version / backend list / user show   through the launcher (packages/cli/bin/doveroute.mjs),
-//                                 on a SQLite store holding the users below
+//   --version / backend list / user show / status   through the launcher
+//                                 (packages/cli/bin/doveroute.mjs) on the Node that runs this script
+//                                 (no compile cache before Node 22.1), on a SQLite store of 3 backends
+//                                 and 1 user
 //   the same from one unsplit bundle (every module loaded at start: how the bundle was built before
 //   code splitting), for the ratio
+//   the Node 24 runtime of the Debian package with the launcher's compile cache (what the package
+//   runs), when scripts/package-runtime.sh has made it
 //   DOVEROUTE_DEV=1 (the TypeScript sources through tsx), once
+// --rounds R repeats the N runs R times and shows, per row, the round with the lowest median wall
+// time: on a shared machine, its quietest moment (the load average after each round is printed).
 // Dump/import: one `doveroute import FILE` of a CSV of N users (default 1 000 000; --quick 100 000)
 // into that store, and one `doveroute dump` of it, with time and peak RSS.
 import { build } from "esbuild"
@@ -26,6 +32,7 @@ const arg = (name, dflt) => {
 }
 const quick = process.argv.includes("--quick")
 const RUNS = arg("runs", 5)
+const ROUNDS = arg("rounds", 1)
 const USERS = arg("users", quick ? 100_000 : 1_000_000)
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "dvr-bench-cli-"))
 const LAUNCHER = path.join(repo, "packages", "cli", "bin", "doveroute.mjs")
@@ -34,13 +41,15 @@ const small = `sqlite:${path.join(tmp, "small.db")}`
 
 const run = (argv, env = {}, input) => {
   // GNU time (Debian package `time`): wall, user, sys, peak RSS
+  const t0 = process.hrtime.bigint()
   const r = spawnSync("/usr/bin/time", ["-f", "%e %U %S %M", ...argv], {
     cwd: repo, env: { ...process.env, ...env }, encoding: "utf8", maxBuffer: 1 << 30, ...(input ? { input } : {})
   })
   const last = r.stderr.trim().split("\n").pop() ?? ""
-  const [wall, user, sys, rssKb] = last.split(" ").map(Number)
+  const wall = Number(process.hrtime.bigint() - t0) / 1e6
+  const [, user, sys, rssKb] = last.split(" ").map(Number)
   if (r.status !== 0) throw new Error(`${argv.join(" ")} exited ${r.status}: ${r.stderr.slice(-500)}`)
-  return { wall: wall * 1000, cpu: (user + sys) * 1000, rss: rssKb / 1024, stdout: r.stdout }
+  return { wall, cpu: (user + sys) * 1000, rss: rssKb / 1024, stdout: r.stdout }
 }
 const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1]
 
@@ -79,16 +88,19 @@ const dumpLines = fs.readFileSync(dumpFile, "utf8").split("\n").filter((l) => /^
 if (dumpLines !== USERS) throw new Error(`dump has ${dumpLines} of ${USERS} mappings`)
 const again = run(["node", LAUNCHER, "import", csv, "--store", store, "--json"])
 
+const nodeMajor = process.versions.node.split(".")[0]
+const COMMANDS = [
+  ["--version", ["--version"]],
+  ["backend list", ["backend", "list", "--store", small]],
+  ["user show", ["user", "show", "user4242@example.org", "--store", small]],
+  ["status", ["status", "--store", small]]
+]
 const cases = [
-  ["node -e 0", ["node", "-e", "0"]],
-  ["doveroute --version", ["node", LAUNCHER, "--version"]],
-  ["doveroute backend list", ["node", LAUNCHER, "backend", "list", "--store", small]],
-  ["doveroute user show", ["node", LAUNCHER, "user", "show", "user4242@example.org", "--store", small]],
-  ["unsplit bundle: --version", ["node", single, "--version"]],
-  ["unsplit bundle: backend list", ["node", single, "backend", "list", "--store", small]],
-  ["unsplit bundle: user show", ["node", single, "user", "show", "user4242@example.org", "--store", small]],
-  [`doveroute user show, ${USERS.toLocaleString("en")} users`, ["node", LAUNCHER, "user", "show", "user4242@example.org", "--store", store]],
-  [`doveroute backend list, ${USERS.toLocaleString("en")} users`, ["node", LAUNCHER, "backend", "list", "--store", store]]
+  [`node -e 0 (Node ${nodeMajor})`, ["node", "-e", "0"]],
+  ...COMMANDS.map(([name, args]) => [`Node ${nodeMajor}: ${name}`, ["node", LAUNCHER, ...args]]),
+  ...COMMANDS.map(([name, args]) => [`Node ${nodeMajor}, unsplit bundle: ${name}`, ["node", single, ...args]]),
+  [`Node ${nodeMajor}: user show, ${USERS.toLocaleString("en")} users`, ["node", LAUNCHER, "user", "show", "user4242@example.org", "--store", store]],
+  [`Node ${nodeMajor}: backend list, ${USERS.toLocaleString("en")} users`, ["node", LAUNCHER, "backend", "list", "--store", store]]
 ]
 // the Node 24 runtime the Debian package carries (dist/runtime, scripts/package-runtime.sh), with its
 // own native addons and the launcher's compile cache (in this run's temp dir; warmed by run 1)
@@ -99,25 +111,32 @@ const env24 = {
 }
 if (fs.existsSync(node24)) {
   cases.push(
-    ["Node 24 + compile cache: --version", [node24, LAUNCHER, "--version"], env24],
-    ["Node 24 + compile cache: backend list", [node24, LAUNCHER, "backend", "list", "--store", small], env24],
-    ["Node 24 + compile cache: user show", [node24, LAUNCHER, "user", "show", "user4242@example.org", "--store", small], env24]
+    ["node -e 0 (Node 24)", [node24, "-e", "0"], env24],
+    ...COMMANDS.map(([name, args]) => [`Node 24 + compile cache: ${name}`, [node24, LAUNCHER, ...args], env24])
   )
 }
-const samples = new Map(cases.map(([n]) => [n, []]))
-for (let i = 0; i < RUNS; i++) for (const [name, argv, env] of cases) samples.get(name).push(run(argv, env))
+// ROUNDS rounds of RUNS interleaved runs each; a row shows the round with the lowest median wall
+// time (on a shared machine the quietest round), with that round's CPU and RSS medians
+const roundRows = []
+const roundLoads = []
+for (let round = 0; round < ROUNDS; round++) {
+  const samples = new Map(cases.map(([n]) => [n, []]))
+  for (let i = 0; i < RUNS; i++) for (const [name, argv, env] of cases) samples.get(name).push(run(argv, env))
+  roundLoads.push(os.loadavg()[0].toFixed(2))
+  roundRows.push(new Map(cases.map(([name]) => {
+    const x = samples.get(name)
+    return [name, { wall: median(x.map((v) => v.wall)), cpu: median(x.map((v) => v.cpu)), rss: median(x.map((v) => v.rss)) }]
+  })))
+}
 const dev = run(["node", LAUNCHER, "user", "show", "user4242@example.org", "--store", small], { DOVEROUTE_DEV: "1" })
 
-const rows = cases.map(([name]) => {
-  const s = samples.get(name)
-  return { name, wall: median(s.map((x) => x.wall)), cpu: median(s.map((x) => x.cpu)), rss: median(s.map((x) => x.rss)) }
-})
+const rows = cases.map(([name]) => ({ name, ...roundRows.map((r) => r.get(name)).sort((a, b) => a.wall - b.wall)[0] }))
 const by = Object.fromEntries(rows.map((r) => [r.name, r]))
-console.log(`\nstart-up, median of ${RUNS} (SQLite store with 3 backends and 1 user, unless the row says otherwise)`)
+console.log(`\nstart-up, median of ${RUNS}${ROUNDS > 1 ? `, best of ${ROUNDS} rounds (1-minute load average after each: ${roundLoads.join(", ")})` : ""} (SQLite store with 3 backends and 1 user, unless the row says otherwise)`)
 console.log("| command | wall ms | CPU ms | peak RSS MB | wall × unsplit |")
 console.log("|---|---|---|---|---|")
 for (const r of rows) {
-  const base = by[`unsplit bundle: ${r.name.slice("doveroute ".length)}`]
+  const base = r.name.startsWith(`Node ${nodeMajor}: `) ? by[`Node ${nodeMajor}, unsplit bundle: ${r.name.slice(`Node ${nodeMajor}: `.length)}`] : undefined
   console.log(`| ${r.name} | ${r.wall.toFixed(0)} | ${r.cpu.toFixed(0)} | ${r.rss.toFixed(0)} | ${base ? (r.wall / base.wall).toFixed(2) : ""} |`)
 }
 console.log(`| DOVEROUTE_DEV=1 user show (tsx, 1 run) | ${dev.wall.toFixed(0)} | ${dev.cpu.toFixed(0)} | ${dev.rss.toFixed(0)} | |`)

@@ -3,7 +3,8 @@
 # Debian 12 (bookworm) and 13 (trixie): the doveroute bundle, the Node 24 runtime it runs on and
 # its run-time npm modules (native addons compiled for that runtime: scripts/package-runtime.sh),
 # /usr/bin/doveroute, the systemd units of config/systemd/ (none enabled), the system user
-# (sysusers.d) and store directory (tmpfiles.d), /etc/doveroute/doveroute.json as a conffile,
+# (sysusers.d) and store directory (tmpfiles.d), the config file of each unit in /etc/doveroute
+# (doveroute.json for the default doveroute.service, <mode>.json for the others) as conffiles,
 # doveroute(8), bash completion, and the example configs under /usr/share/doveroute.
 #
 # Env: DOVEROUTE_DEB_VERSION (default "<package.json version>-1"),
@@ -92,8 +93,22 @@ for f in "${sysusers[@]}"; do install -m 0644 "$f" "$ROOT/usr/lib/sysusers.d/$(i
 for f in "${tmpfiles[@]}"; do install -m 0644 "$f" "$ROOT/usr/lib/tmpfiles.d/$(installed_name "$f")"; tmpfiles_paths+=("/usr/lib/tmpfiles.d/$(installed_name "$f")"); done
 
 # ---- configuration, docs, examples ------------------------------------------------------------------
-install -m 0640 config/doveroute.json "$ROOT/etc/doveroute/doveroute.json"
-echo /etc/doveroute/doveroute.json >"$ROOT/DEBIAN/conffiles"
+# every config file a unit's ExecStart reads is shipped in /etc/doveroute as a conffile (kept on
+# upgrade when edited): doveroute.json (config/doveroute.json, the default unit doveroute.service)
+# and <mode>.json (config/modes/<mode>.json, doveroute-<mode>.service)
+conffiles=()
+for name in "${units[@]}"; do
+  conf=$(sed -n 's#^ExecStart=/usr/bin/doveroute serve .*--config \(/etc/doveroute/[a-z0-9-]*\.json\)\( .*\)\{0,1\}$#\1#p' "$ROOT/usr/lib/systemd/system/$name")
+  [ -n "$conf" ] || die "$name: ExecStart reads no --config /etc/doveroute/<name>.json"
+  base=$(basename "$conf")
+  if [ "$base" = doveroute.json ]; then example=config/doveroute.json; else example=config/modes/$base; fi
+  [ -f "$example" ] || die "$name reads $conf: no example $example to ship there"
+  [ -e "$ROOT$conf" ] && continue
+  install -m 0640 "$example" "$ROOT$conf"
+  conffiles+=("$conf")
+done
+[ -e "$ROOT/etc/doveroute/doveroute.json" ] || die "no unit reads /etc/doveroute/doveroute.json"
+printf '%s\n' "${conffiles[@]}" | sort >"$ROOT/DEBIAN/conffiles"
 for d in config/*/; do
   case "$(basename "$d")" in systemd) continue ;; esac
   cp -r "$d" "$ROOT/usr/share/doveroute/"
@@ -143,6 +158,7 @@ chmod 0644 "$DOC"/*
 # ---- maintainer scripts, control --------------------------------------------------------------------
 for s in postinst prerm postrm; do
   sed -e "s#@UNITS@#${units[*]}#" -e "s#@SYSUSERS@#${sysusers_paths[*]}#" -e "s#@TMPFILES@#${tmpfiles_paths[*]}#" \
+      -e "s#@CONFFILES@#${conffiles[*]}#" \
       "packaging/debian/$s" >"$ROOT/DEBIAN/$s"
   chmod 0755 "$ROOT/DEBIAN/$s"
 done

@@ -6,10 +6,13 @@
 // On Node >= 22.1 V8's compiled code of the bundle is kept between runs in a private per-user
 // cache (~/.cache/doveroute/node-compile-cache, or $XDG_CACHE_HOME/…), unless NODE_COMPILE_CACHE
 // says otherwise: about a third of an admin command's start-up.
-import { existsSync } from "node:fs"
 import module from "node:module"
-import { homedir } from "node:os"
-import { join } from "node:path"
+
+// built-ins through require(): an ES import of node:fs reads every export (its lazy streams too)
+const require = module.createRequire(import.meta.url)
+const { existsSync } = require("node:fs")
+const { homedir } = require("node:os")
+const { join } = require("node:path")
 
 if (typeof module.enableCompileCache === "function" && process.env.NODE_COMPILE_CACHE === undefined) {
   const base = process.env.XDG_CACHE_HOME || (homedir() ? join(homedir(), ".cache") : "")

@@ -1,10 +1,11 @@
 /**
- * Options every `doveroute` command shares, and how flags become settings overrides.
+ * Options every `doveroute` command shares, and how flags become settings overrides (no settings
+ * are loaded here: the command implementations do, see AdminSupport.ts).
  *
  * @since 0.1.0
  */
 import { HelpDoc, Options, ValidationError } from "@effect/cli"
-import { type FlagOverrides, loadSettings } from "@doveroute/daemon"
+import type { FlagOverrides } from "@doveroute/daemon"
 import * as SettingValues from "@doveroute/daemon/SettingValues"
 import { Effect, Either, Option, type Schema } from "effect"
 
@@ -93,12 +94,9 @@ export const flagsFrom = (
   extra: ReadonlyArray<readonly [string, Option.Option<string | ReadonlyArray<string>>]> = []
 ): FlagOverrides => overrides([["store", c.store], ["store_file", c.storeFile], ["strategy", c.strategy], ...extra])
 
-/** Load settings from common values plus extra overrides. */
-export const settingsFrom = (
-  c: CommonValues,
-  extra: ReadonlyArray<readonly [string, Option.Option<string | ReadonlyArray<string>>]> = []
-) =>
-  loadSettings({
-    configFile: Option.getOrUndefined(c.config),
-    flags: flagsFrom(c, extra)
-  })
+/** `--store/--config/--strategy` plus `--json`: the options of the admin commands. */
+export const adminOptions = { ...common, json: Options.boolean("json").pipe(Options.withDescription("machine-readable output on stdout")) } as const
+
+/** An optional text option. */
+export const optionalText = (name: string, description: string) =>
+  Options.text(name).pipe(Options.withDescription(description), Options.optional)

@@ -5,7 +5,8 @@
  *
  * @since 0.1.0
  */
-import { ListenerLog } from "@doveroute/frontends"
+// the module itself, not the package index: the index would load every front-end into each admin command
+import * as ListenerLog from "@doveroute/frontends/ListenerLog"
 import { FiberRef, HashSet, Layer, Logger, LogLevel } from "effect"
 
 const LEVELS = {

@@ -48,7 +48,10 @@ import {
   type DownPolicy,
   type Strategy
 } from "@doveroute/routing"
-import { BackendPort, HttpRoute } from "@doveroute/frontends"
+// the modules themselves, not the package index: settings are loaded by every admin command, which
+// runs no front-end
+import * as BackendPort from "@doveroute/frontends/BackendPort"
+import * as HttpListen from "@doveroute/frontends/HttpListen"
 import { parseStoreUrl, type StoreUrl } from "@doveroute/store"
 import { Config, ConfigError, Duration, Either, Option, Redacted } from "effect"
 import { healthConfig } from "./HealthSettings.js"
@@ -159,13 +162,13 @@ const httpConfig = Config.nested(
 ).pipe(
   Config.mapOrFail((h): Either.Either<(HttpSettings & { readonly secret?: Secret }) | undefined, ConfigError.ConfigError> => {
     if (Option.isNone(h.listen)) return Either.right(undefined)
-    let listen: HttpRoute.HttpListen
+    let listen: HttpListen.HttpListen
     try {
-      listen = HttpRoute.parseHttpListen(h.listen.value)
+      listen = HttpListen.parseHttpListen(h.listen.value)
     } catch (e) {
       return Either.left(ConfigError.InvalidData(["http", "listen"], (e as Error).message))
     }
-    const problem = HttpRoute.listenProblem(listen, h.mode, Option.isSome(h.token))
+    const problem = HttpListen.listenProblem(listen, h.mode, Option.isSome(h.token))
     if (problem !== undefined) return Either.left(ConfigError.InvalidData(["http", problem.includes("token") ? "token" : "listen"], problem))
     return Either.right({
       listen,

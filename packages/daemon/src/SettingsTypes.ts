@@ -3,7 +3,8 @@
  * them) and the settings error.
  */
 import type { DownPolicy, ExtraField, ProxyFlag, Strategy } from "@doveroute/routing"
-import type { BackendPort, HttpRoute } from "@doveroute/frontends"
+import type * as BackendPort from "@doveroute/frontends/BackendPort"
+import type * as HttpListen from "@doveroute/frontends/HttpListen"
 import type { StoreUrl } from "@doveroute/store"
 import { Data, type Duration, type Redacted } from "effect"
 import type { RoutingSettings } from "./RoutingSettings.js"
@@ -39,7 +40,7 @@ export interface AuthSettings extends SocketSettings {
 
 /** The HTTP route endpoint (`http` section): loopback `host:port` or a UNIX socket (with its permissions). */
 export interface HttpSettings {
-  readonly listen: HttpRoute.HttpListen
+  readonly listen: HttpListen.HttpListen
   /** Shared token callers must send (`Authorization: Bearer`); required for TCP. */
   readonly token: Redacted.Redacted<string> | undefined
   readonly mode: number

@@ -211,9 +211,12 @@ export const checkEnvironment = (
   config: Config.Config<unknown>,
   env: Readonly<Record<string, string | undefined>>
 ): StrictProblem | undefined => {
+  const ours = Object.keys(env).filter((name) => name.startsWith("DOVEROUTE_") && !OTHER_ENVIRONMENT.includes(name))
+  // without one, the known keys are not needed (deriving them costs every admin command ~10 ms)
+  if (ours.length === 0) return undefined
   const names = new Map(knownKeys(config).map((k) => [envName(k.key), k.key]))
-  for (const name of Object.keys(env)) {
-    if (!name.startsWith("DOVEROUTE_") || names.has(name) || OTHER_ENVIRONMENT.includes(name)) continue
+  for (const name of ours) {
+    if (names.has(name)) continue
     const guess = nearest(name, [...names.keys()])
     return {
       reason: "UnknownKey",

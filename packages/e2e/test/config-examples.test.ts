@@ -239,9 +239,10 @@ describe("every shipped doveroute config starts the daemon (paths moved to a tem
     readdirSync(UNIT_DIR).filter((f) => f.endsWith(".service")).map((f) => Unit.read(f))
       .find((u) => u.get("ExecStart")?.endsWith(` --config ${CONFIG_PREFIX}${path.basename(file)}`))
 
-  it("config/doveroute.json and one config per mode", () => {
+  it("config/doveroute.json and one config per mode, each run by a unit (doveroute.service: doveroute.json)", () => {
     expect(shipped.map((f) => path.relative(configDir, f)).sort()).toEqual(expect.arrayContaining(["doveroute.json", "modes/dict.json", "modes/http.json"]))
-    for (const f of shipped.filter((f) => f.includes("/modes/"))) expect(unitOf(f), `a unit runs ${f}`).toBeDefined()
+    for (const f of shipped) expect(unitOf(f), `a unit runs ${f}`).toBeDefined()
+    expect(unitOf(path.join(configDir, "doveroute.json"))?.name).toBe("doveroute.service")
   })
 
   /**

@@ -7,7 +7,8 @@
 //   UMask, NoNewPrivileges, capabilities (setpriv), RuntimeDirectory/StateDirectory with their
 //   modes and owner, ProtectSystem=strict (a mount namespace in which the fake root is read-only
 //   except RuntimeDirectory, StateDirectory and ReadWritePaths) — on the example config its
-//   ExecStart names (config/modes/<mode>.json), with every absolute path moved under a fake root
+//   ExecStart names (config/modes/<mode>.json; config/doveroute.json for the default doveroute.service),
+//   with every absolute path moved under a fake root
 //   whose Dovecot and Postfix directories have the modes Debian's packages give them. Then each
 //   socket is checked: mode and owner, the user Dovecot's (or Postfix's) process for that mode runs
 //   as gets an answer, `nobody` gets EACCES; SIGHUP reloads; SIGTERM stops with exit 0; and every
@@ -36,9 +37,12 @@ interface ModeClient {
   /** What the unit's LoadCredential= lines (commented out as shipped) would supply. */
   readonly credentials?: Readonly<Record<string, string>>
 }
+const DICT_CLIENT: ModeClient = { user: "dovecot", probe: "H3\t2\t0\t\tdirector\nLshared/passdb/alice\talice\n", reply: /^F/ }
 const CLIENTS: Readonly<Record<string, ModeClient>> = {
   // Dovecot 2.3's auth process (user dovecot) asks over the dict protocol; no backend yet: "F"
-  "doveroute-dict.service": { user: "dovecot", probe: "H3\t2\t0\t\tdirector\nLshared/passdb/alice\talice\n", reply: /^F/ },
+  "doveroute-dict.service": DICT_CLIENT,
+  // the default unit on /etc/doveroute/doveroute.json, which opens the dict socket as shipped
+  "doveroute.service": DICT_CLIENT,
   // the login processes run as dovenull; the auth server greets first
   "doveroute-auth.service": { user: "dovenull", reply: /^VERSION\t1\t\d+$/ },
   // Postfix's smtpd runs as postfix; the master password from LoadCredential=auth_password

@@ -14,6 +14,16 @@ export const MODES_DIR = path.join(REPO_ROOT, "config", "modes")
 export const SHIPPED_EXEC = "/usr/bin/doveroute"
 export const CONFIG_PREFIX = "/etc/doveroute/"
 
+/**
+ * The repository's example of a config file a unit reads (what the Debian package installs there):
+ * /etc/doveroute/doveroute.json is config/doveroute.json, /etc/doveroute/<mode>.json is
+ * config/modes/<mode>.json.
+ */
+export const exampleConfig = (file: string): string => {
+  const name = file.slice(CONFIG_PREFIX.length)
+  return name === "doveroute.json" ? path.join(REPO_ROOT, "config", name) : path.join(MODES_DIR, name)
+}
+
 /** A unit file: `Key=Value` lines of all sections; a key may repeat. */
 export class Unit {
   private readonly entries: Array<[string, string]> = []
@@ -195,7 +205,7 @@ const shellQuote = (s: string) => `'${s.replace(/'/g, "'\\''")}'`
  * ProtectSystem=strict (a private mount namespace where the fake root and the `at` directories are
  * read-only except those directories and ReadWritePaths), UMask, User/Group/SupplementaryGroups,
  * NoNewPrivileges and capabilities (setpriv) — and run the ExecStart command line with the example
- * config it names (config/modes/<name>.json, paths moved).
+ * config it names ({@link exampleConfig}, paths moved).
  */
 export async function startAsUnit(unit: Unit, tmp: TempDir, fakes: Array<FakeDovecot>, o: StartOptions = {}): Promise<UnitRun> {
   await applySysusers()
@@ -228,7 +238,7 @@ export async function startAsUnit(unit: Unit, tmp: TempDir, fakes: Array<FakeDov
   const exec = unit.get("ExecStart")!.split(/\s+/)
   expect(exec.slice(0, 3), `${unit.name}: ExecStart`).toEqual([SHIPPED_EXEC, "serve", "--config"])
   expect(exec[3]!.startsWith(CONFIG_PREFIX), `${unit.name}: config under ${CONFIG_PREFIX}`).toBe(true)
-  const example = path.join(MODES_DIR, exec[3]!.slice(CONFIG_PREFIX.length))
+  const example = exampleConfig(exec[3]!)
   const config = rebase(JSON.parse(fs.readFileSync(example, "utf8")), root, await freePort(), at) as Record<string, any>
   await o.prepare?.(config, { uid, gid })
   const configFile = root + exec[3]

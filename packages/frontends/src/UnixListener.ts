@@ -239,18 +239,24 @@ export const socketFile = <A, E, R>(
     } catch (e) {
       return yield* new ListenerError({ reason: "Permissions", path, detail: (e as Error).message })
     }
-    const staging = stagingPath(path)
-    const releaseUmask = holdRestrictiveUmask()
-    const bound = yield* bind(staging).pipe(Effect.ensuring(Effect.sync(releaseUmask)))
-    const ino = yield* publishListenerSocket(staging, path, { mode: perms.mode ?? 0o660, uid, gid })
-    yield* Effect.addFinalizer(() =>
-      Effect.sync(() => {
-        try {
-          if (fs.statSync(path).ino === ino) fs.unlinkSync(path)
-        } catch {
-          // already gone
-        }
-      })
+    // bind + publish as the uninterruptible acquire step: a SIGINT/SIGTERM arriving while the
+    // socket is being created waits for it, so the file is always covered by the finalizer
+    const { bound } = yield* Effect.acquireRelease(
+      Effect.gen(function*() {
+        const staging = stagingPath(path)
+        const releaseUmask = holdRestrictiveUmask()
+        const bound = yield* bind(staging).pipe(Effect.ensuring(Effect.sync(releaseUmask)))
+        const ino = yield* publishListenerSocket(staging, path, { mode: perms.mode ?? 0o660, uid, gid })
+        return { bound, ino }
+      }),
+      ({ ino }) =>
+        Effect.sync(() => {
+          try {
+            if (fs.statSync(path).ino === ino) fs.unlinkSync(path)
+          } catch {
+            // already gone
+          }
+        })
     )
     return bound
   })

@@ -7,7 +7,9 @@
  * - the database file itself: `0600` (`0640` with a group), created empty, exclusively; a symlink
  *   whose target does not exist is refused (SQLite would create the target with the umask's mode).
  * SQLite creates the `-wal` and `-shm` files with the database file's mode (and, as root, its owner
- * and group), so they follow. Files and directories that already exist are left as they are: an
+ * and group), so they follow. Root creating the database in a directory another user owns (an admin
+ * command run before the daemon's unit ever started, in the unit's `StateDirectory=`) gives the file
+ * to that user (and the directory's group, unless a group is set), so that the daemon can open it. Files and directories that already exist are left as they are: an
  * admin's mode is never loosened or changed; {@link sqliteExposure} reports one readable by every
  * local user, for a warning.
  *
@@ -71,7 +73,9 @@ export const prepareSqliteFiles = (filename: string, group: SqliteGroup = undefi
     throw new Error(`cannot create the SQLite store ${file}: ${(e as Error).message}`)
   }
   try {
-    if (gid !== undefined) fs.fchownSync(fd, -1, gid)
+    const dir = process.getuid?.() === 0 ? fs.statSync(path.dirname(file)) : undefined
+    if (dir !== undefined && dir.uid !== 0) fs.fchownSync(fd, dir.uid, gid ?? dir.gid)
+    else if (gid !== undefined) fs.fchownSync(fd, -1, gid)
     fs.fchmodSync(fd, fileMode)
   } finally {
     fs.closeSync(fd)

@@ -27,4 +27,27 @@ describe("prepareSqliteFiles", () => {
       fs.rmSync(dir, { recursive: true, force: true })
     }
   })
+
+  it("as root, in a directory another user owns (a unit's StateDirectory): the new store is that user's; in root's own directory it stays root's", () => {
+    expect(process.getuid?.(), "this test runs as root, as CI does").toBe(0)
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "dvr-sqlite-"))
+    try {
+      const state = path.join(dir, "state")
+      fs.mkdirSync(state, { mode: 0o700 })
+      fs.chownSync(state, 65534, 65534)
+      const db = path.join(state, "doveroute.db")
+      expect(SqliteFiles.prepareSqliteFiles(db)).toEqual([db])
+      const st = fs.statSync(db)
+      expect([st.uid, st.gid, (st.mode & 0o777).toString(8)]).toEqual([65534, 65534, "600"])
+      // a group set for the store wins over the directory's
+      const grouped = path.join(state, "grouped.db")
+      SqliteFiles.prepareSqliteFiles(grouped, 0)
+      expect([fs.statSync(grouped).uid, fs.statSync(grouped).gid, (fs.statSync(grouped).mode & 0o777).toString(8)]).toEqual([65534, 0, "640"])
+      const own = path.join(dir, "root.db")
+      SqliteFiles.prepareSqliteFiles(own)
+      expect([fs.statSync(own).uid, fs.statSync(own).gid]).toEqual([0, 0])
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
 })

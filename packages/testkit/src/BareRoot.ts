@@ -56,6 +56,8 @@ export async function makeBareRoot(suite: BareSuite): Promise<BareRoot> {
   fs.mkdirSync("/var/tmp/doveroute", { recursive: true })
   const dir = fs.mkdtempSync(`/var/tmp/doveroute/pkg-${suite}-`)
   await runChecked("sh", ["-c", 'zstd -dc "$1" | tar -C "$2" --numeric-owner -xf -', "sh", tarball, dir], { timeoutMs: 120_000 })
+  // the root's "/" as on a real system (mkdtemp made it 0700): other users reach /usr, /etc, …
+  fs.chmodSync(dir, 0o755)
   const wrap = (argv: ReadonlyArray<string>, env: Readonly<Record<string, string>>): Array<string> => [
     "--mount", "--propagation", "private", "--",
     "sh", "-c", 'set -e; r=$1; shift; mount -t proc proc "$r/proc"; mount --rbind /dev "$r/dev"; exec chroot "$r" "$@"',

@@ -1,18 +1,25 @@
 /**
- * Shared plumbing of the admin commands: settings + store for a command, output, kick commands.
+ * Shared plumbing of the admin command implementations (the *Run.ts modules, loaded when their
+ * command runs): settings + store for a command, output, kick commands.
  *
  * @since 0.1.0
  */
-import { Options } from "@effect/cli"
-import { routingLayer, type Settings } from "@doveroute/daemon"
+import { loadSettings, routingLayer, type Settings } from "@doveroute/daemon"
 import { Router } from "@doveroute/routing"
 import { AdminOps } from "@doveroute/store"
-import { Console, Duration, Effect } from "effect"
+import { Console, Duration, Effect, Option } from "effect"
 import { execFile } from "node:child_process"
-import { common, type CommonValues, settingsFrom } from "../CommonOptions.js"
+import { type CommonValues, flagsFrom } from "../CommonOptions.js"
 
-/** `--store/--config/--strategy` plus `--json`. */
-export const adminOptions = { ...common, json: Options.boolean("json").pipe(Options.withDescription("machine-readable output on stdout")) } as const
+/** Load settings from common values plus extra overrides. */
+export const settingsFrom = (
+  c: CommonValues,
+  extra: ReadonlyArray<readonly [string, Option.Option<string | ReadonlyArray<string>>]> = []
+) =>
+  loadSettings({
+    configFile: Option.getOrUndefined(c.config),
+    flags: flagsFrom(c, extra)
+  })
 
 /** Run `body` with the settings and the store (migrated like `serve`): commands that write. */
 export const withStore = <A, E, R>(
@@ -78,6 +85,3 @@ export const runKicks = (settings: Settings, user: string) =>
       }), { concurrency: "unbounded" })
     return results
   })
-
-export const optionalText = (name: string, description: string) =>
-  Options.text(name).pipe(Options.withDescription(description), Options.optional)

@@ -8,8 +8,8 @@ import { Args, Command, Options } from "@effect/cli"
 import * as SettingValues from "@doveroute/daemon/SettingValues"
 import { AdminOps, Operations } from "@doveroute/store"
 import { Effect, Option } from "effect"
-import { validated } from "../CommonOptions.js"
-import { adminOptions, optionalText, output, withReadStore, withStore } from "./AdminSupport.js"
+import { adminOptions, optionalText, validated } from "../CommonOptions.js"
+import { output, withReadStore, withStore } from "./AdminSupport.js"
 import { dryRunOption, flush, storeFor } from "./Bulk.js"
 
 const BACKEND = Args.text({ name: "BACKEND" }).pipe(Args.withDescription("hostname or id"))

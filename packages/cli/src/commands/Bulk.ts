@@ -13,7 +13,8 @@ import { AdminOps } from "@doveroute/store"
 import { Effect, Option } from "effect"
 import * as fs from "node:fs"
 import type { CommonValues } from "../CommonOptions.js"
-import { adminOptions, keyOf, output, requireStrategy, withReadStore, withStore } from "./AdminSupport.js"
+import { adminOptions } from "../CommonOptions.js"
+import { keyOf, output, requireStrategy, withReadStore, withStore } from "./AdminSupport.js"
 import { type MoveItem, moveKeys, planMoves, progressLine, summaryExitCode, summaryLines } from "./Moves.js"
 
 /** `--no-wait`, shared with `user move` and `shard move`. */

@@ -8,7 +8,8 @@ import type { RouteKey } from "@doveroute/routing"
 import { AdminOps, Ring } from "@doveroute/store"
 import { Effect } from "effect"
 import * as fs from "node:fs"
-import { adminOptions, output, withReadStore } from "./AdminSupport.js"
+import { adminOptions } from "../CommonOptions.js"
+import { output, withReadStore } from "./AdminSupport.js"
 import { openLines, readError } from "./Lines.js"
 
 const ago = (ms: number) => ms < 120_000 ? `${Math.round(ms / 1000)}s ago` : ms < 7_200_000 ? `${Math.round(ms / 60_000)}m ago` : `${Math.round(ms / 3_600_000)}h ago`

@@ -5,8 +5,9 @@
  */
 import { Command } from "@effect/cli"
 import * as SettingValues from "@doveroute/daemon/SettingValues"
-import { Effect, Record as Rec } from "effect"
-import { common, flag, flagsFrom, settingsFrom } from "../CommonOptions.js"
+import { Record as Rec } from "effect"
+import { common, flag } from "../CommonOptions.js"
+import { lazy, type Parsed } from "./Lazy.js"
 
 /**
  * `serve`'s own flags, one row each: the settings keys the flag sets (as in the config file), its
@@ -83,18 +84,13 @@ const FLAGS = {
   logLevel: flag("log-level", ["log_level"], undefined, { choices: ["debug", "info", "warning", "error"] })
 }
 
-const opt = { ...common, ...Rec.map(FLAGS, (f) => f.option) }
+export const serveConfig = { ...common, ...Rec.map(FLAGS, (f) => f.option) }
 
-export const serve = Command.make("serve", opt, (o) =>
-  Effect.gen(function*() {
-    const pairs = Object.entries(FLAGS).flatMap(([name, f]) =>
-      f.settings.map((key) => [key, o[name as keyof typeof FLAGS]] as const)
-    )
-    const load = settingsFrom(o, pairs)
-    const settings = yield* load
-    // SIGHUP re-runs `load`: the config file and DOVEROUTE_* are read again, the flags stay.
-    // ServeRun is loaded here, not at the top: admin commands never load the daemon and front-ends.
-    const { runDaemon } = yield* Effect.promise(() => import("./ServeRun.js"))
-    return yield* runDaemon(settings, load, flagsFrom(o, pairs))
-  })
-).pipe(Command.withDescription("run the routing daemon until SIGTERM (SIGHUP reloads the configuration)"))
+/** The settings keys the given flags set, as `[key, value]` pairs (the table above, in order). */
+export const flagPairs = (o: Parsed<typeof serveConfig>) =>
+  Object.entries(FLAGS).flatMap(([name, f]) => f.settings.map((key) => [key, o[name as keyof typeof FLAGS]] as const))
+
+// the daemon, the front-ends and the metrics are loaded only when `serve` runs (ServeRun.ts)
+export const serve = Command.make("serve", serveConfig, lazy(() => import("./ServeRun.js"), "serve")).pipe(
+  Command.withDescription("run the routing daemon until SIGTERM (SIGHUP reloads the configuration)")
+)
