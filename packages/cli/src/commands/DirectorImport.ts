@@ -14,7 +14,7 @@ import * as dns from "node:dns"
 import { isIP } from "node:net"
 import { type MailServer, parseDirectorLine, parseMailServers } from "./DirectorFormat.js"
 import { linePasses, readError } from "./Lines.js"
-import { chunkedImport, progressReporter } from "./Ops.js"
+import { chunkedImport, progressReporter } from "./ImportFile.js"
 
 /** How many hashes without a user name a report lists (all are counted). */
 const UNNAMED_DETAILS = 50

@@ -7,180 +7,72 @@
  * `--kick` logins of the user are held (temp_fail) from before the move until `kick_command` ran on
  * every proxy (`kick_proxies`), so no new session starts while old ones are being kicked.
  *
+ * What they do: UserRun.ts (bulk moves: BulkRun.ts), imported when one runs.
+ *
  * @since 0.1.0
  */
 import { Args, Command, Options } from "@effect/cli"
-import type { Settings } from "@doveroute/daemon"
-import { normalizeUser, type RouteKey, Router, shardKey } from "@doveroute/routing"
-import { AdminOps } from "@doveroute/store"
-import { Effect, Option } from "effect"
 import { adminOptions } from "../CommonOptions.js"
-import { keyOf, output, propagationWait, requireStrategy, withReadStore, withStore } from "./AdminSupport.js"
-import { bulkOptions, dryRunOption, kickOption, moveMany, moveShardRange, noWaitOption, parseShardRange, storeFor } from "./Bulk.js"
-import { moveKeys, planMoves } from "./Moves.js"
+import { bulkOptions, dryRunOption, kickOption, noWaitOption } from "./BulkOptions.js"
+import { lazy } from "./Lazy.js"
 
 const USER = Args.text({ name: "USER" })
 const BACKEND = Args.text({ name: "BACKEND" }).pipe(Args.withDescription("hostname or id"))
+const run = () => import("./UserRun.js")
 
-/** Everything `user show` / `shard show` explain about a key. */
-const explain = (settings: Settings, key: RouteKey, user: string | null) =>
-  Effect.gen(function*() {
-    const found = yield* AdminOps.findKey(settings.strategy, key)
-    const moving = yield* AdminOps.moveInProgress(key)
-    const preview = user !== null ? yield* Effect.flatMap(Router, (r) => r.preview(user)) : undefined
-    const normalized = user !== null ? normalizeUser(user, settings.routing.normalize) : null
-    return {
-      user,
-      normalized,
-      strategy: settings.strategy,
-      key,
-      shard: normalized !== null ? shardKey(normalized) : typeof key === "number" ? key : null,
-      rows: found.backendIds,
-      mapped: found.backend !== null,
-      backend: found.backend,
-      state: found.backend?.stateName ?? null,
-      moveInProgress: moving,
-      candidates: preview?.candidates.map((b) => ({ id: b.id, hostname: b.hostname })) ?? null
-    }
-  })
+export const showConfig = { ...adminOptions, user: USER }
+const show = Command.make("show", showConfig, lazy(run, "show")).pipe(
+  Command.withDescription("explain a user's route: normalised name, key/shard, row, backend, state")
+)
 
-const explainLines = (r: Effect.Effect.Success<ReturnType<typeof explain>>) => [
-  ...(r.user !== null ? [`user ${r.user} (normalised ${r.normalized})`] : []),
-  `strategy ${r.strategy}, key ${String(r.key)}${r.shard !== null ? `, shard ${r.shard}` : ""}`,
-  r.backend !== null
-    ? `row: ${String(r.key)} -> backend ${r.backend.id} ${r.backend.hostname}${r.backend.hostip ? " (" + r.backend.hostip + ")" : ""}, state ${r.backend.stateName}, weight ${r.backend.weight}`
-    : r.rows.length > 1
-      ? `rows: several (${r.rows.join(", ")}): lookups fail until fixed`
-      : r.rows.length === 1
-      ? `row: ${String(r.key)} -> backend ${r.rows[0]}, which does not exist: the next login replaces it, on one of: ${r.candidates?.map((c) => c.hostname).join(", ") || "(none: temp_fail)"}`
-      : `no row: the next login places it on one of: ${r.candidates?.map((c) => c.hostname).join(", ") || "(none: temp_fail)"}`,
-  ...(r.moveInProgress !== null ? [`move in progress${r.moveInProgress.holdLogins ? ", logins held" : ""} until ${new Date(r.moveInProgress.expiresAt).toISOString()}`] : [])
-]
+export const moveConfig = { ...adminOptions, user: USER, backend: BACKEND, ...kickOption, ...dryRunOption, ...noWaitOption }
+const move = Command.make("move", moveConfig, lazy(run, "move")).pipe(
+  Command.withDescription("move a user to a backend (atomic; waits cache.refresh; --kick kicks its sessions)")
+)
 
-/**
- * One key through the move engine (Moves.ts), failing as a single move always did: 75 when the
- * key is being moved by another command or changed meanwhile, 1 otherwise. A failed kick is
- * reported in `kicks` (the key was moved). `dryRun`: what would change, nothing written.
- */
-const moveOne = (settings: Settings, key: RouteKey, target: string, opts: { readonly kickUser?: string | undefined; readonly wait: boolean; readonly dryRun: boolean }) =>
-  Effect.gen(function*() {
-    const to = yield* AdminOps.resolveBackend(target)
-    const item = { key, to, kickUser: opts.kickUser }
-    const s = opts.dryRun ? yield* planMoves(settings, [item]) : yield* moveKeys(settings, [item], { wait: opts.wait, parallel: 1 })
-    const r = s.results[0]!
-    if (r.status === "skipped") return yield* new AdminOps.AdminError({ reason: "TryAgain", detail: r.detail ?? "changed meanwhile; try again" })
-    if (r.status === "failed" && r.kicks.length === 0) return yield* new AdminOps.AdminError({ reason: "Refused", detail: r.detail ?? "move failed" })
-    const changed = r.status === "moved" || r.status === "would-move" || r.status === "failed"
-    return { key, from: r.from, to: r.to, toHostname: r.toHostname, changed, dryRun: opts.dryRun, waitedMs: s.waitedMs, kicks: r.kicks }
-  })
+export const moveManyConfig = {
+  ...bulkOptions,
+  ...kickOption,
+  file: Args.text({ name: "FILE" }).pipe(Args.withDescription("user names, one per line (# comments), or - for stdin")),
+  backend: Args.text({ name: "BACKEND" }).pipe(Args.withDescription("hostname or id"))
+}
+const moveMany = Command.make("move-many", moveManyConfig, lazy(() => import("./BulkRun.js"), "moveMany")).pipe(
+  Command.withDescription("move the users listed in FILE (or - for stdin) to a backend")
+)
 
-const moveText = (what: string, r: Effect.Effect.Success<ReturnType<typeof moveOne>>) => [
-  r.changed
-    ? `${r.dryRun ? "would move" : "moved"} ${what} from backend ${r.from ?? "(none)"} to ${r.to} (${r.toHostname})`
-    : `${what} is already on backend ${r.to} (${r.toHostname})`,
-  ...r.kicks.map((k) => `kick: ${k.argv.join(" ")}: exit ${k.exitCode} ${k.output}`)
-]
+export const unassignConfig = { ...adminOptions, user: USER, ...noWaitOption }
+const unassign = Command.make("unassign", unassignConfig, lazy(run, "unassign")).pipe(
+  Command.withDescription("delete a user's row (the next login places it again)")
+)
 
-const show = Command.make("show", { ...adminOptions, user: USER }, (o) =>
-  withReadStore(o, (settings) =>
-    Effect.gen(function*() {
-      const r = yield* explain(settings, yield* keyOf(o.user), o.user)
-      yield* output(o.json, r, () => explainLines(r))
-    }))
-).pipe(Command.withDescription("explain a user's route: normalised name, key/shard, row, backend, state"))
-
-const move = Command.make(
-  "move",
-  {
-    ...adminOptions,
-    user: USER,
-    backend: BACKEND,
-    ...kickOption,
-    ...dryRunOption,
-    ...noWaitOption
-  },
-  (o) =>
-    storeFor(o.dryRun)(o, (settings) =>
-      Effect.gen(function*() {
-        yield* requireStrategy(settings, "mapping", "with the shard strategy use: doveroute shard move N BACKEND")
-        const key = yield* keyOf(o.user)
-        const r = yield* moveOne(settings, key, o.backend, { kickUser: o.kick ? o.user : undefined, wait: !o.noWait, dryRun: o.dryRun })
-        yield* output(o.json, { user: o.user, ...r }, () => moveText(o.user, r))
-        const bad = r.kicks.filter((k) => k.exitCode !== 0)
-        if (bad.length > 0) {
-          return yield* new AdminOps.AdminError({ reason: "Refused", detail: `the user was moved but ${bad.length} kick command(s) failed` })
-        }
-      }))
-).pipe(Command.withDescription("move a user to a backend (atomic; waits cache.refresh; --kick kicks its sessions)"))
-
-const unassign = Command.make("unassign", { ...adminOptions, user: USER, ...noWaitOption }, (o) =>
-  withStore(o, (settings) =>
-    Effect.gen(function*() {
-      yield* requireStrategy(settings, "mapping", "with the shard strategy rows are shards")
-      const key = yield* keyOf(o.user)
-      yield* AdminOps.lockKey(key, false, Date.now() + 120_000)
-      const r = yield* AdminOps.unassignKey(settings.strategy, key).pipe(Effect.ensuring(Effect.ignore(AdminOps.unlockKey(key))))
-      if (r.backendIds.length > 0 && !o.noWait) yield* Effect.sleep(propagationWait(settings))
-      yield* output(o.json, { user: o.user, key, removed: r.backendIds.length > 0, backendIds: r.backendIds }, () => [
-        r.backendIds.length > 0 ? `unassigned ${o.user} (was on backend ${r.backendIds.join(", ")})` : `${o.user} had no row`
-      ])
-    }))
-).pipe(Command.withDescription("delete a user's row (the next login places it again)"))
-
-const list = Command.make(
-  "list",
-  { ...adminOptions, backend: Options.text("backend").pipe(Options.withDescription("only users of this backend (hostname or id)"), Options.optional) },
-  (o) =>
-    withReadStore(o, (settings) =>
-      Effect.gen(function*() {
-        const b = Option.isSome(o.backend) ? yield* AdminOps.resolveBackend(o.backend.value) : undefined
-        const names = new Map((yield* AdminOps.listBackends).map((x) => [x.id, x.hostname] as const))
-        const rows = (yield* AdminOps.listMappings(settings.strategy, b?.id)).map((r) => ({
-          [settings.strategy === "shard" ? "shard" : "user"]: r.key,
-          backendId: r.backendId,
-          backend: names.get(r.backendId) ?? null
-        }))
-        yield* output(o.json, rows, () => rows.map((r) => Object.values(r).join("\t")))
-      }))
-).pipe(Command.withDescription("list mapped users (or shards) with their backend"))
+export const listConfig = {
+  ...adminOptions,
+  backend: Options.text("backend").pipe(Options.withDescription("only users of this backend (hostname or id)"), Options.optional)
+}
+const list = Command.make("list", listConfig, lazy(run, "list")).pipe(
+  Command.withDescription("list mapped users (or shards) with their backend")
+)
 
 export const user = Command.make("user").pipe(
   Command.withDescription("inspect and move users"),
   Command.withSubcommands([show, move, moveMany, unassign, list])
 )
 
-const SHARD = Args.text({ name: "USER|N" })
+export const shardShowConfig = { ...adminOptions, shard: Args.text({ name: "USER|N" }) }
+const shardShow = Command.make("show", shardShowConfig, lazy(run, "shardShow")).pipe(
+  Command.withDescription("show a shard (by number, or the shard of a user name) and its backend")
+)
 
-const shardShow = Command.make("show", { ...adminOptions, shard: SHARD }, (o) =>
-  withReadStore(o, (settings) =>
-    Effect.gen(function*() {
-      const isNumber = /^\d+$/.test(o.shard) && Number(o.shard) <= 0xffff
-      const user = isNumber ? null : o.shard
-      const n = isNumber ? Number(o.shard) : shardKey(normalizeUser(o.shard, settings.routing.normalize))
-      const key = settings.strategy === "shard" ? n : (user ?? String(n))
-      const r = yield* explain(settings, key, settings.strategy === "shard" ? null : user)
-      const out = { ...r, user, shard: n }
-      yield* output(o.json, out, () => explainLines(out))
-    }))
-).pipe(Command.withDescription("show a shard (by number, or the shard of a user name) and its backend"))
-
-const shardMove = Command.make(
-  "move",
-  { ...bulkOptions, shard: Args.text({ name: "N|N-M" }).pipe(Args.withDescription("a shard, or a range of shards (0..65535)")), backend: BACKEND },
-  (o) =>
-    storeFor(o.dryRun)(o, (settings) =>
-      Effect.gen(function*() {
-        yield* requireStrategy(settings, "shard", "with the mapping strategy use: doveroute user move USER BACKEND")
-        const range = parseShardRange(o.shard)
-        if (range === undefined) return yield* new AdminOps.AdminError({ reason: "Invalid", detail: "a shard is 0..65535; a range is N-M with N <= M" })
-        if (range.first !== range.last || o.shard.includes("-")) return yield* moveShardRange(o, settings, range.first, range.last, o.backend)
-        const r = yield* moveOne(settings, range.first, o.backend, { wait: !o.noWait, dryRun: o.dryRun })
-        yield* output(o.json, { shard: range.first, ...r }, () => moveText(`shard ${range.first}`, r))
-      }))
-).pipe(Command.withDescription("move a shard, or every shard of N-M, to a backend (every user in them)"))
+export const shardMoveConfig = {
+  ...bulkOptions,
+  shard: Args.text({ name: "N|N-M" }).pipe(Args.withDescription("a shard, or a range of shards (0..65535)")),
+  backend: BACKEND
+}
+const shardMove = Command.make("move", shardMoveConfig, lazy(run, "shardMove")).pipe(
+  Command.withDescription("move a shard, or every shard of N-M, to a backend (every user in them)")
+)
 
 export const shard = Command.make("shard").pipe(
   Command.withDescription("inspect and move shards (strategy shard)"),
   Command.withSubcommands([shardShow, shardMove])
 )
-

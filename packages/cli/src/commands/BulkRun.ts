@@ -1,52 +1,23 @@
 /**
  * Bulk moves: `doveroute backend flush B`, `doveroute user move-many FILE|- B` and the range form
  * of `doveroute shard move N-M B`, all through the move engine (Moves.ts) with `--kick`,
- * `--parallel N`, `--dry-run` and `--no-wait`. Exit codes: 0 every key moved or already there,
- * 75 some were skipped because they changed meanwhile (re-run to finish), 1 some failed.
+ * `--parallel N`, `--dry-run` and `--no-wait` (the options: BulkOptions.ts, Backend.ts, User.ts).
+ * Exit codes: 0 every key moved or already there, 75 some were skipped because they changed
+ * meanwhile (re-run to finish), 1 some failed.
  *
  * @since 0.1.0
  */
-import { Args, Command, Options } from "@effect/cli"
 import type { Settings } from "@doveroute/daemon"
 import { Placement, type RouteKey } from "@doveroute/routing"
 import { AdminOps } from "@doveroute/store"
 import { Effect, Option } from "effect"
 import * as fs from "node:fs"
-import type { CommonValues } from "../CommonOptions.js"
-import { adminOptions } from "../CommonOptions.js"
 import { keyOf, output, requireStrategy, withReadStore, withStore } from "./AdminSupport.js"
+import type { flushConfig } from "./Backend.js"
+import type { BulkValues } from "./BulkOptions.js"
+import type { Parsed } from "./Lazy.js"
 import { type MoveItem, moveKeys, planMoves, progressLine, summaryExitCode, summaryLines } from "./Moves.js"
-
-/** `--no-wait`, shared with `user move` and `shard move`. */
-export const noWaitOption = {
-  noWait: Options.boolean("no-wait").pipe(Options.withDescription("return without waiting cache.refresh (daemons may serve the old route for up to cache.refresh)"))
-}
-
-/** `--dry-run`: print what would change, write nothing. */
-export const dryRunOption = {
-  dryRun: Options.boolean("dry-run").pipe(Options.withDescription("print (with --json: return) what would change; nothing is written"))
-}
-
-export const kickOption = {
-  kick: Options.boolean("kick").pipe(Options.withDescription("hold each moved user's logins, kick its sessions on every proxy (kick_command), then release"))
-}
-
-/** Options of every bulk move (user bulk moves add {@link kickOption}). */
-export const bulkOptions = {
-  ...adminOptions,
-  parallel: Options.integer("parallel").pipe(Options.withDescription("at most N moves (and their kicks) in flight (default 4)"), Options.withDefault(4)),
-  ...dryRunOption,
-  ...noWaitOption
-} as const
-
-/** Values of {@link bulkOptions}. */
-export interface BulkValues extends CommonValues {
-  readonly json: boolean
-  readonly kick?: boolean
-  readonly parallel: number
-  readonly dryRun: boolean
-  readonly noWait: boolean
-}
+import type { moveManyConfig } from "./User.js"
 
 /** Commands that only look under --dry-run: the read-only store (no migration, nothing created). */
 export const storeFor = (dryRun: boolean) => dryRun ? withReadStore : withStore
@@ -92,40 +63,31 @@ const placeAll = (settings: Settings, backends: ReadonlyArray<AdminOps.BackendRo
   return out
 }
 
-export const flush = Command.make(
-  "flush",
-  {
-    ...bulkOptions,
-    ...kickOption,
-    backend: Args.text({ name: "BACKEND" }).pipe(Args.withDescription("hostname or id of the backend to empty")),
-    to: Options.text("to").pipe(Options.withDescription("move every user (or shard) to this backend instead of placing each one"), Options.optional)
-  },
-  (o) =>
-    storeFor(o.dryRun)(o, (settings) =>
-      Effect.gen(function*() {
-        yield* checkKick(settings, o.kick)
-        const b = yield* AdminOps.resolveBackend(o.backend)
-        const to = Option.isSome(o.to) ? yield* AdminOps.resolveBackend(o.to.value) : undefined
-        if (to?.id === b.id) return yield* invalid("--to names the backend being flushed")
-        if (b.state === 0 && b.weight > 0) {
-          return yield* new AdminOps.AdminError({
-            reason: "Refused",
-            detail: `backend ${b.hostname} is up: new users would still be placed on it; run doveroute backend drain ${b.hostname} first`
-          })
-        }
-        const backends = yield* AdminOps.listBackends
-        const keys = (yield* AdminOps.listMappings(settings.strategy, b.id)).map((m) => m.key)
-        const targets = to !== undefined ? keys.map(() => to) : placeAll(settings, backends, b.id, keys.length)
-        if (targets.length < keys.length) {
-          return yield* new AdminOps.AdminError({
-            reason: "Refused",
-            detail: `no other backend with state 0 and weight > 0 to place ${keys.length} ${settings.strategy === "shard" ? "shards" : "users"} on; give --to BACKEND`
-          })
-        }
-        const items = keys.map((key, i): MoveItem => ({ key, to: targets[i]!, expectFrom: b.id, kickUser: o.kick ? String(key) : undefined }))
-        yield* runBulk(o, settings, `flush ${b.hostname}`, items)
-      }))
-).pipe(Command.withDescription("move every user (or shard) off a drained or down backend, which stays defined: placed among the up backends, or all --to B2"))
+export const flush = (o: Parsed<typeof flushConfig>) =>
+  storeFor(o.dryRun)(o, (settings) =>
+    Effect.gen(function*() {
+      yield* checkKick(settings, o.kick)
+      const b = yield* AdminOps.resolveBackend(o.backend)
+      const to = Option.isSome(o.to) ? yield* AdminOps.resolveBackend(o.to.value) : undefined
+      if (to?.id === b.id) return yield* invalid("--to names the backend being flushed")
+      if (b.state === 0 && b.weight > 0) {
+        return yield* new AdminOps.AdminError({
+          reason: "Refused",
+          detail: `backend ${b.hostname} is up: new users would still be placed on it; run doveroute backend drain ${b.hostname} first`
+        })
+      }
+      const backends = yield* AdminOps.listBackends
+      const keys = (yield* AdminOps.listMappings(settings.strategy, b.id)).map((m) => m.key)
+      const targets = to !== undefined ? keys.map(() => to) : placeAll(settings, backends, b.id, keys.length)
+      if (targets.length < keys.length) {
+        return yield* new AdminOps.AdminError({
+          reason: "Refused",
+          detail: `no other backend with state 0 and weight > 0 to place ${keys.length} ${settings.strategy === "shard" ? "shards" : "users"} on; give --to BACKEND`
+        })
+      }
+      const items = keys.map((key, i): MoveItem => ({ key, to: targets[i]!, expectFrom: b.id, kickUser: o.kick ? String(key) : undefined }))
+      yield* runBulk(o, settings, `flush ${b.hostname}`, items)
+    }))
 
 /** User names of a list file (or stdin for `-`): one per line, blank lines and `#` comments skipped. */
 const readUserList = (file: string) =>
@@ -144,31 +106,22 @@ const readUserList = (file: string) =>
     return Effect.succeed(users)
   }))
 
-export const moveMany = Command.make(
-  "move-many",
-  {
-    ...bulkOptions,
-    ...kickOption,
-    file: Args.text({ name: "FILE" }).pipe(Args.withDescription("user names, one per line (# comments), or - for stdin")),
-    backend: Args.text({ name: "BACKEND" }).pipe(Args.withDescription("hostname or id"))
-  },
-  (o) =>
-    storeFor(o.dryRun)(o, (settings) =>
-      Effect.gen(function*() {
-        yield* requireStrategy(settings, "mapping", "with the shard strategy use: doveroute shard move N-M BACKEND")
-        const users = yield* readUserList(o.file)
-        const to = yield* AdminOps.resolveBackend(o.backend)
-        const seen = new Set<RouteKey>()
-        const items: Array<MoveItem> = []
-        for (const u of users) {
-          const key = yield* keyOf(u)
-          if (seen.has(key)) continue
-          seen.add(key)
-          items.push({ key, to, kickUser: o.kick ? u : undefined })
-        }
-        yield* runBulk(o, settings, `move-many to ${to.hostname}`, items)
-      }))
-).pipe(Command.withDescription("move the users listed in FILE (or - for stdin) to a backend"))
+export const moveMany = (o: Parsed<typeof moveManyConfig>) =>
+  storeFor(o.dryRun)(o, (settings) =>
+    Effect.gen(function*() {
+      yield* requireStrategy(settings, "mapping", "with the shard strategy use: doveroute shard move N-M BACKEND")
+      const users = yield* readUserList(o.file)
+      const to = yield* AdminOps.resolveBackend(o.backend)
+      const seen = new Set<RouteKey>()
+      const items: Array<MoveItem> = []
+      for (const u of users) {
+        const key = yield* keyOf(u)
+        if (seen.has(key)) continue
+        seen.add(key)
+        items.push({ key, to, kickUser: o.kick ? u : undefined })
+      }
+      yield* runBulk(o, settings, `move-many to ${to.hostname}`, items)
+    }))
 
 /** `N` or `N-M` (0..65535, N ≤ M). */
 export const parseShardRange = (text: string): { readonly first: number; readonly last: number } | undefined => {
