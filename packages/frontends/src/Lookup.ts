@@ -37,8 +37,8 @@ const make = (options: LookupOptions) =>
     const runtime = yield* Effect.runtime<never>()
     const runFork = Runtime.runFork(runtime)
     const deadlineMs = options.deadline === undefined ? 0 : Math.max(0, Duration.toMillis(Duration.decode(options.deadline)))
-    // the success path stays free of log effects unless debug logging is on (checked per lookup:
-    // the daemon's level can change on SIGHUP)
+    // the success path stays free of log effects unless debug logging is on (checked per lookup,
+    // hits included: the daemon's level can change on SIGHUP)
     const enabled = yield* logLevelGate
     const routed = (route: Route): LookupResult => ({ _tag: "Routed", route })
     const failed = (frontend: string, user: string) => (e: RouteError | StoreError) =>
@@ -60,7 +60,11 @@ const make = (options: LookupOptions) =>
     const lookup = (user: string, frontend: string): Promise<LookupResult> => {
       // the hot path: a cached route answers without a fiber or a query
       const hit = router.cached(user)
-      if (hit !== undefined) return Promise.resolve(routed(hit))
+      if (hit !== undefined) {
+        // at debug level a route from memory is logged like one from the store (no fiber otherwise)
+        if (enabled(LogLevel.Debug)) runFork(logRouted(frontend, user)(hit))
+        return Promise.resolve(routed(hit))
+      }
       const routeEff = enabled(LogLevel.Debug) ? Effect.tap(router.route(user), logRouted(frontend, user)) : router.route(user)
       const fiber = runFork(
         routeEff.pipe(
