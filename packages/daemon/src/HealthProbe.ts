@@ -19,7 +19,7 @@ import * as os from "node:os"
 import * as tls from "node:tls"
 import { DIALOGS, type DialogOptions } from "./HealthDialogs.js"
 import { type FailureKind, ProbeFailure, shown, Wire } from "./HealthWire.js"
-import type { HealthProtocol, HealthTls } from "./HealthSettings.js"
+import { type HealthProtocol, type HealthTls, unfitPassword } from "./HealthSettings.js"
 
 export type { FailureKind } from "./HealthWire.js"
 export { FAILURE_KINDS } from "./HealthWire.js"
@@ -81,6 +81,9 @@ export const probe = async (target: ProbeTarget, o: ProbeOptions): Promise<Probe
   const scrub = (text: string): string =>
     o.login === undefined || o.login.password.length === 0 ? text : text.split(o.login.password).join("xxx")
   try {
+    // settings refuse such a password already; a probe built otherwise never sends it
+    const unfit = o.login === undefined ? undefined : unfitPassword(o.login.password)
+    if (unfit !== undefined) throw new ProbeFailure("login", `not sent: the health.login.password ${unfit}`)
     const tlsOpts = tlsOptions(target, o)
     if (o.tls === "implicit") await wire.tls(tlsOpts)
     else await wire.connect(target.address, target.port)

@@ -91,6 +91,18 @@ const readCa = (file: string): Either.Either<string, ConfigError.ConfigError> =>
     : invalid(["tls_ca_file"], `${file} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`)
 }
 
+/**
+ * Why a login probe password cannot be sent (`undefined`: it can): CR and LF would end the IMAP /
+ * POP3 command line early (the rest read as a command of its own), NUL would split the SASL PLAIN
+ * message, and an empty password is no login. The reason never quotes the password.
+ */
+export const unfitPassword = (password: string): string | undefined =>
+  password.length === 0
+    ? "is empty"
+    : /[\r\n\u0000]/.test(password)
+    ? "holds a CR, LF or NUL character (a login probe sends it on one command line)"
+    : undefined
+
 const loginConfig = Config.nested(
   Config.all({
     user: Config.option(Config.string("user")),
@@ -142,6 +154,8 @@ export const healthConfig: Config.Config<HealthSettings & { readonly secret?: Se
       if (secret === undefined) {
         return invalid(["login", "password"], "health.login.user needs a password (health.login.password_file, the systemd credential health_login_password or health.login.password)")
       }
+      const unfit = unfitPassword(Redacted.value(secret.value))
+      if (unfit !== undefined) return invalid(["login", "password"], `${secret.source}: the password ${unfit}`)
       if (h.tls === "none" && !h.login.allowPlaintext) {
         return invalid(["login"], "a login probe without TLS sends the password in clear text; set health.tls to starttls or implicit (or health.login.allow_plaintext to true on a trusted network)")
       }

@@ -2,9 +2,10 @@
 // account with its password from a file / systemd credential / config file (never in a message),
 // and the combinations refused with one line naming the key.
 import { describe, expect, it } from "@effect/vitest"
-import { HealthCheck, loadSettings, settingsConfig, StrictSettings } from "@doveroute/daemon"
+import { HealthCheck, HealthProbe, loadSettings, settingsConfig, StrictSettings } from "@doveroute/daemon"
 import { Effect, Either, Redacted } from "effect"
 import * as fs from "node:fs"
+import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 
@@ -111,5 +112,46 @@ describe("health settings", () => {
       const open = yield* error({ tls: "starttls", login: { user: "u", password: PASSWORD } }, 0o644)
       expect(open).toMatch(/holds health\.login\.password and is accessible to every local user/)
       expect(open).not.toContain(PASSWORD)
+    }))
+
+  it.effect("login password: CR, LF, NUL or empty refused naming the key, never echoing it; the probe never sends one", () =>
+    Effect.gen(function*() {
+      const bad = ["", "pa\rss-Secret9", "pa\nss-Secret9", "pa\r\nb LOGOUT", "pa\u0000ss-Secret9"]
+      for (const password of bad) {
+        const m = yield* error({ tls: "starttls", login: { user: "u", password } })
+        expect(m, JSON.stringify(password)).toMatch(
+          /^invalid settings: health\.login\.password: the password (is empty|holds a CR, LF or NUL character)/
+        )
+        for (const part of password.split(/[\r\n\u0000]/).filter((p) => p.length > 2)) expect(m).not.toContain(part)
+      }
+      // from a file: NUL (files refuse empty and multi-line contents themselves)
+      const nulFile = path.join(dir, "nul-password")
+      fs.writeFileSync(nulFile, "pa\u0000ss-Secret9\n", { mode: 0o600 })
+      const m = yield* error({ tls: "starttls", login: { user: "u", password_file: nulFile } })
+      expect(m).toMatch(/^invalid settings: health\.login\.password_file .*nul-password: the password holds a CR, LF or NUL/)
+      expect(m).not.toContain("ss-Secret9")
+
+      // a probe given such a password (not through the settings) fails `login` without sending it
+      const received: Array<string> = []
+      const server = net.createServer((c) => {
+        c.on("data", (d) => received.push(d.toString("latin1")))
+        c.write("* OK ready\r\n")
+      })
+      yield* Effect.promise(() => new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok)))
+      const port = (server.address() as net.AddressInfo).port
+      try {
+        const r = yield* Effect.promise(() =>
+          HealthProbe.probe({ address: "127.0.0.1", hostname: "b1.test", port }, {
+            protocol: "imap", tls: "none", tlsVerify: true, tlsCa: undefined, timeoutMs: 3000,
+            login: { user: "u", password: "x-Secret9\r\nb LOGOUT" }
+          })
+        )
+        expect(r).toMatchObject({ ok: false, failure: "login" })
+        expect(r.detail).toMatch(/not sent: the health\.login\.password holds a CR, LF or NUL/)
+        expect(r.detail).not.toContain("x-Secret9")
+        expect(received.join(""), "nothing of the password reached the server").not.toContain("Secret9")
+      } finally {
+        server.close()
+      }
     }))
 })

@@ -26,6 +26,12 @@ export type Change =
   | { readonly _tag: "hold"; readonly id: number; readonly key: string; readonly until: number | null }
   | { readonly _tag: "reload"; readonly id: number }
 
+/** One `user_backend` row as the store holds it (the key in its stored spelling). */
+export interface StoredRoute {
+  readonly key: string
+  readonly backendId: number
+}
+
 /** A full copy of the routing rows (the start of a table, or a reload); the table takes its maps over. */
 export interface TableSnapshot {
   readonly backends: ReadonlyArray<Backend>
@@ -52,6 +58,14 @@ export interface RoutingTable {
    * `generation` (then the feed is the authority) or the key already has a row.
    */
   readonly addAssigned: (key: string, backendId: number, generation: number) => void
+  /** Keys {@link addAssigned} added that the store has not confirmed yet. */
+  readonly unconfirmed: () => ReadonlyArray<string>
+  /**
+   * The store's rows for these (unconfirmed) keys, read after the feed: each key takes the row
+   * stored under exactly its spelling, or is dropped when there is none (the insert was lost, or the
+   * store holds the key spelled otherwise: that row is taken under its own spelling).
+   */
+  readonly confirm: (keys: ReadonlyArray<string>, rows: ReadonlyArray<StoredRoute>) => void
   /** Bumped by every applied change and every snapshot. */
   readonly generation: () => number
   /** Bound the table's age: lookups miss once `now - lastRead > maxStaleMs` (0 = no bound). */
@@ -68,6 +82,8 @@ export const makeTable = (options: { readonly maxStaleMs?: number } = {}): Routi
   let routes = new Map<string, number>()
   let holds = new Map<string, number>()
   let users = new Map<number, number>()
+  /** Keys the login path added, not yet confirmed by the store. */
+  let pending = new Set<string>()
   let loaded = false
   let gen = 0
   let lastRead = 0
@@ -126,11 +142,33 @@ export const makeTable = (options: { readonly maxStaleMs?: number } = {}): Routi
       routes = s.routes
       holds = s.holds
       users = new Map()
+      pending = new Set()
       for (const id of routes.values()) count(id, 1)
       loaded = true
     },
     addAssigned: (key, backendId, generation) => {
-      if (generation === gen && !routes.has(key)) setRoute(key, backendId)
+      if (generation === gen && !routes.has(key)) {
+        setRoute(key, backendId)
+        pending.add(key)
+      }
+    },
+    unconfirmed: () => [...pending],
+    confirm: (keys, rows) => {
+      const stored = new Map(rows.map((r) => [r.key, r.backendId] as const))
+      for (const key of keys) {
+        if (!pending.delete(key)) continue
+        const id = stored.get(key) ?? null
+        if (routes.get(key) !== id) {
+          gen++
+          setRoute(key, id)
+        }
+      }
+      for (const [key, id] of stored) {
+        if (routes.get(key) !== id) {
+          gen++
+          setRoute(key, id)
+        }
+      }
     },
     generation: () => gen,
     markRead: (now) => {

@@ -11,7 +11,15 @@
  *   read them (it fell behind the retained range) reload at once.
  * - Reload: the old contents keep answering until the new snapshot is installed; the feed is then
  *   re-read from {@link REPLAY} entries before the snapshot's position, so changes that committed
- *   while the snapshot was read are applied again (in order: per key, the last one wins).
+ *   while the snapshot was read are applied again (in order: per key, the last one wins). A hole in
+ *   that replayed range is a change whose transaction was still open when the snapshot was read (so
+ *   the snapshot lacks it): it is waited for like any hole. An id whose wait already ran out once
+ *   (and reloaded the table) is not waited for again, so a rolled-back id does not reload the
+ *   table over and over.
+ * - First assignments the login path added itself ({@link RoutingTable.addAssigned}) are checked
+ *   against the store's rows at the next refresh: a key the store holds under another spelling
+ *   (MySQL's case-insensitive collations), or not at all (an insert lost, or a row removed without
+ *   a feed entry), is dropped, so memory never keeps serving a row the store does not have.
  * - Store trouble: the table keeps answering (bounded by `maxStale` when set); one warning when
  *   reads start failing, one when they work again.
  * - Pruning: every {@link PRUNE_EVERY_MS} the daemon deletes all but the newest `keepChanges` entries.
@@ -20,7 +28,7 @@
  */
 import { Context, Duration, Effect, Layer, Schedule } from "effect"
 import type { StoreError } from "./RouteStore.js"
-import { type Change, makeTable, type RoutingTable, type TableSnapshot } from "./RoutingTable.js"
+import { type Change, makeTable, type RoutingTable, type StoredRoute, type TableSnapshot } from "./RoutingTable.js"
 
 /** The store's change feed (implemented by the store package). */
 export class RouteFeed extends Context.Tag("doveroute/RouteFeed")<RouteFeed, {
@@ -32,6 +40,11 @@ export class RouteFeed extends Context.Tag("doveroute/RouteFeed")<RouteFeed, {
   readonly read: (after: number, limit: number) => Effect.Effect<ReadonlyArray<Change>, StoreError>
   /** The entries of these ids that exist now. */
   readonly readIds: (ids: ReadonlyArray<number>) => Effect.Effect<ReadonlyArray<Change>, StoreError>
+  /**
+   * The mapping rows the store holds for these keys now, each under the key as stored (on MySQL's
+   * case-insensitive collations a key may match a row spelled otherwise).
+   */
+  readonly rowsOf: (keys: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<StoredRoute>, StoreError>
   /** Every backend, mapping and active hold. */
   readonly snapshot: Effect.Effect<TableSnapshot, StoreError>
   /** Delete all but the newest `keep` entries. */
@@ -56,6 +69,8 @@ export const GAP_WAIT_MS = 10_000
 export const MAX_HOLES = 1000
 /** Entries re-read after a reload. */
 export const REPLAY = 1000
+/** Keys confirmed per query (first assignments checked against the store). */
+export const CONFIRM_BATCH = 500
 /** How often the feed is pruned. */
 export const PRUNE_EVERY_MS = 60_000
 
@@ -101,6 +116,8 @@ export const makeSync = (
   let pos = 0
   /** Missing ids below `pos` → when first missed. */
   const holes = new Map<number, number>()
+  /** Ids whose wait ran out (and reloaded the table): not waited for again when the replay passes them. */
+  const givenUp = new Set<number>()
   let needReload: string | undefined = "start"
   let replayUpTo = 0
   let up = true
@@ -113,11 +130,14 @@ export const makeSync = (
     Effect.gen(function*() {
       const t0 = Date.now()
       const head = yield* feed.head
+      const oldest = yield* feed.oldest
       const snap = yield* feed.snapshot
       table.replace(snap)
       holes.clear()
       replayUpTo = head
-      pos = Math.max(0, head - REPLAY)
+      // the replay starts REPLAY entries back, but not below the retained range (pruned ids are no holes)
+      pos = Math.max(0, head - REPLAY, oldest === undefined ? 0 : oldest - 1)
+      for (const id of givenUp) if (id <= pos) givenUp.delete(id)
       needReload = undefined
       reloads++
       yield* Effect.logInfo(why === "start" ? "routing table loaded" : "routing table reloaded").pipe(
@@ -140,12 +160,15 @@ export const makeSync = (
     for (;;) {
       const rows = yield* feed.read(pos, BATCH)
       for (const c of rows) {
-        const from = Math.max(pos, replayUpTo) + 1
+        // ids missing in the replayed range count too: a transaction open while the snapshot was
+        // read commits its change later, and the snapshot does not have it
+        const from = pos + 1
         if (c.id - from > MAX_HOLES) {
           needReload = `more than ${MAX_HOLES} feed entries missing (pruned, or rolled back)`
           return fresh
         }
         for (let id = from; id < c.id; id++) {
+          if (givenUp.has(id)) continue
           holes.set(id, now())
           fresh = true
         }
@@ -169,11 +192,19 @@ export const makeSync = (
       if (!applyOne(c)) return
     }
     const t = now()
-    for (const since of holes.values()) {
-      if (t - since > GAP_WAIT_MS) {
-        needReload = `a feed entry stayed missing for ${GAP_WAIT_MS / 1000} s`
-        return
-      }
+    const expired = [...holes].filter(([, since]) => t - since > GAP_WAIT_MS).map(([id]) => id)
+    if (expired.length > 0) {
+      for (const id of expired) givenUp.add(id)
+      needReload = `a feed entry stayed missing for ${GAP_WAIT_MS / 1000} s`
+    }
+  })
+
+  /** Check the login path's own first assignments against the store's rows (see RoutingTable.confirm). */
+  const confirmAssigned = Effect.gen(function*() {
+    const keys = table.unconfirmed()
+    for (let i = 0; i < keys.length; i += CONFIRM_BATCH) {
+      const batch = keys.slice(i, i + CONFIRM_BATCH)
+      table.confirm(batch, yield* feed.rowsOf(batch))
     }
   })
 
@@ -187,6 +218,7 @@ export const makeSync = (
     }
     if (needReload === undefined) yield* readHoles
     if (needReload !== undefined) yield* load(needReload)
+    yield* confirmAssigned
     table.markRead(now())
     lastReadAt = now()
     if (now() - lastPrune > PRUNE_EVERY_MS) {

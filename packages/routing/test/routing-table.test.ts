@@ -32,7 +32,7 @@ const snap = (routes: Record<string, number>, backends = [b(1), b(2)], holds: Re
 })
 
 /** A feed the test writes to: `visible` entries are what the store would show now. */
-const fakeFeed = (state: { snapshot: TableSnapshot }) => {
+const fakeFeed = (state: { snapshot: TableSnapshot; stored?: Map<string, number> }) => {
   const visible: Array<Change> = []
   let oldest = 1
   let down = false
@@ -44,6 +44,13 @@ const fakeFeed = (state: { snapshot: TableSnapshot }) => {
     read: (after, limit) =>
       Effect.suspend(() => down ? fail() : Effect.succeed(visible.filter((c) => c.id > after).sort((x, y) => x.id - y.id).slice(0, limit))),
     readIds: (ids) => Effect.suspend(() => (down ? fail() : Effect.succeed(visible.filter((c) => ids.includes(c.id))))),
+    rowsOf: (keys) =>
+      Effect.suspend(() =>
+        down ? fail() : Effect.succeed(
+          [...(state.stored ?? new Map<string, number>())].filter(([k]) => keys.some((x) => x.toLowerCase() === k.toLowerCase()))
+            .map(([key, backendId]) => ({ key, backendId }))
+        )
+      ),
     snapshot: Effect.suspend(() => {
       if (down) return fail()
       snapshots++
@@ -71,7 +78,7 @@ const OPTS = { refresh: "1 second", maxStale: 0, keepChanges: 1000 } as const
 /** A table and its reader over a fake feed, after the first refresh (the load). */
 const started = (routes: Record<string, number>) =>
   Effect.gen(function*() {
-    const state = { snapshot: snap(routes) }
+    const state: { snapshot: TableSnapshot; stored: Map<string, number> } = { snapshot: snap(routes), stored: new Map() }
     const f = fakeFeed(state)
     const t = makeTable()
     const clock = { now: 0 }
@@ -195,6 +202,51 @@ describe("feed reader", () => {
       f.push(route(24 + MAX_HOLES + 5, "bob", 2))
       yield* late.step
       expect(late.status().reloads).toBe(3)
+    }))
+
+  it.effect("a hole in the range replayed after a load is waited for (its change committed after the snapshot); a given-up id is not", () =>
+    Effect.gen(function*() {
+      const state = { snapshot: snap({ alice: 1 }) }
+      const f = fakeFeed(state)
+      // id 2 (bob) was written before id 3 but its transaction is still open while the table loads
+      f.push(route(1, "alice", 1), route(3, "carol", 2))
+      const t = makeTable()
+      const clock = { now: 0 }
+      const s = makeSync(f.feed, t, OPTS, () => clock.now)
+      yield* s.step
+      expect(t.lookup("bob", clock.now), "not committed at the load").toBeUndefined()
+      f.push(route(2, "bob", 2))
+      clock.now += 1000
+      yield* s.step
+      expect(t.lookup("bob", clock.now)?.id, "the late commit reached the table").toBe(2)
+      expect(s.status().reloads).toBe(1)
+
+      // a rolled-back id (4): one reload after the wait, then the replay passes it without waiting again
+      f.push(route(5, "dave", 1))
+      yield* s.step
+      clock.now += GAP_WAIT_MS + 1
+      yield* s.step
+      expect(s.status().reloads).toBe(2)
+      clock.now += GAP_WAIT_MS * 3
+      yield* s.step
+      yield* s.step
+      expect(s.status().reloads, "the given-up id does not reload the table again").toBe(2)
+    }))
+
+  it.effect("a first assignment the login path added is confirmed or dropped at the next refresh", () =>
+    Effect.gen(function*() {
+      const { clock, s, state, t } = yield* started({ alice: 1 })
+      t.addAssigned("erin", 2, t.generation()) // the store holds it
+      t.addAssigned("lost", 1, t.generation()) // the store does not (insert lost, row removed unseen)
+      t.addAssigned("bob", 1, t.generation()) // the store holds "Bob" (case-insensitive collation) on 2
+      state.stored.set("erin", 2).set("Bob", 2)
+      expect(t.unconfirmed()).toEqual(["erin", "lost", "bob"])
+      yield* s.step
+      expect(t.lookup("erin", clock.now)?.id).toBe(2)
+      expect(t.lookup("lost", clock.now)).toBeUndefined()
+      expect(t.lookup("bob", clock.now)).toBeUndefined()
+      expect(t.lookup("Bob", clock.now)?.id).toBe(2)
+      expect(t.unconfirmed()).toEqual([])
     }))
 
   it.effect("a failing store: the table keeps answering, the status says so, then it recovers", () =>

@@ -222,13 +222,30 @@ export const moveInProgress = (key: RouteKey) =>
   })
 
 /**
- * Take the move lock of `key` until `expiresAt` (epoch ms); with `hold` the router answers the key
- * with temp_fail until the lock is released. Fails `TryAgain` when another move holds it.
+ * The key as `user_backend` stores it: on MySQL/MariaDB a case-insensitive collation finds
+ * `alice@x` for `Alice@x`, and the feed, the routing tables and the holds all name the stored
+ * spelling. A key without a row (or a shard key) is returned as given.
  */
-export const lockKey = (key: RouteKey, hold: boolean, expiresAt: number) =>
+export const storedKey = (strategy: Strategy, key: RouteKey) =>
+  Effect.gen(function*() {
+    if (strategy !== "mapping") return String(key)
+    const sql = yield* SqlClient.SqlClient
+    const rows = yield* sql<{ k: string }>`SELECT ${sql(keyColumn(strategy))} AS k FROM user_backend WHERE ${sql(keyColumn(strategy))} = ${key}`.pipe(
+      wrap("read mapping")
+    )
+    return rows.length === 1 ? String(rows[0]!.k) : String(key)
+  })
+
+/**
+ * Take the move lock of `key` until `expiresAt` (epoch ms); with `hold` the router answers the key
+ * with temp_fail until the lock is released. Fails `TryAgain` when another move holds it. The lock
+ * (and its hold) names the key as `user_backend` stores it ({@link storedKey}), so that the hold
+ * reaches the routing tables under the key they route.
+ */
+export const lockKey = (key: RouteKey, hold: boolean, expiresAt: number, strategy: Strategy = typeof key === "number" ? "shard" : "mapping") =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    const k = String(key)
+    const k = yield* storedKey(strategy, key)
     yield* sql`DELETE FROM ${sql(MOVES_TABLE)} WHERE route_key = ${k} AND expires_at < ${Date.now()}`.pipe(wrap("expire move lock"))
     yield* sql`INSERT INTO ${sql(MOVES_TABLE)} (route_key, hold_logins, expires_at) VALUES (${k}, ${hold ? 1 : 0}, ${expiresAt})`.pipe(
       Effect.catchAll(() => new AdminError({ reason: "TryAgain", detail: `${k} is already being moved by another command; try again` }))

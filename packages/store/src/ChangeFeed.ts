@@ -101,6 +101,37 @@ export const m0007 = (strategy: Strategy) =>
     }
   })
 
+/**
+ * Migration 0010: on PostgreSQL a `doveroute_changes` row written by hand with an explicit `id`
+ * bypasses the BIGSERIAL default without moving its sequence: the sequence later hands out that id
+ * again (the trigger's INSERT, and so the `user_backend` write behind it, fails on the primary key),
+ * or every later entry gets an id below the hand-written one (the daemons, past it, never read them:
+ * the feed is frozen). The id is now always taken from the sequence (a BEFORE INSERT trigger; the
+ * column default is dropped so that each entry takes one value), and the sequence is moved past the
+ * highest id present. MySQL and SQLite move their counters past an explicit id by themselves:
+ * nothing to do there.
+ */
+export const m0010 = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const d: Dialect = sql.onDialectOrElse({ pg: () => "pg" as const, mysql: () => "mysql" as const, orElse: () => "sqlite" as const })
+  if (d !== "pg" || (yield* tableColumns(CHANGES_TABLE)).length === 0) return
+  const seqRows = yield* sql<{ s: string | null }>`SELECT pg_get_serial_sequence(${CHANGES_TABLE}, 'id') AS s`
+  const seq = seqRows[0]?.s
+  if (seq === null || seq === undefined) return
+  const lit = seq.replace(/'/g, "''")
+  yield* sql.unsafe(`CREATE OR REPLACE FUNCTION doveroute_feed_id() RETURNS trigger LANGUAGE plpgsql AS $fn$
+    BEGIN NEW.id := nextval('${lit}'); RETURN NEW; END $fn$`)
+  yield* sql.unsafe(`DROP TRIGGER IF EXISTS doveroute_feed_id ON ${CHANGES_TABLE}`)
+  yield* sql.unsafe(`CREATE TRIGGER doveroute_feed_id BEFORE INSERT ON ${CHANGES_TABLE} FOR EACH ROW EXECUTE FUNCTION doveroute_feed_id()`)
+  yield* sql.unsafe(`ALTER TABLE ${CHANGES_TABLE} ALTER COLUMN id DROP DEFAULT`)
+  // only forward, and only when an id at or past the sequence's next value is present
+  yield* sql.unsafe(`SELECT setval('${lit}', m) FROM (SELECT MAX(id) AS m FROM ${CHANGES_TABLE}) x
+    WHERE m >= (SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM ${seq})`)
+})
+
+/** Migration 0010 keyed like Migrations.ts's record. */
+export const FEED_ID_MIGRATION = { "0010_change_feed_ids": m0010 } as const
+
 interface ChangeRow {
   readonly id: number | string
   readonly kind: string
@@ -155,6 +186,7 @@ export const layer = (strategy: Strategy, queryTimeout: Duration.DurationInput):
       const sql = yield* SqlClient.SqlClient
       const g = (what: string) => guarded(what, queryTimeout, { synchronous: runsSynchronously(sql) })
       const t = sql(CHANGES_TABLE)
+      const keyCol = keyColumn(strategy)
       const select = sql`SELECT c.id, c.kind, c.route_key, c.backend_id, c.expires_at, b.hostname, b.hostip, b.state
         FROM ${t} c LEFT JOIN backends b ON c.kind = 'b' AND b.id = c.backend_id`
       const edge = (fn: "MAX" | "MIN") =>
@@ -187,6 +219,12 @@ export const layer = (strategy: Strategy, queryTimeout: Duration.DurationInput):
           sql<ChangeRow>`${select} WHERE ${sql.in("c.id", ids)} ORDER BY c.id`.pipe(
             g("read missing change feed entries"),
             Effect.map((rows) => rows.map(toChange))
+          ),
+        rowsOf: (keys) =>
+          keys.length === 0 ? Effect.succeed([]) : sql<{ k: string | number; b: number | string }>`SELECT ${sql(keyCol)} AS k, backend_id AS b
+            FROM user_backend WHERE ${sql.in(keyCol, strategy === "shard" ? keys.map(Number) : keys)}`.pipe(
+            g("confirm first assignments"),
+            Effect.map((rows) => rows.map((r) => ({ key: String(r.k), backendId: Number(r.b) })))
           ),
         // the mappings are read in pages (forEachMappingPage); the whole load has its own bound
         snapshot: snapshot.pipe(

@@ -14,6 +14,8 @@
  * - `0008_backend_check_port`: `backends.check_port INT NULL`, the per-backend health-check port
  *   (CheckPort.ts).
  * - `0009_daemon_ring`: `doveroute_daemons`, one heartbeat row per daemon: see Ring.ts.
+ * - `0010_change_feed_ids`: on PostgreSQL `doveroute_changes.id` always comes from its sequence,
+ *   even when a row is written by hand with an explicit id: see ChangeFeed.ts.
  *
  * Duplicate rows (one user on several backends, possible with the scripts' documented key) are
  * **reported, not fixed**: {@link migrate} checks for them before any step and fails listing them,
@@ -35,7 +37,7 @@ import { createBackends, createUserBackend, indexExists, keyColumn, tableColumns
 import { settleJournal } from "./Journal.js"
 import { CHECK_PORT_MIGRATION } from "./CheckPort.js"
 import { OPERATION_MIGRATIONS } from "./Operations.js"
-import { m0007 } from "./ChangeFeed.js"
+import { FEED_ID_MIGRATION, m0007 } from "./ChangeFeed.js"
 import { RING_MIGRATIONS } from "./Ring.js"
 import { SchemaError } from "./SchemaError.js"
 
@@ -230,7 +232,8 @@ const MIGRATIONS = (strategy: Strategy) => ({
   ...OPERATION_MIGRATIONS,
   "0007_change_feed": m0007(strategy),
   ...CHECK_PORT_MIGRATION,
-  ...RING_MIGRATIONS
+  ...RING_MIGRATIONS,
+  ...FEED_ID_MIGRATION
 })
 
 /** Every migration as `NNNN_name`, in order. */

@@ -16,7 +16,8 @@ dropFileDatabaseAfterAll()
 
 /** Every migration id, and the recorded rows as `dump` renders them. */
 const ALL_IDS = Migrations.MIGRATION_NAMES.map((n) => parseInt(n, 10))
-const ALL_RECORDED = ALL_IDS.map((id) => `[${id}]`)
+// as dump() lists them: each row's JSON, sorted as text ("[10]" before "[1]")
+const ALL_RECORDED = ALL_IDS.map((id) => `[${id}]`).sort()
 
 const clientLayer = (url: string) => SqlClientLayer.layer(parseStoreUrl(url))
 
@@ -364,7 +365,7 @@ describe.concurrent.each(KINDS)("concurrent migrations on %s", (kind) => {
         )
         const failures = results.filter((r) => r._tag === "Left").map((r) => String(r.left))
         expect(failures).toEqual([])
-        const applied = results.flatMap((r) => (r._tag === "Right" ? r.right.map(([id]) => id) : [])).sort()
+        const applied = results.flatMap((r) => (r._tag === "Right" ? r.right.map(([id]) => id) : [])).sort((a, b) => a - b)
         expect(applied).toEqual(ALL_IDS)
         const after = yield* Effect.all({
           migrations: dump(Migrations.MIGRATIONS_TABLE, ["migration_id"]),
