@@ -11,6 +11,16 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
 
+/** `body` with the URL of a new SQLite store in a temp dir, removed afterwards. */
+const withTempStore = async (body: (store: string) => Promise<void>): Promise<void> => {
+  const tmp = makeTempDir({ prefix: "dvr-start-" })
+  try {
+    await body(`sqlite:${tmp.join("s.db")}`)
+  } finally {
+    await tmp.cleanup()
+  }
+}
+
 const DIST = path.join(REPO_ROOT, "packages", "cli", "dist")
 const ENTRY = path.join(DIST, "doveroute.mjs")
 
@@ -110,10 +120,8 @@ describe("doveroute start-up", () => {
     expect(loaded.filter((m) => ["crypto", "child_process", "readline"].includes(m))).toEqual([])
   })
 
-  it("every command group runs from the bundle (their implementations loaded on demand)", async () => {
-    const tmp = makeTempDir({ prefix: "dvr-start-" })
-    try {
-      const store = `sqlite:${tmp.join("s.db")}`
+  it("every command group runs from the bundle (their implementations loaded on demand)", () =>
+    withTempStore(async (store) => {
       const ok = async (args: ReadonlyArray<string>, input?: string) => {
         const r = await runCli(args, input === undefined ? {} : { input })
         expect(r.code, `${args.join(" ")}: ${r.stderr}`).toBe(0)
@@ -132,35 +140,22 @@ describe("doveroute start-up", () => {
       // a bad option value is still a usage error (exit 2) before any implementation is loaded
       const bad = await runCli(["backend", "add", "b2.test", "--hostip", "not-an-ip", "--store", store])
       expect(bad.code).toBe(2)
-    } finally {
-      await tmp.cleanup()
-    }
-  })
+    }))
 
-  it("admin commands work from the bundle: backend add/list on a new SQLite store", async () => {
-    const tmp = makeTempDir({ prefix: "dvr-start-" })
-    try {
-      const store = `sqlite:${tmp.join("s.db")}`
+  it("admin commands work from the bundle: backend add/list on a new SQLite store", () =>
+    withTempStore(async (store) => {
       const add = await runCli(["backend", "add", "b1.test", "--hostip", "127.0.0.2", "--store", store])
       expect(add.code, add.stderr).toBe(0)
       const list = await runCli(["backend", "list", "--store", store, "--json"])
       expect(list.code, list.stderr).toBe(0)
       expect(JSON.parse(list.stdout)).toMatchObject([{ id: 1, hostname: "b1.test", hostip: "127.0.0.2", state: 0 }])
       expect(list.stderr).not.toMatch(/running the sources through tsx/)
-    } finally {
-      await tmp.cleanup()
-    }
-  })
+    }))
 
-  it("DOVEROUTE_DEV=1 runs the TypeScript sources (same answer)", async () => {
-    const tmp = makeTempDir({ prefix: "dvr-start-" })
-    try {
-      const store = `sqlite:${tmp.join("s.db")}`
+  it("DOVEROUTE_DEV=1 runs the TypeScript sources (same answer)", () =>
+    withTempStore(async (store) => {
       const r = await runCli(["backend", "add", "b9.test", "--store", store, "--json"], { env: { DOVEROUTE_DEV: "1" }, timeoutMs: 120_000 })
       expect(r.code, r.stderr).toBe(0)
       expect(JSON.parse(r.stdout)).toMatchObject({ hostname: "b9.test" })
-    } finally {
-      await tmp.cleanup()
-    }
-  })
+    }))
 })

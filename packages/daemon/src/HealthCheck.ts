@@ -60,6 +60,29 @@ export interface HealthCheckerService {
 
 export class HealthChecker extends Context.Tag("doveroute/HealthChecker")<HealthChecker, HealthCheckerService>() {}
 
+/**
+ * Mark a backend down (0 → 3) or up (3 → 0) with the store's compare-and-set `mark`; when this
+ * daemon made the change, count it (metrics) and log it (a warning going down) with `why`.
+ */
+const flip = <E, R>(
+  b: Health.CheckedBackend,
+  mark: Effect.Effect<boolean, E, R>,
+  direction: "down" | "up",
+  log: <A, E1, R1>(self: Effect.Effect<A, E1, R1>) => Effect.Effect<A, E1, R1>,
+  why: Readonly<Record<string, unknown>>
+) =>
+  Effect.gen(function*() {
+    if (!(yield* mark)) return
+    const [from, to] = direction === "down" ? [Health.STATE_UP, Health.STATE_HEALTH_DOWN] : [Health.STATE_HEALTH_DOWN, Health.STATE_UP]
+    const t = { backend: b.hostname, id: String(b.id), from: OpsEvents.stateName(from), to: OpsEvents.stateName(to) }
+    OpsEvents.transitioned(t)
+    const logAt = direction === "down" ? Effect.logWarning : Effect.logInfo
+    yield* logAt(`backend marked ${direction} by the health checker (${t.from} -> ${t.to})`).pipe(
+      log,
+      Effect.annotateLogs({ from: t.from, to: t.to, ...why })
+    )
+  })
+
 /** One round over every backend. */
 const round = (s: HealthSettings, results: Map<number, BackendHealth>, failures: Map<string, FailureCount>) =>
   Effect.gen(function*() {
@@ -90,23 +113,15 @@ const round = (s: HealthSettings, results: Map<number, BackendHealth>, failures:
         if (!r.ok && prev?.ok !== false) yield* Effect.logWarning("backend health check failed").pipe(log)
         if (r.ok && prev?.ok === false) yield* Effect.logInfo("backend health check passes again").pipe(log)
         if (!r.ok && b.state === Health.STATE_UP && fails >= s.fall) {
-          if (yield* Health.markHealthDown(b.id)) {
-            const t = { backend: b.hostname, id: String(b.id), from: OpsEvents.stateName(Health.STATE_UP), to: OpsEvents.stateName(Health.STATE_HEALTH_DOWN) }
-            OpsEvents.transitioned(t)
-            yield* Effect.logWarning(`backend marked down by the health checker (${t.from} -> ${t.to})`).pipe(
-              log,
-              Effect.annotateLogs({ from: t.from, to: t.to, failures: fails, reason: `${fails} failed checks in a row (fall ${s.fall}): ${r.detail}` })
-            )
-          }
+          yield* flip(b, Health.markHealthDown(b.id), "down", log, {
+            failures: fails,
+            reason: `${fails} failed checks in a row (fall ${s.fall}): ${r.detail}`
+          })
         } else if (r.ok && b.state === Health.STATE_HEALTH_DOWN && oks >= s.rise) {
-          if (yield* Health.markHealthUp(b.id)) {
-            const t = { backend: b.hostname, id: String(b.id), from: OpsEvents.stateName(Health.STATE_HEALTH_DOWN), to: OpsEvents.stateName(Health.STATE_UP) }
-            OpsEvents.transitioned(t)
-            yield* Effect.logInfo(`backend marked up by the health checker (${t.from} -> ${t.to})`).pipe(
-              log,
-              Effect.annotateLogs({ from: t.from, to: t.to, successes: oks, reason: `${oks} passed checks in a row (rise ${s.rise}): ${r.detail}` })
-            )
-          }
+          yield* flip(b, Health.markHealthUp(b.id), "up", log, {
+            successes: oks,
+            reason: `${oks} passed checks in a row (rise ${s.rise}): ${r.detail}`
+          })
         }
       }), { concurrency: 32, discard: true })
     for (const id of results.keys()) if (!seen.has(id)) results.delete(id)

@@ -2,11 +2,11 @@
  * The shapes of doveroute's validated settings (Settings.ts reads them; SettingsSources.ts loads
  * them) and the settings error.
  */
-import type { DownPolicy, ExtraField, ProxyFlag, Strategy } from "@doveroute/routing"
+import { type DownPolicy, type ExtraField, type ProxyFlag, ReasonError, type Strategy } from "@doveroute/routing"
 import type * as BackendPort from "@doveroute/frontends/BackendPort"
 import type * as HttpListen from "@doveroute/frontends/HttpListen"
 import type { StoreUrl } from "@doveroute/store"
-import { Data, type Duration, type Redacted } from "effect"
+import type { Duration, Redacted } from "effect"
 import type { RoutingSettings } from "./RoutingSettings.js"
 import type { HealthSettings } from "./HealthSettings.js"
 import type { MetricsSettings } from "./MetricsSettings.js"
@@ -109,12 +109,5 @@ export interface ListenerLimits {
 export const DEFAULT_STORE = "sqlite:/var/lib/doveroute/doveroute.db"
 
 /** A settings problem, with an operator-readable message. */
-export class SettingsError extends Data.TaggedError("SettingsError")<{
-  readonly reason: "ConfigFile" | "Invalid" | "UnknownKey"
-  readonly detail: string
-}> {
-  override get message(): string {
-    return this.detail
-  }
-}
+export class SettingsError extends ReasonError("SettingsError")<"ConfigFile" | "Invalid" | "UnknownKey">() {}
 

@@ -18,12 +18,11 @@ import {
   makeTestCa,
   runCli,
   startBackend23,
-  startDaemon,
   type Backend,
   type RunningDaemon
 } from "@doveroute/testkit"
 import * as fs from "node:fs"
-import { backends, httpGet, metric, parseProm, waitUntil } from "./ops-support.js"
+import { backends, httpGet, metric, parseProm, startHealthDaemon, waitUntil } from "./ops-support.js"
 
 const PASSWORD = "Right-h3alth-pw"
 const WRONG = "Wrong-h3alth-pw"
@@ -59,20 +58,13 @@ describe("health checker with TLS, check ports and a login probe (Dovecot 2.3)",
       await cli("backend", "add", "wrong.test", "--hostip", "127.0.0.2", "--check-port", imap)
       const passwordFile = tmp.join("health-password")
       fs.writeFileSync(passwordFile, `${PASSWORD}\n`, { mode: 0o600 })
-      const metricsPort = await freePort()
-      const sock = tmp.join("dict.sock")
-      const config = tmp.join("doveroute.json")
-      fs.writeFileSync(config, JSON.stringify({
-        store: `sqlite:${db}`,
-        dict: { socket: sock },
-        metrics: { listen: `127.0.0.1:${metricsPort}` },
-        health: {
-          enabled: true, protocol: "imap", port: closed, tls: "starttls", tls_ca_file: ca.certFile,
-          login: { user: "probe@example.com", password_file: passwordFile },
-          interval: "200 millis", timeout: "2 seconds", fall: 2, rise: 2
-        }
-      }))
-      daemon = await startDaemon({ args: ["--config", config], waitFor: [sock], waitForTcp: [{ host: "127.0.0.1", port: metricsPort }] })
+      const started = await startHealthDaemon(tmp, db, {
+        enabled: true, protocol: "imap", port: closed, tls: "starttls", tls_ca_file: ca.certFile,
+        login: { user: "probe@example.com", password_file: passwordFile },
+        interval: "200 millis", timeout: "2 seconds", fall: 2, rise: 2
+      })
+      daemon = started.daemon
+      const { metricsPort } = started
       const d = daemon
       const rows = async () => backends(db)
       const until = (what: string, pred: (r: Map<number, { state: number; lastHealth: string | undefined }>) => boolean) =>

@@ -17,7 +17,7 @@ import {
 } from "@doveroute/testkit"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { backends, bannerServer, hasHealthColumns, httpGet, metric, parseProm, waitUntil, type BannerServer } from "./ops-support.js"
+import { backends, bannerServer, hasHealthColumns, httpGet, metric, parseProm, startHealthDaemon, waitUntil, type BannerServer } from "./ops-support.js"
 import { DictClient, hostOf } from "./store-support.js"
 
 const stateOf = async (db: string, id: number) => (await backends(db)).get(id)?.state
@@ -45,16 +45,9 @@ describe("health checker with a real Dovecot 2.3 backend", () => {
           { hostname: "b4.test", hostip: "127.0.0.5" }
         ]
       })
-      const metricsPort = await freePort()
-      const sock = tmp.join("dict.sock")
-      const config = tmp.join("doveroute.json")
-      fs.writeFileSync(config, JSON.stringify({
-        store: `sqlite:${db}`,
-        dict: { socket: sock },
-        metrics: { listen: `127.0.0.1:${metricsPort}` },
-        health: { enabled: true, protocol: "imap", port, interval: "200 millis", timeout: "1 second", fall: 2, rise: 2 }
-      }))
-      daemon = await startDaemon({ args: ["--config", config], waitFor: [sock], waitForTcp: [{ host: "127.0.0.1", port: metricsPort }] })
+      const started = await startHealthDaemon(tmp, db, { enabled: true, protocol: "imap", port, interval: "200 millis", timeout: "1 second", fall: 2, rise: 2 })
+      daemon = started.daemon
+      const { metricsPort, sock } = started
       const columns = await hasHealthColumns(db)
 
       // nothing on 127.0.0.4: down by health; the real Dovecot and the banner: up

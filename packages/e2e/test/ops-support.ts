@@ -1,6 +1,7 @@
 // Support for the operations tests (health checker, metrics, systemd supervision): banner servers,
 // polling, a Prometheus text parser and SQLite reads.
-import { runChecked, sleep, sqlite } from "@doveroute/testkit"
+import { freePort, runChecked, type RunningDaemon, sleep, sqlite, startDaemon, type TempDir } from "@doveroute/testkit"
+import * as fs from "node:fs"
 import * as http from "node:http"
 import * as net from "node:net"
 
@@ -52,6 +53,28 @@ export async function waitUntil<T>(what: string, fn: () => Promise<T | undefined
 }
 
 /** One backends row of a SQLite store. */
+/**
+ * `doveroute serve --config` on the SQLite store `db` with a dict socket, a metrics listener on
+ * 127.0.0.1 and `health` as the config's `health` section; returns once both listen.
+ */
+export async function startHealthDaemon(
+  tmp: TempDir,
+  db: string,
+  health: Readonly<Record<string, unknown>>
+): Promise<{ readonly daemon: RunningDaemon; readonly sock: string; readonly metricsPort: number }> {
+  const metricsPort = await freePort()
+  const sock = tmp.join("dict.sock")
+  const config = tmp.join("doveroute.json")
+  fs.writeFileSync(config, JSON.stringify({
+    store: `sqlite:${db}`,
+    dict: { socket: sock },
+    metrics: { listen: `127.0.0.1:${metricsPort}` },
+    health
+  }))
+  const daemon = await startDaemon({ args: ["--config", config], waitFor: [sock], waitForTcp: [{ host: "127.0.0.1", port: metricsPort }] })
+  return { daemon, sock, metricsPort }
+}
+
 export interface BackendRow {
   readonly id: number
   readonly hostname: string

@@ -6,7 +6,7 @@
  *
  * @since 0.1.0
  */
-import { Data } from "effect"
+import { ReasonError } from "@doveroute/routing"
 import * as net from "node:net"
 
 /** Where the endpoint listens. */
@@ -15,14 +15,7 @@ export type HttpListen =
   | { readonly _tag: "Unix"; readonly path: string }
 
 /** A listen address that cannot be used (`reason` says why). */
-export class HttpListenError extends Data.TaggedError("HttpListenError")<{
-  readonly reason: "Malformed" | "NotLoopback"
-  readonly detail: string
-}> {
-  override get message(): string {
-    return this.detail
-  }
-}
+export class HttpListenError extends ReasonError("HttpListenError")<"Malformed" | "NotLoopback">() {}
 
 /** Why a TCP listener without a token is refused (settings and the layer use the same words). */
 export const TCP_NEEDS_TOKEN =

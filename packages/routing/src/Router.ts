@@ -13,10 +13,11 @@
  *
  * @since 0.1.0
  */
-import { Clock, Context, Data, Effect, Layer, Option } from "effect"
+import { Clock, Context, Effect, Layer, Option } from "effect"
 import type { Backend } from "./Backend.js"
 import { type Normalize, normalizeUser, RouteHolds } from "./Holds.js"
 import { candidates, choose, chooseLeastLoaded, chooseWeighted, type Placement, PlacementInfo } from "./Placement.js"
+import { ReasonError } from "./ReasonError.js"
 import { RouteCache } from "./RouteCache.js"
 import type { RoutingTable } from "./RoutingTable.js"
 import { RouteStore, type StoreError } from "./RouteStore.js"
@@ -31,14 +32,7 @@ import { RouteTable } from "./TableFeed.js"
  * - `InvalidUser`: empty user name, or one containing TAB, CR, LF or NUL.
  * - `Held`: the user is being moved (`doveroute user move --kick`); new logins wait for the kick.
  */
-export class RouteError extends Data.TaggedError("RouteError")<{
-  readonly reason: "NoBackend" | "BackendDown" | "InvalidUser" | "Held"
-  readonly detail: string
-}> {
-  override get message(): string {
-    return this.detail
-  }
-}
+export class RouteError extends ReasonError("RouteError")<"NoBackend" | "BackendDown" | "InvalidUser" | "Held">() {}
 
 /** The outcome of a successful routing decision. */
 export interface Route {

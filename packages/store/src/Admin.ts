@@ -18,15 +18,22 @@ export interface BackendInfo extends Backend {
 
 const wrap = (what: string) => <A>(eff: Effect.Effect<A, SqlError>) => Effect.mapError(eff, classifySqlError(what))
 
+/**
+ * Every backend with the number of `user_backend` rows on it (users, or shards for `shard`),
+ * ordered by id; `what` names the query in a store error.
+ */
+export const backendsWithUsers = (what: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const rows = yield* sql<{ id: number; hostname: string; hostip: string | null; state: number; users: number | string }>`
+      SELECT b.id, b.hostname, b.hostip, b.state, COUNT(ub.backend_id) AS users
+      FROM backends b LEFT JOIN user_backend ub ON ub.backend_id = b.id
+      GROUP BY b.id, b.hostname, b.hostip, b.state ORDER BY b.id`.pipe(wrap(what))
+    return rows.map((r): BackendInfo => ({ ...toBackend(r), users: Number(r.users) }))
+  })
+
 /** Every backend with its row count, ordered by id. */
-export const listBackends = Effect.gen(function*() {
-  const sql = yield* SqlClient.SqlClient
-  const rows = yield* sql<{ id: number; hostname: string; hostip: string | null; state: number; users: number | string }>`
-    SELECT b.id, b.hostname, b.hostip, b.state, COUNT(ub.backend_id) AS users
-    FROM backends b LEFT JOIN user_backend ub ON ub.backend_id = b.id
-    GROUP BY b.id, b.hostname, b.hostip, b.state ORDER BY b.id`.pipe(wrap("list backends"))
-  return rows.map((r): BackendInfo => ({ ...toBackend(r), users: Number(r.users) }))
-})
+export const listBackends = backendsWithUsers("list backends")
 
 /** Input of {@link addBackend}. */
 export interface NewBackend {

@@ -7,8 +7,8 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import { type RouteKey, type StoreError, type Strategy } from "@doveroute/routing"
-import { Data, Effect } from "effect"
+import { ReasonError, type RouteKey, type StoreError, type Strategy } from "@doveroute/routing"
+import { Effect } from "effect"
 import { validCheckPort } from "./CheckPort.js"
 import { classifySqlError } from "./Classify.js"
 import { addBackend } from "./Admin.js"
@@ -20,13 +20,7 @@ import { keyColumn, tableColumns } from "./Schema.js"
  * An operator-level failure. Exit codes follow `doveadm director`: 68 not found, 75 try again
  * (a move of the same user in progress), 1 otherwise.
  */
-export class AdminError extends Data.TaggedError("AdminError")<{
-  readonly reason: "NotFound" | "TryAgain" | "Refused" | "Invalid"
-  readonly detail: string
-}> {
-  override get message(): string {
-    return this.detail
-  }
+export class AdminError extends ReasonError("AdminError")<"NotFound" | "TryAgain" | "Refused" | "Invalid">() {
   get exitCode(): number {
     return this.reason === "NotFound" ? 68 : this.reason === "TryAgain" ? 75 : 1
   }
@@ -124,34 +118,38 @@ export const addOrUpdateBackend = (b: {
 
 const badCheckPort = new AdminError({ reason: "Invalid", detail: "check port must be 1-65535 (or none)" })
 
-/** Set `check_port` (1-65535), or clear it (null: the checker's `health.port`). */
-export const setCheckPort = (name: string, port: number | null) =>
+/** The `backends` columns a `backend set-*` command writes, by their {@link BackendRow} field. */
+const SETTABLE = { checkPort: "check_port", state: "state", weight: "weight" } as const
+
+/**
+ * Write one settable column of a backend (by hostname or id) when it differs, after `invalid` (the
+ * value's refusal, if any); the backend before and after.
+ */
+const setColumn = <K extends keyof typeof SETTABLE>(name: string, field: K, value: BackendRow[K], invalid: AdminError | undefined) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    if (!validCheckPort(port)) return yield* badCheckPort
+    if (invalid !== undefined) return yield* invalid
     const b = yield* resolveBackend(name)
-    if (b.checkPort !== port) yield* sql`UPDATE backends SET check_port = ${port} WHERE id = ${b.id}`.pipe(wrap("set check port"))
+    const column = SETTABLE[field]
+    if (b[field] !== value) yield* sql`UPDATE backends SET ${sql(column)} = ${value} WHERE id = ${b.id}`.pipe(wrap(`set ${column.replace("_", " ")}`))
     return { before: b, after: yield* resolveBackend(String(b.id)) }
   })
 
+/** Set `check_port` (1-65535), or clear it (null: the checker's `health.port`). */
+export const setCheckPort = (name: string, port: number | null) =>
+  setColumn(name, "checkPort", port, validCheckPort(port) ? undefined : badCheckPort)
+
 /** Set `state` (0 up, 1 down, 2 drain). */
-export const setState = (name: string, state: number) =>
-  Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    const b = yield* resolveBackend(name)
-    if (b.state !== state) yield* sql`UPDATE backends SET state = ${state} WHERE id = ${b.id}`.pipe(wrap("set state"))
-    return { before: b, after: yield* resolveBackend(String(b.id)) }
-  })
+export const setState = (name: string, state: number) => setColumn(name, "state", state, undefined)
 
 /** Set `weight` (≥ 0; 0 = no new users). */
 export const setWeight = (name: string, weight: number) =>
-  Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    if (!Number.isInteger(weight) || weight < 0) return yield* new AdminError({ reason: "Invalid", detail: "weight must be an integer ≥ 0" })
-    const b = yield* resolveBackend(name)
-    if (b.weight !== weight) yield* sql`UPDATE backends SET weight = ${weight} WHERE id = ${b.id}`.pipe(wrap("set weight"))
-    return { before: b, after: yield* resolveBackend(String(b.id)) }
-  })
+  setColumn(
+    name,
+    "weight",
+    weight,
+    Number.isInteger(weight) && weight >= 0 ? undefined : new AdminError({ reason: "Invalid", detail: "weight must be an integer ≥ 0" })
+  )
 
 /**
  * Remove a backend. With mapped rows it refuses unless `moveTo` (every row re-pointed there) or

@@ -18,6 +18,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import type { Backend } from "@doveroute/routing"
 import { Effect } from "effect"
+import { type BackendInfo, backendsWithUsers } from "./Admin.js"
 import { CHECK_PORT_COLUMN } from "./CheckPort.js"
 import { classifySqlError } from "./Classify.js"
 import { tableColumns } from "./Schema.js"
@@ -88,16 +89,7 @@ export const markHealthDown = (id: number) => flip(id, STATE_UP, STATE_HEALTH_DO
 export const markHealthUp = (id: number) => flip(id, STATE_HEALTH_DOWN, STATE_UP)
 
 /** A backend with its mapped-row count (metrics). */
-export interface BackendUsers extends Backend {
-  readonly users: number
-}
+export type BackendUsers = BackendInfo
 
 /** Every backend with the number of `user_backend` rows on it (users, or shards for `shard`). */
-export const backendUsers = Effect.gen(function*() {
-  const sql = yield* SqlClient.SqlClient
-  const rows = yield* sql<{ id: number; hostname: string; hostip: string | null; state: number; users: number | string }>`
-    SELECT b.id, b.hostname, b.hostip, b.state, COUNT(ub.backend_id) AS users
-    FROM backends b LEFT JOIN user_backend ub ON ub.backend_id = b.id
-    GROUP BY b.id, b.hostname, b.hostip, b.state ORDER BY b.id`.pipe(wrap("count users per backend"))
-  return rows.map((r): BackendUsers => ({ ...toBackend(r), users: Number(r.users) }))
-})
+export const backendUsers = backendsWithUsers("count users per backend")

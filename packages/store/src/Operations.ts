@@ -54,6 +54,18 @@ const TRIGGERS: ReadonlyArray<readonly [name: string, table: string, events: Rea
   ["doveroute_rv_b", "backends", ["INSERT", "UPDATE", "DELETE"]]
 ]
 
+/** MySQL and SQLite: one trigger per table and event (`<name>_<event>`), each running `body`. */
+const perEventTriggers = (sql: SqlClient.SqlClient, body: string) =>
+  Effect.gen(function*() {
+    for (const [name, table, events] of TRIGGERS) {
+      for (const ev of events) {
+        const t = `${name}_${ev.toLowerCase()}`
+        yield* sql.unsafe(`DROP TRIGGER IF EXISTS ${t}`)
+        yield* sql.unsafe(`CREATE TRIGGER ${t} AFTER ${ev} ON ${table} ${body}`)
+      }
+    }
+  })
+
 export const m0005 = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   if ((yield* tableColumns(META_TABLE)).length === 0) {
@@ -72,26 +84,8 @@ export const m0005 = Effect.gen(function*() {
             FOR EACH STATEMENT EXECUTE FUNCTION doveroute_bump_routes_version()`)
         }
       }),
-    mysql: () =>
-      Effect.gen(function*() {
-        for (const [name, table, events] of TRIGGERS) {
-          for (const ev of events) {
-            const t = `${name}_${ev.toLowerCase()}`
-            yield* sql.unsafe(`DROP TRIGGER IF EXISTS ${t}`)
-            yield* sql.unsafe(`CREATE TRIGGER ${t} AFTER ${ev} ON ${table} FOR EACH ROW ${BUMP}`)
-          }
-        }
-      }),
-    orElse: () =>
-      Effect.gen(function*() {
-        for (const [name, table, events] of TRIGGERS) {
-          for (const ev of events) {
-            const t = `${name}_${ev.toLowerCase()}`
-            yield* sql.unsafe(`DROP TRIGGER IF EXISTS ${t}`)
-            yield* sql.unsafe(`CREATE TRIGGER ${t} AFTER ${ev} ON ${table} BEGIN ${BUMP}; END`)
-          }
-        }
-      })
+    mysql: () => perEventTriggers(sql, `FOR EACH ROW ${BUMP}`),
+    orElse: () => perEventTriggers(sql, `BEGIN ${BUMP}; END`)
   })
 })
 

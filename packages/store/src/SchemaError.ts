@@ -3,14 +3,7 @@
  *
  * @since 0.1.0
  */
-import { Data } from "effect"
+import { ReasonError } from "@doveroute/routing"
 
 /** The schema cannot be used as it is; the message says what to do. */
-export class SchemaError extends Data.TaggedError("SchemaError")<{
-  readonly reason: "WrongStrategy" | "Duplicates" | "MissingColumn" | "Migration" | "NeedsMigration" | "Journal"
-  readonly detail: string
-}> {
-  override get message(): string {
-    return this.detail
-  }
-}
+export class SchemaError extends ReasonError("SchemaError")<"WrongStrategy" | "Duplicates" | "MissingColumn" | "Migration" | "NeedsMigration" | "Journal">() {}

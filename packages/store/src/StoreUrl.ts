@@ -11,7 +11,8 @@
  *
  * @since 0.1.0
  */
-import { Data, Redacted } from "effect"
+import { ReasonError } from "@doveroute/routing"
+import { Redacted } from "effect"
 import { parseMysqlParams } from "./MysqlUrl.js"
 
 export type StoreUrl =
@@ -25,14 +26,7 @@ export type StoreUrl =
   | { readonly _tag: "Mysql"; readonly url: Redacted.Redacted<string> }
 
 /** A store URL that cannot be used; `reason` says why, the message never contains a password. */
-export class StoreUrlError extends Data.TaggedError("StoreUrlError")<{
-  readonly reason: "UnknownScheme" | "Malformed"
-  readonly detail: string
-}> {
-  override get message(): string {
-    return this.detail
-  }
-}
+export class StoreUrlError extends ReasonError("StoreUrlError")<"UnknownScheme" | "Malformed">() {}
 
 /** Parse a store URL. Fails with {@link StoreUrlError}. */
 export const parseStoreUrl = (raw: string): StoreUrl => {

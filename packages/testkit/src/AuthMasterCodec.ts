@@ -104,6 +104,13 @@ export type MasterRequest =
 
 const invalid = (reason: string): InvalidRequest => ({ _tag: "Invalid", reason })
 
+/** The value of the last field named one of `keys` ("" for a bare key), or undefined when none is. */
+const lastValue = (fields: ReadonlyArray<KeyValue>, ...keys: ReadonlyArray<string>): string | undefined => {
+  let value: string | undefined
+  for (const kv of fields) if (keys.includes(kv.key)) value = kv.value ?? ""
+  return value
+}
+
 const tooLong = (line: string): boolean =>
   line.length > AUTH_MASTER_MAX_LINE || (line.length * 3 > AUTH_MASTER_MAX_LINE && utf8Length(line) > AUTH_MASTER_MAX_LINE)
 
@@ -122,8 +129,7 @@ const decodeLookup = (tag: "Pass" | "User", args: ReadonlyArray<string>): Lookup
   const user = args[2]
   if (user === undefined || user.length === 0) return invalid(`${name}: missing user`)
   const params = args.slice(3).map(parseKeyValue)
-  let service: string | undefined
-  for (const kv of params) if (kv.key === "service" || kv.key === "protocol") service = kv.value ?? ""
+  const service = lastValue(params, "service", "protocol")
   if (service === undefined || service.length === 0) return invalid(`${name}: request without service`)
   return { _tag: tag, id, user, service, params }
 }
@@ -152,9 +158,7 @@ export const decodeRequest = (line: string): MasterRequest => {
       const id = parseUint32(args[1])
       if (id === undefined) return invalid("LIST: bad request id")
       const params = args.slice(2).map(parseKeyValue)
-      let userMask: string | undefined
-      for (const kv of params) if (kv.key === "user") userMask = kv.value ?? ""
-      return { _tag: "List", id, userMask, params }
+      return { _tag: "List", id, userMask: lastValue(params, "user"), params }
     }
     case "REQUEST": {
       const id = parseUint32(args[1])
@@ -311,9 +315,7 @@ export const decodeReply = (line: string): MasterReply => {
     case "FAIL": {
       if (id === undefined) return invalidReply("FAIL: bad id")
       const fields = args.slice(2).map(parseKeyValue)
-      let reason: string | undefined
-      for (const kv of fields) if (kv.key === "reason") reason = kv.value ?? ""
-      return { _tag: "Fail", id, reason, fields }
+      return { _tag: "Fail", id, reason: lastValue(fields, "reason"), fields }
     }
     case "LIST": {
       if (id === undefined) return invalidReply("LIST: bad id")
