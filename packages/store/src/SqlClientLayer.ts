@@ -12,6 +12,8 @@ import * as fs from "node:fs"
 import { StoreError } from "@doveroute/routing"
 import { classifySqlError } from "./Classify.js"
 import { mysqlPoolOptions, parseMysqlParams } from "./MysqlUrl.js"
+import * as PgFailover from "./PgFailover.js"
+import { type PgHostUrl, pgHostUrls } from "./PgUrl.js"
 import { prepareSqliteFiles, type SqliteGroup } from "./SqliteFiles.js"
 import type { StoreUrl } from "./StoreUrl.js"
 
@@ -103,7 +105,17 @@ export const layer = (store: StoreUrl, options: ClientOptions = {}): Layer.Layer
       return sqliteLayer(store.filename, store.group, options).pipe(
         Layer.catchAll((e) => Layer.fail(e instanceof StoreError ? e : new StoreError({ reason: "Unavailable", detail: String(e) })))
       ) as Layer.Layer<SqlClient.SqlClient, StoreError>
-    case "Pg":
+    case "Pg": {
+      // several hosts (a primary and its standbys): new connections go to the read-write one
+      let hosts: ReadonlyArray<PgHostUrl>
+      try {
+        hosts = pgHostUrls(Redacted.value(store.url))
+      } catch (e) {
+        return Layer.fail(new StoreError({ reason: "Unavailable", detail: (e as Error).message }))
+      }
+      if (hosts.length > 1) {
+        return PgFailover.layer(hosts, { connectTimeout, maxConnections, idleTimeout: Duration.seconds(30), applicationName: "doveroute" })
+      }
       return Layer.unwrapEffect(
         Effect.map(loadDriver("PostgreSQL", () => import("@effect/sql-pg/PgClient")), (PgClient) =>
           PgClient.layer({
@@ -116,6 +128,7 @@ export const layer = (store: StoreUrl, options: ClientOptions = {}): Layer.Layer
             Layer.mapError(classifySqlError("connect to PostgreSQL"))
           ))
       )
+    }
     case "Mysql": {
       const max = Math.max(2, maxConnections)
       // the URL form of MysqlClient ignores poolConfig, so pass the fields

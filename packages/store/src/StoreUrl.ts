@@ -2,7 +2,8 @@
  * Store URLs: which database doveroute uses.
  *
  * - `sqlite:/absolute/path/file.db` (also `sqlite:///abs/path` and `sqlite:relative/path`)
- * - `postgres://user:pass@host:port/db` (also `postgresql://`)
+ * - `postgres://user:pass@host:port/db` (also `postgresql://`); several hosts (a primary and its
+ *   standbys) as libpq takes them, `postgres://user@h1:5432,h2:5433/db` (PgUrl.ts)
  * - `mysql://user:pass@host:port/db` (also `mariadb://`), with the parameters of MysqlUrl.ts
  *   (`?socket=/run/mysqld/mysqld.sock`, `?ssl=true`, …)
  *
@@ -14,6 +15,7 @@
 import { ReasonError } from "@doveroute/routing"
 import { Redacted } from "effect"
 import { parseMysqlParams } from "./MysqlUrl.js"
+import { pgHostUrls } from "./PgUrl.js"
 
 export type StoreUrl =
   | {
@@ -38,6 +40,16 @@ export const parseStoreUrl = (raw: string): StoreUrl => {
     return { _tag: "Sqlite", filename: path }
   }
   const scheme = s.slice(0, Math.max(0, s.indexOf("://")))
+  if (/^postgres(ql)?:\/\//i.test(s)) {
+    let hosts: number
+    try {
+      hosts = pgHostUrls(s).length
+    } catch (e) {
+      throw new StoreUrlError({ reason: "Malformed", detail: (e as Error).message })
+    }
+    // several hosts: each made a one-host URL, checked there (`new URL` refuses the list itself)
+    if (hosts > 1) return { _tag: "Pg", url: Redacted.make(s) }
+  }
   let url: URL
   try {
     url = new URL(s)
