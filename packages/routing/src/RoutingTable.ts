@@ -52,6 +52,8 @@ export interface RoutingTable {
    * `generation` (then the feed is the authority) or the key already has a row.
    */
   readonly addAssigned: (key: string, backendId: number, generation: number) => void
+  /** Whether the table holds a row for `key` (whatever its backend or hold). */
+  readonly has: (key: string) => boolean
   /** Bumped by every applied change and every snapshot. */
   readonly generation: () => number
   /** Bound the table's age: lookups miss once `now - lastRead > maxStaleMs` (0 = no bound). */
@@ -132,6 +134,7 @@ export const makeTable = (options: { readonly maxStaleMs?: number } = {}): Routi
     addAssigned: (key, backendId, generation) => {
       if (generation === gen && !routes.has(key)) setRoute(key, backendId)
     },
+    has: (key) => routes.has(key),
     generation: () => gen,
     markRead: (now) => {
       lastRead = now
