@@ -13,6 +13,8 @@ import type { RouteKey } from "./Strategy.js"
 /** Optional store service: the active hold of a key (expiry in epoch ms), if any. */
 export class RouteHolds extends Context.Tag("doveroute/RouteHolds")<RouteHolds, {
   readonly heldUntil: (key: RouteKey) => Effect.Effect<Option.Option<number>, StoreError>
+  /** The active holds of several keys in one query: `String(key)` → expiry (keys without a hold are absent). */
+  readonly heldMany?: (keys: ReadonlyArray<RouteKey>) => Effect.Effect<ReadonlyMap<string, number>, StoreError>
 }>() {}
 
 /** Username normalisation applied before the routing key is computed (both off by default). */

@@ -48,6 +48,18 @@ export interface RouteStoreService {
    * returns the backend the key is on afterwards.
    */
   readonly reassign: (key: RouteKey, fromId: number, toId: number) => Effect.Effect<Backend, StoreError>
+  /**
+   * Race-safe first assignment of a group of keys in as few statements as the engine allows: one
+   * multi-row insert-ignore, then the stored rows read back (PostgreSQL: both in one statement).
+   * The answer maps `String(key)` to the backend of the stored row, or `null` for a row naming a
+   * deleted backend; a key the read-back did not see (a concurrent insert that committed after it
+   * started, a key the collation folds) is absent: the caller routes it one by one.
+   */
+  readonly assignMany?: (
+    rows: ReadonlyArray<{ readonly key: RouteKey; readonly backendId: number }>
+  ) => Effect.Effect<ReadonlyMap<string, Backend | null>, StoreError>
+  /** Groups of first logins that may be in flight at once (default 1). */
+  readonly groupsInFlight?: number
 }
 
 /** Service tag for {@link RouteStoreService}. */

@@ -11,12 +11,26 @@
  *    backend;
  * 4. no usable backend → {@link RouteError} `NoBackend` (front-ends answer `temp_fail`).
  *
+ * With the routing table loaded, a key it has no row for (a first login) joins a group
+ * (FirstLogins.ts): the logins that arrive in one turn of the event loop, or while the previous
+ * groups are in flight, are placed together and stored by one `assignMany` (one multi-row
+ * insert-ignore plus the read-back of the stored rows), and each answer names the stored row.
+ *
  * @since 0.1.0
  */
-import { Clock, Context, Effect, Layer, Option } from "effect"
+import { Clock, Context, Effect, Either, Layer, Option, Runtime } from "effect"
 import type { Backend } from "./Backend.js"
+import { makeGrouper } from "./FirstLogins.js"
 import { type Normalize, normalizeUser, RouteHolds } from "./Holds.js"
-import { candidates, choose, chooseLeastLoaded, chooseWeighted, type Placement, PlacementInfo } from "./Placement.js"
+import {
+  type BackendLoad,
+  candidates,
+  choose,
+  chooseLeastLoaded,
+  chooseWeighted,
+  type Placement,
+  PlacementInfo
+} from "./Placement.js"
 import { ReasonError } from "./ReasonError.js"
 import { RouteCache } from "./RouteCache.js"
 import type { RoutingTable } from "./RoutingTable.js"
@@ -66,6 +80,12 @@ export interface RouterOptions {
 
 const INVALID_USER = /[\t\r\n\x00]/
 
+/** Distinct keys per first-login group at most (3 bound parameters each). */
+export const FIRST_LOGIN_GROUP_MAX = 500
+
+/** A group member the group could not settle: it is routed one by one (`routeUncached`). */
+const ALONE = Symbol("alone")
+
 /** The routing key for a user under a strategy (after the optional normalisation). */
 export const routeKey = (strategy: Strategy, user: string, normalize?: Normalize): RouteKey => {
   const u = normalizeUser(user, normalize)
@@ -83,6 +103,44 @@ export const make = (options: RouterOptions) =>
     const holds = yield* Effect.serviceOption(RouteHolds)
     const table = Option.map(yield* Effect.serviceOption(RouteTable), (t) => t.table)
     const keyOf = (user: string) => routeKey(options.strategy, user, options.normalize)
+    const runtime = yield* Effect.runtime<never>()
+
+    /** What one placement needs besides the backends: weights or loads (when the store reports them). */
+    const placementData: Effect.Effect<
+      { readonly weights?: ReadonlyMap<number, number>; readonly loads?: ReadonlyMap<number, BackendLoad> },
+      StoreError
+    > = Option.isNone(info)
+      ? Effect.succeed({})
+      : placement === "least-loaded"
+      ? Effect.map(info.value.loads, (loads) => ({ loads }))
+      : Effect.map(info.value.weights, (weights) => ({ weights }))
+
+    /**
+     * A chooser for a group: each call places one more key. Under `least-loaded` each pick counts
+     * for the next, so a group is spread as one-by-one placement would spread it.
+     */
+    const groupPicker = (
+      all: ReadonlyArray<Backend>,
+      data: { readonly weights?: ReadonlyMap<number, number>; readonly loads?: ReadonlyMap<number, BackendLoad> }
+    ): () => Backend | undefined => {
+      if (data.loads !== undefined) {
+        const loads = new Map(data.loads)
+        const weights = new Map([...loads].map(([id, l]) => [id, l.weight] as const))
+        const cands = candidates(all, weights)
+        return () => {
+          const b = chooseLeastLoaded(cands, loads)
+          if (b !== undefined) {
+            const l = loads.get(b.id) ?? { weight: 1, users: 0 }
+            loads.set(b.id, { weight: l.weight, users: l.users + 1 })
+          }
+          return b
+        }
+      }
+      const cands = candidates(all, data.weights)
+      return placement === "weighted" && data.weights !== undefined
+        ? () => chooseWeighted(cands, data.weights!, random)
+        : () => choose(cands, random)
+    }
 
     const pickBackend = (all: ReadonlyArray<Backend>): Effect.Effect<Backend | undefined, StoreError> => {
       if (Option.isNone(info)) return Effect.succeed(choose(candidates(all), random))
@@ -143,6 +201,83 @@ export const make = (options: RouterOptions) =>
       return { user, key, backend: stored, source: "assigned" } satisfies Route
     })
 
+    const heldMany = (keys: ReadonlyArray<RouteKey>): Effect.Effect<ReadonlyMap<string, number>, StoreError> => {
+      if (Option.isNone(holds)) return Effect.succeed(new Map())
+      const h = holds.value
+      if (h.heldMany !== undefined) return h.heldMany(keys)
+      return Effect.map(
+        Effect.forEach(keys, (k) => Effect.map(h.heldUntil(k), (u) => [String(k), u] as const), { concurrency: "unbounded" }),
+        (pairs) => {
+          const m = new Map<string, number>()
+          for (const [k, u] of pairs) if (Option.isSome(u)) m.set(k, u.value)
+          return m
+        }
+      )
+    }
+
+    /**
+     * One group of first logins: the holds, backends and placement data (read concurrently), a
+     * backend for each key that is not held, one `assignMany`, and per key the stored row. A key the
+     * group cannot settle (no usable backend now, a row naming a deleted backend, a row on a down
+     * backend under `tempfail`/`reassign`, a row the read-back missed) is routed one by one, as is
+     * every member when the group's statement fails with a query error (one bad key cannot fail
+     * the others); a store that is down or times out fails every member (`temp_fail`).
+     */
+    const runGroup = (assignMany: NonNullable<typeof store.assignMany>) =>
+    (
+      items: ReadonlyMap<string, RouteKey>
+    ): Effect.Effect<ReadonlyMap<string, Either.Either<Backend | typeof ALONE, RouteError | StoreError>>, StoreError> =>
+      Effect.gen(function*() {
+        const keys = [...items.values()]
+        const [held, all, data] = yield* Effect.all([heldMany(keys), store.listBackends, placementData], {
+          concurrency: "unbounded"
+        })
+        const now = yield* Clock.currentTimeMillis
+        const pick = groupPicker(all, data)
+        const out = new Map<string, Either.Either<Backend | typeof ALONE, RouteError | StoreError>>()
+        const rows: Array<{ key: RouteKey; backendId: number }> = []
+        for (const [id, key] of items) {
+          const until = held.get(id)
+          if (until !== undefined && until > now) {
+            out.set(id, Either.left(new RouteError({ reason: "Held", detail: `${id} is being moved; logins are held until the kick is done` })))
+            continue
+          }
+          const b = pick()
+          if (b === undefined) out.set(id, Either.right(ALONE))
+          else rows.push({ key, backendId: b.id })
+        }
+        if (rows.length === 0) return out
+        const stored = yield* Effect.catchIf(
+          assignMany(rows),
+          (e) => e.reason === "Query" && rows.length > 1,
+          () => Effect.succeed(new Map<string, Backend | null>())
+        )
+        for (const r of rows) {
+          const id = String(r.key)
+          const b = stored.get(id)
+          out.set(id, Either.right(b === undefined || b === null || (b.state !== 0 && options.downPolicy !== "keep") ? ALONE : b))
+        }
+        return out
+      })
+
+    const grouper = Option.isSome(table) && store.assignMany !== undefined
+      ? makeGrouper({
+        run: runGroup(store.assignMany),
+        maxSize: FIRST_LOGIN_GROUP_MAX,
+        maxInFlight: store.groupsInFlight ?? 1,
+        fork: (eff) => {
+          Runtime.runFork(runtime)(eff)
+        }
+      })
+      : undefined
+
+    /** A first login (the table is loaded and has no row for the key): joins the next group. */
+    const routeFirst = (submit: NonNullable<typeof grouper>["submit"], user: string, key: RouteKey) =>
+      user.length === 0 || INVALID_USER.test(user)
+        ? routeUncached(user)
+        : Effect.flatMap(submit(String(key), key), (b): Effect.Effect<Route, RouteError | StoreError> =>
+          b === ALONE ? routeUncached(user) : Effect.succeed({ user, key, backend: b, source: "assigned" }))
+
     /**
      * Route through the store and remember the answer: in the table, a first assignment (unless the
      * feed changed the table meanwhile: the feed brings the row); in the cache, any route (unless
@@ -152,7 +287,11 @@ export const make = (options: RouterOptions) =>
       if (Option.isSome(table)) {
         const t = table.value
         const gen = t.generation()
-        return Effect.tap(routeUncached(user), (r) =>
+        const key = keyOf(user)
+        const eff = grouper !== undefined && t.loaded() && !t.has(String(key))
+          ? routeFirst(grouper.submit, user, key)
+          : routeUncached(user)
+        return Effect.tap(eff, (r) =>
           Effect.sync(() => {
             if (r.source === "assigned") t.addAssigned(String(r.key), r.backend.id, gen)
           }))
@@ -190,7 +329,9 @@ export const make = (options: RouterOptions) =>
       /** A cached route for `user`, synchronously, or `undefined` (then call {@link route}). */
       cached: Option.isSome(table) ? fromTable(table.value) : (user: string): Route | undefined => cache.get(user),
       route,
-      preview: preview as (user: string) => Effect.Effect<RoutePreview, RouteError | StoreError>
+      preview: preview as (user: string) => Effect.Effect<RoutePreview, RouteError | StoreError>,
+      /** First-login groups so far (`undefined` without the routing table or a grouping store). */
+      firstLoginGroups: () => grouper?.stats()
     } as const
   })
 

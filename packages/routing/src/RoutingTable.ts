@@ -66,6 +66,8 @@ export interface RoutingTable {
    * store holds the key spelled otherwise: that row is taken under its own spelling).
    */
   readonly confirm: (keys: ReadonlyArray<string>, rows: ReadonlyArray<StoredRoute>) => void
+  /** Whether the table holds a row for `key` (whatever its backend or hold). */
+  readonly has: (key: string) => boolean
   /** Bumped by every applied change and every snapshot. */
   readonly generation: () => number
   /** Bound the table's age: lookups miss once `now - lastRead > maxStaleMs` (0 = no bound). */
@@ -170,6 +172,7 @@ export const makeTable = (options: { readonly maxStaleMs?: number } = {}): Routi
         }
       }
     },
+    has: (key) => routes.has(key),
     generation: () => gen,
     markRead: (now) => {
       lastRead = now

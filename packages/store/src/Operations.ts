@@ -146,6 +146,12 @@ export const routeHoldsLayer = (queryTimeout: Duration.DurationInput): Layer.Lay
         sql<{ e: number | string }>`SELECT expires_at AS e FROM ${sql(MOVES_TABLE)} WHERE route_key = ${String(key)} AND hold_logins = 1`.pipe(
           guarded("read move hold", queryTimeout, { synchronous: runsSynchronously(sql) }),
           Effect.map((rows) => rows.length === 0 ? Option.none() : Option.some(Number(rows[0]!.e)))
+        ),
+      heldMany: (keys: ReadonlyArray<RouteKey>) =>
+        sql<{ k: string; e: number | string }>`SELECT route_key AS k, expires_at AS e FROM ${sql(MOVES_TABLE)}
+          WHERE route_key IN ${sql.in(keys.map(String))} AND hold_logins = 1`.pipe(
+          guarded("read move holds", queryTimeout, { synchronous: runsSynchronously(sql) }),
+          Effect.map((rows) => new Map(rows.map((r) => [String(r.k), Number(r.e)] as const)) as ReadonlyMap<string, number>)
         )
     }) as unknown as Layer.Layer<never>
   }))

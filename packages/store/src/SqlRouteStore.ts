@@ -7,6 +7,8 @@
  *   replaces it with one compare-and-set UPDATE, so the key never has two rows.
  * - `assign`: insert-ignore, then read (`ON CONFLICT DO NOTHING` on PostgreSQL/SQLite,
  *   `ON DUPLICATE KEY UPDATE key = key` on MySQL), relying on the unique index of migration 0002.
+ * - `assignMany` (a group of first logins, Router.ts): one multi-row insert-ignore and one read of
+ *   the stored rows; on PostgreSQL both are one statement (`WITH ins AS (INSERT … RETURNING)`).
  * - Every query has a timeout; driver errors are classified once ({@link classifySqlError}).
  * - A deadlock between concurrent first inserts (InnoDB, two unique keys) is retried.
  *
@@ -203,11 +205,86 @@ export const make = (options: SqlRouteStoreOptions) =>
         readBack(key, "move")
       )
 
+    // keys in one order in every statement: two groups (two daemons) lock index entries in the
+    // same order, which keeps InnoDB and PostgreSQL deadlocks between them rare (and retried)
+    const sortedRows = (rows: ReadonlyArray<{ readonly key: RouteKey; readonly backendId: number }>) =>
+      [...rows].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+
+    const valuesOf = (rows: ReadonlyArray<{ readonly key: RouteKey; readonly backendId: number }>) =>
+      sql.insert(rows.map((r) => ({ backend_id: r.backendId, [keyColumn(options.strategy)]: r.key })))
+
+    const insertManyStatement = (rows: ReadonlyArray<{ readonly key: RouteKey; readonly backendId: number }>) => {
+      const values = valuesOf(rows)
+      return sql.onDialectOrElse({
+        mysql: () => sql`INSERT INTO user_backend ${values} ON DUPLICATE KEY UPDATE ${col} = ${col}`,
+        orElse: () => sql`INSERT INTO user_backend ${values} ON CONFLICT DO NOTHING`
+      })
+    }
+
+    const retrying = <A>(eff: Effect.Effect<A, SqlError>) =>
+      Effect.retry(eff, {
+        while: isRetryableConflict,
+        times: 10,
+        schedule: Schedule.jittered(Schedule.exponential("5 millis", 1.5))
+      })
+
+    type StoredRow = BackendRow & { readonly k: string | number; readonly bid: number | string }
+
+    /** Stored rows → `String(key)` → backend (`null`: names a deleted backend); a key seen twice with two ids is left out. */
+    const storedMap = (rows: ReadonlyArray<StoredRow>): ReadonlyMap<string, Backend | null> => {
+      const m = new Map<string, Backend | null>()
+      const twice = new Set<string>()
+      for (const r of rows) {
+        const k = String(r.k)
+        const b = r.id === null || r.id === undefined ? null : toBackend(r)
+        const had = m.get(k)
+        if (had !== undefined && (had === null || b === null || had.id !== b.id)) twice.add(k)
+        m.set(k, b)
+      }
+      for (const k of twice) m.delete(k)
+      return m
+    }
+
+    const readMany = (keys: ReadonlyArray<RouteKey>) =>
+      run(
+        "read mappings",
+        sql<StoredRow>`SELECT ub.${col} AS k, ub.backend_id AS bid, b.id, b.hostname, b.hostip, b.state
+          FROM user_backend ub LEFT JOIN backends b ON b.id = ub.backend_id
+          WHERE ub.${col} IN ${sql.in(keys)}`
+      )
+
+    const assignMany = (rows: ReadonlyArray<{ readonly key: RouteKey; readonly backendId: number }>) => {
+      const sorted = sortedRows(rows)
+      const keys = sorted.map((r) => r.key)
+      const rowsEff: Effect.Effect<ReadonlyArray<StoredRow>, StoreError> = sql.onDialectOrElse({
+        // one statement: the inserted rows from RETURNING, the rows that were there from the
+        // statement's snapshot (which does not show its own inserts); a row another transaction
+        // committed meanwhile is in neither, and the router reads it alone
+        pg: () =>
+          run(
+            "insert and read mappings",
+            retrying(sql<StoredRow>`WITH ins AS (
+                INSERT INTO user_backend ${valuesOf(sorted)}
+                ON CONFLICT DO NOTHING RETURNING backend_id, ${col})
+              SELECT r.k, r.bid, b.id, b.hostname, b.hostip, b.state FROM (
+                SELECT ins.${col} AS k, ins.backend_id AS bid FROM ins
+                UNION ALL
+                SELECT ub.${col}, ub.backend_id FROM user_backend ub WHERE ub.${col} IN ${sql.in(keys)}
+              ) r LEFT JOIN backends b ON b.id = r.bid`)
+          ),
+        orElse: () => Effect.zipRight(run("insert mappings", retrying(insertManyStatement(sorted))), readMany(keys))
+      })
+      return Effect.map(rowsEff, storedMap)
+    }
+
     return {
       strategy: options.strategy,
       findAssigned,
       listBackends,
       assign,
-      reassign
+      reassign,
+      assignMany,
+      // SQLite's statements run on the event loop one after the other: more groups gain nothing
+      groupsInFlight: synchronous ? 1 : 2
     } satisfies RouteStoreService
   })

@@ -1,0 +1,172 @@
+// The router's grouped first logins over an in-memory store that counts its calls: how a group
+// fails (every member, never a backend), which members are routed alone, placement inside a group.
+// The real statements on SQLite, PostgreSQL and MariaDB: packages/store/test/first-logins.test.ts.
+import { describe, expect, it } from "@effect/vitest"
+import {
+  type Backend,
+  makeTable,
+  PlacementInfo,
+  RouteCache,
+  Router,
+  RouteStore,
+  type RouteStoreService,
+  RouteTable,
+  StoreError
+} from "@doveroute/routing"
+import { Effect, Exit, Layer, Option } from "effect"
+
+const backends: Array<Backend> = [1, 2].map((id) => ({ id, hostname: `b${id}`, hostip: null, state: 0 }))
+const byId = (id: number) => backends.find((b) => b.id === id)!
+
+interface Calls {
+  groups: Array<number>
+  alone: number
+}
+
+/** A store with `assignMany`; `group` decides what a group call answers. */
+const storeWith = (
+  rows: Map<string, number>,
+  calls: Calls,
+  group: (pairs: ReadonlyArray<{ key: string | number; backendId: number }>) => Effect.Effect<ReadonlyMap<string, Backend | null>, StoreError>
+) =>
+  Layer.succeed(RouteStore, {
+    strategy: "mapping",
+    findAssigned: (k) =>
+      Effect.sync(() => {
+        calls.alone++
+        const id = rows.get(String(k))
+        return id === undefined ? Option.none() : Option.some(byId(id))
+      }),
+    listBackends: Effect.succeed(backends),
+    assign: (k, id) =>
+      Effect.sync(() => {
+        if (!rows.has(String(k))) rows.set(String(k), id)
+        return byId(rows.get(String(k))!)
+      }),
+    reassign: () => Effect.die("not used"),
+    assignMany: (pairs) => Effect.suspend(() => {
+      calls.groups.push(pairs.length)
+      return group(pairs)
+    }),
+    groupsInFlight: 1
+  } satisfies RouteStoreService)
+
+/** Insert-ignore then read, like the SQL store. */
+const insertIgnore = (rows: Map<string, number>) => (pairs: ReadonlyArray<{ key: string | number; backendId: number }>) =>
+  Effect.sync(() => {
+    const m = new Map<string, Backend | null>()
+    for (const p of pairs) {
+      if (!rows.has(String(p.key))) rows.set(String(p.key), p.backendId)
+      m.set(String(p.key), byId(rows.get(String(p.key))!))
+    }
+    return m as ReadonlyMap<string, Backend | null>
+  })
+
+const loadedTable = () => {
+  const table = makeTable()
+  table.replace({ backends, routes: new Map(), holds: new Map() })
+  return Layer.succeed(RouteTable, {
+    table,
+    status: () => ({ loaded: true, storeUp: true, lastReadAt: 0, reloads: 1, applied: 0 })
+  })
+}
+
+const routerOver = (store: Layer.Layer<RouteStore>, extra: Layer.Layer<never> = Layer.empty, placement?: "least-loaded") =>
+  Effect.provide(
+    Router,
+    Router.layerCached({ strategy: "mapping", downPolicy: "keep", ...(placement ? { placement } : {}) }).pipe(
+      Layer.provide(Layer.mergeAll(store, loadedTable(), RouteCache.disabled, extra))
+    )
+  )
+
+const names = (n: number) => Array.from({ length: n }, (_, i) => `u${i}`)
+
+describe("grouped first logins", () => {
+  it.live("concurrent first logins make one group; each member gets the stored row; the table learns them", () =>
+    Effect.gen(function*() {
+      const rows = new Map<string, number>([["u3", 2]])
+      const calls: Calls = { groups: [], alone: 0 }
+      const r = yield* routerOver(storeWith(rows, calls, insertIgnore(rows)))
+      const routes = yield* Effect.all(names(40).map((u) => r.route(u)), { concurrency: "unbounded" })
+      expect(calls.groups).toEqual([40])
+      expect(calls.alone).toBe(0)
+      for (const x of routes) expect(x.backend.id).toBe(rows.get(x.user))
+      expect(routes[3]!.backend.id).toBe(2)
+      for (const x of routes) expect(r.cached(x.user)?.backend.id).toBe(x.backend.id)
+    }))
+
+  it.live("store down: every member of the group fails with the store error, nobody is routed alone", () =>
+    Effect.gen(function*() {
+      const calls: Calls = { groups: [], alone: 0 }
+      const down = () => Effect.fail(new StoreError({ reason: "Unavailable", detail: "connection refused" }))
+      const r = yield* routerOver(storeWith(new Map(), calls, down))
+      const exits = yield* Effect.all(names(25).map((u) => Effect.exit(r.route(u))), { concurrency: "unbounded" })
+      expect(calls.groups).toEqual([25])
+      expect(calls.alone).toBe(0)
+      for (const e of exits) {
+        expect(Exit.isFailure(e)).toBe(true)
+        if (Exit.isFailure(e) && e.cause._tag === "Fail") expect((e.cause.error as StoreError).reason).toBe("Unavailable")
+        else expect.fail("expected a StoreError failure")
+      }
+      expect(r.cached("u0")).toBeUndefined()
+    }))
+
+  it.live("a statement error of the group: each member is routed alone (one bad key cannot fail the rest)", () =>
+    Effect.gen(function*() {
+      const rows = new Map<string, number>()
+      const calls: Calls = { groups: [], alone: 0 }
+      const broken = () => Effect.fail(new StoreError({ reason: "Query", detail: "value too long" }))
+      const r = yield* routerOver(storeWith(rows, calls, broken))
+      const routes = yield* Effect.all(names(10).map((u) => r.route(u)), { concurrency: "unbounded" })
+      expect(calls.groups).toEqual([10])
+      expect(calls.alone).toBe(10)
+      for (const x of routes) expect(x.backend.id).toBe(rows.get(x.user))
+    }))
+
+  it.live("a row naming a deleted backend (null) or missing from the read-back: that member is routed alone", () =>
+    Effect.gen(function*() {
+      const rows = new Map<string, number>()
+      const calls: Calls = { groups: [], alone: 0 }
+      const partial = (pairs: ReadonlyArray<{ key: string | number; backendId: number }>) =>
+        Effect.map(insertIgnore(rows)(pairs), (m) => {
+          const out = new Map(m)
+          out.set("u0", null)
+          out.delete("u1")
+          return out as ReadonlyMap<string, Backend | null>
+        })
+      const r = yield* routerOver(storeWith(rows, calls, partial))
+      const routes = yield* Effect.all(names(6).map((u) => r.route(u)), { concurrency: "unbounded" })
+      expect(calls.alone).toBe(2)
+      for (const x of routes) expect(x.backend.id).toBe(rows.get(x.user))
+    }))
+
+  it.live("least-loaded inside one group: each pick counts for the next", () =>
+    Effect.gen(function*() {
+      const rows = new Map<string, number>()
+      const calls: Calls = { groups: [], alone: 0 }
+      const info = Layer.succeed(PlacementInfo, {
+        weights: Effect.succeed(new Map([[1, 1], [2, 1]])),
+        loads: Effect.succeed(new Map([[1, { weight: 1, users: 4 }], [2, { weight: 1, users: 0 }]]))
+      })
+      const r = yield* routerOver(storeWith(rows, calls, insertIgnore(rows)), info, "least-loaded")
+      const routes = yield* Effect.all(names(10).map((u) => r.route(u)), { concurrency: "unbounded" })
+      expect(calls.groups).toEqual([10])
+      const on = (id: number) => routes.filter((x) => x.backend.id === id).length
+      expect([on(1), on(2)]).toEqual([3, 7])
+    }))
+
+  it.live("an interrupted member leaves the queue; the others are answered", () =>
+    Effect.gen(function*() {
+      const rows = new Map<string, number>()
+      const calls: Calls = { groups: [], alone: 0 }
+      const r = yield* routerOver(storeWith(rows, calls, insertIgnore(rows)))
+      const gone = yield* Effect.fork(r.route("gone"))
+      const kept = yield* Effect.fork(r.route("kept"))
+      yield* Effect.yieldNow()
+      yield* gone.interruptAsFork(gone.id())
+      const k = yield* kept.await
+      expect(Exit.isSuccess(k)).toBe(true)
+      expect(calls.groups).toEqual([1])
+      expect(rows.has("gone")).toBe(false)
+    }))
+})
