@@ -24,6 +24,12 @@ export interface GroupOptions<I, A, E> {
   readonly maxInFlight: number
   /** Starts a group's fiber (the router's runtime). */
   readonly fork: (effect: Effect.Effect<void>) => void
+  /**
+   * A member not answered within this many ms of joining (queued behind groups that hang on a
+   * frozen store, or in a slow group) fails with `late()`; its group goes on in the background.
+   */
+  readonly maxWaitMs?: number
+  readonly late?: () => E
 }
 
 interface Waiter<I, A, E> {
@@ -108,12 +114,29 @@ export const makeGrouper = <I, A, E>(options: GroupOptions<I, A, E>) => {
     setImmediate(flush)
   }
 
+  const maxWaitMs = options.maxWaitMs !== undefined && options.maxWaitMs > 0 && options.late !== undefined ? options.maxWaitMs : 0
   const submit = (id: string, item: I): Effect.Effect<A, E> =>
     Effect.async<A, E>((resume) => {
-      const w: Waiter<I, A, E> = { id, item, resume, cancelled: false }
+      let timer: ReturnType<typeof setTimeout> | undefined
+      const w: Waiter<I, A, E> = {
+        id,
+        item,
+        resume: (answer) => {
+          if (timer !== undefined) clearTimeout(timer)
+          resume(answer)
+        },
+        cancelled: false
+      }
+      if (maxWaitMs > 0) {
+        timer = setTimeout(() => {
+          w.cancelled = true
+          resume(Effect.fail(options.late!()))
+        }, maxWaitMs)
+      }
       queue.push(w)
       schedule()
       return Effect.sync(() => {
+        if (timer !== undefined) clearTimeout(timer)
         w.cancelled = true
       })
     })

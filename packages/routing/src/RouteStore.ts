@@ -60,6 +60,11 @@ export interface RouteStoreService {
   ) => Effect.Effect<ReadonlyMap<string, Backend | null>, StoreError>
   /** Groups of first logins that may be in flight at once (default 1). */
   readonly groupsInFlight?: number
+  /**
+   * The longest a first login waits for its group, queueing included (the store's query timeout):
+   * then it fails `Timeout` (temp_fail) while the group finishes in the background.
+   */
+  readonly groupWaitMs?: number
 }
 
 /** Service tag for {@link RouteStoreService}. */

@@ -34,7 +34,7 @@ import {
 import { ReasonError } from "./ReasonError.js"
 import { RouteCache } from "./RouteCache.js"
 import type { RoutingTable } from "./RoutingTable.js"
-import { RouteStore, type StoreError } from "./RouteStore.js"
+import { RouteStore, StoreError } from "./RouteStore.js"
 import { shardKey } from "./ShardKey.js"
 import type { DownPolicy, RouteKey, Strategy } from "./Strategy.js"
 import { RouteTable } from "./TableFeed.js"
@@ -265,6 +265,10 @@ export const make = (options: RouterOptions) =>
         run: runGroup(store.assignMany),
         maxSize: FIRST_LOGIN_GROUP_MAX,
         maxInFlight: store.groupsInFlight ?? 1,
+        ...(store.groupWaitMs !== undefined ? {
+          maxWaitMs: store.groupWaitMs,
+          late: () => new StoreError({ reason: "Timeout", detail: `no answer for a first login within ${store.groupWaitMs} ms (query_timeout)` })
+        } : {}),
         fork: (eff) => {
           Runtime.runFork(runtime)(eff)
         }

@@ -13,7 +13,7 @@ import {
   RouteTable,
   StoreError
 } from "@doveroute/routing"
-import { Effect, Exit, Layer, Option } from "effect"
+import { Effect, Exit, Fiber, Layer, Option } from "effect"
 
 const backends: Array<Backend> = [1, 2].map((id) => ({ id, hostname: `b${id}`, hostip: null, state: 0 }))
 const byId = (id: number) => backends.find((b) => b.id === id)!
@@ -27,7 +27,8 @@ interface Calls {
 const storeWith = (
   rows: Map<string, number>,
   calls: Calls,
-  group: (pairs: ReadonlyArray<{ key: string | number; backendId: number }>) => Effect.Effect<ReadonlyMap<string, Backend | null>, StoreError>
+  group: (pairs: ReadonlyArray<{ key: string | number; backendId: number }>) => Effect.Effect<ReadonlyMap<string, Backend | null>, StoreError>,
+  groupWaitMs?: number
 ) =>
   Layer.succeed(RouteStore, {
     strategy: "mapping",
@@ -48,7 +49,8 @@ const storeWith = (
       calls.groups.push(pairs.length)
       return group(pairs)
     }),
-    groupsInFlight: 1
+    groupsInFlight: 1,
+    ...(groupWaitMs !== undefined ? { groupWaitMs } : {})
   } satisfies RouteStoreService)
 
 /** Insert-ignore then read, like the SQL store. */
@@ -109,6 +111,31 @@ describe("grouped first logins", () => {
         else expect.fail("expected a StoreError failure")
       }
       expect(r.cached("u0")).toBeUndefined()
+    }))
+
+  it.live("a frozen store: a member queued behind a hanging group fails Timeout within groupWaitMs of joining, not after it", () =>
+    Effect.gen(function*() {
+      const calls: Calls = { groups: [], alone: 0 }
+      const r = yield* routerOver(storeWith(new Map(), calls, () => Effect.never, 300))
+      const timed = (u: string) =>
+        Effect.gen(function*() {
+          const t0 = Date.now()
+          const e = yield* Effect.exit(r.route(u))
+          return { e, ms: Date.now() - t0 }
+        })
+      // u0 starts the only group slot, which hangs; u1 joins 150 ms later and must queue behind it
+      const first = yield* Effect.fork(timed("u0"))
+      yield* Effect.sleep("150 millis")
+      const second = yield* timed("u1")
+      const one = yield* Fiber.join(first)
+      expect(calls.groups).toEqual([1])
+      for (const x of [one, second]) {
+        expect(x.ms).toBeGreaterThanOrEqual(290)
+        expect(x.ms, "answered within groupWaitMs of joining (+ scheduling)").toBeLessThan(300 + 250)
+        if (Exit.isFailure(x.e) && x.e.cause._tag === "Fail") expect((x.e.cause.error as StoreError).reason).toBe("Timeout")
+        else expect.fail("expected a StoreError Timeout")
+      }
+      expect(calls.alone).toBe(0)
     }))
 
   it.live("a statement error of the group: each member is routed alone (one bad key cannot fail the rest)", () =>

@@ -285,6 +285,7 @@ export const make = (options: SqlRouteStoreOptions) =>
       reassign,
       assignMany,
       // SQLite's statements run on the event loop one after the other: more groups gain nothing
-      groupsInFlight: synchronous ? 1 : 2
+      groupsInFlight: synchronous ? 1 : 2,
+      groupWaitMs: Duration.toMillis(timeout)
     } satisfies RouteStoreService
   })
