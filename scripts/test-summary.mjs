@@ -8,6 +8,7 @@ let passed = 0
 let failed = 0
 let missing = 0
 const notRun = []
+const failedNames = []
 for (const [label, file] of process.argv.slice(2).map((a) => a.split("=", 2))) {
   let r
   try {
@@ -20,10 +21,18 @@ for (const [label, file] of process.argv.slice(2).map((a) => a.split("=", 2))) {
   passed += r.numPassedTests
   failed += r.numFailedTests
   for (const f of r.testResults) {
+    const file = f.name.replace(process.cwd() + "/", "")
     for (const a of f.assertionResults) {
-      if (a.status !== "passed" && a.status !== "failed") notRun.push(`${label}: ${f.name.replace(process.cwd() + "/", "")}: ${a.fullName}`)
+      if (a.status === "failed") failedNames.push(`${label}: ${file}: ${a.fullName}`)
+      else if (a.status !== "passed") notRun.push(`${label}: ${file}: ${a.fullName}`)
     }
+    // a file whose setup failed has a failed status, a message and no test results
+    if (f.status === "failed" && f.assertionResults.length === 0) notRun.push(`${label}: ${file}: ${(f.message ?? "").split("\n")[0]}`)
   }
+}
+if (failedNames.length > 0) {
+  console.log("failed:")
+  for (const n of failedNames) console.log(`  ${n}`)
 }
 if (notRun.length > 0) {
   console.log("did not run (setup failed or skipped; a missing feature is a failure):")

@@ -25,6 +25,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { type BenchOptions, type BenchReport, luaScriptName, type Row, type ServerKind, type StoreKind, type Temperature, type Variant } from "./BenchTypes.js"
 import { bulkMap, storedHosts, type StoreRef } from "./BulkMap.js"
+import { churnUsers, type MoveStats, startImapBanners, startMover } from "./Churn.js"
 import { type LoadMode, type LoadOptions, runLoad, sampleRequest } from "./LoadGen.js"
 import { CpuMeter, memInfo } from "./ProcStats.js"
 import { formatProfile, monotonicUs, summarizeProfile } from "./Profile.js"
@@ -80,6 +81,13 @@ export async function runBench(o: BenchOptions, command: string): Promise<BenchR
   const tmp = makeTempDir({ prefix: "dvb-" })
   const users = warmUsers(o.users)
   const ctx: Ctx = { o, report, users, tmp, auth, expected: new Map(), replySize: undefined }
+  const banners = o.churn ? await startImapBanners(HOSTS) : undefined
+  if (banners !== undefined) {
+    ctx.healthPort = banners.port
+    report.notes.push(
+      `--churn: during every measured doveroute and Dovecot + Lua run, one \`doveroute user move\` per second (users outside the measured pool); doveroute checks both backends' IMAP greeting every second`
+    )
+  }
   try {
     if (o.groups.has("sqlite") || o.groups.has("lua")) await phaseSqlite(ctx)
     if (o.groups.has("bare")) await guarded(ctx, "bare socket", () => phaseBare(ctx))
@@ -89,6 +97,8 @@ export async function runBench(o: BenchOptions, command: string): Promise<BenchR
     if (o.groups.has("profile")) await guarded(ctx, "profile", () => phaseProfile(ctx, o.profile))
   } finally {
     report.machine.loadAfter = os.loadavg().map((x) => Math.round(x * 100) / 100)
+    if (banners !== undefined) report.notes.push(`--churn: ${banners.checks()} health-check connections answered`)
+    await banners?.close()
     await tmp.cleanup()
   }
   return report
@@ -109,6 +119,8 @@ interface Ctx {
   expected: Map<string, string>
   /** Mean auth reply size seen (for the bare server's reply). */
   replySize: number | undefined
+  /** `--churn`: the IMAP port of the bench backends' greeting servers (health checks). */
+  healthPort?: number
 }
 
 async function guarded(ctx: Ctx, what: string, f: () => Promise<void>): Promise<void> {
@@ -230,10 +242,40 @@ async function prewarm(ctx: Ctx, mode: LoadMode, socket: string, expected: Reado
 async function prepareStore(ctx: Ctx, url: string, ref: StoreRef): Promise<Map<string, string>> {
   await addBackends(url, HOSTS)
   const t0 = Date.now()
+  if (ctx.o.churn) await bulkMap(ref, churnUsers(CHURN_USERS))
   const expected = await bulkMap(ref, ctx.users)
   ctx.o.log(`  ${ctx.users.length} warm users inserted in ${((Date.now() - t0) / 1000).toFixed(1)} s`)
   return expected
 }
+
+/** doveroute's extra environment under `--churn`: health checks every second on the greeting servers. */
+const churnEnv = (ctx: Ctx): Record<string, string> =>
+  ctx.healthPort === undefined ? {} : {
+    DOVEROUTE_HEALTH_ENABLED: "true",
+    DOVEROUTE_HEALTH_PROTOCOL: "imap",
+    DOVEROUTE_HEALTH_PORT: String(ctx.healthPort),
+    DOVEROUTE_HEALTH_INTERVAL: "1 second",
+    DOVEROUTE_HEALTH_TIMEOUT: "1 second"
+  }
+
+/**
+ * Runs `f` with the mover going when `--churn` is on (the churn users must be mapped in `store`);
+ * the moves made and failed are noted in the report under `what`.
+ */
+async function withChurn<A>(ctx: Ctx, store: string, what: string, f: () => Promise<A>): Promise<A> {
+  if (!ctx.o.churn) return f()
+  const mover = startMover(store, churnUsers(CHURN_USERS), HOSTS)
+  let stats: MoveStats | undefined
+  try {
+    return await f()
+  } finally {
+    stats = await mover.stop()
+    ctx.report.notes.push(`--churn, ${what}: ${stats.moves} moves${stats.failed > 0 ? `, ${stats.failed} FAILED (${stats.firstError ?? "?"})` : ""}`)
+    ctx.o.log(`  churn (${what}): ${stats.moves} moves, ${stats.failed} failed${stats.firstError !== undefined ? ": " + stats.firstError : ""}`)
+  }
+}
+
+const CHURN_USERS = 100
 
 const sumReplySizes = (rows: ReadonlyArray<Row>): number | undefined =>
   rows.length === 0 ? undefined : Math.round(rows.reduce((a, r) => a + r.result.replyBytesMean, 0) / rows.length)
@@ -255,15 +297,17 @@ async function phaseSqlite(ctx: Ctx): Promise<void> {
     await guarded(ctx, "doveroute on SQLite", async () => {
       const dictSocket = tmp.join("dict.sock")
       const authSocket = ctx.auth ? tmp.join("auth.sock") : undefined
-      const d = await startDoveroute({ store, dictSocket, ...(authSocket !== undefined ? { authSocket } : {}) })
+      const d = await startDoveroute({ store, dictSocket, ...(authSocket !== undefined ? { authSocket } : {}), env: churnEnv(ctx) })
       try {
-        await prewarm(ctx, "dict", dictSocket, ctx.expected)
-        await series(ctx, d, { server: "doveroute", frontend: "dict", store: "sqlite" }, dictSocket, "warm", ctx.expected)
-        if (authSocket !== undefined) {
-          await prewarm(ctx, "auth", authSocket, ctx.expected)
-          await series(ctx, d, { server: "doveroute", frontend: "auth", store: "sqlite" }, authSocket, "warm", ctx.expected)
-          await series(ctx, d, { server: "doveroute", frontend: "auth", store: "sqlite" }, authSocket, "cold", ctx.expected, file)
-        }
+        await withChurn(ctx, store, "doveroute on SQLite", async () => {
+          await prewarm(ctx, "dict", dictSocket, ctx.expected)
+          await series(ctx, d, { server: "doveroute", frontend: "dict", store: "sqlite" }, dictSocket, "warm", ctx.expected)
+          if (authSocket !== undefined) {
+            await prewarm(ctx, "auth", authSocket, ctx.expected)
+            await series(ctx, d, { server: "doveroute", frontend: "auth", store: "sqlite" }, authSocket, "warm", ctx.expected)
+            await series(ctx, d, { server: "doveroute", frontend: "auth", store: "sqlite" }, authSocket, "cold", ctx.expected, file)
+          }
+        })
       } finally {
         await d.stop()
       }
@@ -274,10 +318,12 @@ async function phaseSqlite(ctx: Ctx): Promise<void> {
     if (ctx.auth) {
       await guarded(ctx, "doveroute on SQLite, cache off", async () => {
         const authSocket = tmp.join("auth-nc.sock")
-        const d = await startDoveroute({ store, authSocket, env: { DOVEROUTE_CACHE_ENABLED: "false" } })
+        const d = await startDoveroute({ store, authSocket, env: { DOVEROUTE_CACHE_ENABLED: "false", ...churnEnv(ctx) } })
         try {
-          await prewarm(ctx, "auth", authSocket, ctx.expected)
-          await series(ctx, d, { server: "doveroute", frontend: "auth", store: "sqlite", variant: "nocache" }, authSocket, "warm", ctx.expected)
+          await withChurn(ctx, store, "doveroute on SQLite, cache off", async () => {
+            await prewarm(ctx, "auth", authSocket, ctx.expected)
+            await series(ctx, d, { server: "doveroute", frontend: "auth", store: "sqlite", variant: "nocache" }, authSocket, "warm", ctx.expected)
+          })
         } finally {
           await d.stop()
         }
@@ -297,9 +343,11 @@ async function phaseSqlite(ctx: Ctx): Promise<void> {
       try {
         const kind: ServerKind = inProcess ? "dovecot-lua-inproc" : "dovecot-lua"
         o.log(`Dovecot 2.3 + ${luaScriptName(o)}${inProcess ? " (blocking=no)" : ""} on the same SQLite file`)
-        await prewarm(ctx, "auth", dc.authSocket, ctx.expected)
-        await series(ctx, dc, { server: kind, frontend: "auth", store: "sqlite" }, dc.authSocket, "warm", ctx.expected)
-        if (!inProcess) await series(ctx, dc, { server: kind, frontend: "auth", store: "sqlite" }, dc.authSocket, "cold", ctx.expected, file)
+        await withChurn(ctx, store, inProcess ? "Dovecot + Lua blocking=no" : "Dovecot + Lua", async () => {
+          await prewarm(ctx, "auth", dc.authSocket, ctx.expected)
+          await series(ctx, dc, { server: kind, frontend: "auth", store: "sqlite" }, dc.authSocket, "warm", ctx.expected)
+          if (!inProcess) await series(ctx, dc, { server: kind, frontend: "auth", store: "sqlite" }, dc.authSocket, "cold", ctx.expected, file)
+        })
         ctx.replySize ??= sumReplySizes(ctx.report.rows.filter((r) => r.server === kind))
       } catch (e) {
         const log = dc.logs().split("\n").filter((l) => /Fatal|Error|Panic|Warning/.test(l)).slice(-8).join("\n")
@@ -339,10 +387,13 @@ async function phaseDb(ctx: Ctx, kind: "postgres" | "mysql"): Promise<void> {
     const expected = await prepareStore(ctx, db.url, { kind, database: db.name })
     const socket = tmp.join(`${kind}.sock`)
     const mode: LoadMode = ctx.auth ? "auth" : "dict"
-    d = await startDoveroute(ctx.auth ? { store: db.url, authSocket: socket } : { store: db.url, dictSocket: socket })
-    await prewarm(ctx, mode, socket, expected)
-    await series(ctx, d, { server: "doveroute", frontend: mode, store: kind }, socket, "warm", expected)
-    await series(ctx, d, { server: "doveroute", frontend: mode, store: kind }, socket, "cold", expected)
+    d = await startDoveroute({ store: db.url, env: churnEnv(ctx), ...(ctx.auth ? { authSocket: socket } : { dictSocket: socket }) })
+    const server = d
+    await withChurn(ctx, db.url, kind === "postgres" ? "doveroute on PostgreSQL" : "doveroute on MariaDB", async () => {
+      await prewarm(ctx, mode, socket, expected)
+      await series(ctx, server, { server: "doveroute", frontend: mode, store: kind }, socket, "warm", expected)
+      await series(ctx, server, { server: "doveroute", frontend: mode, store: kind }, socket, "cold", expected)
+    })
   } finally {
     await d?.stop()
     await db?.drop().catch(() => undefined)

@@ -23,6 +23,8 @@ export interface BenchOptions {
   readonly luaScript?: string
   /** `--sqlite-journal wal`: switch the SQLite store to WAL (`doveroute migrate --journal wal`) before the runs. */
   readonly sqliteJournal?: "wal" | "delete"
+  /** `--churn`: health checks every second and one `user move` per second during the runs (Churn.ts). */
+  readonly churn: boolean
   readonly memoryUsers: number
   readonly memoryLookups: number
   /** Which load the `profile` group profiles. */

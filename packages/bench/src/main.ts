@@ -29,6 +29,9 @@ const USAGE = `usage:
                             auth_passdb_init(args) is called from script_init (see packages/bench/README.md)
     --sqlite-journal wal    switch the SQLite store to WAL first (doveroute migrate --journal wal); default: the
                             rollback journal doveroute leaves
+    --churn                 what a live site does meanwhile, on both sides: one \`doveroute user move\` per second
+                            during every doveroute and Dovecot+Lua run, and doveroute health-checks both backends
+                            (IMAP greeting servers) every second
     --profile               also profile the daemon (node --cpu-prof) under the warm SQLite load at the top level
     --profile-cold          the same under first-time users
     --no-build              do not rebuild a stale bundle
@@ -75,6 +78,7 @@ async function main(argv: Array<string>): Promise<number> {
       "no-lua-inproc": { type: "boolean", default: false },
       "lua-script": { type: "string" },
       "sqlite-journal": { type: "string" },
+      churn: { type: "boolean", default: false },
       profile: { type: "boolean", default: false },
       "profile-cold": { type: "boolean", default: false },
       "no-build": { type: "boolean", default: false },
@@ -108,6 +112,7 @@ async function main(argv: Array<string>): Promise<number> {
     levels: values.levels !== undefined ? list(values.levels).map(Number) : [1, 16, 64],
     depth: num(values.depth, 1),
     users: num(values.users, quick ? 2000 : 10_000),
+    churn: values.churn,
     build: !values["no-build"],
     groups,
     luaInProcess: !values["no-lua-inproc"] && !quick,

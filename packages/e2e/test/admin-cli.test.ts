@@ -79,9 +79,9 @@ describe.each(ADMIN_STORES)("admin CLI on %s", { timeout: 400_000 }, (kind) => {
 
   it("two concurrent moves of one user: one succeeds, the other fails with try again (exit 75)", async () => {
     await s.json(["user", "move", "carol", "b1.test", "--no-wait"])
-    // the first move holds the user's lock for >= 20 s (it waits cache.refresh before it returns);
+    // the first move holds the user's lock for >= 6 s (it waits cache.refresh before it returns);
     // the second starts only once that lock row is in the store, so the two always overlap
-    const slow = { cache: { refresh: "20 seconds" } }
+    const slow = { cache: { refresh: "6 seconds" } }
     fs.writeFileSync(s.config + ".slow.json", JSON.stringify({ ...JSON.parse(fs.readFileSync(s.config, "utf8")), ...slow }))
     const first = s.cli(["user", "move", "carol", "b2.test", "--json"], s.config + ".slow.json")
     for (let i = 0; i < 300; i++) {
