@@ -1,5 +1,9 @@
 /**
- * `doveroute user show|move|unassign|list` and `doveroute shard show|move`.
+ * `doveroute user show|move|unassign|list|tag` and `doveroute shard show|move`.
+ *
+ * `user tag set|clear|show|list`: the store's per-user tag (`doveroute_user_tags`), which wins
+ * over the passdb's `director_tag` and the `tags.domains` rule when the user is placed; a mapped
+ * user stays on their backend (move them with `user move`).
  *
  * A move takes the key's move lock (`doveroute_moves`; a second move of the same user at once
  * fails with "try again", exit 75), re-points the row with a compare-and-set, then waits
@@ -53,9 +57,37 @@ const list = Command.make("list", listConfig, lazy(run, "list")).pipe(
   Command.withDescription("list mapped users (or shards) with their backend")
 )
 
+export const tagSetConfig = {
+  ...adminOptions,
+  user: USER,
+  tag: Args.text({ name: "TAG" }).pipe(Args.withDescription("the tag (pool) new placements of the user use")),
+  ...dryRunOption
+}
+const tagSet = Command.make("set", tagSetConfig, lazy(run, "tagSet")).pipe(
+  Command.withDescription("set a user's tag in the store (wins over director_tag and tags.domains; a mapped user stays where they are)")
+)
+export const tagClearConfig = { ...adminOptions, user: USER, ...dryRunOption }
+const tagClear = Command.make("clear", tagClearConfig, lazy(run, "tagClear")).pipe(
+  Command.withDescription("remove a user's tag from the store (director_tag or tags.domains decide again)")
+)
+export const tagShowConfig = {
+  ...adminOptions,
+  user: USER,
+  tag: Options.text("tag").pipe(Options.withDescription("the director_tag a login would carry"), Options.optional)
+}
+const tagShow = Command.make("show", tagShowConfig, lazy(run, "tagShow")).pipe(
+  Command.withDescription("a user's tag: store, domain rule, the one a placement would use, and the tag of the backend the user is on")
+)
+export const tagListConfig = adminOptions
+const tagList = Command.make("list", tagListConfig, lazy(run, "tagList")).pipe(Command.withDescription("list the users with a tag in the store"))
+const tag = Command.make("tag").pipe(
+  Command.withDescription("the store's per-user tags (pools)"),
+  Command.withSubcommands([tagSet, tagClear, tagShow, tagList])
+)
+
 export const user = Command.make("user").pipe(
   Command.withDescription("inspect and move users"),
-  Command.withSubcommands([show, move, moveMany, unassign, list])
+  Command.withSubcommands([show, move, moveMany, unassign, list, tag])
 )
 
 export const shardShowConfig = { ...adminOptions, shard: Args.text({ name: "USER|N" }) }

@@ -1,18 +1,29 @@
 /**
- * What `doveroute user show|move|unassign|list` and `doveroute shard show|move` do (the options:
+ * What `doveroute user show|move|unassign|list|tag` and `doveroute shard show|move` do (the options:
  * User.ts; `user move-many` and shard ranges: BulkRun.ts), imported when one of them runs.
  *
  * @since 0.1.0
  */
 import type { Settings } from "@doveroute/daemon"
-import { normalizeUser, type RouteKey, Router, shardKey } from "@doveroute/routing"
+import { domainTag, normalizeUser, type RouteKey, Router, shardKey } from "@doveroute/routing"
 import { AdminOps } from "@doveroute/store"
 import { Effect, Option } from "effect"
 import { keyOf, output, propagationWait, requireStrategy, withReadStore, withStore } from "./AdminSupport.js"
 import { moveShardRange, parseShardRange, storeFor } from "./BulkRun.js"
 import type { Parsed } from "./Lazy.js"
 import { moveKeys, planMoves } from "./Moves.js"
-import type { listConfig, moveConfig, shardMoveConfig, shardShowConfig, showConfig, unassignConfig } from "./User.js"
+import type {
+  listConfig,
+  moveConfig,
+  shardMoveConfig,
+  shardShowConfig,
+  showConfig,
+  tagClearConfig,
+  tagListConfig,
+  tagSetConfig,
+  tagShowConfig,
+  unassignConfig
+} from "./User.js"
 
 /** Everything `user show` / `shard show` explain about a key. */
 const explain = (settings: Settings, key: RouteKey, user: string | null) =>
@@ -141,3 +152,57 @@ export const shardMove = (o: Parsed<typeof shardMoveConfig>) =>
       const r = yield* moveOne(settings, range.first, o.backend, { wait: !o.noWait, dryRun: o.dryRun })
       yield* output(o.json, { shard: range.first, ...r }, () => moveText(`shard ${range.first}`, r))
     }))
+
+const setOrClear = (o: Parsed<typeof tagClearConfig>, tag: string | null) =>
+  storeFor(o.dryRun)(o, (settings) =>
+    Effect.gen(function*() {
+      const key = yield* keyOf(o.user)
+      const r = yield* AdminOps.setUserTag(settings.strategy, key, tag, o.dryRun)
+      const found = yield* AdminOps.findKey(settings.strategy, key)
+      const backend = found.backend
+      const mismatch = backend !== null && backend.tag !== (r.after ?? domainTag(settings.routing.tags.domains, o.user) ?? null)
+      const out = { user: o.user, key, before: r.before, tag: r.after, changed: r.changed, dryRun: r.dryRun, backend, mismatch }
+      yield* output(o.json, out, () => [
+        `${o.user}: tag ${r.before ?? "none"} -> ${tag ?? "none"}${r.dryRun ? " (dry run, nothing changed)" : ""}`,
+        ...(mismatch
+          ? [`note: ${o.user} is mapped to backend ${backend.hostname} (tag ${backend.tag ?? "none"}) and stays there; move it with doveroute user move`]
+          : [])
+      ])
+    }))
+
+export const tagSet = (o: Parsed<typeof tagSetConfig>) => setOrClear(o, o.tag)
+export const tagClear = (o: Parsed<typeof tagClearConfig>) => setOrClear(o, null)
+
+export const tagShow = (o: Parsed<typeof tagShowConfig>) =>
+  withReadStore(o, (settings) =>
+    Effect.gen(function*() {
+      yield* requireStrategy(settings, "mapping", "tags need strategy mapping")
+      const key = yield* keyOf(o.user)
+      const stored = yield* AdminOps.userTag(key)
+      const preview = yield* Effect.flatMap(Router, (r) => r.preview(o.user, Option.getOrUndefined(o.tag)))
+      const found = yield* AdminOps.findKey(settings.strategy, key)
+      const backend = found.backend
+      const out = {
+        user: o.user,
+        key,
+        storeTag: stored,
+        requestTag: Option.getOrNull(o.tag),
+        domainTag: domainTag(settings.routing.tags.domains, o.user) ?? null,
+        tag: preview.tag,
+        source: preview.tagSource,
+        backend,
+        mismatch: backend !== null && backend.tag !== preview.tag,
+        candidates: preview.candidates.map((b) => ({ id: b.id, hostname: b.hostname }))
+      }
+      yield* output(o.json, out, () => [
+        `${o.user}: tag ${out.tag ?? "none"} (from ${out.source}; store ${out.storeTag ?? "none"}, domain rule ${out.domainTag ?? "none"})`,
+        backend !== null
+          ? `mapped to backend ${backend.id} ${backend.hostname} (tag ${backend.tag ?? "none"})` +
+            (out.mismatch ? ": another pool; the user stays there until moved (doveroute user move)" : "")
+          : `not mapped: the next login places it on one of: ${out.candidates.map((c) => c.hostname).join(", ") || "(none: temp_fail)"}`
+      ])
+    }))
+
+export const tagList = (o: Parsed<typeof tagListConfig>) =>
+  withReadStore(o, () =>
+    Effect.flatMap(AdminOps.listUserTags, (rows) => output(o.json, rows, () => rows.map((r) => `${r.user}\t${r.tag}`))))
