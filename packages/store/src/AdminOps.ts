@@ -14,8 +14,7 @@ import { classifySqlError } from "./Classify.js"
 import { addBackend } from "./Admin.js"
 import { MOVES_TABLE, readRoutesVersion, stateName } from "./Operations.js"
 import { insertIgnoreStatement } from "./SqlRouteStore.js"
-import { keyColumn, tableColumns } from "./Schema.js"
-import { USER_TAGS_TABLE } from "./TagsTable.js"
+import { keyColumn, tableColumns, USER_TAGS_TABLE } from "./Schema.js"
 
 /**
  * An operator-level failure. Exit codes follow `doveadm director`: 68 not found, 75 try again

@@ -20,8 +20,7 @@ import type { SqlError } from "@effect/sql/SqlError"
 import { type Backend, type RouteKey, type RouteStoreService, StoreError, type Strategy } from "@doveroute/routing"
 import { Duration, Effect, Option, Schedule } from "effect"
 import { classifySqlError, isRetryableConflict, isSqliteBusy } from "./Classify.js"
-import { keyColumn } from "./Schema.js"
-import { USER_TAGS_TABLE } from "./TagsTable.js"
+import { keyColumn, USER_TAGS_TABLE } from "./Schema.js"
 
 /** Options of the SQL route store. */
 export interface SqlRouteStoreOptions {

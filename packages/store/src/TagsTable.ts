@@ -17,11 +17,10 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Effect } from "effect"
 import { dialectOf, feedTriggers, installTriggers, ROUTING_COLUMNS } from "./ChangeFeed.js"
-import { tableColumns } from "./Schema.js"
+import { TAG_COLUMN, tableColumns, USER_TAGS_TABLE } from "./Schema.js"
 import type { Strategy } from "@doveroute/routing"
 
-export const TAG_COLUMN = "tag"
-export const USER_TAGS_TABLE = "doveroute_user_tags"
+export { TAG_COLUMN, USER_TAGS_TABLE } from "./Schema.js"
 
 /** Migration 0011 (idempotent). */
 export const m0011 = (strategy: Strategy): Effect.Effect<void, SqlError, SqlClient.SqlClient> =>
