@@ -232,7 +232,7 @@ describe.each(["sqlite", "postgres", "mysql"] as const)("tags on %s", (kind) => 
       })))
   )
 
-  it("CLI: backend add/tag, backend list, user tag set/show/list/clear, lookup --tag, with --json and --dry-run", async () => {
+  it("CLI: backend add/tag, backend list, user tag/tags/show, lookup --tag, with --json and --dry-run", async () => {
     await Effect.runPromise(withDatabase(kind, (url) =>
       Effect.promise(async () => {
         const cli = async (...args: Array<string>) => {
@@ -265,14 +265,17 @@ describe.each(["sqlite", "postgres", "mysql"] as const)("tags on %s", (kind) => 
         expect(bad.code).not.toBe(0)
         expect(bad.stderr).toMatch(/tag is 1-64/)
         // user tags
-        const set = await json("user", "tag", "set", "eve@x.example", "b", "--dry-run")
+        const set = await json("user", "tag", "eve@x.example", "b", "--dry-run")
         expect([set.before, set.tag, set.dryRun]).toEqual([null, "b", true])
-        expect(await json("user", "tag", "list")).toEqual([])
-        expect((await json("user", "tag", "set", "eve@x.example", "b")).tag).toBe("b")
-        expect(await json("user", "tag", "list")).toEqual([{ user: "eve@x.example", tag: "b" }])
-        const show = await json("user", "tag", "show", "eve@x.example", "--tag", "a")
-        expect([show.storeTag, show.requestTag, show.tag, show.source, show.backend]).toEqual(["b", "a", "b", "store", null])
+        expect(await json("user", "tags")).toEqual([])
+        expect((await json("user", "tag", "eve@x.example", "b")).tag).toBe("b")
+        expect(await json("user", "tags")).toEqual([{ user: "eve@x.example", tag: "b" }])
+        const show = await json("user", "show", "eve@x.example")
+        expect([show.storeTag, show.tag, show.tagSource, show.backend]).toEqual(["b", "b", "store", null])
         expect(show.candidates.map((c: { hostname: string }) => c.hostname)).toEqual(["b1.test"])
+        // the store tag wins over the login's director_tag
+        const withTag = await json("lookup", "eve@x.example", "--tag", "a")
+        expect([withTag.tag, withTag.tagSource]).toEqual(["b", "store"])
         // lookup: what a login with that director_tag would do
         const lk = await json("lookup", "frank@x.example", "--tag", "a")
         expect([lk.tag, lk.tagSource, lk.wouldInsert]).toEqual(["a", "request", true])
@@ -281,13 +284,14 @@ describe.each(["sqlite", "postgres", "mysql"] as const)("tags on %s", (kind) => 
         expect(none.candidates.map((c: { hostname: string }) => c.hostname)).toEqual(["u1.test"])
         // eve's first login (the CLI's router, one by one) goes to pool b; then a tag change is reported, not acted on
         await cli("user", "move", "eve@x.example", "a1.test", "--no-wait")
-        const moved = await json("user", "tag", "show", "eve@x.example")
-        expect([moved.backend.hostname, moved.backend.tag, moved.mismatch]).toEqual(["a1.test", "a", true])
-        expect((await json("user", "tag", "clear", "eve@x.example", "--dry-run")).tag).toBeNull()
-        expect(await json("user", "tag", "list")).toEqual([{ user: "eve@x.example", tag: "b" }])
-        const cleared = await json("user", "tag", "clear", "eve@x.example")
-        expect([cleared.before, cleared.tag, cleared.changed]).toEqual(["b", null, true])
-        expect(await json("user", "tag", "list")).toEqual([])
+        const moved = await json("user", "show", "eve@x.example")
+        expect([moved.backend.hostname, moved.backend.tag, moved.tagMismatch]).toEqual(["a1.test", "a", true])
+        expect(await cli("user", "show", "eve@x.example")).toMatch(/backend tag a: another pool/)
+        expect((await json("user", "tag", "eve@x.example", "none", "--dry-run")).tag).toBeNull()
+        expect(await json("user", "tags")).toEqual([{ user: "eve@x.example", tag: "b" }])
+        const cleared = await json("user", "tag", "eve@x.example", "none")
+        expect([cleared.before, cleared.tag, cleared.changed, cleared.mismatch]).toEqual(["b", null, true, true])
+        expect(await json("user", "tags")).toEqual([])
       })
     ))
   }, 240_000)

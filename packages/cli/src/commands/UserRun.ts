@@ -18,10 +18,8 @@ import type {
   shardMoveConfig,
   shardShowConfig,
   showConfig,
-  tagClearConfig,
-  tagListConfig,
-  tagSetConfig,
-  tagShowConfig,
+  tagConfig,
+  tagsConfig,
   unassignConfig
 } from "./User.js"
 
@@ -32,6 +30,8 @@ const explain = (settings: Settings, key: RouteKey, user: string | null) =>
     const moving = yield* AdminOps.moveInProgress(key)
     const preview = user !== null ? yield* Effect.flatMap(Router, (r) => r.preview(user)) : undefined
     const normalized = user !== null ? normalizeUser(user, settings.routing.normalize) : null
+    const storeTag = settings.strategy === "mapping" ? yield* AdminOps.userTag(key) : null
+    const tag = preview?.tag ?? null
     return {
       user,
       normalized,
@@ -43,6 +43,11 @@ const explain = (settings: Settings, key: RouteKey, user: string | null) =>
       backend: found.backend,
       state: found.backend?.stateName ?? null,
       moveInProgress: moving,
+      storeTag,
+      domainTag: user !== null ? domainTag(settings.routing.tags.domains, user) ?? null : null,
+      tag,
+      tagSource: preview?.tagSource ?? "none",
+      tagMismatch: found.backend !== null && found.backend.tag !== tag,
       candidates: preview?.candidates.map((b) => ({ id: b.id, hostname: b.hostname })) ?? null
     }
   })
@@ -57,6 +62,8 @@ const explainLines = (r: Effect.Effect.Success<ReturnType<typeof explain>>) => [
       : r.rows.length === 1
       ? `row: ${String(r.key)} -> backend ${r.rows[0]}, which does not exist: the next login replaces it, on one of: ${r.candidates?.map((c) => c.hostname).join(", ") || "(none: temp_fail)"}`
       : `no row: the next login places it on one of: ${r.candidates?.map((c) => c.hostname).join(", ") || "(none: temp_fail)"}`,
+  `tag ${r.tag ?? "none"} (from ${r.tagSource}; store ${r.storeTag ?? "none"}, domain rule ${r.domainTag ?? "none"})` +
+    (r.backend !== null ? `, backend tag ${r.backend.tag ?? "none"}${r.tagMismatch ? ": another pool, the user stays there until moved (doveroute user move)" : ""}` : ""),
   ...(r.moveInProgress !== null ? [`move in progress${r.moveInProgress.holdLogins ? ", logins held" : ""} until ${new Date(r.moveInProgress.expiresAt).toISOString()}`] : [])
 ]
 
@@ -153,56 +160,24 @@ export const shardMove = (o: Parsed<typeof shardMoveConfig>) =>
       yield* output(o.json, { shard: range.first, ...r }, () => moveText(`shard ${range.first}`, r))
     }))
 
-const setOrClear = (o: Parsed<typeof tagClearConfig>, tag: string | null) =>
+export const tag = (o: Parsed<typeof tagConfig>) =>
   storeFor(o.dryRun)(o, (settings) =>
     Effect.gen(function*() {
       const key = yield* keyOf(o.user)
-      const r = yield* AdminOps.setUserTag(settings.strategy, key, tag, o.dryRun)
-      const found = yield* AdminOps.findKey(settings.strategy, key)
-      const backend = found.backend
-      const mismatch = backend !== null && backend.tag !== (r.after ?? domainTag(settings.routing.tags.domains, o.user) ?? null)
+      const want = o.tag === "none" || o.tag === "" ? null : o.tag
+      const r = yield* AdminOps.setUserTag(settings.strategy, key, want, o.dryRun)
+      const backend = (yield* AdminOps.findKey(settings.strategy, key)).backend
+      const effective = r.after ?? domainTag(settings.routing.tags.domains, o.user) ?? null
+      const mismatch = backend !== null && backend.tag !== effective
       const out = { user: o.user, key, before: r.before, tag: r.after, changed: r.changed, dryRun: r.dryRun, backend, mismatch }
       yield* output(o.json, out, () => [
-        `${o.user}: tag ${r.before ?? "none"} -> ${tag ?? "none"}${r.dryRun ? " (dry run, nothing changed)" : ""}`,
+        `${o.user}: tag ${r.before ?? "none"} -> ${want ?? "none"}${r.dryRun ? " (dry run, nothing changed)" : ""}`,
         ...(mismatch
           ? [`note: ${o.user} is mapped to backend ${backend.hostname} (tag ${backend.tag ?? "none"}) and stays there; move it with doveroute user move`]
           : [])
       ])
     }))
 
-export const tagSet = (o: Parsed<typeof tagSetConfig>) => setOrClear(o, o.tag)
-export const tagClear = (o: Parsed<typeof tagClearConfig>) => setOrClear(o, null)
-
-export const tagShow = (o: Parsed<typeof tagShowConfig>) =>
-  withReadStore(o, (settings) =>
-    Effect.gen(function*() {
-      yield* requireStrategy(settings, "mapping", "tags need strategy mapping")
-      const key = yield* keyOf(o.user)
-      const stored = yield* AdminOps.userTag(key)
-      const preview = yield* Effect.flatMap(Router, (r) => r.preview(o.user, Option.getOrUndefined(o.tag)))
-      const found = yield* AdminOps.findKey(settings.strategy, key)
-      const backend = found.backend
-      const out = {
-        user: o.user,
-        key,
-        storeTag: stored,
-        requestTag: Option.getOrNull(o.tag),
-        domainTag: domainTag(settings.routing.tags.domains, o.user) ?? null,
-        tag: preview.tag,
-        source: preview.tagSource,
-        backend,
-        mismatch: backend !== null && backend.tag !== preview.tag,
-        candidates: preview.candidates.map((b) => ({ id: b.id, hostname: b.hostname }))
-      }
-      yield* output(o.json, out, () => [
-        `${o.user}: tag ${out.tag ?? "none"} (from ${out.source}; store ${out.storeTag ?? "none"}, domain rule ${out.domainTag ?? "none"})`,
-        backend !== null
-          ? `mapped to backend ${backend.id} ${backend.hostname} (tag ${backend.tag ?? "none"})` +
-            (out.mismatch ? ": another pool; the user stays there until moved (doveroute user move)" : "")
-          : `not mapped: the next login places it on one of: ${out.candidates.map((c) => c.hostname).join(", ") || "(none: temp_fail)"}`
-      ])
-    }))
-
-export const tagList = (o: Parsed<typeof tagListConfig>) =>
+export const tags = (o: Parsed<typeof tagsConfig>) =>
   withReadStore(o, () =>
     Effect.flatMap(AdminOps.listUserTags, (rows) => output(o.json, rows, () => rows.map((r) => `${r.user}\t${r.tag}`))))
