@@ -283,9 +283,9 @@ export const lookupLayer = Layer.effect(
     const base = yield* Lookup
     const m = yield* Metrics
     return {
-      lookup: (user: string, frontend: string) => {
+      lookup: (user: string, frontend: string, tag?: string) => {
         const start = performance.now()
-        return base.lookup(user, frontend).then((r) => {
+        return base.lookup(user, frontend, tag).then((r) => {
           m.latency.observe({ frontend }, (performance.now() - start) / 1000)
           m.lookups.inc({ frontend, result: resultLabel(r) })
           if (r._tag === "TempFail" && isStoreErrorReason(r.reason)) m.storeErrors.inc({ reason: snakeCase(r.reason) })

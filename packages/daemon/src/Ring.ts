@@ -71,8 +71,8 @@ export const heartbeatLayer = (settings: Settings) =>
 export const noteStoreErrors = Layer.effect(
   Lookup,
   Effect.map(Lookup, (base) => ({
-    lookup: (user: string, frontend: string) =>
-      base.lookup(user, frontend).then((r) => {
+    lookup: (user: string, frontend: string, tag?: string) =>
+      base.lookup(user, frontend, tag).then((r) => {
         if (r._tag === "TempFail" && isStoreErrorReason(r.reason)) OpsEvents.storeFailed(`${r.reason}: ${r.detail}`)
         return r
       })

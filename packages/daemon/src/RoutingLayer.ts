@@ -21,7 +21,7 @@ export const routingLayer = (
   options: { readonly migrate?: boolean; readonly cached?: boolean; readonly readOnly?: boolean } = {}
 ) => {
   const r = settings.routing
-  const routerOptions = { strategy: settings.strategy, downPolicy: settings.downPolicy, placement: r.placement, normalize: r.normalize }
+  const routerOptions = { strategy: settings.strategy, downPolicy: settings.downPolicy, placement: r.placement, normalize: r.normalize, tagDomains: r.tags.domains }
   const table = RouteTable.layer({ refresh: r.cache.refresh, maxStale: r.table.maxStale, keepChanges: r.table.keepChanges }).pipe(
     Layer.provide(ChangeFeed.layer(settings.strategy, settings.queryTimeout))
   )

@@ -9,7 +9,8 @@
  *   "kick_command": "doveadm proxy kick %u",
  *   "kick_proxies": [],
  *   "kick_hold": "30 seconds",
- *   "heartbeat_interval": "10 seconds" }
+ *   "heartbeat_interval": "10 seconds",
+ *   "tags": { "domains": ["example.org=pool1"] } }
  * ```
  * - `table`: how the daemon answers known users. `full` (default): every mapping and backend in
  *   memory, kept in step by the store's change feed every `cache.refresh` (TableFeed.ts); known
@@ -28,13 +29,17 @@
  *   empty. Split on spaces into argv (no shell): `ssh %h doveadm proxy kick %u`,
  *   `chroot /srv/root doveadm -c /etc/dovecot.conf proxy kick %u`. `kick_hold` bounds how long
  *   logins of a moving user are held if the command dies.
+ * - `tags.domains`: the domain rule of tags (pools, like the Director's `director_tag`): `domain=tag`
+ *   entries; a user whose name ends in `@domain` (compared in lower case) has that tag unless the
+ *   store or the request gives one (the precedence: routing's Tags.ts). Tags need strategy
+ *   `mapping`: refused with `shard`.
  * - `heartbeat_interval`: how often the daemon refreshes its row in `doveroute_daemons` (the ring
  *   `doveroute status` lists; a daemon not seen for three intervals is marked).
  *
  * @since 0.1.0
  */
-import { type Normalize, Placement, PLACEMENTS, type RouteCacheOptions } from "@doveroute/routing"
-import { Config, Duration } from "effect"
+import { type Normalize, parseDomainTags, Placement, PLACEMENTS, type RouteCacheOptions } from "@doveroute/routing"
+import { Config, ConfigError, Duration, Either } from "effect"
 
 export const TABLE_MODES = ["full", "cache"] as const
 export type TableMode = (typeof TABLE_MODES)[number]
@@ -49,6 +54,8 @@ export interface RoutingSettings {
   readonly kickHold: Duration.Duration
   /** How often the daemon refreshes its row in `doveroute_daemons` (Ring.ts). */
   readonly heartbeatInterval: Duration.Duration
+  /** `tags.domains`: lower-case domain → tag. */
+  readonly tags: { readonly domains: ReadonlyMap<string, string> }
 }
 
 export const routingSettingsConfig: Config.Config<RoutingSettings> = Config.all({
@@ -83,5 +90,18 @@ export const routingSettingsConfig: Config.Config<RoutingSettings> = Config.all(
   heartbeatInterval: Config.duration("heartbeat_interval").pipe(
     Config.withDefault(Duration.seconds(10)),
     Config.validate({ message: "heartbeat_interval must be at least 100 millis", validation: (d) => Duration.toMillis(d) >= 100 })
-  )
+  ),
+  tags: Config.nested(Config.all({
+    domains: Config.array(Config.string(), "domains").pipe(
+      Config.withDefault([] as Array<string>),
+      Config.mapOrFail((specs) => {
+        try {
+          // ConfigProvider.fromJson renders an empty JSON array as the single value "<nil>"
+          return Either.right(parseDomainTags(specs.filter((x) => x.length > 0 && x !== "<nil>")))
+        } catch (e) {
+          return Either.left(ConfigError.InvalidData(["tags", "domains"], (e as Error).message))
+        }
+      })
+    )
+  }), "tags")
 })

@@ -277,6 +277,11 @@ export const settingsConfig: Config.Config<Settings> = Config.all({
     const clash = socketPathClash(s)
     return clash === undefined ? Either.right(s) : Either.left(ConfigError.InvalidData([], clash))
   }),
+  Config.mapOrFail((s) =>
+    s.strategy === "shard" && s.routing.tags.domains.size > 0
+      ? Either.left(ConfigError.InvalidData(["tags", "domains"], "tags need strategy mapping: a shard holds users of every tag (remove tags.domains, or use strategy mapping)"))
+      : Either.right(s)
+  ),
   Config.mapOrFail((s) => {
     const risk = uncheckedLoginRisk(s.proxyFlag, s.extraFields)
     return risk === undefined ? Either.right(s) : Either.left(ConfigError.InvalidData(["extra_fields"], risk))

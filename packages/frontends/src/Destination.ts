@@ -44,6 +44,8 @@ export interface DestinationQuery {
   readonly user: string
   /** Front-end name for routing logs and metrics (`auth`, `login-relay`, `userdb-relay`). */
   readonly frontend: string
+  /** The request's tag (the passdb reply's `director_tag`; routing's Tags.ts), if any. */
+  readonly tag?: string | undefined
   /** The request's protocol/service (selects the configured port). */
   readonly protocol: string | undefined
   /** A port the reply already names: it wins over the configured one (`replyPort` present). */
@@ -82,7 +84,7 @@ const GONE: Destination = { _tag: "Gone" }
 
 /** Decide where to proxy one request. Never rejects unless the lookup service does. */
 export const destination = async (ctx: DestinationContext, q: DestinationQuery): Promise<Destination> => {
-  const res = await ctx.lookup.lookup(q.user, q.frontend)
+  const res = await ctx.lookup.lookup(q.user, q.frontend, q.tag)
   if (q.wanted !== undefined && !q.wanted()) return GONE
   if (res._tag === "TempFail") return TEMP_FAIL
   const backend = res.route.backend

@@ -4,7 +4,11 @@
  *
  * Keys served (after Dovecot's `shared/` prefix):
  * - `shared/passdb/<user>` — `key = passdb/%u` in `dict.conf.ext`;
- * - `shared/route/<protocol>/<user>` — `key = route/%s/%u` (per-protocol keys).
+ * - `shared/route/<protocol>/<user>` — `key = route/%s/%u` (per-protocol keys);
+ * - `shared/tag/<tag>/<user>` — `key = tag/%{passdb:director_tag}/%u`: the user with the tag an
+ *   earlier passdb gave (`director_tag`), used when the user is placed (routing's Tags.ts); an
+ *   empty tag (`shared/tag//<user>`, no `director_tag`) is none. A tag that is not a tag name
+ *   gets `F` (never routed without it).
  * The value is the passdb reply as the JSON object Dovecot's `format = json` expects, e.g.
  * `{"proxy_maybe":"y","host":"backend1.test","hostip":"127.0.0.2","nopassword":"y"}`.
  * Other keys get `N`. A routing failure gets `F<reason>` (Dovecot: internal failure → `temp_fail`).
@@ -20,7 +24,7 @@
  * @since 0.1.0
  */
 import { Dict, FieldCheck, LineSplitter } from "@doveroute/protocol"
-import { type ExtraField, type ProxyFlag } from "@doveroute/routing"
+import { type ExtraField, type ProxyFlag, validTag } from "@doveroute/routing"
 import { passdbFields } from "./Destination.js"
 import { Effect, Layer } from "effect"
 import type * as net from "node:net"
@@ -34,7 +38,20 @@ export interface DictServerOptions extends SocketPermissions, ConnectionLimits {
   readonly extraFields: ReadonlyArray<ExtraField>
 }
 
-/** The user a dict key asks for, or `undefined` for keys doveroute does not serve. */
+/** The user (and the tag, for `shared/tag/…`) a dict key asks for, or `undefined` for keys doveroute does not serve. */
+export const requestFromKey = (key: string): { readonly user: string; readonly tag?: string } | undefined => {
+  if (key.startsWith("shared/tag/")) {
+    const rest = key.slice("shared/tag/".length)
+    const slash = rest.indexOf("/")
+    if (slash < 0) return undefined
+    const user = rest.slice(slash + 1)
+    return user.length > 0 ? { user, tag: rest.slice(0, slash) } : undefined
+  }
+  const user = userFromKey(key)
+  return user === undefined ? undefined : { user }
+}
+
+/** The user a `passdb/` or `route/` dict key asks for, or `undefined` for other keys. */
 export const userFromKey = (key: string): string | undefined => {
   if (key.startsWith("shared/passdb/")) {
     const user = key.slice("shared/passdb/".length)
@@ -113,12 +130,16 @@ export class DictConnection {
           slot.reply = Dict.encodeFailure(`doveroute: invalid request: ${FieldCheck.describeBadField(bad)}`)
           return this.flush()
         }
-        const user = userFromKey(req.key)
-        if (user === undefined) {
+        const asked = requestFromKey(req.key)
+        if (asked === undefined) {
           slot.reply = Dict.encodeNotFound()
           return this.flush()
         }
-        this.lookup.lookup(user, "dict").then(
+        if (asked.tag !== undefined && asked.tag !== "" && !validTag(asked.tag)) {
+          slot.reply = Dict.encodeFailure("doveroute: invalid request: tag")
+          return this.flush()
+        }
+        this.lookup.lookup(asked.user, "dict", asked.tag).then(
           (res) => {
             slot.reply = res._tag === "Routed"
               ? Dict.encodeFound(Dict.encodePassdbJson(passdbFields(res.route.backend, this.options.proxyFlag, this.options.extraFields)))

@@ -5,7 +5,9 @@
  * `pam` (`result_success = continue-ok`) → routing passdb (`skip = unauthenticated`) reaches
  * the daemon.
  *
- * - `GET /route?user=<u>&protocol=<p>` (`service=` is accepted for `protocol=`):
+ * - `GET /route?user=<u>&protocol=<p>&tag=<t>` (`service=` is accepted for `protocol=`; `tag`,
+ *   optional, is the passdb's `director_tag`: used when the user is placed, routing's Tags.ts;
+ *   empty = none):
  *   - `200`, `text/plain`: the passdb reply fields, TAB-separated, `key=value` or a bare `key`
  *     for a flag — the same fields as the dict front-end (`passdbFields` in `Destination.ts`: proxy flag, `host`,
  *     `hostip` when non-empty, the configured extra fields), built fresh per request;
@@ -14,7 +16,7 @@
  *   - `400` for a bad request: no or empty `user`, any query parameter (name or value) with a
  *     control character (NUL, TAB, CR, LF, other C0, DEL), a query that is not valid
  *     percent-encoded UTF-8 (never guessed: a wrongly decoded name would be routed as another
- *     user), `protocol` with characters outside `[A-Za-z0-9_.-]`;
+ *     user), `protocol` with characters outside `[A-Za-z0-9_.-]`, a `tag` that is not a tag name;
  * - every other path: `404` (other methods on `/route` too).
  *
  * Who may ask: its answers say where every user's mail is, and a first lookup writes a row. It
@@ -35,7 +37,7 @@
  */
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { FieldCheck } from "@doveroute/protocol"
-import { type ExtraField, type ProxyFlag, SECRET_KEYS } from "@doveroute/routing"
+import { type ExtraField, type ProxyFlag, SECRET_KEYS, validTag } from "@doveroute/routing"
 import { passdbFields } from "./Destination.js"
 import { Data, Effect, Layer, Redacted } from "effect"
 import * as http from "node:http"
@@ -110,7 +112,7 @@ const PROTOCOL_RE = /^[A-Za-z0-9_.-]{0,64}$/
 const UNSAFE_VALUE = /[\t\r\n]/
 
 /** What one `/route` request asks for, or why it is bad. */
-export const parseRouteRequest = (url: string): { readonly user: string; readonly protocol: string } => {
+export const parseRouteRequest = (url: string): { readonly user: string; readonly protocol: string; readonly tag?: string } => {
   const q = parseQuery(url)
   for (const [name, value] of q) {
     const bad = FieldCheck.firstBadField([["a parameter name", name], [/^[A-Za-z0-9_-]+$/.test(name) ? name : "a parameter", value]])
@@ -120,7 +122,9 @@ export const parseRouteRequest = (url: string): { readonly user: string; readonl
   if (user === undefined || user.length === 0) throw new BadRequest({ detail: "missing or empty user parameter" })
   const protocol = q.get("protocol") ?? q.get("service") ?? ""
   if (!PROTOCOL_RE.test(protocol)) throw new BadRequest({ detail: "invalid protocol parameter" })
-  return { user, protocol }
+  const tag = q.get("tag") ?? ""
+  if (tag !== "" && !validTag(tag)) throw new BadRequest({ detail: "invalid tag parameter" })
+  return tag === "" ? { user, protocol } : { user, protocol, tag }
 }
 
 /** Encode reply fields as the response body: `key=value` / bare `key`, TAB-separated. */
@@ -164,7 +168,7 @@ export const makeApp = (lookup: LookupService, options: Pick<HttpRouteOptions, "
               : HttpServerResponse.text("forbidden: wrong token\n", { ...PLAIN, status: 403 })
           }
         }
-        let parsed: { readonly user: string; readonly protocol: string }
+        let parsed: { readonly user: string; readonly protocol: string; readonly tag?: string }
         try {
           parsed = parseRouteRequest(request.url)
         } catch (e) {
@@ -172,7 +176,7 @@ export const makeApp = (lookup: LookupService, options: Pick<HttpRouteOptions, "
           yield* Effect.logDebug("http route: bad request").pipe(Effect.annotateLogs({ listener: "http", detail }))
           return HttpServerResponse.text(`bad request: ${detail}\n`, { ...PLAIN, status: 400 })
         }
-        const res = yield* Effect.promise(() => lookup.lookup(parsed.user, "http"))
+        const res = yield* Effect.promise(() => lookup.lookup(parsed.user, "http", parsed.tag))
         if (res._tag === "TempFail") {
           return HttpServerResponse.text(`temporary failure: ${res.reason}\n`, { ...PLAIN, status: 503 })
         }

@@ -14,9 +14,12 @@ export type LookupResult =
   | { readonly _tag: "Routed"; readonly route: Route }
   | { readonly _tag: "TempFail"; readonly reason: TempFailReason; readonly detail: string }
 
-/** Front-end facing routing: `lookup(user, frontend)` never rejects. */
+/**
+ * Front-end facing routing: `lookup(user, frontend, tag)` never rejects. `tag` is the request's
+ * tag (the passdb's `director_tag`; undefined or `""`: none), used when a backend is chosen.
+ */
 export interface LookupService {
-  readonly lookup: (user: string, frontend: string) => Promise<LookupResult>
+  readonly lookup: (user: string, frontend: string, tag?: string) => Promise<LookupResult>
 }
 
 /** Options of {@link Lookup.layerWith}. */
@@ -57,15 +60,15 @@ const make = (options: LookupOptions) =>
       Effect.logDebug("routed").pipe(
         Effect.annotateLogs({ frontend, user, backend: route.backend.hostname, backend_id: route.backend.id, source: route.source })
       )
-    const lookup = (user: string, frontend: string): Promise<LookupResult> => {
+    const lookup = (user: string, frontend: string, tag?: string): Promise<LookupResult> => {
       // the hot path: a cached route answers without a fiber or a query
-      const hit = router.cached(user)
+      const hit = router.cached(user, tag)
       if (hit !== undefined) {
         // at debug level a route from memory is logged like one from the store (no fiber otherwise)
         if (enabled(LogLevel.Debug)) runFork(logRouted(frontend, user)(hit))
         return Promise.resolve(routed(hit))
       }
-      const routeEff = enabled(LogLevel.Debug) ? Effect.tap(router.route(user), logRouted(frontend, user)) : router.route(user)
+      const routeEff = enabled(LogLevel.Debug) ? Effect.tap(router.route(user, tag), logRouted(frontend, user)) : router.route(user, tag)
       const fiber = runFork(
         routeEff.pipe(
           Effect.map(routed),

@@ -5,7 +5,8 @@
  * - Only lines of the relay's reply command that ask for proxying without a host
  *   (`ProxyFields.needsRoute`: `proxy`/`proxy_maybe`/`director_proxy_maybe`, no `host=`) are
  *   touched; everything else passes byte for byte.
- * - The user routed is `destuser` over `user`, cut at the master-user separator `*`.
+ * - The user routed is `destuser` over `user`, cut at the master-user separator `*`; the reply's
+ *   `director_tag` (from Dovecot's passdb) is the request's tag (routing's Tags.ts).
  * - Appended, never reordered: `host=<ip>` (or `host=<name>\thostip=<ip>` when the backend has a
  *   host name), `port=<n>` when the reply has no `port` and one is configured for the request's
  *   protocol, and a bare `proxy` when the reply only had `proxy_maybe` (`Destination.ts`).
@@ -124,6 +125,7 @@ export const completeProxyReply = async (
   const d = await destination(ctx, {
     user,
     frontend: ctx.frontend,
+    tag: ProxyFields.routeTag(reply.fields),
     protocol: request?.protocol,
     hasReplyPort: replyPort !== undefined,
     replyPort: toPort(replyPort),

@@ -5,7 +5,8 @@
  * - `weighted`: random with probability proportional to `backends.weight`.
  * - `least-loaded`: the backend with the fewest mapped users per unit of weight (ties: lowest id).
  *
- * Only `state = 0` backends receive new users; when the store reports weights
+ * Only `state = 0` backends of the user's tag (Tags.ts; untagged users: untagged backends) receive
+ * new users; when the store reports weights
  * ({@link PlacementInfo}), a backend with `weight = 0` receives no new users under every policy.
  *
  * @since 0.1.0
@@ -13,6 +14,7 @@
 import { Context, type Effect } from "effect"
 import { type Backend, isUp } from "./Backend.js"
 import type { StoreError } from "./RouteStore.js"
+import { inTag } from "./Tags.js"
 
 /** Placement policies (setting `placement`). */
 export type Placement = "random" | "weighted" | "least-loaded"
@@ -35,11 +37,16 @@ export class PlacementInfo extends Context.Tag("doveroute/PlacementInfo")<Placem
   readonly loads: Effect.Effect<ReadonlyMap<number, BackendLoad>, StoreError>
 }>() {}
 
-/** The backends a new user may be placed on: `state = 0` and (when known) `weight > 0`. */
-export const candidates = (
-  backends: ReadonlyArray<Backend>,
-  weights?: ReadonlyMap<number, number>
-): ReadonlyArray<Backend> => backends.filter((b) => isUp(b) && (weights === undefined || (weights.get(b.id) ?? 1) > 0))
+/**
+ * The backends a new user of `tag` may be placed on: `state = 0`, (when known) `weight > 0`, and
+ * the backend's tag equal to `tag` (`null`, the default: untagged backends only).
+ */
+export const candidates = <B extends Backend>(
+  backends: ReadonlyArray<B>,
+  weights?: ReadonlyMap<number, number>,
+  tag: string | null = null
+): ReadonlyArray<B> =>
+  backends.filter((b) => isUp(b) && inTag(b, tag) && (weights === undefined || (weights.get(b.id) ?? 1) > 0))
 
 /**
  * Choose one of `candidates` uniformly, or `undefined` when there is none.

@@ -58,6 +58,11 @@ export interface RouteStoreService {
   readonly assignMany?: (
     rows: ReadonlyArray<{ readonly key: RouteKey; readonly backendId: number }>
   ) => Effect.Effect<ReadonlyMap<string, Backend | null>, StoreError>
+  /**
+   * The store's per-user tags (`doveroute_user_tags`, Tags.ts) of these keys: `String(key)` → tag
+   * (keys without one are absent). Absent: the store keeps no per-user tags.
+   */
+  readonly userTags?: (keys: ReadonlyArray<RouteKey>) => Effect.Effect<ReadonlyMap<string, string>, StoreError>
   /** Groups of first logins that may be in flight at once (default 1). */
   readonly groupsInFlight?: number
   /**

@@ -11,6 +11,11 @@
  *    backend;
  * 4. no usable backend → {@link RouteError} `NoBackend` (front-ends answer `temp_fail`).
  *
+ * Tags (Tags.ts): a placement (first login, or a move off a down backend under `reassign`) chooses
+ * only among backends of the user's tag (store tag, then the request's `director_tag`, then the
+ * domain rule); an untagged user only among untagged backends. A stored row is used whatever its
+ * backend's tag.
+ *
  * With the routing table loaded, a key it has no row for (a first login) joins a group
  * (FirstLogins.ts): the logins that arrive in one turn of the event loop, or while the previous
  * groups are in flight, are placed together and stored by one `assignMany` (one multi-row
@@ -38,15 +43,18 @@ import { RouteStore, StoreError } from "./RouteStore.js"
 import { shardKey } from "./ShardKey.js"
 import type { DownPolicy, RouteKey, Strategy } from "./Strategy.js"
 import { RouteTable } from "./TableFeed.js"
+import { requestTag, resolveTag, type TagSource, validTag } from "./Tags.js"
 
 /**
  * Why no backend can be given. Front-ends answer every reason with a temporary failure.
  * - `NoBackend`: no backend with `state = 0` for a new user (or for `reassign`).
  * - `BackendDown`: the user's backend has `state != 0` and the policy is `tempfail`.
  * - `InvalidUser`: empty user name, or one containing TAB, CR, LF or NUL.
+ * - `InvalidTag`: the request's tag is not a tag name (Tags.ts `TAG_RE`), or the strategy is
+ *   `shard` (tags need `mapping`).
  * - `Held`: the user is being moved (`doveroute user move --kick`); new logins wait for the kick.
  */
-export class RouteError extends ReasonError("RouteError")<"NoBackend" | "BackendDown" | "InvalidUser" | "Held">() {}
+export class RouteError extends ReasonError("RouteError")<"NoBackend" | "BackendDown" | "InvalidUser" | "InvalidTag" | "Held">() {}
 
 /** The outcome of a successful routing decision. */
 export interface Route {
@@ -63,6 +71,9 @@ export interface RoutePreview {
   readonly key: RouteKey
   readonly backend: Option.Option<Backend>
   readonly wouldInsert: boolean
+  /** The tag a placement would use (`null`: untagged) and where it came from (Tags.ts). */
+  readonly tag: string | null
+  readonly tagSource: TagSource
   readonly candidates: ReadonlyArray<Backend>
 }
 
@@ -76,6 +87,8 @@ export interface RouterOptions {
   readonly placement?: Placement
   /** Username normalisation before the key is computed (default: none). */
   readonly normalize?: Normalize
+  /** The domain rule (`tags.domains`): lower-case domain → tag (Tags.ts). */
+  readonly tagDomains?: ReadonlyMap<string, string>
 }
 
 const INVALID_USER = /[\t\r\n\x00]/
@@ -85,6 +98,13 @@ export const FIRST_LOGIN_GROUP_MAX = 500
 
 /** A group member the group could not settle: it is routed one by one (`routeUncached`). */
 const ALONE = Symbol("alone")
+
+/** One first login in a group: its key, the user name (domain rule) and the request's tag. */
+interface GroupItem {
+  readonly key: RouteKey
+  readonly user: string
+  readonly tag: string | undefined
+}
 
 /** The routing key for a user under a strategy (after the optional normalisation). */
 export const routeKey = (strategy: Strategy, user: string, normalize?: Normalize): RouteKey => {
@@ -104,6 +124,28 @@ export const make = (options: RouterOptions) =>
     const table = Option.map(yield* Effect.serviceOption(RouteTable), (t) => t.table)
     const keyOf = (user: string) => routeKey(options.strategy, user, options.normalize)
     const runtime = yield* Effect.runtime<never>()
+    const tagDomains: ReadonlyMap<string, string> = options.strategy === "shard" ? new Map() : options.tagDomains ?? new Map()
+    const tagWords = (tag: string | null) => (tag === null ? "untagged" : `in tag ${tag}`)
+
+    /** A request tag that cannot be used: malformed, or any tag under strategy shard. */
+    const checkTag = (tag: string | undefined): Effect.Effect<void, RouteError> => {
+      const t = requestTag(tag)
+      if (t === undefined) return Effect.void
+      if (options.strategy === "shard") {
+        return Effect.fail(new RouteError({ reason: "InvalidTag", detail: "the request carries a tag, but tags need strategy mapping (a shard holds users of every tag)" }))
+      }
+      return validTag(t)
+        ? Effect.void
+        : Effect.fail(new RouteError({ reason: "InvalidTag", detail: "the request's tag is not 1-64 of A-Z a-z 0-9 _ . - (starting with a letter or digit)" }))
+    }
+
+    /** The store's per-user tags of these keys (none under shard, or without the store's table). */
+    const storedTags = (keys: ReadonlyArray<RouteKey>): Effect.Effect<ReadonlyMap<string, string>, StoreError> =>
+      options.strategy === "shard" || store.userTags === undefined || keys.length === 0 ? Effect.succeed(new Map()) : store.userTags(keys)
+
+    /** The tag a placement of `user` uses, by the precedence of Tags.ts. */
+    const tagFor = (user: string, key: RouteKey, request: string | undefined) =>
+      Effect.map(storedTags([key]), (m) => resolveTag(m.get(String(key)), request, tagDomains, user))
 
     /** What one placement needs besides the backends: weights or loads (when the store reports them). */
     const placementData: Effect.Effect<
@@ -121,12 +163,14 @@ export const make = (options: RouterOptions) =>
      */
     const groupPicker = (
       all: ReadonlyArray<Backend>,
-      data: { readonly weights?: ReadonlyMap<number, number>; readonly loads?: ReadonlyMap<number, BackendLoad> }
+      data: { readonly weights?: ReadonlyMap<number, number>; readonly loads?: ReadonlyMap<number, BackendLoad> },
+      tag: string | null,
+      sharedLoads?: Map<number, BackendLoad>
     ): () => Backend | undefined => {
       if (data.loads !== undefined) {
-        const loads = new Map(data.loads)
+        const loads = sharedLoads ?? new Map(data.loads)
         const weights = new Map([...loads].map(([id, l]) => [id, l.weight] as const))
-        const cands = candidates(all, weights)
+        const cands = candidates(all, weights, tag)
         return () => {
           const b = chooseLeastLoaded(cands, loads)
           if (b !== undefined) {
@@ -136,31 +180,33 @@ export const make = (options: RouterOptions) =>
           return b
         }
       }
-      const cands = candidates(all, data.weights)
+      const cands = candidates(all, data.weights, tag)
       return placement === "weighted" && data.weights !== undefined
         ? () => chooseWeighted(cands, data.weights!, random)
         : () => choose(cands, random)
     }
 
-    const pickBackend = (all: ReadonlyArray<Backend>): Effect.Effect<Backend | undefined, StoreError> => {
-      if (Option.isNone(info)) return Effect.succeed(choose(candidates(all), random))
+    const pickBackend = (all: ReadonlyArray<Backend>, tag: string | null): Effect.Effect<Backend | undefined, StoreError> => {
+      if (Option.isNone(info)) return Effect.succeed(choose(candidates(all, undefined, tag), random))
       if (placement === "least-loaded") {
         return Effect.map(info.value.loads, (loads) => {
           const weights = new Map([...loads].map(([id, l]) => [id, l.weight] as const))
-          return chooseLeastLoaded(candidates(all, weights), loads)
+          return chooseLeastLoaded(candidates(all, weights, tag), loads)
         })
       }
       return Effect.map(info.value.weights, (weights) =>
         placement === "weighted"
-          ? chooseWeighted(candidates(all, weights), weights, random)
-          : choose(candidates(all, weights), random))
+          ? chooseWeighted(candidates(all, weights, tag), weights, random)
+          : choose(candidates(all, weights, tag), random))
     }
 
-    const place = (key: RouteKey, why: string) =>
-      Effect.flatMap(Effect.flatMap(store.listBackends, pickBackend), (pick) =>
-        pick === undefined
-          ? Effect.fail(new RouteError({ reason: "NoBackend", detail: `no backend with state=0 and weight>0 ${why}` }))
-          : Effect.succeed(pick))
+    /** A backend of the user's tag for `key`; `NoBackend` when the tag has no usable one (never another pool's). */
+    const place = (user: string, key: RouteKey, request: string | undefined, why: string) =>
+      Effect.flatMap(tagFor(user, key, request), ({ tag }) =>
+        Effect.flatMap(Effect.flatMap(store.listBackends, (all) => pickBackend(all, tag)), (pick) =>
+          pick === undefined
+            ? Effect.fail(new RouteError({ reason: "NoBackend", detail: `no backend with state=0 and weight>0 ${tagWords(tag)} ${why}` }))
+            : Effect.succeed(pick)))
 
     const checkHold = (key: RouteKey): Effect.Effect<void, RouteError | StoreError> =>
       Option.isNone(holds) ? Effect.void : Effect.flatMap(
@@ -171,13 +217,17 @@ export const make = (options: RouterOptions) =>
             : Effect.void
       )
 
+    /** Whether a non-empty request tag may be used (a valid name, strategy mapping). */
+    const tagUsable = (tag: string) => options.strategy !== "shard" && validTag(tag)
+
     const checkUser = (user: string) =>
       user.length === 0 || INVALID_USER.test(user)
         ? Effect.fail(new RouteError({ reason: "InvalidUser", detail: "empty user name or one with TAB/CR/LF/NUL" }))
         : Effect.void
 
-    const routeUncached = Effect.fn("Router.route")(function*(user: string) {
+    const routeUncached = Effect.fn("Router.route")(function*(user: string, tag?: string) {
       yield* checkUser(user)
+      yield* checkTag(tag)
       const key = keyOf(user)
       yield* checkHold(key)
       const found = yield* store.findAssigned(key)
@@ -192,11 +242,11 @@ export const make = (options: RouterOptions) =>
             detail: `backend ${backend.id} (${backend.hostname}) has state=${backend.state}`
           })
         }
-        const target = yield* place(key, `to move ${String(key)} off backend ${backend.id}`)
+        const target = yield* place(user, key, tag, `to move ${String(key)} off backend ${backend.id}`)
         const moved = yield* store.reassign(key, backend.id, target.id)
         return { user, key, backend: moved, source: "reassigned" } satisfies Route
       }
-      const target = yield* place(key, `for new ${options.strategy === "shard" ? "shard" : "user"} ${String(key)}`)
+      const target = yield* place(user, key, tag, `for new ${options.strategy === "shard" ? "shard" : "user"} ${String(key)}`)
       const stored = yield* store.assign(key, target.id)
       return { user, key, backend: stored, source: "assigned" } satisfies Route
     })
@@ -225,36 +275,46 @@ export const make = (options: RouterOptions) =>
      */
     const runGroup = (assignMany: NonNullable<typeof store.assignMany>) =>
     (
-      items: ReadonlyMap<string, RouteKey>
+      items: ReadonlyMap<string, GroupItem>
     ): Effect.Effect<ReadonlyMap<string, Either.Either<Backend | typeof ALONE, RouteError | StoreError>>, StoreError> =>
       Effect.gen(function*() {
-        const keys = [...items.values()]
-        const [held, all, data] = yield* Effect.all([heldMany(keys), store.listBackends, placementData], {
+        const keys = [...items.values()].map((i) => i.key)
+        const [held, all, data, stored] = yield* Effect.all([heldMany(keys), store.listBackends, placementData, storedTags(keys)], {
           concurrency: "unbounded"
         })
         const now = yield* Clock.currentTimeMillis
-        const pick = groupPicker(all, data)
+        // one chooser per tag: each key of the group is placed among its own tag's backends only
+        // (least-loaded: the counts are shared, every pick counts for the next)
+        const sharedLoads = data.loads !== undefined ? new Map(data.loads) : undefined
+        const pickers = new Map<string | null, () => Backend | undefined>()
+        const pickerOf = (tag: string | null) => {
+          let p = pickers.get(tag)
+          if (p === undefined) pickers.set(tag, p = groupPicker(all, data, tag, sharedLoads))
+          return p
+        }
         const out = new Map<string, Either.Either<Backend | typeof ALONE, RouteError | StoreError>>()
         const rows: Array<{ key: RouteKey; backendId: number }> = []
-        for (const [id, key] of items) {
+        for (const [id, item] of items) {
           const until = held.get(id)
           if (until !== undefined && until > now) {
             out.set(id, Either.left(new RouteError({ reason: "Held", detail: `${id} is being moved; logins are held until the kick is done` })))
             continue
           }
-          const b = pick()
+          const { tag } = resolveTag(stored.get(id), item.tag, tagDomains, item.user)
+          const b = pickerOf(tag)()
+          // no backend in the tag now: routed alone, which answers NoBackend (or finds a row)
           if (b === undefined) out.set(id, Either.right(ALONE))
-          else rows.push({ key, backendId: b.id })
+          else rows.push({ key: item.key, backendId: b.id })
         }
         if (rows.length === 0) return out
-        const stored = yield* Effect.catchIf(
+        const storedRows = yield* Effect.catchIf(
           assignMany(rows),
           (e) => e.reason === "Query" && rows.length > 1,
           () => Effect.succeed(new Map<string, Backend | null>())
         )
         for (const r of rows) {
           const id = String(r.key)
-          const b = stored.get(id)
+          const b = storedRows.get(id)
           out.set(id, Either.right(b === undefined || b === null || (b.state !== 0 && options.downPolicy !== "keep") ? ALONE : b))
         }
         return out
@@ -276,64 +336,84 @@ export const make = (options: RouterOptions) =>
       : undefined
 
     /** A first login (the table is loaded and has no row for the key): joins the next group. */
-    const routeFirst = (submit: NonNullable<typeof grouper>["submit"], user: string, key: RouteKey) =>
+    const routeFirst = (submit: NonNullable<typeof grouper>["submit"], user: string, key: RouteKey, tag: string | undefined) =>
       user.length === 0 || INVALID_USER.test(user)
-        ? routeUncached(user)
-        : Effect.flatMap(submit(String(key), key), (b): Effect.Effect<Route, RouteError | StoreError> =>
-          b === ALONE ? routeUncached(user) : Effect.succeed({ user, key, backend: b, source: "assigned" }))
+        ? routeUncached(user, tag)
+        : Effect.zipRight(
+          checkTag(tag),
+          Effect.flatMap(submit(String(key), { key, user, tag: requestTag(tag) }), (b): Effect.Effect<Route, RouteError | StoreError> =>
+            b === ALONE ? routeUncached(user, tag) : Effect.succeed({ user, key, backend: b, source: "assigned" }))
+        )
 
     /**
      * Route through the store and remember the answer: in the table, a first assignment (unless the
      * feed changed the table meanwhile: the feed brings the row); in the cache, any route (unless
      * the cache was cleared meanwhile).
      */
-    const route = (user: string): Effect.Effect<Route, RouteError | StoreError> => {
+    const route = (user: string, tag?: string): Effect.Effect<Route, RouteError | StoreError> => {
       if (Option.isSome(table)) {
         const t = table.value
         const gen = t.generation()
         const key = keyOf(user)
         const eff = grouper !== undefined && t.loaded() && !t.has(String(key))
-          ? routeFirst(grouper.submit, user, key)
-          : routeUncached(user)
+          ? routeFirst(grouper.submit, user, key, tag)
+          : routeUncached(user, tag)
         return Effect.tap(eff, (r) =>
           Effect.sync(() => {
             if (r.source === "assigned") t.addAssigned(String(r.key), r.backend.id, gen)
           }))
       }
-      if (!cache.enabled) return routeUncached(user)
+      if (!cache.enabled) return routeUncached(user, tag)
       const gen = cache.generation()
-      return Effect.tap(routeUncached(user), (r) => Effect.sync(() => cache.set(user, r, gen)))
+      return Effect.tap(routeUncached(user, tag), (r) => Effect.sync(() => cache.set(user, r, gen)))
     }
 
     /**
      * From memory, synchronously: the table's backend for the key (a held key, a key whose backend
      * the table does not hold, or a down backend under `tempfail`/`reassign` goes the store path).
      */
-    const fromTable = (t: RoutingTable) => (user: string): Route | undefined => {
-      if (user.length === 0 || INVALID_USER.test(user)) return undefined
+    const fromTable = (t: RoutingTable) => (user: string, tag?: string): Route | undefined => {
+      if (user.length === 0 || INVALID_USER.test(user) || (tag !== undefined && tag !== "" && !tagUsable(tag))) return undefined
       const key = keyOf(user)
       const backend = t.lookup(String(key), Date.now())
       if (backend === undefined || (backend.state !== 0 && options.downPolicy !== "keep")) return undefined
       return { user, key, backend, source: "existing" }
     }
 
-    const preview = Effect.fn("Router.preview")(function*(user: string) {
+    const preview = Effect.fn("Router.preview")(function*(user: string, tag?: string) {
       yield* checkUser(user)
+      yield* checkTag(tag)
       const key = keyOf(user)
       const found = yield* store.findAssigned(key)
       const weights = Option.isSome(info) ? yield* info.value.weights : undefined
-      const cands = candidates(yield* store.listBackends, weights)
-      return { user, key, backend: found, wouldInsert: Option.isNone(found), candidates: cands } satisfies RoutePreview
+      const resolved = yield* tagFor(user, key, tag)
+      const cands = candidates(yield* store.listBackends, weights, resolved.tag)
+      return {
+        user,
+        key,
+        backend: found,
+        wouldInsert: Option.isNone(found),
+        tag: resolved.tag,
+        tagSource: resolved.source,
+        candidates: cands
+      } satisfies RoutePreview
     })
 
     return {
       strategy: options.strategy,
       /** The routing key of a user name (normalisation + strategy). */
       keyOf,
-      /** A cached route for `user`, synchronously, or `undefined` (then call {@link route}). */
-      cached: Option.isSome(table) ? fromTable(table.value) : (user: string): Route | undefined => cache.get(user),
+      /**
+       * A cached route for `user`, synchronously, or `undefined` (then call {@link route}). A
+       * mapped user is answered whatever `tag` says (Tags.ts); an unusable tag is never answered
+       * from memory (the store path refuses it).
+       */
+      cached: Option.isSome(table)
+        ? fromTable(table.value)
+        : (user: string, tag?: string): Route | undefined => (tag !== undefined && tag !== "" && !tagUsable(tag) ? undefined : cache.get(user)),
+      /** Route `user`; `tag` is the request's tag (the passdb's `director_tag`; `""` = none). */
       route,
-      preview: preview as (user: string) => Effect.Effect<RoutePreview, RouteError | StoreError>,
+      preview: preview as (user: string, tag?: string) => Effect.Effect<RoutePreview, RouteError | StoreError>,
       /** First-login groups so far (`undefined` without the routing table or a grouping store). */
       firstLoginGroups: () => grouper?.stats()
     } as const

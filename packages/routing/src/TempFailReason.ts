@@ -2,7 +2,7 @@
  * Why a lookup answered `temp_fail`: one closed union from the router to the front-ends, the
  * metrics (`result` label, `store_errors` counter) and the log lines' `reason=`.
  *
- * - The router's reasons ({@link RouteError}): `NoBackend`, `BackendDown`, `InvalidUser`, `Held`.
+ * - The router's reasons ({@link RouteError}): `NoBackend`, `BackendDown`, `InvalidUser`, `InvalidTag`, `Held`.
  * - The store's reasons ({@link StoreError}): `Unavailable`, `Timeout` (one statement over
  *   `query_timeout`), `Integrity`, `Query` — the only ones counted as store errors.
  * - `LookupTimeout`: the whole routing decision missed its deadline (`lookup_timeout`).
@@ -21,6 +21,7 @@ const STORE_REASONS: Readonly<Record<TempFailReason, boolean>> = {
   NoBackend: false,
   BackendDown: false,
   InvalidUser: false,
+  InvalidTag: false,
   Held: false,
   Unavailable: true,
   Timeout: true,

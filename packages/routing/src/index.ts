@@ -5,6 +5,7 @@
  * @since 0.1.0
  */
 export * from "./Backend.js"
+export * from "./Tags.js"
 export * from "./ShardKey.js"
 export * from "./Strategy.js"
 export * from "./RouteStore.js"

@@ -7,14 +7,14 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import { ReasonError, type RouteKey, type StoreError, type Strategy } from "@doveroute/routing"
+import { ReasonError, type RouteKey, type StoreError, type Strategy, validTag } from "@doveroute/routing"
 import { Effect } from "effect"
 import { validCheckPort } from "./CheckPort.js"
 import { classifySqlError } from "./Classify.js"
 import { addBackend } from "./Admin.js"
 import { MOVES_TABLE, readRoutesVersion, stateName } from "./Operations.js"
 import { insertIgnoreStatement } from "./SqlRouteStore.js"
-import { keyColumn, tableColumns } from "./Schema.js"
+import { keyColumn, tableColumns, USER_TAGS_TABLE } from "./Schema.js"
 
 /**
  * An operator-level failure. Exit codes follow `doveadm director`: 68 not found, 75 try again
@@ -43,6 +43,8 @@ export interface BackendRow {
   readonly users: number
   readonly lastHealth: string | null
   readonly lastHealthAt: string | null
+  /** The backend's pool (`backends.tag`, migration 0011); null = untagged. */
+  readonly tag: string | null
 }
 
 const str = (v: unknown): string | null => v === null || v === undefined ? null : v instanceof Date ? v.toISOString() : String(v)
@@ -51,7 +53,7 @@ const str = (v: unknown): string | null => v === null || v === undefined ? null 
 export const listBackends = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   const rows = yield* sql<Record<string, unknown>>`
-    SELECT b.id, b.hostname, b.hostip, b.state, b.weight, b.check_port, b.last_health, b.last_health_at,
+    SELECT b.id, b.hostname, b.hostip, b.state, b.weight, b.check_port, b.last_health, b.last_health_at, b.tag,
       (SELECT COUNT(*) FROM user_backend ub WHERE ub.backend_id = b.id) AS users
     FROM backends b ORDER BY b.id`.pipe(wrap("list backends"))
   return rows.map((r): BackendRow => ({
@@ -64,7 +66,8 @@ export const listBackends = Effect.gen(function*() {
     checkPort: r["check_port"] === null || r["check_port"] === undefined ? null : Number(r["check_port"]),
     users: Number(r["users"]),
     lastHealth: str(r["last_health"]),
-    lastHealthAt: str(r["last_health_at"])
+    lastHealthAt: str(r["last_health_at"]),
+    tag: str(r["tag"])
   }))
 })
 
@@ -94,12 +97,15 @@ export const addOrUpdateBackend = (b: {
   state: number
   weight: number
   checkPort?: number | null | undefined
+  /** The backend's tag (null: untagged); undefined leaves an existing backend's tag as it is. */
+  tag?: string | null | undefined
   orUpdate: boolean
 }) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     if (!Number.isInteger(b.weight) || b.weight < 0) return yield* new AdminError({ reason: "Invalid", detail: "weight must be an integer ≥ 0" })
     if (b.checkPort !== undefined && !validCheckPort(b.checkPort)) return yield* badCheckPort
+    if (b.tag !== undefined && b.tag !== null && !validTag(b.tag)) return yield* badTag
     const existing = (yield* listBackends).find((x) => x.hostname === b.hostname)
     let id: number
     if (existing !== undefined) {
@@ -113,23 +119,32 @@ export const addOrUpdateBackend = (b: {
       if (b.weight !== 1) yield* sql`UPDATE backends SET weight = ${b.weight} WHERE id = ${id}`.pipe(wrap("set weight"))
     }
     if (b.checkPort !== undefined) yield* sql`UPDATE backends SET check_port = ${b.checkPort} WHERE id = ${id}`.pipe(wrap("set check port"))
+    if (b.tag !== undefined) yield* sql`UPDATE backends SET tag = ${b.tag} WHERE id = ${id}`.pipe(wrap("set tag"))
     return { backend: yield* resolveBackend(String(id)), created: existing === undefined }
   })
 
 const badCheckPort = new AdminError({ reason: "Invalid", detail: "check port must be 1-65535 (or none)" })
+const badTag = new AdminError({ reason: "Invalid", detail: "a tag is 1-64 of A-Z a-z 0-9 _ . - starting with a letter or digit (or none)" })
 
 /** The `backends` columns a `backend set-*` command writes, by their {@link BackendRow} field. */
-const SETTABLE = { checkPort: "check_port", state: "state", weight: "weight" } as const
+const SETTABLE = { checkPort: "check_port", state: "state", weight: "weight", tag: "tag" } as const
 
 /**
  * Write one settable column of a backend (by hostname or id) when it differs, after `invalid` (the
  * value's refusal, if any); the backend before and after.
  */
-const setColumn = <K extends keyof typeof SETTABLE>(name: string, field: K, value: BackendRow[K], invalid: AdminError | undefined) =>
+const setColumn = <K extends keyof typeof SETTABLE>(
+  name: string,
+  field: K,
+  value: BackendRow[K],
+  invalid: AdminError | undefined,
+  dryRun = false
+) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     if (invalid !== undefined) return yield* invalid
     const b = yield* resolveBackend(name)
+    if (dryRun) return { before: b, after: { ...b, [field]: value } as BackendRow }
     const column = SETTABLE[field]
     if (b[field] !== value) yield* sql`UPDATE backends SET ${sql(column)} = ${value} WHERE id = ${b.id}`.pipe(wrap(`set ${column.replace("_", " ")}`))
     return { before: b, after: yield* resolveBackend(String(b.id)) }
@@ -138,6 +153,13 @@ const setColumn = <K extends keyof typeof SETTABLE>(name: string, field: K, valu
 /** Set `check_port` (1-65535), or clear it (null: the checker's `health.port`). */
 export const setCheckPort = (name: string, port: number | null) =>
   setColumn(name, "checkPort", port, validCheckPort(port) ? undefined : badCheckPort)
+
+/**
+ * Set a backend's tag, or clear it (null: untagged). Its mapped users stay on it (routing's
+ * Tags.ts); new users of the tag may be placed on it from now on. `dryRun`: nothing written.
+ */
+export const setTag = (name: string, tag: string | null, dryRun = false) =>
+  setColumn(name, "tag", tag, tag === null || validTag(tag) ? undefined : badTag, dryRun)
 
 /** Set `state` (0 up, 1 down, 2 drain). */
 export const setState = (name: string, state: number) => setColumn(name, "state", state, undefined)
@@ -461,4 +483,49 @@ export const importMappings = (strategy: Strategy, rows: ReadonlyArray<ImportRow
       progress(Math.min(rows.length, i + IMPORT_CHUNK), rows.length)
     }
     return imp.report()
+  })
+
+/** A user's tag in the store (`doveroute_user_tags`), by routing key; null when none. */
+export const userTag = (key: RouteKey) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const rows = yield* sql<{ tag: string }>`SELECT tag FROM ${sql(USER_TAGS_TABLE)} WHERE user_name = ${String(key)}`.pipe(wrap("read user tag"))
+    return rows.length === 0 ? null : String(rows[0]!.tag)
+  })
+
+/** Every user tag of the store, ordered by user. */
+export const listUserTags = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const rows = yield* sql<{ k: string; tag: string }>`SELECT user_name AS k, tag FROM ${sql(USER_TAGS_TABLE)} ORDER BY user_name`.pipe(
+    wrap("list user tags")
+  )
+  return rows.map((r) => ({ user: String(r.k), tag: String(r.tag) }))
+})
+
+const needsMapping = (strategy: Strategy) =>
+  strategy === "mapping"
+    ? Effect.void
+    : Effect.fail(new AdminError({ reason: "Invalid", detail: "user tags need strategy mapping (a shard holds users of every tag)" }))
+
+/**
+ * Set (a tag) or clear (null) a user's tag in the store, by routing key; before and after.
+ * `dryRun`: nothing written. Fails `Invalid` for a bad tag and under strategy shard.
+ */
+export const setUserTag = (strategy: Strategy, key: RouteKey, tag: string | null, dryRun = false) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* needsMapping(strategy)
+    if (tag !== null && !validTag(tag)) return yield* badTag
+    const before = yield* userTag(key)
+    if (!dryRun && before !== tag) {
+      const k = String(key)
+      yield* sql.withTransaction(
+        tag === null
+          ? sql`DELETE FROM ${sql(USER_TAGS_TABLE)} WHERE user_name = ${k}`
+          : before === null
+          ? sql`INSERT INTO ${sql(USER_TAGS_TABLE)} ${sql.insert({ user_name: k, tag })}`
+          : sql`UPDATE ${sql(USER_TAGS_TABLE)} SET tag = ${tag} WHERE user_name = ${k}`
+      ).pipe(wrap(tag === null ? "clear user tag" : "set user tag"))
+    }
+    return { before, after: dryRun ? tag : yield* userTag(key), changed: before !== tag, dryRun }
   })

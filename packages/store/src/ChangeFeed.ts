@@ -8,8 +8,9 @@
  * - `user_backend` INSERT / UPDATE / DELETE → kind `u`: `route_key` and its new `backend_id`
  *   (NULL: deleted). An UPDATE that changes neither the key nor `backend_id` appends nothing; one
  *   that changes the key appends a delete of the old key too.
- * - `backends` INSERT / DELETE, and UPDATE of `id`, `hostname`, `hostip`, `state` or `weight` →
- *   kind `b` with the backend id (the reader joins the current row). A health check that only
+ * - `backends` INSERT / DELETE, and UPDATE of `id`, `hostname`, `hostip`, `state`, `weight` or
+ *   `tag` (migration 0011 adds `tag` to the trigger) → kind `b` with the backend id (the reader
+ *   joins the current row, its tag included). A health check that only
  *   writes `last_health` / `last_health_at`, or sets a state the row already has, appends nothing.
  * - `doveroute_moves` INSERT / UPDATE / DELETE → kind `h`: the key's login hold until `expires_at`
  *   (NULL: no hold; a move lock without `hold_logins` holds nothing).
@@ -31,10 +32,16 @@ import { guarded, runsSynchronously, toBackend } from "./SqlRouteStore.js"
 
 export const CHANGES_TABLE = "doveroute_changes"
 
-type Dialect = "pg" | "mysql" | "sqlite"
+export type Dialect = "pg" | "mysql" | "sqlite"
 
-/** The `backends` columns whose change matters to routing. */
-export const ROUTING_COLUMNS = ["id", "hostname", "hostip", "state", "weight"] as const
+/** The `backends` columns whose change matters to routing, as migration 0007 watched them. */
+export const ROUTING_COLUMNS_0007 = ["id", "hostname", "hostip", "state", "weight"] as const
+/** The `backends` columns whose change matters to routing (migration 0011 adds `tag`). */
+export const ROUTING_COLUMNS = [...ROUTING_COLUMNS_0007, "tag"] as const
+
+/** The dialect of a client, as the trigger builders name it. */
+export const dialectOf = (sql: SqlClient.SqlClient): Dialect =>
+  sql.onDialectOrElse({ pg: () => "pg" as const, mysql: () => "mysql" as const, orElse: () => "sqlite" as const })
 
 const q = (d: Dialect, col: string) => (d === "mysql" ? `\`${col}\`` : `"${col}"`)
 const distinct = (d: Dialect, a: string, b: string) =>
@@ -45,11 +52,15 @@ const emit = (d: Dialect, kind: string, key: string, backend: string, expires: s
   (d === "mysql" ? " FROM DUAL" : "") + (when !== undefined ? ` WHERE ${when}` : "")
 
 /** Trigger name, table, event and body statements, for one dialect and strategy. */
-export const feedTriggers = (d: Dialect, strategy: Strategy): ReadonlyArray<readonly [string, string, string, ReadonlyArray<string>]> => {
+export const feedTriggers = (
+  d: Dialect,
+  strategy: Strategy,
+  columns: ReadonlyArray<string> = ROUTING_COLUMNS_0007
+): ReadonlyArray<readonly [string, string, string, ReadonlyArray<string>]> => {
   const k = q(d, keyColumn(strategy))
   const keyMoved = distinct(d, `OLD.${k}`, `NEW.${k}`)
   const hold = (row: string) => `CASE WHEN ${row}.hold_logins = 1 THEN ${row}.expires_at ELSE NULL END`
-  const backendChanged = ROUTING_COLUMNS.map((c) => distinct(d, `OLD.${q(d, c)}`, `NEW.${q(d, c)}`)).join(" OR ")
+  const backendChanged = columns.map((c) => distinct(d, `OLD.${q(d, c)}`, `NEW.${q(d, c)}`)).join(" OR ")
   return [
     ["doveroute_feed_ub_insert", "user_backend", "INSERT", [emit(d, "u", text(d, `NEW.${k}`), "NEW.backend_id", "NULL")]],
     ["doveroute_feed_ub_update", "user_backend", "UPDATE", [
@@ -69,17 +80,12 @@ export const feedTriggers = (d: Dialect, strategy: Strategy): ReadonlyArray<read
   ]
 }
 
-/** Migration 0007: the change table and its triggers (idempotent). */
-export const m0007 = (strategy: Strategy) =>
+/** (Re-)create feed triggers (idempotent): drop each by name, create it again. */
+export const installTriggers = (triggers: ReadonlyArray<readonly [string, string, string, ReadonlyArray<string>]>) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    const d: Dialect = sql.onDialectOrElse({ pg: () => "pg" as const, mysql: () => "mysql" as const, orElse: () => "sqlite" as const })
-    if ((yield* tableColumns(CHANGES_TABLE)).length === 0) {
-      const id = d === "pg" ? "BIGSERIAL PRIMARY KEY" : d === "mysql" ? "BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY" : "INTEGER PRIMARY KEY AUTOINCREMENT"
-      yield* sql.unsafe(`CREATE TABLE ${CHANGES_TABLE} (id ${id}, kind CHAR(1) NOT NULL, route_key VARCHAR(255) NULL,
-        backend_id BIGINT NULL, expires_at BIGINT NULL)`)
-    }
-    for (const [name, table, event, body] of feedTriggers(d, strategy)) {
+    const d = dialectOf(sql)
+    for (const [name, table, event, body] of triggers) {
       if (d === "pg") {
         yield* sql.unsafe(`CREATE OR REPLACE FUNCTION ${name}() RETURNS trigger LANGUAGE plpgsql AS $fn$
           BEGIN ${body.join("; ")}; RETURN NULL; END $fn$`)
@@ -90,6 +96,19 @@ export const m0007 = (strategy: Strategy) =>
         yield* sql.unsafe(`CREATE TRIGGER ${name} AFTER ${event} ON ${table} FOR EACH ROW BEGIN ${body.join("; ")}; END`)
       }
     }
+  })
+
+/** Migration 0007: the change table and its triggers (idempotent). */
+export const m0007 = (strategy: Strategy) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const d = dialectOf(sql)
+    if ((yield* tableColumns(CHANGES_TABLE)).length === 0) {
+      const id = d === "pg" ? "BIGSERIAL PRIMARY KEY" : d === "mysql" ? "BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY" : "INTEGER PRIMARY KEY AUTOINCREMENT"
+      yield* sql.unsafe(`CREATE TABLE ${CHANGES_TABLE} (id ${id}, kind CHAR(1) NOT NULL, route_key VARCHAR(255) NULL,
+        backend_id BIGINT NULL, expires_at BIGINT NULL)`)
+    }
+    yield* installTriggers(feedTriggers(d, strategy))
     if (d === "pg") {
       yield* sql.unsafe(`CREATE OR REPLACE FUNCTION doveroute_feed_truncate() RETURNS trigger LANGUAGE plpgsql AS $fn$
         BEGIN ${emit(d, "r", "NULL", "NULL", "NULL")}; RETURN NULL; END $fn$`)
@@ -141,6 +160,7 @@ interface ChangeRow {
   readonly hostname: string | null
   readonly hostip: string | null
   readonly state: number | string | null
+  readonly tag: string | null
 }
 
 const num = (v: number | string | null): number | null => (v === null || v === undefined ? null : Number(v))
@@ -159,7 +179,7 @@ export const toChange = (r: ChangeRow): Change => {
         backendId: backendId ?? -1,
         backend: r.hostname === null || r.hostname === undefined
           ? null
-          : toBackend({ id: backendId ?? -1, hostname: r.hostname, hostip: r.hostip, state: r.state })
+          : toBackend({ id: backendId ?? -1, hostname: r.hostname, hostip: r.hostip, state: r.state, tag: r.tag })
       }
     case "h":
       return { _tag: "hold", id, key: String(r.route_key), until: num(r.expires_at) }
@@ -187,7 +207,7 @@ export const layer = (strategy: Strategy, queryTimeout: Duration.DurationInput):
       const g = (what: string) => guarded(what, queryTimeout, { synchronous: runsSynchronously(sql) })
       const t = sql(CHANGES_TABLE)
       const keyCol = keyColumn(strategy)
-      const select = sql`SELECT c.id, c.kind, c.route_key, c.backend_id, c.expires_at, b.hostname, b.hostip, b.state
+      const select = sql`SELECT c.id, c.kind, c.route_key, c.backend_id, c.expires_at, b.hostname, b.hostip, b.state, b.tag
         FROM ${t} c LEFT JOIN backends b ON c.kind = 'b' AND b.id = c.backend_id`
       const edge = (fn: "MAX" | "MIN") =>
         sql<{ v: number | string | null }>`SELECT ${sql.literal(fn)}(id) AS v FROM ${t}`.pipe(
@@ -195,8 +215,8 @@ export const layer = (strategy: Strategy, queryTimeout: Duration.DurationInput):
           Effect.map((rows) => num(rows[0]?.v ?? null))
         )
       const snapshot = Effect.gen(function*() {
-        const backends: ReadonlyArray<Backend> = (yield* sql<{ id: number; hostname: string; hostip: string | null; state: number }>`
-          SELECT id, hostname, hostip, state FROM backends`.pipe(g("load the routing table: backends"))).map(toBackend)
+        const backends: ReadonlyArray<Backend> = (yield* sql<{ id: number; hostname: string; hostip: string | null; state: number; tag: string | null }>`
+          SELECT id, hostname, hostip, state, tag FROM backends`.pipe(g("load the routing table: backends"))).map(toBackend)
         const routes = new Map<string, number>()
         yield* forEachMappingPage(strategy, pageSize(runsSynchronously(sql)), (page) =>
           Effect.sync(() => {

@@ -16,6 +16,8 @@
  * - `0009_daemon_ring`: `doveroute_daemons`, one heartbeat row per daemon: see Ring.ts.
  * - `0010_change_feed_ids`: on PostgreSQL `doveroute_changes.id` always comes from its sequence,
  *   even when a row is written by hand with an explicit id: see ChangeFeed.ts.
+ * - `0011_tags`: `backends.tag` (nullable), `doveroute_user_tags` and the feed trigger watching the
+ *   tag: see TagsTable.ts.
  *
  * Duplicate rows (one user on several backends, possible with the scripts' documented key) are
  * **reported, not fixed**: {@link migrate} checks for them before any step and fails listing them,
@@ -39,6 +41,7 @@ import { CHECK_PORT_MIGRATION } from "./CheckPort.js"
 import { OPERATION_MIGRATIONS } from "./Operations.js"
 import { FEED_ID_MIGRATION, m0007 } from "./ChangeFeed.js"
 import { RING_MIGRATIONS } from "./Ring.js"
+import { TAGS_MIGRATION } from "./TagsTable.js"
 import { SchemaError } from "./SchemaError.js"
 
 export { SchemaError } from "./SchemaError.js"
@@ -233,7 +236,8 @@ const MIGRATIONS = (strategy: Strategy) => ({
   "0007_change_feed": m0007(strategy),
   ...CHECK_PORT_MIGRATION,
   ...RING_MIGRATIONS,
-  ...FEED_ID_MIGRATION
+  ...FEED_ID_MIGRATION,
+  ...TAGS_MIGRATION(strategy)
 })
 
 /** Every migration as `NNNN_name`, in order. */

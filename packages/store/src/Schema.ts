@@ -12,6 +12,10 @@ import type { SqlError } from "@effect/sql/SqlError"
 import type { Strategy } from "@doveroute/routing"
 import { Effect } from "effect"
 
+/** `backends.tag` and the per-user tags table (migration 0011, TagsTable.ts). */
+export const TAG_COLUMN = "tag"
+export const USER_TAGS_TABLE = "doveroute_user_tags"
+
 /** The key column of `user_backend` for a strategy. */
 export const keyColumn = (strategy: Strategy): "user" | "user_hash" => strategy === "shard" ? "user_hash" : "user"
 

@@ -9,6 +9,7 @@
  *   `ON DUPLICATE KEY UPDATE key = key` on MySQL), relying on the unique index of migration 0002.
  * - `assignMany` (a group of first logins, Router.ts): one multi-row insert-ignore and one read of
  *   the stored rows; on PostgreSQL both are one statement (`WITH ins AS (INSERT … RETURNING)`).
+ * - `userTags`: the per-user tags of `doveroute_user_tags` (migration 0011), one query per group.
  * - Every query has a timeout; driver errors are classified once ({@link classifySqlError}).
  * - A deadlock between concurrent first inserts (InnoDB, two unique keys) is retried.
  *
@@ -19,7 +20,7 @@ import type { SqlError } from "@effect/sql/SqlError"
 import { type Backend, type RouteKey, type RouteStoreService, StoreError, type Strategy } from "@doveroute/routing"
 import { Duration, Effect, Option, Schedule } from "effect"
 import { classifySqlError, isRetryableConflict, isSqliteBusy } from "./Classify.js"
-import { keyColumn } from "./Schema.js"
+import { keyColumn, USER_TAGS_TABLE } from "./Schema.js"
 
 /** Options of the SQL route store. */
 export interface SqlRouteStoreOptions {
@@ -33,6 +34,8 @@ interface BackendRow {
   readonly hostname: string
   readonly hostip: string | null
   readonly state: number | string | null
+  /** `backends.tag` (migration 0011); absent in rows read without it. */
+  readonly tag?: string | null
 }
 
 /** What `user_backend` holds for one key. */
@@ -41,12 +44,13 @@ type KeyRow =
   | { readonly _tag: "Live"; readonly backend: Backend }
   | { readonly _tag: "Dangling"; readonly backendId: number }
 
-/** Normalise a driver row (ids may come back as strings or bigints). */
+/** Normalise a driver row (ids may come back as strings or bigints); an untagged backend has no `tag`. */
 export const toBackend = (r: BackendRow): Backend => ({
   id: Number(r.id),
   hostname: String(r.hostname),
   hostip: r.hostip === null || r.hostip === undefined ? null : String(r.hostip),
-  state: r.state === null || r.state === undefined ? 0 : Number(r.state)
+  state: r.state === null || r.state === undefined ? 0 : Number(r.state),
+  ...(r.tag === null || r.tag === undefined ? {} : { tag: String(r.tag) })
 })
 
 /**
@@ -129,7 +133,7 @@ export const make = (options: SqlRouteStoreOptions) =>
       Effect.flatMap(
         run(
           "find mapping",
-          sql<BackendRow & { bid: number | string }>`SELECT ub.backend_id AS bid, b.id, b.hostname, b.hostip, b.state
+          sql<BackendRow & { bid: number | string }>`SELECT ub.backend_id AS bid, b.id, b.hostname, b.hostip, b.state, b.tag
             FROM user_backend ub LEFT JOIN backends b ON b.id = ub.backend_id
             WHERE ub.${col} = ${key}`
         ),
@@ -155,7 +159,7 @@ export const make = (options: SqlRouteStoreOptions) =>
 
     const listBackends = run(
       "list backends",
-      sql<BackendRow>`SELECT id, hostname, hostip, state FROM backends ORDER BY id`
+      sql<BackendRow>`SELECT id, hostname, hostip, state, tag FROM backends ORDER BY id`
     ).pipe(Effect.map((rows) => rows.map(toBackend)))
 
     const readBack = (key: RouteKey, what: string) =>
@@ -248,7 +252,7 @@ export const make = (options: SqlRouteStoreOptions) =>
     const readMany = (keys: ReadonlyArray<RouteKey>) =>
       run(
         "read mappings",
-        sql<StoredRow>`SELECT ub.${col} AS k, ub.backend_id AS bid, b.id, b.hostname, b.hostip, b.state
+        sql<StoredRow>`SELECT ub.${col} AS k, ub.backend_id AS bid, b.id, b.hostname, b.hostip, b.state, b.tag
           FROM user_backend ub LEFT JOIN backends b ON b.id = ub.backend_id
           WHERE ub.${col} IN ${sql.in(keys)}`
       )
@@ -266,7 +270,7 @@ export const make = (options: SqlRouteStoreOptions) =>
             retrying(sql<StoredRow>`WITH ins AS (
                 INSERT INTO user_backend ${valuesOf(sorted)}
                 ON CONFLICT DO NOTHING RETURNING backend_id, ${col})
-              SELECT r.k, r.bid, b.id, b.hostname, b.hostip, b.state FROM (
+              SELECT r.k, r.bid, b.id, b.hostname, b.hostip, b.state, b.tag FROM (
                 SELECT ins.${col} AS k, ins.backend_id AS bid FROM ins
                 UNION ALL
                 SELECT ub.${col}, ub.backend_id FROM user_backend ub WHERE ub.${col} IN ${sql.in(keys)}
@@ -277,6 +281,16 @@ export const make = (options: SqlRouteStoreOptions) =>
       return Effect.map(rowsEff, storedMap)
     }
 
+    // the per-user tags of migration 0011 (Tags.ts); none under shard (tags need mapping)
+    const userTags = (keys: ReadonlyArray<RouteKey>) =>
+      Effect.map(
+        run(
+          "read user tags",
+          sql<{ k: string; tag: string }>`SELECT user_name AS k, tag FROM ${sql(USER_TAGS_TABLE)} WHERE user_name IN ${sql.in(keys.map(String))}`
+        ),
+        (rows) => new Map(rows.map((r) => [String(r.k), String(r.tag)] as const)) as ReadonlyMap<string, string>
+      )
+
     return {
       strategy: options.strategy,
       findAssigned,
@@ -284,6 +298,7 @@ export const make = (options: SqlRouteStoreOptions) =>
       assign,
       reassign,
       assignMany,
+      ...(options.strategy === "mapping" ? { userTags } : {}),
       // SQLite's statements run on the event loop one after the other: more groups gain nothing
       groupsInFlight: synchronous ? 1 : 2,
       groupWaitMs: Duration.toMillis(timeout)

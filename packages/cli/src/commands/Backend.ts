@@ -1,6 +1,6 @@
 /**
- * `doveroute backend list|add|remove|flush|up|down|drain|weight|check-port` (a backend is named by
- * hostname or id). What they do: BackendRun.ts (flush: BulkRun.ts), imported when one runs.
+ * `doveroute backend list|add|remove|flush|up|down|drain|weight|check-port|tag` (a backend is named
+ * by hostname or id). What they do: BackendRun.ts (flush: BulkRun.ts), imported when one runs.
  *
  * @since 0.1.0
  */
@@ -15,7 +15,7 @@ const run = () => import("./BackendRun.js")
 
 export const listConfig = adminOptions
 const list = Command.make("list", listConfig, lazy(run, "list")).pipe(
-  Command.withDescription("list backends: id, hostname, hostip, state, weight, users mapped, health-check port, last health result")
+  Command.withDescription("list backends: id, hostname, hostip, state, weight, users mapped, health-check port, last health result, tag")
 )
 
 export const addConfig = {
@@ -37,7 +37,11 @@ export const addConfig = {
     Options.withDescription("port the health checker probes on this backend (default: the health.port setting)"),
     Options.optional
   ),
-  orUpdate: Options.boolean("or-update").pipe(Options.withDescription("update hostip/state/weight (and the check port when given) when the hostname exists (re-runnable)"))
+  tag: Options.text("tag").pipe(
+    Options.withDescription("the backend's tag (pool, like director_tag): only users of this tag are placed on it; none = untagged (default)"),
+    Options.optional
+  ),
+  orUpdate: Options.boolean("or-update").pipe(Options.withDescription("update hostip/state/weight (and the check port and tag when given) when the hostname exists (re-runnable)"))
 }
 const add = Command.make("add", addConfig, lazy(run, "add")).pipe(Command.withDescription("add a backend"))
 
@@ -78,6 +82,16 @@ const checkPort = Command.make("check-port", checkPortConfig, lazy(run, "checkPo
   Command.withDescription("set the port the health checker probes on a backend (none: the health.port setting)")
 )
 
+export const tagConfig = {
+  ...adminOptions,
+  backend: BACKEND,
+  tag: Args.text({ name: "TAG" }).pipe(Args.withDescription("the tag (pool), or none (untagged)")),
+  ...dryRunOption
+}
+const tag = Command.make("tag", tagConfig, lazy(run, "tag")).pipe(
+  Command.withDescription("set a backend's tag (pool; none = untagged): new users of that tag only are placed on it, its mapped users stay")
+)
+
 export const backend = Command.make("backend").pipe(
   Command.withDescription("manage backends"),
   Command.withSubcommands([
@@ -89,6 +103,7 @@ export const backend = Command.make("backend").pipe(
     stateCommand("down", "state down (admin): no new users; the health checker never sets it up"),
     stateCommand("drain", "state drain (admin): no new users, mapped users stay"),
     weight,
-    checkPort
+    checkPort,
+    tag
   ])
 )

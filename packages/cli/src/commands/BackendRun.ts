@@ -1,5 +1,5 @@
 /**
- * What `doveroute backend list|add|remove|up|down|drain|weight|check-port` do (the options:
+ * What `doveroute backend list|add|remove|up|down|drain|weight|check-port|tag` do (the options:
  * Backend.ts; `flush`: BulkRun.ts), imported when one of them runs.
  *
  * @since 0.1.0
@@ -7,13 +7,16 @@
 import { AdminOps, Operations } from "@doveroute/store"
 import { Effect, Option } from "effect"
 import { output, withReadStore, withStore } from "./AdminSupport.js"
-import type { addConfig, backendConfig, checkPortConfig, listConfig, removeConfig, weightConfig } from "./Backend.js"
+import type { addConfig, backendConfig, checkPortConfig, listConfig, removeConfig, tagConfig, weightConfig } from "./Backend.js"
 import { storeFor } from "./BulkRun.js"
 import type { Parsed } from "./Lazy.js"
 
 const row = (b: AdminOps.BackendRow) =>
-  [b.id, b.hostname, b.hostip ?? "-", b.stateName, b.weight, b.users, b.checkPort ?? "-", b.lastHealth ?? "-"].join("\t")
-const HEADER = ["id", "hostname", "hostip", "state", "weight", "users", "check_port", "last_health"].join("\t")
+  [b.id, b.hostname, b.hostip ?? "-", b.stateName, b.weight, b.users, b.checkPort ?? "-", b.lastHealth ?? "-", b.tag ?? "-"].join("\t")
+const HEADER = ["id", "hostname", "hostip", "state", "weight", "users", "check_port", "last_health", "tag"].join("\t")
+
+/** A tag argument: `none` (or empty) = untagged. */
+const tagArg = (t: string): string | null => (t === "none" || t === "" ? null : t)
 
 export const list = (o: Parsed<typeof listConfig>) =>
   withReadStore(o, () =>
@@ -28,9 +31,10 @@ export const add = (o: Parsed<typeof addConfig>) =>
         state: o.state,
         weight: o.weight,
         checkPort: Option.getOrUndefined(o.checkPort),
+        tag: Option.isSome(o.tag) ? tagArg(o.tag.value) : undefined,
         orUpdate: o.orUpdate
       }),
-      (r) => output(o.json, r.backend, () => [`${r.created ? "added" : "updated"} backend ${r.backend.id} ${r.backend.hostname}${r.backend.hostip ? " hostip " + r.backend.hostip : ""} ${r.backend.stateName} weight ${r.backend.weight}${r.backend.checkPort !== null ? " check port " + r.backend.checkPort : ""}`])
+      (r) => output(o.json, r.backend, () => [`${r.created ? "added" : "updated"} backend ${r.backend.id} ${r.backend.hostname}${r.backend.hostip ? " hostip " + r.backend.hostip : ""} ${r.backend.stateName} weight ${r.backend.weight}${r.backend.checkPort !== null ? " check port " + r.backend.checkPort : ""}${r.backend.tag !== null ? " tag " + r.backend.tag : ""}`])
     ))
 
 export const remove = (o: Parsed<typeof removeConfig>) =>
@@ -65,4 +69,16 @@ export const checkPort = (o: Parsed<typeof checkPortConfig>) =>
       const r = yield* AdminOps.setCheckPort(o.backend, port)
       const shown = (p: number | null) => p === null ? "none" : String(p)
       return yield* output(o.json, r.after, () => [`backend ${r.after.id} ${r.after.hostname}: check port ${shown(r.before.checkPort)} -> ${shown(r.after.checkPort)}`])
+    }))
+
+export const tag = (o: Parsed<typeof tagConfig>) =>
+  storeFor(o.dryRun)(o, () =>
+    Effect.gen(function*() {
+      const r = yield* AdminOps.setTag(o.backend, tagArg(o.tag), o.dryRun)
+      const shown = (t: string | null) => t ?? "none"
+      return yield* output(o.json, { ...r.after, dryRun: o.dryRun, before: { tag: r.before.tag } }, () => [
+        `backend ${r.after.id} ${r.after.hostname}: tag ${shown(r.before.tag)} -> ${shown(r.after.tag)}` +
+          (r.after.users > 0 && r.before.tag !== r.after.tag ? ` (its ${r.after.users} mapped users stay on it)` : "") +
+          (o.dryRun ? " (dry run, nothing changed)" : "")
+      ])
     }))

@@ -45,11 +45,12 @@ const checkKick = (settings: Settings, kick: boolean | undefined) =>
 
 /**
  * A target per key among the backends that may receive new users (state 0, weight > 0) other
- * than `from`, by the `placement` setting; `least-loaded` counts the keys it already gave out.
+ * than `from`, of `from`'s tag (its users stay in its pool; untagged: untagged backends), by the
+ * `placement` setting; `least-loaded` counts the keys it already gave out.
  */
-const placeAll = (settings: Settings, backends: ReadonlyArray<AdminOps.BackendRow>, from: number, count: number) => {
+const placeAll = (settings: Settings, backends: ReadonlyArray<AdminOps.BackendRow>, from: AdminOps.BackendRow, count: number) => {
   const weights = new Map(backends.map((b) => [b.id, b.weight] as const))
-  const cands = Placement.candidates(backends.filter((b) => b.id !== from), weights) as ReadonlyArray<AdminOps.BackendRow>
+  const cands = Placement.candidates(backends.filter((b) => b.id !== from.id), weights, from.tag)
   const loads = new Map(backends.map((b) => [b.id, { weight: b.weight, users: b.users }] as const))
   const out: Array<AdminOps.BackendRow> = []
   for (let i = 0; i < count && cands.length > 0; i++) {
@@ -78,11 +79,11 @@ export const flush = (o: Parsed<typeof flushConfig>) =>
       }
       const backends = yield* AdminOps.listBackends
       const keys = (yield* AdminOps.listMappings(settings.strategy, b.id)).map((m) => m.key)
-      const targets = to !== undefined ? keys.map(() => to) : placeAll(settings, backends, b.id, keys.length)
+      const targets = to !== undefined ? keys.map(() => to) : placeAll(settings, backends, b, keys.length)
       if (targets.length < keys.length) {
         return yield* new AdminOps.AdminError({
           reason: "Refused",
-          detail: `no other backend with state 0 and weight > 0 to place ${keys.length} ${settings.strategy === "shard" ? "shards" : "users"} on; give --to BACKEND`
+          detail: `no other backend with state 0 and weight > 0 ${b.tag === null ? "(untagged)" : `in tag ${b.tag}`} to place ${keys.length} ${settings.strategy === "shard" ? "shards" : "users"} on; give --to BACKEND`
         })
       }
       const items = keys.map((key, i): MoveItem => ({ key, to: targets[i]!, expectFrom: b.id, kickUser: o.kick ? String(key) : undefined }))

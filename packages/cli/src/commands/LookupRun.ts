@@ -17,7 +17,7 @@ const hide = (fields: ReadonlyArray<Field>) =>
 export const lookup = (o: Parsed<typeof lookupConfig>) =>
   Effect.gen(function*() {
     const settings = yield* settingsFrom(o)
-    const preview = yield* Effect.flatMap(Router, (r) => r.preview(o.user)).pipe(
+    const preview = yield* Effect.flatMap(Router, (r) => r.preview(o.user, Option.getOrUndefined(o.tag))).pipe(
       Effect.provide(routingLayer(settings, { readOnly: true }))
     )
     const backend = Option.getOrUndefined(preview.backend)
@@ -27,6 +27,8 @@ export const lookup = (o: Parsed<typeof lookupConfig>) =>
       key: preview.key,
       mapped: backend !== undefined,
       wouldInsert: preview.wouldInsert,
+      tag: preview.tag,
+      tagSource: preview.tagSource,
       backend: backend ?? null,
       fields: fields ? hide(fields) : null,
       candidates: preview.candidates.map((b) => ({ id: b.id, hostname: b.hostname }))
@@ -37,7 +39,7 @@ export const lookup = (o: Parsed<typeof lookupConfig>) =>
       yield* Console.log(`fields: ${fieldsForLog(fields)}`)
     } else {
       yield* Console.log(
-        `${o.user}: not mapped (key ${String(preview.key)}); a login would insert a row on one of: ` +
+        `${o.user}: not mapped (key ${String(preview.key)}, ${preview.tag === null ? "untagged" : `tag ${preview.tag} from ${preview.tagSource}`}); a login would insert a row on one of: ` +
           (preview.candidates.length > 0 ? preview.candidates.map((b) => b.hostname).join(", ") : "none (temp_fail)")
       )
     }

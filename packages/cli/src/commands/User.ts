@@ -1,5 +1,9 @@
 /**
- * `doveroute user show|move|unassign|list` and `doveroute shard show|move`.
+ * `doveroute user show|move|unassign|list|tag|tags` and `doveroute shard show|move`.
+ *
+ * `user tag USER TAG|none`, `user tags`: the store's per-user tag (`doveroute_user_tags`), which
+ * wins over the passdb's `director_tag` and the `tags.domains` rule when the user is placed; a
+ * mapped user stays on their backend (move them with `user move`). `user show` explains the tag.
  *
  * A move takes the key's move lock (`doveroute_moves`; a second move of the same user at once
  * fails with "try again", exit 75), re-points the row with a compare-and-set, then waits
@@ -22,7 +26,7 @@ const run = () => import("./UserRun.js")
 
 export const showConfig = { ...adminOptions, user: USER }
 const show = Command.make("show", showConfig, lazy(run, "show")).pipe(
-  Command.withDescription("explain a user's route: normalised name, key/shard, row, backend, state")
+  Command.withDescription("explain a user's route: normalised name, key/shard, row, backend, state, tag")
 )
 
 export const moveConfig = { ...adminOptions, user: USER, backend: BACKEND, ...kickOption, ...dryRunOption, ...noWaitOption }
@@ -53,9 +57,21 @@ const list = Command.make("list", listConfig, lazy(run, "list")).pipe(
   Command.withDescription("list mapped users (or shards) with their backend")
 )
 
+export const tagConfig = {
+  ...adminOptions,
+  user: USER,
+  tag: Args.text({ name: "TAG" }).pipe(Args.withDescription("the tag (pool) the user's placements use, or none (remove it)")),
+  ...dryRunOption
+}
+const tag = Command.make("tag", tagConfig, lazy(run, "tag")).pipe(
+  Command.withDescription("set (or with none remove) a user's tag in the store: wins over director_tag and tags.domains; a mapped user stays where they are")
+)
+export const tagsConfig = adminOptions
+const tags = Command.make("tags", tagsConfig, lazy(run, "tags")).pipe(Command.withDescription("list the users with a tag in the store"))
+
 export const user = Command.make("user").pipe(
   Command.withDescription("inspect and move users"),
-  Command.withSubcommands([show, move, moveMany, unassign, list])
+  Command.withSubcommands([show, move, moveMany, unassign, list, tag, tags])
 )
 
 export const shardShowConfig = { ...adminOptions, shard: Args.text({ name: "USER|N" }) }

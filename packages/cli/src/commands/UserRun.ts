@@ -1,18 +1,27 @@
 /**
- * What `doveroute user show|move|unassign|list` and `doveroute shard show|move` do (the options:
+ * What `doveroute user show|move|unassign|list|tag` and `doveroute shard show|move` do (the options:
  * User.ts; `user move-many` and shard ranges: BulkRun.ts), imported when one of them runs.
  *
  * @since 0.1.0
  */
 import type { Settings } from "@doveroute/daemon"
-import { normalizeUser, type RouteKey, Router, shardKey } from "@doveroute/routing"
+import { domainTag, normalizeUser, type RouteKey, Router, shardKey } from "@doveroute/routing"
 import { AdminOps } from "@doveroute/store"
 import { Effect, Option } from "effect"
 import { keyOf, output, propagationWait, requireStrategy, withReadStore, withStore } from "./AdminSupport.js"
 import { moveShardRange, parseShardRange, storeFor } from "./BulkRun.js"
 import type { Parsed } from "./Lazy.js"
 import { moveKeys, planMoves } from "./Moves.js"
-import type { listConfig, moveConfig, shardMoveConfig, shardShowConfig, showConfig, unassignConfig } from "./User.js"
+import type {
+  listConfig,
+  moveConfig,
+  shardMoveConfig,
+  shardShowConfig,
+  showConfig,
+  tagConfig,
+  tagsConfig,
+  unassignConfig
+} from "./User.js"
 
 /** Everything `user show` / `shard show` explain about a key. */
 const explain = (settings: Settings, key: RouteKey, user: string | null) =>
@@ -21,6 +30,8 @@ const explain = (settings: Settings, key: RouteKey, user: string | null) =>
     const moving = yield* AdminOps.moveInProgress(key)
     const preview = user !== null ? yield* Effect.flatMap(Router, (r) => r.preview(user)) : undefined
     const normalized = user !== null ? normalizeUser(user, settings.routing.normalize) : null
+    const storeTag = settings.strategy === "mapping" ? yield* AdminOps.userTag(key) : null
+    const tag = preview?.tag ?? null
     return {
       user,
       normalized,
@@ -32,6 +43,11 @@ const explain = (settings: Settings, key: RouteKey, user: string | null) =>
       backend: found.backend,
       state: found.backend?.stateName ?? null,
       moveInProgress: moving,
+      storeTag,
+      domainTag: user !== null ? domainTag(settings.routing.tags.domains, user) ?? null : null,
+      tag,
+      tagSource: preview?.tagSource ?? "none",
+      tagMismatch: found.backend !== null && found.backend.tag !== tag,
       candidates: preview?.candidates.map((b) => ({ id: b.id, hostname: b.hostname })) ?? null
     }
   })
@@ -46,6 +62,8 @@ const explainLines = (r: Effect.Effect.Success<ReturnType<typeof explain>>) => [
       : r.rows.length === 1
       ? `row: ${String(r.key)} -> backend ${r.rows[0]}, which does not exist: the next login replaces it, on one of: ${r.candidates?.map((c) => c.hostname).join(", ") || "(none: temp_fail)"}`
       : `no row: the next login places it on one of: ${r.candidates?.map((c) => c.hostname).join(", ") || "(none: temp_fail)"}`,
+  `tag ${r.tag ?? "none"} (from ${r.tagSource}; store ${r.storeTag ?? "none"}, domain rule ${r.domainTag ?? "none"})` +
+    (r.backend !== null ? `, backend tag ${r.backend.tag ?? "none"}${r.tagMismatch ? ": another pool, the user stays there until moved (doveroute user move)" : ""}` : ""),
   ...(r.moveInProgress !== null ? [`move in progress${r.moveInProgress.holdLogins ? ", logins held" : ""} until ${new Date(r.moveInProgress.expiresAt).toISOString()}`] : [])
 ]
 
@@ -141,3 +159,25 @@ export const shardMove = (o: Parsed<typeof shardMoveConfig>) =>
       const r = yield* moveOne(settings, range.first, o.backend, { wait: !o.noWait, dryRun: o.dryRun })
       yield* output(o.json, { shard: range.first, ...r }, () => moveText(`shard ${range.first}`, r))
     }))
+
+export const tag = (o: Parsed<typeof tagConfig>) =>
+  storeFor(o.dryRun)(o, (settings) =>
+    Effect.gen(function*() {
+      const key = yield* keyOf(o.user)
+      const want = o.tag === "none" || o.tag === "" ? null : o.tag
+      const r = yield* AdminOps.setUserTag(settings.strategy, key, want, o.dryRun)
+      const backend = (yield* AdminOps.findKey(settings.strategy, key)).backend
+      const effective = r.after ?? domainTag(settings.routing.tags.domains, o.user) ?? null
+      const mismatch = backend !== null && backend.tag !== effective
+      const out = { user: o.user, key, before: r.before, tag: r.after, changed: r.changed, dryRun: r.dryRun, backend, mismatch }
+      yield* output(o.json, out, () => [
+        `${o.user}: tag ${r.before ?? "none"} -> ${want ?? "none"}${r.dryRun ? " (dry run, nothing changed)" : ""}`,
+        ...(mismatch
+          ? [`note: ${o.user} is mapped to backend ${backend.hostname} (tag ${backend.tag ?? "none"}) and stays there; move it with doveroute user move`]
+          : [])
+      ])
+    }))
+
+export const tags = (o: Parsed<typeof tagsConfig>) =>
+  withReadStore(o, () =>
+    Effect.flatMap(AdminOps.listUserTags, (rows) => output(o.json, rows, () => rows.map((r) => `${r.user}\t${r.tag}`))))
