@@ -16,10 +16,13 @@
  * domain rule); an untagged user only among untagged backends. A stored row is used whatever its
  * backend's tag.
  *
- * With the routing table loaded, a key it has no row for (a first login) joins a group
- * (FirstLogins.ts): the logins that arrive in one turn of the event loop, or while the previous
- * groups are in flight, are placed together and stored by one `assignMany` (one multi-row
- * insert-ignore plus the read-back of the stored rows), and each answer names the stored row.
+ * First logins are grouped (FirstLogins.ts) when the store can store several rows at once
+ * (`assignMany`): with the routing table loaded, a key it has no row for joins a group at once;
+ * otherwise (lookup cache mode, or the table still loading) a key the store has no row for
+ * joins one after that read. The logins that arrive in one turn of the event loop, or while the
+ * previous groups are in flight, are placed together and stored by one `assignMany` (one
+ * multi-row insert-ignore plus the read-back of the stored rows), and each answer names the
+ * stored row. A key a group cannot settle is routed alone (`place` + `assign`).
  *
  * @since 0.1.0
  */
@@ -89,6 +92,11 @@ export interface RouterOptions {
   readonly normalize?: Normalize
   /** The domain rule (`tags.domains`): lower-case domain → tag (Tags.ts). */
   readonly tagDomains?: ReadonlyMap<string, string>
+  /**
+   * Group concurrent first logins when the store can (default true). `false`: every first login
+   * is placed and stored alone (the path a group falls back to; tests use it to reach that path).
+   */
+  readonly groupFirstLogins?: boolean
 }
 
 const INVALID_USER = /[\t\r\n\x00]/
@@ -225,7 +233,7 @@ export const make = (options: RouterOptions) =>
         ? Effect.fail(new RouteError({ reason: "InvalidUser", detail: "empty user name or one with TAB/CR/LF/NUL" }))
         : Effect.void
 
-    const routeUncached = Effect.fn("Router.route")(function*(user: string, tag?: string) {
+    const routeUncached = Effect.fn("Router.route")(function*(user: string, tag?: string, alone?: boolean) {
       yield* checkUser(user)
       yield* checkTag(tag)
       const key = keyOf(user)
@@ -245,6 +253,10 @@ export const make = (options: RouterOptions) =>
         const target = yield* place(user, key, tag, `to move ${String(key)} off backend ${backend.id}`)
         const moved = yield* store.reassign(key, backend.id, target.id)
         return { user, key, backend: moved, source: "reassigned" } satisfies Route
+      }
+      if (alone !== true && grouper !== undefined) {
+        const b = yield* grouper.submit(String(key), { key, user, tag: requestTag(tag) })
+        if (b !== ALONE) return { user, key, backend: b, source: "assigned" } satisfies Route
       }
       const target = yield* place(user, key, tag, `for new ${options.strategy === "shard" ? "shard" : "user"} ${String(key)}`)
       const stored = yield* store.assign(key, target.id)
@@ -320,7 +332,7 @@ export const make = (options: RouterOptions) =>
         return out
       })
 
-    const grouper = Option.isSome(table) && store.assignMany !== undefined
+    const grouper = store.assignMany !== undefined && options.groupFirstLogins !== false
       ? makeGrouper({
         run: runGroup(store.assignMany),
         maxSize: FIRST_LOGIN_GROUP_MAX,
@@ -342,7 +354,7 @@ export const make = (options: RouterOptions) =>
         : Effect.zipRight(
           checkTag(tag),
           Effect.flatMap(submit(String(key), { key, user, tag: requestTag(tag) }), (b): Effect.Effect<Route, RouteError | StoreError> =>
-            b === ALONE ? routeUncached(user, tag) : Effect.succeed({ user, key, backend: b, source: "assigned" }))
+            b === ALONE ? routeUncached(user, tag, true) : Effect.succeed({ user, key, backend: b, source: "assigned" }))
         )
 
     /**
@@ -414,7 +426,7 @@ export const make = (options: RouterOptions) =>
       /** Route `user`; `tag` is the request's tag (the passdb's `director_tag`; `""` = none). */
       route,
       preview: preview as (user: string, tag?: string) => Effect.Effect<RoutePreview, RouteError | StoreError>,
-      /** First-login groups so far (`undefined` without the routing table or a grouping store). */
+      /** First-login groups so far (`undefined` when the store cannot store several rows at once). */
       firstLoginGroups: () => grouper?.stats()
     } as const
   })

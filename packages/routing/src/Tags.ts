@@ -5,7 +5,7 @@
  * (temp_fail), never a backend of another pool.
  *
  * A user's tag, first match wins:
- * 1. the store's per-user tag (`doveroute_user_tags`, set by `doveroute user tag set`): an
+ * 1. the store's per-user tag (`doveroute_user_tags`, set by `doveroute user tag USER TAG`): an
  *    operator's explicit decision for one user;
  * 2. the tag the request carries: the passdb's `director_tag` (dict key `tag/<T>/<user>`, HTTP
  *    `tag=`, the relays' `director_tag` reply field); empty = none;
@@ -16,7 +16,7 @@
  * The tag matters only when a backend is chosen (first login, or a move off a down backend under
  * `down_policy = reassign`). A mapped user stays on their backend whatever its tag (the Director
  * kept a mapped user where they were too): moving users between pools is an admin action
- * (`doveroute user move`); `doveroute user tag show` reports a user whose backend is in another pool.
+ * (`doveroute user move`); `doveroute user show` reports a user whose backend is in another pool.
  *
  * Tags need strategy `mapping`: a shard holds users of any tag. Under `shard` the settings refuse
  * `tags.domains`, the CLI refuses per-user tags, a request carrying a tag is answered temp_fail

@@ -62,6 +62,42 @@ const start = (url: string, refresh?: Duration.DurationInput) => Layer.build(dae
 const inDaemon = <A, E>(ctx: Context.Context<Daemon>, eff: Effect.Effect<A, E, Daemon>) => Effect.provide(eff, ctx)
 
 describe.concurrent.each(["sqlite", "postgres", "mysql"] as const)("first logins on %s", (kind) => {
+  it.live("without the routing table (table.mode cache) first logins are grouped too: each OK names the stored row", () =>
+    withDatabase(kind, (url) =>
+      Effect.scoped(Effect.gen(function*() {
+        const d = yield* Layer.build(
+          Router.layerCached({ strategy: "mapping", downPolicy: "keep" }).pipe(
+            Layer.provideMerge(
+              RouteCache.layer({ enabled: true, ttl: "60 seconds", maxEntries: 10_000, refresh: "100 millis" }).pipe(
+                Layer.provide(Operations.routeVersionLayer("5 seconds"))
+              )
+            ),
+            Layer.provide(Layer.mergeAll(Operations.placementInfoLayer("5 seconds"), Operations.routeHoldsLayer("5 seconds"))),
+            Layer.provideMerge(storeLayer({ url: parseStoreUrl(url), strategy: "mapping", sqliteLocks: "retry" }))
+          )
+        )
+        yield* Effect.provide(seed, d)
+        const router = Context.get(d, Router)
+        const names = users("cm", 200)
+        const routes = yield* Effect.all(names.map((u) => router.route(u)), { concurrency: "unbounded" })
+        const stats = router.firstLoginGroups()!
+        expect(stats.members).toBe(200)
+        expect(stats.groups).toBeLessThan(40)
+        expect(stats.largest).toBeGreaterThan(10)
+        const stored = yield* Effect.provide(storedRows, d)
+        expect(stored.size).toBe(200)
+        for (const r of routes) {
+          expect(r.source).toBe("assigned")
+          expect(stored.get(r.user)).toEqual([r.backend.id])
+          expect(r.backend.state).toBe(0)
+        }
+        // a known user is not grouped again: found by its read, answered from the cache after
+        const again = yield* router.route(names[0]!)
+        expect(again.backend.id).toBe(routes[0]!.backend.id)
+        expect(router.firstLoginGroups()!.members).toBe(200)
+      })))
+  )
+
   it.live("300 concurrent first logins go in groups; each OK names the stored row, and the table learns it", () =>
     withDatabase(kind, (url) =>
       Effect.scoped(Effect.gen(function*() {

@@ -34,7 +34,7 @@ const daemonLayer = (url: string, downPolicy: DownPolicy = "keep") =>
 
 /** The router without a table (every first login one by one, as the CLI and `table.mode = cache` with the cache off). */
 const plainLayer = (url: string, downPolicy: DownPolicy = "keep") =>
-  Router.layer({ strategy: "mapping", downPolicy, tagDomains: DOMAINS }).pipe(
+  Router.layer({ strategy: "mapping", downPolicy, tagDomains: DOMAINS, groupFirstLogins: false }).pipe(
     Layer.provide(Layer.mergeAll(Operations.placementInfoLayer("5 seconds"), Operations.routeHoldsLayer("5 seconds"))),
     Layer.provideMerge(storeLayer({ url: parseStoreUrl(url), strategy: "mapping" }))
   )
