@@ -5,7 +5,7 @@
  *   column: the Lua scripts name their columns and never see it (they place among every up
  *   backend, tags unknown to them).
  * - `doveroute_user_tags(user_name VARCHAR(255) PRIMARY KEY, tag VARCHAR(64) NOT NULL)`: a user's
- *   tag set by the operator (`doveroute user tag set`), keyed like `user_backend.user` (the
+ *   tag set by the operator (`doveroute user tag USER TAG`), keyed like `user_backend.user` (the
  *   routing key: the user name after `normalize`). It wins over the request's `director_tag` and
  *   the domain rule.
  * - The change feed's `backends` UPDATE trigger watches `tag` too, so a re-tagged backend reaches
