@@ -1,6 +1,7 @@
 // How `doveroute import` reads a 2.3 Director ring's output and `director_mail_servers` (the real
 // ring's output is imported in packages/e2e/test/director-import-23.test.ts), `--dry-run` on a CSV
-// import, and `--from-director-config` with a host name, through the real bundle (`npm run build`).
+// import, `--from-director-config` with a host name, and host tags (HOST@TAG) kept as backend tags,
+// through the real bundle (`npm run build`).
 import { makeTempDir, runCli, type TempDir } from "@doveroute/testkit"
 import * as dns from "node:dns"
 import * as fs from "node:fs"
@@ -74,22 +75,69 @@ describe("import --dry-run and --from-director-config through the CLI (SQLite)",
     await tmp?.cleanup()
   })
 
-  it("--from-director-config: a host name with one address keeps its name; --dry-run writes nothing", async () => {
+  it("--from-director-config: a host name with one address keeps its name, a host's @TAG becomes its backend's tag; --dry-run writes nothing", async () => {
     const addresses = [...new Set((await dns.promises.lookup("localhost", { all: true, verbatim: true })).map((a) => a.address))]
     const file = tmp.join("servers.txt")
     fs.writeFileSync(file, "director_mail_servers = 10.1.0.1-10.1.0.2 localhost@big\n")
     const dry = await runCli(["import", "--from-director-config", file, "--dry-run", "--store", store])
     expect(dry.code, dry.stderr).toBe(0)
     expect(dry.stdout).toContain("backend 10.1.0.1: would be added (hostip 10.1.0.1, up, weight 100)")
-    expect(dry.stderr).toContain("not carried over: tag big of host localhost")
+    expect(dry.stdout).toMatch(/backend \S+: would be added \(hostip [^,]+, up, weight 100, tag big\)/)
+    expect(dry.stderr).not.toContain("not carried over")
     const none = await runCli(["backend", "list", "--json", "--store", store])
     expect(JSON.parse(none.stdout)).toEqual([])
     const r = await runCli(["import", "--from-director-config", file, "--json", "--store", store])
     expect(r.code, r.stderr).toBe(0)
     const names = JSON.parse(r.stdout).backends.map((b: { hostname: string; hostip: string }) => `${b.hostname}=${b.hostip}`)
-    expect(names).toEqual(["10.1.0.1=10.1.0.1", "10.1.0.2=10.1.0.2", ...(addresses.length === 1 ? [`localhost=${addresses[0]}`] : addresses.map((a) => `${a}=${a}`))])
+    const local = addresses.length === 1 ? [`localhost=${addresses[0]}`] : addresses.map((a) => `${a}=${a}`)
+    expect(names).toEqual(["10.1.0.1=10.1.0.1", "10.1.0.2=10.1.0.2", ...local])
+    const list = JSON.parse((await runCli(["backend", "list", "--json", "--store", store])).stdout) as Array<{ hostname: string; hostip: string; tag: string | null }>
+    expect(list.map((b) => `${b.hostname}=${b.hostip}:${b.tag}`)).toEqual(["10.1.0.1=10.1.0.1:null", "10.1.0.2=10.1.0.2:null", ...local.map((l) => `${l}:big`)])
     const again = await runCli(["import", "--from-director-config", file, "--json", "--store", store])
     expect(JSON.parse(again.stdout).backends.every((b: { action: string }) => b.action === "unchanged")).toBe(true)
+  })
+
+  it("--from-director: HOST@TAG of the dump and the status tag column become backend tags; a changed tag is an update (dry run first)", async () => {
+    const ring = tmp.join("tagged-ring.txt")
+    fs.writeFileSync(ring, [
+      "mail server ip tag   vhosts state state changed       users",
+      "10.6.0.1       pool1 100    up    -                   0",
+      "10.6.0.2             50     up    -                   0",
+      "doveadm director add 10.6.0.1@pool1 100",
+      "doveadm director add 10.6.0.2 50",
+      "doveadm director add 10.6.0.3@pool.2 20",
+      ""
+    ].join("\n"))
+    const r = await runCli(["import", "--from-director", ring, "--json", "--store", store])
+    expect(r.code, r.stderr).toBe(0)
+    expect(JSON.parse(r.stdout).backends.map((b: { hostname: string; tag: string | null }) => [b.hostname, b.tag])).toEqual([
+      ["10.6.0.1", "pool1"], ["10.6.0.2", null], ["10.6.0.3", "pool.2"]
+    ])
+    const tagOf = async (h: string) =>
+      (JSON.parse((await runCli(["backend", "list", "--json", "--store", store])).stdout) as Array<{ hostname: string; tag: string | null }>).find((b) => b.hostname === h)?.tag
+    expect(await tagOf("10.6.0.1")).toBe("pool1")
+    expect(await tagOf("10.6.0.3")).toBe("pool.2")
+    // the host re-added to the ring under another tag (the Director cannot re-tag a host in place)
+    fs.writeFileSync(ring, "doveadm director add 10.6.0.1@pool9 100\ndoveadm director add 10.6.0.3 20\n")
+    const dry = await runCli(["import", "--from-director", ring, "--dry-run", "--store", store])
+    expect(dry.code, dry.stderr).toBe(0)
+    expect(dry.stdout).toMatch(/backend 10\.6\.0\.1 \(id \d+\): tag pool1 -> pool9 \(would be set\)/)
+    expect(dry.stdout).toMatch(/backend 10\.6\.0\.3 \(id \d+\): tag pool\.2 -> none \(would be set\)/)
+    expect(await tagOf("10.6.0.1")).toBe("pool1")
+    const real = await runCli(["import", "--from-director", ring, "--store", store])
+    expect(real.code, real.stderr).toBe(0)
+    expect(await tagOf("10.6.0.1")).toBe("pool9")
+    expect(await tagOf("10.6.0.3")).toBe(null)
+  })
+
+  it("a Director tag doveroute cannot store is refused before anything is written", async () => {
+    const file = tmp.join("bad-tag.txt")
+    fs.writeFileSync(file, "10.7.0.1 10.7.0.2@-dash\n")
+    const r = await runCli(["import", "--from-director-config", file, "--store", store])
+    expect(r.code).toBe(1)
+    expect(r.stderr).toContain(`tag "-dash" of host 10.7.0.2: a doveroute tag is 1-64 of A-Z a-z 0-9 _ . - starting with a letter or digit (nothing was written)`)
+    const list = JSON.parse((await runCli(["backend", "list", "--json", "--store", store])).stdout) as Array<{ hostname: string }>
+    expect(list.some((b) => b.hostname.startsWith("10.7."))).toBe(false)
   })
 
   it("a CSV import with --dry-run counts what it would insert, names a backend by hostip, and writes nothing", async () => {

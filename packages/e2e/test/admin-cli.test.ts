@@ -34,7 +34,7 @@ describe.each(ADMIN_STORES)("admin CLI on %s", { timeout: 400_000 }, (kind) => {
       [1, "b1.test", "up", 1, 0, null], [2, "b2.test", "up", 2, 0, null], [3, "b3.test", "up", 0, 0, null]
     ])
     const text = await s.cli(["backend", "list"])
-    expect(text.stdout).toMatch(/^id\thostname\thostip\tstate\tweight\tusers\tcheck_port\tlast_health\n1\tb1.test\t127.0.0.2\tup\t1\t0\t-\t-/)
+    expect(text.stdout).toMatch(/^id\thostname\thostip\tstate\tweight\tusers\tcheck_port\tlast_health\ttag\n1\tb1.test\t127.0.0.2\tup\t1\t0\t-\t-\t-\n/)
 
     for (const args of [["backend", "down", "nosuch"], ["backend", "weight", "99", "1"], ["user", "move", "x", "nosuch"]]) {
       const r = await s.cli(args)

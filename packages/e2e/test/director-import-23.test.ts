@@ -4,7 +4,8 @@
 // directors) and by a real IMAP login through the ring. What real doveadm prints (`director
 // status`, `dump`, `map -f USERS`, table and `-f tab`; `doveconf -h director_mail_servers`) goes
 // through `doveroute import --from-director-config` / `--from-director` into SQLite, PostgreSQL
-// and MariaDB: the rows, `doveroute lookup` and the report must match what the ring had.
+// and MariaDB: the rows, the hosts' tags (`@tagx` in director_mail_servers, `doveadm director add
+// HOST@tagy`), `doveroute lookup` and the report must match what the ring had.
 import {
   dictConfExt23,
   dictRoute23,
@@ -57,7 +58,7 @@ beforeAll(async () => {
   backend = await startBackend23(tmp.path, { listen: ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.10", "127.0.0.20"] })
   ring = await startDirectorRing23({ tmpDir: tmp.path, mailServers: MAIL_SERVERS, backendImapPort: backend.imapPort })
   await doveadm(["director", "update", "127.0.0.2", "50"])
-  await doveadm(["director", "add", "127.0.0.20", "7"])
+  await doveadm(["director", "add", "127.0.0.20@tagy", "7"])
   await doveadm(["director", "down", "127.0.0.10"])
   await doveadm(["director", "remove", "127.0.0.11"], 1)
   for (const [user, host] of Object.entries(MOVES)) await doveadm(["director", "move", user, host], user === "carol" ? 1 : 0)
@@ -134,18 +135,18 @@ describe.each(STORES)("a 2.3 Director ring into %s", { timeout: 300_000 }, (kind
     return Object.fromEntries(rows.map((r) => [r.u, r.ip]))
   }
 
-  it("--from-director-config: director_mail_servers (range expanded) become backends, up, weight 100; the tag is reported", async () => {
+  it("--from-director-config: director_mail_servers (range expanded) become backends, up, weight 100; the host's @tag is the backend's tag", async () => {
     const r = await store.cli(["import", "--from-director-config", files.servers, "--json"])
     expect(r.code, r.stderr).toBe(0)
     const out = JSON.parse(r.stdout)
     expect(out.backends.map((b: { action: string; hostname: string }) => `${b.action} ${b.hostname}`)).toEqual(
       ["add 127.0.0.2", "add 127.0.0.3", "add 127.0.0.4", "add 127.0.0.10", "add 127.0.0.11"]
     )
-    expect(r.stderr).toContain("not carried over: tag tagx of host 127.0.0.4")
-    const list = await store.json<Array<{ hostname: string; hostip: string; state: number; weight: number }>>(["backend", "list"])
-    expect(list.map((b) => [b.hostname, b.hostip, b.state, b.weight])).toEqual([
-      ["127.0.0.2", "127.0.0.2", 0, 100], ["127.0.0.3", "127.0.0.3", 0, 100], ["127.0.0.4", "127.0.0.4", 0, 100],
-      ["127.0.0.10", "127.0.0.10", 0, 100], ["127.0.0.11", "127.0.0.11", 0, 100]
+    expect(r.stderr).not.toContain("not carried over")
+    const list = await store.json<Array<{ hostname: string; hostip: string; state: number; weight: number; tag: string | null }>>(["backend", "list"])
+    expect(list.map((b) => [b.hostname, b.hostip, b.state, b.weight, b.tag])).toEqual([
+      ["127.0.0.2", "127.0.0.2", 0, 100, null], ["127.0.0.3", "127.0.0.3", 0, 100, null], ["127.0.0.4", "127.0.0.4", 0, 100, "tagx"],
+      ["127.0.0.10", "127.0.0.10", 0, 100, null], ["127.0.0.11", "127.0.0.11", 0, 100, null]
     ])
   })
 
@@ -157,8 +158,10 @@ describe.each(STORES)("a 2.3 Director ring into %s", { timeout: 300_000 }, (kind
     const steps = Object.fromEntries(out.backends.map((b: { hostname: string }) => [b.hostname, b]))
     expect(steps["127.0.0.2"]).toMatchObject({ action: "update", weightBefore: 100, weight: 50, state: "up" })
     expect(steps["127.0.0.10"]).toMatchObject({ action: "update", stateBefore: "up", state: "down" })
-    expect(steps["127.0.0.20"]).toMatchObject({ action: "add", hostip: "127.0.0.20", weight: 7 })
-    expect(steps["127.0.0.3"]).toMatchObject({ action: "unchanged" })
+    // the tag added with `doveadm director add 127.0.0.20@tagy` (dump: HOST@TAG, status: the tag column)
+    expect(steps["127.0.0.20"]).toMatchObject({ action: "add", hostip: "127.0.0.20", weight: 7, tag: "tagy" })
+    expect(steps["127.0.0.3"]).toMatchObject({ action: "unchanged", tag: null })
+    expect(steps["127.0.0.4"]).toMatchObject({ action: "unchanged", tag: "tagx" })
     expect(out.mappings).toMatchObject({ total: NAMED.length, inserted: NAMED.length - 1, unchanged: 1, conflictCount: 0, errorCount: 0 })
     expect(out.unnamedCount).toBe(1)
     expect(out.removedHosts).toEqual([{ ip: "127.0.0.11", backend: { id: 5, hostname: "127.0.0.11" } }])
@@ -184,9 +187,10 @@ describe.each(STORES)("a 2.3 Director ring into %s", { timeout: 300_000 }, (kind
     }
     const erin = await store.json<{ mapped: boolean }>(["lookup", "erin"])
     expect(erin.mapped).toBe(false)
-    const list = await store.json<Array<{ hostname: string; state: number; weight: number }>>(["backend", "list"])
-    expect(Object.fromEntries(list.map((b) => [b.hostname, [b.state, b.weight]]))).toEqual({
-      "127.0.0.2": [0, 50], "127.0.0.3": [0, 100], "127.0.0.4": [0, 100], "127.0.0.10": [1, 100], "127.0.0.11": [0, 100], "127.0.0.20": [0, 7]
+    const list = await store.json<Array<{ hostname: string; state: number; weight: number; tag: string | null }>>(["backend", "list"])
+    expect(Object.fromEntries(list.map((b) => [b.hostname, [b.state, b.weight, b.tag]]))).toEqual({
+      "127.0.0.2": [0, 50, null], "127.0.0.3": [0, 100, null], "127.0.0.4": [0, 100, "tagx"], "127.0.0.10": [1, 100, null], "127.0.0.11": [0, 100, null],
+      "127.0.0.20": [0, 7, "tagy"]
     })
   })
 

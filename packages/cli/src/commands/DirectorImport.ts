@@ -2,8 +2,9 @@
  * `doveroute import --from-director FILE` and `--from-director-config FILE`: a Dovecot 2.3
  * Director ring's hosts and user mappings into `backends` and `user_backend` (DirectorFormat.ts
  * reads the text). Nothing is guessed: a host is matched to an existing backend by its IP
- * (hostname or `hostip`) or added named by its IP; a user is imported only under a name doveadm
- * printed; hashes without a name, tags and removed hosts are reported.
+ * (hostname or `hostip`) or added named by its IP, with the host's tag (`HOST@TAG`, the pool of
+ * the 2.3 `director_tag`) as its `backends.tag`; a user is imported only under a name doveadm
+ * printed; hashes without a name and removed hosts are reported.
  *
  * @since 0.1.0
  */
@@ -27,19 +28,26 @@ export interface StepReport {
   readonly id: number | null
   readonly weight: number
   readonly state: string
+  /** The backend's tag (pool); null = untagged. */
+  readonly tag: string | null
   readonly weightBefore?: number
   readonly stateBefore?: string
+  readonly tagBefore?: string | null
 }
 
 const stepReport = (s: BackendPlan.BackendStep): StepReport =>
   s.action === "add"
-    ? { action: "add", hostname: s.hostname, hostip: s.hostip, id: null, weight: s.weight, state: Operations.stateName(s.state) }
+    ? { action: "add", hostname: s.hostname, hostip: s.hostip, id: null, weight: s.weight, state: Operations.stateName(s.state), tag: s.tag }
     : s.action === "update"
     ? {
       action: "update", hostname: s.backend.hostname, hostip: s.backend.hostip, id: s.backend.id,
-      weight: s.weight, state: Operations.stateName(s.state), weightBefore: s.backend.weight, stateBefore: s.backend.stateName
+      weight: s.weight, state: Operations.stateName(s.state), tag: s.tag,
+      weightBefore: s.backend.weight, stateBefore: s.backend.stateName, tagBefore: s.backend.tag
     }
-    : { action: "unchanged", hostname: s.backend.hostname, hostip: s.backend.hostip, id: s.backend.id, weight: s.backend.weight, state: s.backend.stateName }
+    : {
+      action: "unchanged", hostname: s.backend.hostname, hostip: s.backend.hostip, id: s.backend.id,
+      weight: s.backend.weight, state: s.backend.stateName, tag: s.backend.tag
+    }
 
 /** Plan the backends, and add/update them unless this is a dry run. */
 const backendsFor = (wanted: ReadonlyArray<BackendPlan.WantedBackend>, dryRun: boolean) =>
@@ -49,8 +57,8 @@ const backendsFor = (wanted: ReadonlyArray<BackendPlan.WantedBackend>, dryRun: b
     return steps
   })
 
-const tagsOf = (hosts: ReadonlyArray<{ readonly host: string; readonly tag: string }>) =>
-  hosts.filter((h) => h.tag !== "").map((h) => ({ host: h.host, tag: h.tag }))
+/** A host's tag as the Director prints it ("" = none) as a backend's tag (null = untagged). */
+const tagOf = (tag: string): string | null => tag === "" ? null : tag
 
 /** The result of `import --from-director`. */
 export interface DirectorReport {
@@ -58,7 +66,6 @@ export interface DirectorReport {
   readonly backends: ReadonlyArray<StepReport>
   /** Hosts removed from the ring, with the backend that still has their IP (if any). */
   readonly removedHosts: ReadonlyArray<{ readonly ip: string; readonly backend: { readonly id: number; readonly hostname: string } | null }>
-  readonly tags: ReadonlyArray<{ readonly host: string; readonly tag: string }>
   readonly mappings: AdminOps.ImportReport
   readonly unnamedCount: number
   readonly unnamed: ReadonlyArray<{ readonly hash: string; readonly ip: string }>
@@ -92,7 +99,7 @@ export const importFromDirector = (file: string, dryRun: boolean) =>
       return yield* new AdminOps.AdminError({ reason: "Invalid", detail: `${file} holds no "doveadm director status", "dump" or "map" output` })
     }
     const ring = [...hosts.values()]
-    const steps = yield* backendsFor(ring.map((h) => ({ hostname: h.ip, hostip: h.ip, weight: h.vhosts, state: h.state })), dryRun)
+    const steps = yield* backendsFor(ring.map((h) => ({ hostname: h.ip, hostip: h.ip, weight: h.vhosts, state: h.state, tag: tagOf(h.tag) })), dryRun)
     const imp = yield* AdminOps.importer("mapping", { dryRun, plannedNames: BackendPlan.plannedNames(steps) })
     const rows = chunkedImport(imp, users >= 1000 ? progressReporter(users) : undefined)
     yield* pass((line, lineNo) =>
@@ -107,7 +114,6 @@ export const importFromDirector = (file: string, dryRun: boolean) =>
         const b = all.find((x) => x.hostip === ip || x.hostname === ip)
         return { ip, backend: b === undefined ? null : { id: b.id, hostname: b.hostname } }
       }),
-      tags: tagsOf(ring.map((h) => ({ host: h.ip, tag: h.tag }))),
       mappings: imp.report(),
       unnamedCount,
       unnamed
@@ -118,7 +124,6 @@ export const importFromDirector = (file: string, dryRun: boolean) =>
 export interface DirectorConfigReport {
   readonly dryRun: boolean
   readonly backends: ReadonlyArray<StepReport>
-  readonly tags: ReadonlyArray<{ readonly host: string; readonly tag: string }>
   /** Host names with several addresses: one backend per address, named by the address. */
   readonly multiAddress: ReadonlyArray<{ readonly host: string; readonly addresses: ReadonlyArray<string> }>
 }
@@ -134,8 +139,9 @@ const resolve = (s: MailServer) =>
 /**
  * Read a `director_mail_servers` value (or a file with that setting) and add one backend per
  * host: an IP is named by itself; a host name with one address keeps its name (hostip = the
- * address), one with several becomes one backend per address. Existing backends (same hostname
- * or IP) keep their weight; new ones get the Director's default vhost count as weight.
+ * address), one with several becomes one backend per address. A host's `@TAG` becomes its
+ * backend's tag (no tag: untagged, as on the ring). Existing backends (same hostname or IP) keep
+ * their weight and take the tag; new ones get the Director's default vhost count as weight.
  */
 export const importFromDirectorConfig = (file: string, dryRun: boolean) =>
   Effect.gen(function*() {
@@ -144,12 +150,11 @@ export const importFromDirectorConfig = (file: string, dryRun: boolean) =>
     const servers = yield* Effect.try({ try: () => parseMailServers(text), catch: readError(file) })
     const resolved = yield* Effect.forEach(servers, (s) => Effect.map(resolve(s), (addresses) => ({ ...s, addresses })))
     const wanted = resolved.flatMap((s) =>
-      s.addresses.map((ip) => ({ hostname: s.addresses.length === 1 ? s.host : ip, hostip: ip })))
+      s.addresses.map((ip) => ({ hostname: s.addresses.length === 1 ? s.host : ip, hostip: ip, tag: tagOf(s.tag) })))
     const steps = yield* backendsFor(wanted, dryRun)
     return {
       dryRun,
       backends: steps.map(stepReport),
-      tags: tagsOf(servers),
       multiAddress: resolved.filter((s) => s.addresses.length > 1).map((s) => ({ host: s.host, addresses: s.addresses }))
     } satisfies DirectorConfigReport
   })
@@ -160,18 +165,20 @@ const would = (dryRun: boolean, done: string, will: string) => dryRun ? will : d
 export const backendLines = (dryRun: boolean, backends: ReadonlyArray<StepReport>): Array<string> =>
   backends.map((b) =>
     b.action === "add"
-      ? `backend ${b.hostname}: ${would(dryRun, "added", "would be added")} (hostip ${b.hostip}, ${b.state}, weight ${b.weight})`
+      ? `backend ${b.hostname}: ${would(dryRun, "added", "would be added")} (hostip ${b.hostip}, ${b.state}, weight ${b.weight}${b.tag !== null ? `, tag ${b.tag}` : ""})`
       : b.action === "update"
       ? `backend ${b.hostname} (id ${b.id}): ` +
-        [b.stateBefore !== b.state ? `${b.stateBefore} -> ${b.state}` : "", b.weightBefore !== b.weight ? `weight ${b.weightBefore} -> ${b.weight}` : ""]
-          .filter((x) => x !== "").join(", ") + (dryRun ? " (would be set)" : "")
+        [
+          b.stateBefore !== b.state ? `${b.stateBefore} -> ${b.state}` : "",
+          b.weightBefore !== b.weight ? `weight ${b.weightBefore} -> ${b.weight}` : "",
+          b.tagBefore !== b.tag ? `tag ${b.tagBefore ?? "none"} -> ${b.tag ?? "none"}` : ""
+        ].filter((x) => x !== "").join(", ") + (dryRun ? " (would be set)" : "")
       : `backend ${b.hostname} (id ${b.id}): unchanged`)
 
 /** Lines about what was not carried over (stderr). */
 export const notCarriedLines = (
-  r: { readonly tags: DirectorReport["tags"]; readonly removedHosts?: DirectorReport["removedHosts"]; readonly unnamedCount?: number; readonly unnamed?: DirectorReport["unnamed"] }
+  r: { readonly removedHosts?: DirectorReport["removedHosts"]; readonly unnamedCount?: number; readonly unnamed?: DirectorReport["unnamed"] }
 ) => [
-  ...r.tags.map((t) => `not carried over: tag ${t.tag} of host ${t.host} (doveroute has no tags: new users may be placed on any up backend)`),
   ...(r.removedHosts ?? []).map((h) =>
     h.backend === null
       ? `not carried over: host ${h.ip} was removed from the ring (no backend added)`

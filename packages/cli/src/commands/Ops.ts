@@ -17,5 +17,5 @@ export const status = Command.make("status", statusConfig, lazy(run, "status")).
 
 export const dumpConfig = adminOptions
 export const dump = Command.make("dump", dumpConfig, lazy(run, "dump")).pipe(Command.withDescription(
-  "print a re-runnable shell script: `backend add` per backend, then all mappings as CSV through one `doveroute import -` (--json: one JSON document)"
+  "print a re-runnable shell script: `backend add` per backend (with its --tag), then all mappings and user tags as CSV through one `doveroute import -` (--json: one JSON document)"
 ))

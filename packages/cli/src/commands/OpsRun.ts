@@ -77,8 +77,11 @@ export const dump = (o: Parsed<typeof dumpConfig>) =>
       const shard = settings.strategy === "shard"
       const strat = shard ? " --strategy shard" : ""
       const hostOf = (id: number) => names.get(id) ?? String(id)
+      // user tags exist under strategy mapping only (a shard holds users of every tag)
+      const userTags = !shard && (yield* AdminOps.hasUserTags)
       if (o.json) {
-        // one JSON document, written a page at a time: {"strategy", "backends": [...], "mappings": [...]}
+        // one JSON document, written a page at a time:
+        // {"strategy", "backends": [... with "tag"], "mappings": [...], "userTags": [{user, tag}] (mapping)}
         yield* writeOut(`{"strategy":${JSON.stringify(settings.strategy)},"backends":${JSON.stringify(backends)},"mappings":[`)
         let first = true
         yield* AdminOps.forEachMappingPage(settings.strategy, DUMP_PAGE, (page) => {
@@ -87,21 +90,37 @@ export const dump = (o: Parsed<typeof dumpConfig>) =>
           first = false
           return writeOut(out)
         })
+        if (shard) return yield* writeOut("\n]}\n")
+        yield* writeOut(`\n],"userTags":[`)
+        first = true
+        yield* AdminOps.forEachUserTagPage(DUMP_PAGE, (page) => {
+          const out = (first ? "\n" : ",\n") + page.map((t) => JSON.stringify({ user: t.user, tag: t.tag })).join(",\n")
+          first = false
+          return writeOut(out)
+        })
         return yield* writeOut("\n]}\n")
       }
-      // a shell script: the backends, then every mapping through ONE `doveroute import` (stdin)
+      // a shell script: the backends (with their tags), then every mapping and user tag through ONE
+      // `doveroute import` (stdin): `user,backend` CSV, or `user,backend,tag` when the store has
+      // user tags (the mappings as `user,backend,`, then the tags as `user,,tag`)
       const head = [
         "#!/bin/sh",
-        `# doveroute dump (strategy ${settings.strategy}): recreates the backends and mappings on an empty store`,
-        "# (or one that agrees; a user found on another backend is reported, not moved). Replay: sh FILE",
+        `# doveroute dump (strategy ${settings.strategy}): recreates the backends (with their tags), mappings and user tags on an empty store`,
+        "# (or one that agrees; a user found on another backend or with another tag is reported, not changed). Replay: sh FILE",
         "set -e",
         ...backends.map((b) =>
-          `doveroute backend add ${shq(b.hostname)}${b.hostip ? " --hostip " + shq(b.hostip) : ""} --state ${b.state} --weight ${b.weight}${b.checkPort !== null ? " --check-port " + b.checkPort : ""} --or-update${strat}`),
+          `doveroute backend add ${shq(b.hostname)}${b.hostip ? " --hostip " + shq(b.hostip) : ""} --state ${b.state} --weight ${b.weight}` +
+          `${b.checkPort !== null ? " --check-port " + b.checkPort : ""}${b.tag !== null ? " --tag " + shq(b.tag) : ""} --or-update${strat}`),
         `doveroute import${strat} - <<'${DUMP_END}'`,
-        shard ? "shard,backend" : "user,backend"
+        shard ? "shard,backend" : userTags ? "user,backend,tag" : "user,backend"
       ]
       yield* writeOut(head.join("\n") + "\n")
+      const end = userTags ? ",\n" : "\n"
       yield* AdminOps.forEachMappingPage(settings.strategy, DUMP_PAGE, (page) =>
-        writeOut(page.map((m) => `${shard ? m.key : csvField(String(m.key))},${hostOf(m.backendId)}\n`).join("")))
+        writeOut(page.map((m) => `${shard ? m.key : csvField(String(m.key))},${hostOf(m.backendId)}${end}`).join("")))
+      if (userTags) {
+        yield* writeOut("# user tags (doveroute user tag)\n")
+        yield* AdminOps.forEachUserTagPage(DUMP_PAGE, (page) => writeOut(page.map((t) => `${csvField(t.user)},,${t.tag}\n`).join("")))
+      }
       return yield* writeOut(`${DUMP_END}\n`)
     }))
