@@ -14,7 +14,8 @@ import { classifySqlError } from "./Classify.js"
 import { addBackend } from "./Admin.js"
 import { MOVES_TABLE, readRoutesVersion, stateName } from "./Operations.js"
 import { insertIgnoreStatement } from "./SqlRouteStore.js"
-import { keyColumn, tableColumns, USER_TAGS_TABLE } from "./Schema.js"
+import { forEachKeysetPage } from "./KeysetPages.js"
+import { keyColumn, tableColumns } from "./Schema.js"
 
 /**
  * An operator-level failure. Exit codes follow `doveadm director`: 68 not found, 75 try again
@@ -26,7 +27,8 @@ export class AdminError extends ReasonError("AdminError")<"NotFound" | "TryAgain
   }
 }
 
-const wrap = (what: string) => <A, E, R>(eff: Effect.Effect<A, E, R>): Effect.Effect<A, Exclude<E, SqlError> | StoreError, R> =>
+/** Classify an SQL failure of an admin statement (`what` names it) as a {@link StoreError}. */
+export const wrap = (what: string) => <A, E, R>(eff: Effect.Effect<A, E, R>): Effect.Effect<A, Exclude<E, SqlError> | StoreError, R> =>
   Effect.mapError(eff, (e) =>
     (e as { _tag?: unknown })?._tag === "SqlError" ? classifySqlError(what)(e as SqlError) : (e as Exclude<E, SqlError>))
 
@@ -124,7 +126,7 @@ export const addOrUpdateBackend = (b: {
   })
 
 const badCheckPort = new AdminError({ reason: "Invalid", detail: "check port must be 1-65535 (or none)" })
-const badTag = new AdminError({ reason: "Invalid", detail: "a tag is 1-64 of A-Z a-z 0-9 _ . - starting with a letter or digit (or none)" })
+export const badTag = new AdminError({ reason: "Invalid", detail: "a tag is 1-64 of A-Z a-z 0-9 _ . - starting with a letter or digit (or none)" })
 
 /** The `backends` columns a `backend set-*` command writes, by their {@link BackendRow} field. */
 const SETTABLE = { checkPort: "check_port", state: "state", weight: "weight", tag: "tag" } as const
@@ -344,23 +346,21 @@ export const forEachMappingPage = <E, R>(
   f: (page: ReadonlyArray<{ readonly key: RouteKey; readonly backendId: number }>) => Effect.Effect<void, E, R>,
   guard: <A>(eff: Effect.Effect<A, SqlError>) => Effect.Effect<A, StoreError> = wrap("list mappings")
 ) =>
-  Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
+  Effect.flatMap(SqlClient.SqlClient, (sql) => {
     const col = sql(keyColumn(strategy))
     const limit = sql.literal(String(Math.max(1, Math.floor(pageSize))))
-    let last: RouteKey | undefined
-    for (;;) {
-      const rows = last === undefined
-        ? yield* sql<{ k: string | number; b: number | string }>`SELECT ${col} AS k, backend_id AS b FROM user_backend
-            ORDER BY ${col} LIMIT ${limit}`.pipe(guard)
-        : yield* sql<{ k: string | number; b: number | string }>`SELECT ${col} AS k, backend_id AS b FROM user_backend
-            WHERE ${col} > ${last} ORDER BY ${col} LIMIT ${limit}`.pipe(guard)
-      if (rows.length === 0) return
-      const page = rows.map((r) => ({ key: strategy === "shard" ? Number(r.k) : String(r.k), backendId: Number(r.b) }))
-      yield* f(page)
-      if (rows.length < pageSize) return
-      last = page[page.length - 1]!.key
-    }
+    const after = (last: RouteKey | undefined) => (last === undefined ? sql`` : sql`WHERE ${col} > ${last}`)
+    return forEachKeysetPage(
+      pageSize,
+      (last: RouteKey | undefined) =>
+        sql<{ k: string | number; b: number | string }>`SELECT ${col} AS k, backend_id AS b FROM user_backend
+          ${after(last)} ORDER BY ${col} LIMIT ${limit}`.pipe(
+          guard,
+          Effect.map((rows) => rows.map((r) => ({ key: strategy === "shard" ? Number(r.k) : String(r.k), backendId: Number(r.b) })))
+        ),
+      (row) => row.key,
+      f
+    )
   })
 
 /** Result of an import. `conflicts`/`errors` list the first {@link IMPORT_DETAILS}; the counts are complete. */
@@ -483,165 +483,4 @@ export const importMappings = (strategy: Strategy, rows: ReadonlyArray<ImportRow
       progress(Math.min(rows.length, i + IMPORT_CHUNK), rows.length)
     }
     return imp.report()
-  })
-
-/** A user's tag in the store (`doveroute_user_tags`), by routing key; null when none. */
-export const userTag = (key: RouteKey) =>
-  Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    const rows = yield* sql<{ tag: string }>`SELECT tag FROM ${sql(USER_TAGS_TABLE)} WHERE user_name = ${String(key)}`.pipe(wrap("read user tag"))
-    return rows.length === 0 ? null : String(rows[0]!.tag)
-  })
-
-/** Every user tag of the store, ordered by user. */
-export const listUserTags = Effect.gen(function*() {
-  const sql = yield* SqlClient.SqlClient
-  const rows = yield* sql<{ k: string; tag: string }>`SELECT user_name AS k, tag FROM ${sql(USER_TAGS_TABLE)} ORDER BY user_name`.pipe(
-    wrap("list user tags")
-  )
-  return rows.map((r) => ({ user: String(r.k), tag: String(r.tag) }))
-})
-
-const needsMapping = (strategy: Strategy) =>
-  strategy === "mapping"
-    ? Effect.void
-    : Effect.fail(new AdminError({ reason: "Invalid", detail: "user tags need strategy mapping (a shard holds users of every tag)" }))
-
-/**
- * Set (a tag) or clear (null) a user's tag in the store, by routing key; before and after.
- * `dryRun`: nothing written. Fails `Invalid` for a bad tag and under strategy shard.
- */
-export const setUserTag = (strategy: Strategy, key: RouteKey, tag: string | null, dryRun = false) =>
-  Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    yield* needsMapping(strategy)
-    if (tag !== null && !validTag(tag)) return yield* badTag
-    const before = yield* userTag(key)
-    if (!dryRun && before !== tag) {
-      const k = String(key)
-      yield* sql.withTransaction(
-        tag === null
-          ? sql`DELETE FROM ${sql(USER_TAGS_TABLE)} WHERE user_name = ${k}`
-          : before === null
-          ? sql`INSERT INTO ${sql(USER_TAGS_TABLE)} ${sql.insert({ user_name: k, tag })}`
-          : sql`UPDATE ${sql(USER_TAGS_TABLE)} SET tag = ${tag} WHERE user_name = ${k}`
-      ).pipe(wrap(tag === null ? "clear user tag" : "set user tag"))
-    }
-    return { before, after: dryRun ? tag : yield* userTag(key), changed: before !== tag, dryRun }
-  })
-
-/** Whether the store has any user tag (`doveroute_user_tags` has a row). */
-export const hasUserTags = Effect.gen(function*() {
-  const sql = yield* SqlClient.SqlClient
-  const rows = yield* sql<{ n: unknown }>`SELECT 1 AS n FROM ${sql(USER_TAGS_TABLE)} LIMIT 1`.pipe(wrap("read user tags"))
-  return rows.length > 0
-})
-
-/**
- * Every user tag in user order, `pageSize` rows at a time (keyset pagination on the primary key),
- * as {@link forEachMappingPage}: a dump of a million tagged users holds one page in memory.
- */
-export const forEachUserTagPage = <E, R>(
-  pageSize: number,
-  f: (page: ReadonlyArray<{ readonly user: string; readonly tag: string }>) => Effect.Effect<void, E, R>
-) =>
-  Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    const table = sql(USER_TAGS_TABLE)
-    const limit = sql.literal(String(Math.max(1, Math.floor(pageSize))))
-    let last: string | undefined
-    for (;;) {
-      const rows = last === undefined
-        ? yield* sql<{ k: string; t: string }>`SELECT user_name AS k, tag AS t FROM ${table} ORDER BY user_name LIMIT ${limit}`.pipe(wrap("list user tags"))
-        : yield* sql<{ k: string; t: string }>`SELECT user_name AS k, tag AS t FROM ${table}
-            WHERE user_name > ${last} ORDER BY user_name LIMIT ${limit}`.pipe(wrap("list user tags"))
-      if (rows.length === 0) return
-      const page = rows.map((r) => ({ user: String(r.k), tag: String(r.t) }))
-      yield* f(page)
-      if (rows.length < pageSize) return
-      last = page[page.length - 1]!.user
-    }
-  })
-
-/** One user tag of an import file: the routing key as written (no normalisation, like a mapping row). */
-export interface TagRow {
-  readonly key: string
-  readonly tag: string
-}
-
-/** Result of importing user tags; as {@link ImportReport}, `current` being the tag the store has. */
-export interface TagImportReport {
-  readonly total: number
-  readonly inserted: number
-  readonly unchanged: number
-  readonly conflictCount: number
-  readonly errorCount: number
-  readonly conflicts: ReadonlyArray<{ readonly key: string; readonly tag: string; readonly current: string }>
-  readonly errors: ReadonlyArray<{ readonly key: string; readonly tag: string; readonly error: string }>
-}
-
-/** A user-tag import in progress: `add` rows in any number of calls (one chunk in memory), then `report`. */
-export interface TagImporter {
-  readonly add: (rows: ReadonlyArray<TagRow>) => Effect.Effect<void, StoreError | AdminError>
-  readonly report: () => TagImportReport
-}
-
-/**
- * Idempotent bulk import of user tags (`doveroute_user_tags`), as {@link importer} for mappings: a
- * user without a tag gets it; a user with that tag is unchanged; a user with another tag is a
- * conflict (reported, not changed: `doveroute user tag` changes it). A malformed tag is an error
- * row. Each chunk is one SELECT and one multi-row insert-or-ignore in a transaction. Refused
- * (`Invalid`) under strategy shard, like `doveroute user tag`.
- */
-export const tagImporter = (strategy: Strategy, options: { readonly dryRun?: boolean } = {}) =>
-  Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    const dryInserted = options.dryRun === true ? new Map<string, string>() : undefined
-    let total = 0
-    let inserted = 0
-    let unchanged = 0
-    let conflictCount = 0
-    let errorCount = 0
-    const conflicts: Array<{ key: string; tag: string; current: string }> = []
-    const errors: Array<{ key: string; tag: string; error: string }> = []
-    const insertChunk = (rows: ReadonlyArray<TagRow>) => {
-      const values = sql.insert(rows.map((r) => ({ user_name: r.key, tag: r.tag })))
-      return sql.onDialectOrElse({
-        mysql: () => sql`INSERT INTO ${sql(USER_TAGS_TABLE)} ${values} ON DUPLICATE KEY UPDATE user_name = user_name`,
-        orElse: () => sql`INSERT INTO ${sql(USER_TAGS_TABLE)} ${values} ON CONFLICT DO NOTHING`
-      })
-    }
-    const addChunk = (chunk: ReadonlyArray<TagRow>) =>
-      Effect.gen(function*() {
-        if (chunk.length === 0) return
-        yield* needsMapping(strategy)
-        const keys = [...new Set(chunk.map((r) => r.key))]
-        const existing = yield* sql<{ k: string; t: string }>`SELECT user_name AS k, tag AS t FROM ${sql(USER_TAGS_TABLE)}
-          WHERE ${sql.in("user_name", keys)}`.pipe(wrap("read user tags"))
-        const current = new Map<string, string>(existing.map((r) => [String(r.k), String(r.t)]))
-        if (dryInserted !== undefined) for (const k of keys) if (!current.has(k) && dryInserted.has(k)) current.set(k, dryInserted.get(k)!)
-        const toInsert: Array<TagRow> = []
-        for (const r of chunk) {
-          total++
-          if (!validTag(r.tag)) {
-            if (errorCount++ < IMPORT_DETAILS) errors.push({ key: r.key, tag: r.tag, error: "invalid tag" })
-            continue
-          }
-          const cur = current.get(r.key)
-          if (cur === undefined) {
-            current.set(r.key, r.tag)
-            dryInserted?.set(r.key, r.tag)
-            toInsert.push(r)
-          } else if (cur === r.tag) unchanged++
-          else if (conflictCount++ < IMPORT_DETAILS) conflicts.push({ key: r.key, tag: r.tag, current: cur })
-        }
-        if (toInsert.length > 0 && options.dryRun !== true) yield* sql.withTransaction(insertChunk(toInsert)).pipe(wrap("insert user tags"))
-        inserted += toInsert.length
-      })
-    const add = (rows: ReadonlyArray<TagRow>): Effect.Effect<void, StoreError | AdminError> =>
-      Effect.gen(function*() {
-        for (let i = 0; i < rows.length; i += IMPORT_CHUNK) yield* addChunk(rows.slice(i, i + IMPORT_CHUNK))
-      })
-    const report = (): TagImportReport => ({ total, inserted, unchanged, conflictCount, errorCount, conflicts, errors })
-    return { add, report } satisfies TagImporter
   })

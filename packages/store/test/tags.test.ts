@@ -7,7 +7,7 @@
 // change feed; the CLI commands end to end (the bundle: npm run build).
 import { describe, expect, it } from "@effect/vitest"
 import { type Backend, type DownPolicy, RouteCache, RouteError, Router, RouteTable, type Route } from "@doveroute/routing"
-import { AdminOps, ChangeFeed, Migrations, Operations, parseStoreUrl, storeLayer } from "@doveroute/store"
+import { AdminOps, ChangeFeed, Migrations, Operations, parseStoreUrl, storeLayer, UserTags } from "@doveroute/store"
 import { runCli } from "@doveroute/testkit"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Context, Effect, Exit, Layer } from "effect"
@@ -137,7 +137,7 @@ describe.each(["sqlite", "postgres", "mysql"] as const)("tags on %s", (kind) => 
         const grouped = Context.get(d, Router)
         const plain = Context.get(yield* Layer.build(plainLayer(url, "reassign")), Router)
         // a tag no backend has, from the request and from the store
-        yield* Effect.provide(AdminOps.setUserTag("mapping", "stored-c@u.example", "c"), d)
+        yield* Effect.provide(UserTags.setUserTag("mapping", "stored-c@u.example", "c"), d)
         const fails = yield* Effect.all([
           Effect.exit(grouped.route("nc1@u.example", "c")),
           Effect.exit(plain.route("nc2@u.example", "c")),
@@ -178,7 +178,7 @@ describe.each(["sqlite", "postgres", "mysql"] as const)("tags on %s", (kind) => 
         const { table } = Context.get(d, RouteTable)
         for (let i = 0; i < 200 && !table.loaded(); i++) yield* Effect.sleep("25 millis")
         const router = Context.get(d, Router)
-        yield* Effect.provide(AdminOps.setUserTag("mapping", "p1@a.example", "b"), d)
+        yield* Effect.provide(UserTags.setUserTag("mapping", "p1@a.example", "b"), d)
         const [p1, p2, p3, p4, p5] = yield* Effect.all([
           router.route("p1@a.example", "a"), // store b > request a > domain a
           router.route("p2@a.example", "b"), // request b > domain a
@@ -191,7 +191,7 @@ describe.each(["sqlite", "postgres", "mysql"] as const)("tags on %s", (kind) => 
         expect([preview.tag, preview.tagSource]).toEqual(["b", "request"])
         expect(preview.candidates.map((b) => b.hostname)).toEqual(["b1.test"])
         // a mapped user keeps its backend whatever its tag says now
-        yield* Effect.provide(AdminOps.setUserTag("mapping", "p3@A.Example", "b"), d)
+        yield* Effect.provide(UserTags.setUserTag("mapping", "p3@A.Example", "b"), d)
         const again = yield* router.route("p3@A.Example", "b")
         expect(again.backend.id).toBe(p3.backend.id)
         // a malformed request tag is refused, never routed without it

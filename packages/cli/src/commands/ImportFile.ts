@@ -7,7 +7,7 @@
  * @since 0.1.0
  */
 import type { RouteKey } from "@doveroute/routing"
-import { AdminOps } from "@doveroute/store"
+import { AdminOps, UserTags } from "@doveroute/store"
 import { Effect } from "effect"
 import * as fs from "node:fs"
 import { type BackendChange, plannedBackendNames, restoreBackends } from "./DumpBackends.js"
@@ -191,9 +191,9 @@ const countDataLines = (file: string): Promise<number> =>
  * `tags`, `pushTag` sends user tags the same way. Progress counts the pushes made with `counts`
  * (default true): one per line of the file.
  */
-export const chunkedImport = (imp: AdminOps.Importer, progress: ((done: number) => void) | undefined, tags?: AdminOps.TagImporter) => {
+export const chunkedImport = (imp: AdminOps.Importer, progress: ((done: number) => void) | undefined, tags?: UserTags.TagImporter) => {
   let chunk: Array<AdminOps.ImportRow> = []
-  let tagChunk: Array<AdminOps.TagRow> = []
+  let tagChunk: Array<UserTags.TagRow> = []
   let pushed = 0
   let reported = -1
   const report = Effect.sync(() => {
@@ -217,7 +217,7 @@ export const chunkedImport = (imp: AdminOps.Importer, progress: ((done: number) 
       chunk.push(row)
       return chunk.length >= AdminOps.IMPORT_CHUNK ? flush : Effect.void
     },
-    pushTag: (row: AdminOps.TagRow, counts = true) => {
+    pushTag: (row: UserTags.TagRow, counts = true) => {
       if (counts) pushed++
       tagChunk.push(row)
       return tagChunk.length >= AdminOps.IMPORT_CHUNK ? flushTags : Effect.void
@@ -245,7 +245,7 @@ const shardTags = new AdminOps.AdminError({ reason: "Invalid", detail: "user tag
 /** What `doveroute import FILE` did (or, in a dry run, would do). */
 export interface FileImportReport {
   readonly mappings: AdminOps.ImportReport
-  readonly userTags: AdminOps.TagImportReport
+  readonly userTags: UserTags.TagImportReport
   /** The backends of a `dump --json` document (none for CSV). */
   readonly backends: ReadonlyArray<BackendChange>
 }
@@ -271,7 +271,7 @@ export const importFile = (file: string, strategy: "mapping" | "shard", dryRun: 
       if (strategy === "shard" && parsed.lines.some((l) => l.tag !== "")) return yield* shardTags
       const backends = parsed.backends === undefined ? [] : yield* restoreBackends(parsed.backends, dryRun)
       const imp = yield* AdminOps.importer(strategy, { dryRun, plannedNames: plannedBackendNames(backends) })
-      const tags = yield* AdminOps.tagImporter(strategy, { dryRun })
+      const tags = yield* UserTags.tagImporter(strategy, { dryRun })
       const rows = chunkedImport(imp, parsed.lines.length >= 1000 ? progressReporter(parsed.lines.length) : undefined, tags)
       for (const line of parsed.lines) yield* pushLine(rows, line)
       yield* rows.end
@@ -280,7 +280,7 @@ export const importFile = (file: string, strategy: "mapping" | "shard", dryRun: 
     const columns = first.done ? undefined : csvHeader(first.value)
     if (strategy === "shard" && columns === 3) return yield* shardTags
     const imp = yield* AdminOps.importer(strategy, { dryRun })
-    const tags = yield* AdminOps.tagImporter(strategy, { dryRun })
+    const tags = yield* UserTags.tagImporter(strategy, { dryRun })
     const header = columns === undefined ? 0 : 1
     const total = file === "-" ? undefined : (yield* Effect.tryPromise({ try: () => countDataLines(file), catch: readError(file) })) - header
     const rows = chunkedImport(imp, total === undefined || total >= 1000 ? progressReporter(total) : undefined, tags)

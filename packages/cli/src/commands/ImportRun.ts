@@ -3,7 +3,7 @@
  *
  * @since 0.1.0
  */
-import { AdminOps } from "@doveroute/store"
+import { AdminOps, UserTags } from "@doveroute/store"
 import { Effect } from "effect"
 import { output, requireStrategy, withReadStore, withStore } from "./AdminSupport.js"
 import { backendLines, importFromDirector, importFromDirectorConfig, notCarriedLines } from "./DirectorImport.js"
@@ -24,7 +24,7 @@ const reportLines = (r: AdminOps.ImportReport, dryRun: boolean) => [
 const stderr = (lines: ReadonlyArray<string>) => Effect.sync(() => { for (const l of lines) process.stderr.write(`doveroute: import: ${l}\n`) })
 
 /** The summary and the first conflicts and errors of a user-tag import (none when the file had no tags). */
-const tagLines = (r: AdminOps.TagImportReport, dryRun: boolean) =>
+const tagLines = (r: UserTags.TagImportReport, dryRun: boolean) =>
   r.total === 0 ? [] : [
     `${r.total} user tags: ${r.inserted} ${dryRun ? "would be set" : "set"}, ${r.unchanged} unchanged, ${r.conflictCount} conflicts, ${r.errorCount} errors` +
     (dryRun ? " (dry run: nothing written)" : ""),
@@ -33,7 +33,7 @@ const tagLines = (r: AdminOps.TagImportReport, dryRun: boolean) =>
   ]
 
 /** Exit 3 when rows were not imported (conflicts, errors, or `lost` other rows), user tags included. */
-const finish = (r: AdminOps.ImportReport, lost = 0, tags?: AdminOps.TagImportReport) => {
+const finish = (r: AdminOps.ImportReport, lost = 0, tags?: UserTags.TagImportReport) => {
   const conflicts = r.conflictCount + (tags?.conflictCount ?? 0)
   const errors = r.errorCount + (tags?.errorCount ?? 0)
   return conflicts > 0 || errors > 0 || lost > 0

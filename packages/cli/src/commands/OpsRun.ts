@@ -4,7 +4,7 @@
  *
  * @since 0.1.0
  */
-import { AdminOps, Ring } from "@doveroute/store"
+import { AdminOps, Ring, UserTags } from "@doveroute/store"
 import { Effect } from "effect"
 import { output, withReadStore } from "./AdminSupport.js"
 import type { Parsed } from "./Lazy.js"
@@ -78,7 +78,7 @@ export const dump = (o: Parsed<typeof dumpConfig>) =>
       const strat = shard ? " --strategy shard" : ""
       const hostOf = (id: number) => names.get(id) ?? String(id)
       // user tags exist under strategy mapping only (a shard holds users of every tag)
-      const userTags = !shard && (yield* AdminOps.hasUserTags)
+      const userTags = !shard && (yield* UserTags.hasUserTags)
       if (o.json) {
         // one JSON document, written a page at a time:
         // {"strategy", "backends": [... with "tag"], "mappings": [...], "userTags": [{user, tag}] (mapping)}
@@ -93,7 +93,7 @@ export const dump = (o: Parsed<typeof dumpConfig>) =>
         if (shard) return yield* writeOut("\n]}\n")
         yield* writeOut(`\n],"userTags":[`)
         first = true
-        yield* AdminOps.forEachUserTagPage(DUMP_PAGE, (page) => {
+        yield* UserTags.forEachUserTagPage(DUMP_PAGE, (page) => {
           const out = (first ? "\n" : ",\n") + page.map((t) => JSON.stringify({ user: t.user, tag: t.tag })).join(",\n")
           first = false
           return writeOut(out)
@@ -120,7 +120,7 @@ export const dump = (o: Parsed<typeof dumpConfig>) =>
         writeOut(page.map((m) => `${shard ? m.key : csvField(String(m.key))},${hostOf(m.backendId)}${end}`).join("")))
       if (userTags) {
         yield* writeOut("# user tags (doveroute user tag)\n")
-        yield* AdminOps.forEachUserTagPage(DUMP_PAGE, (page) => writeOut(page.map((t) => `${csvField(t.user)},,${t.tag}\n`).join("")))
+        yield* UserTags.forEachUserTagPage(DUMP_PAGE, (page) => writeOut(page.map((t) => `${csvField(t.user)},,${t.tag}\n`).join("")))
       }
       return yield* writeOut(`${DUMP_END}\n`)
     }))

@@ -6,7 +6,7 @@
  */
 import type { Settings } from "@doveroute/daemon"
 import { domainTag, normalizeUser, type RouteKey, Router, shardKey } from "@doveroute/routing"
-import { AdminOps } from "@doveroute/store"
+import { AdminOps, UserTags } from "@doveroute/store"
 import { Effect, Option } from "effect"
 import { keyOf, output, propagationWait, requireStrategy, withReadStore, withStore } from "./AdminSupport.js"
 import { moveShardRange, parseShardRange, storeFor } from "./BulkRun.js"
@@ -30,7 +30,7 @@ const explain = (settings: Settings, key: RouteKey, user: string | null) =>
     const moving = yield* AdminOps.moveInProgress(key)
     const preview = user !== null ? yield* Effect.flatMap(Router, (r) => r.preview(user)) : undefined
     const normalized = user !== null ? normalizeUser(user, settings.routing.normalize) : null
-    const storeTag = settings.strategy === "mapping" ? yield* AdminOps.userTag(key) : null
+    const storeTag = settings.strategy === "mapping" ? yield* UserTags.userTag(key) : null
     const tag = preview?.tag ?? null
     return {
       user,
@@ -165,7 +165,7 @@ export const tag = (o: Parsed<typeof tagConfig>) =>
     Effect.gen(function*() {
       const key = yield* keyOf(o.user)
       const want = o.tag === "none" || o.tag === "" ? null : o.tag
-      const r = yield* AdminOps.setUserTag(settings.strategy, key, want, o.dryRun)
+      const r = yield* UserTags.setUserTag(settings.strategy, key, want, o.dryRun)
       const backend = (yield* AdminOps.findKey(settings.strategy, key)).backend
       const effective = r.after ?? domainTag(settings.routing.tags.domains, o.user) ?? null
       const mismatch = backend !== null && backend.tag !== effective
@@ -180,4 +180,4 @@ export const tag = (o: Parsed<typeof tagConfig>) =>
 
 export const tags = (o: Parsed<typeof tagsConfig>) =>
   withReadStore(o, () =>
-    Effect.flatMap(AdminOps.listUserTags, (rows) => output(o.json, rows, () => rows.map((r) => `${r.user}\t${r.tag}`))))
+    Effect.flatMap(UserTags.listUserTags, (rows) => output(o.json, rows, () => rows.map((r) => `${r.user}\t${r.tag}`))))
