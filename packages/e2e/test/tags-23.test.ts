@@ -37,21 +37,21 @@ const TAG_OF: Record<string, string> = {
 const POOL_IPS: Record<string, ReadonlyArray<string>> = { a: ["127.0.0.2", "127.0.0.3"], b: ["127.0.0.4"], none: ["127.0.0.5"] }
 
 describe("2.3.19: director_tag from the passdb and the tags.domains rule decide the pool", () => {
-  let tmp: TempDir
-  let backend: Backend
-  let proxy: Dovecot
-  let daemon: RunningDaemon
-  let imapPort: number
-  let db: string
-  let store: string
+  /** What the tests use, set by beforeAll (parts may be missing when it failed). */
+  const env: { tmp?: TempDir; backend?: Backend; proxy?: Dovecot; daemon?: RunningDaemon } = {}
+  let imapPort = 0
+  let db = ""
+  let store = ""
+  const backend = () => env.backend!
+  const daemon = () => env.daemon!
 
   beforeAll(async () => {
-    tmp = makeTempDir()
+    const tmp = env.tmp = makeTempDir()
     db = tmp.join("routes.db")
     store = `sqlite:${db}`
     imapPort = await freePort()
     const pop3Port = await freePort()
-    backend = await startBackend23(tmp.path, {
+    const backend = env.backend = await startBackend23(tmp.path, {
       users: Object.fromEntries(ALL.map((u) => [u, "secret"])),
       listen: ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]
     })
@@ -61,7 +61,7 @@ describe("2.3.19: director_tag from the passdb and the tags.domains rule decide 
       expect(JSON.parse(r.stdout).tag).toBe(tag ?? null)
     }
     const sock = tmp.join("dict.sock")
-    daemon = await startDaemon({
+    env.daemon = await startDaemon({
       args: ["--store", store, "--dict-socket", sock, "--socket-mode", "0666", "--extra-field", `port=${backend.imapPort}`, "--log-level", "debug"],
       env: { DOVEROUTE_TAGS_DOMAINS: "b.example=b" },
       waitFor: [sock]
@@ -77,7 +77,7 @@ describe("2.3.19: director_tag from the passdb and the tags.domains rule decide 
       .replace("key = passdb/%u", "key = tag/%{passdb:director_tag}/%u")
     expect(dictText).toContain("key = tag/%{passdb:director_tag}/%u")
     const dir = tmp.join("proxy")
-    proxy = await startDovecot23({
+    env.proxy = await startDovecot23({
       dir,
       // dict passdb lookups run in auth-worker processes: several, so that logins overlap at the daemon
       config: proxyConfig23({ dir, imapPort, pop3Port, authWorkerLimit: 8 }, chain),
@@ -90,7 +90,7 @@ describe("2.3.19: director_tag from the passdb and the tags.domains rule decide 
   }, 120_000)
 
   afterAll(async () => {
-    expect(await teardown([daemon], [proxy, backend?.dovecot], tmp)).toEqual([0])
+    expect(await teardown([env.daemon], [env.proxy, env.backend?.dovecot], env.tmp)).toEqual([0])
   })
 
   const poolOf = (user: string): string => TAG_OF[user] ?? (user.endsWith("@b.example") ? "b" : "none")
@@ -107,25 +107,25 @@ describe("2.3.19: director_tag from the passdb and the tags.domains rule decide 
       expect(r.select?.status, `${users[i]}: ${r.transcript}`).toBe("OK")
     })
     for (const u of users) {
-      await settle(() => backend.servedBy(u, "imap") !== undefined)
-      const ip = backend.servedBy(u, "imap")
+      await settle(() => backend().servedBy(u, "imap") !== undefined)
+      const ip = backend().servedBy(u, "imap")
       expect(POOL_IPS[poolOf(u)], `${u} (pool ${poolOf(u)}) served by ${ip}`).toContain(ip)
       // the stored row names the backend that served it (ids 1-4 in the order added)
       const id = await mappedBackend(db, u)
       expect(["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"][id! - 1]).toBe(ip)
     }
     // the override: director_tag a beats the domain rule b
-    expect(POOL_IPS["a"]).toContain(backend.servedBy(OVERRIDE, "imap"))
+    expect(POOL_IPS["a"]).toContain(backend().servedBy(OVERRIDE, "imap"))
     // the daemon was asked with the tag in the key (Dovecot expanded %{passdb:director_tag})
-    expect(daemon.logs()).toMatch(/routed.*user=ann0/)
+    expect(daemon().logs()).toMatch(/routed.*user=ann0/)
   })
 
   it("a mapped user logs in again on the same backend", async () => {
-    const before = backend.logins(TAGGED_A[0]!, "imap").length
+    const before = backend().logins(TAGGED_A[0]!, "imap").length
     const r = await imapLogin("127.0.0.1", imapPort, TAGGED_A[0]!, "secret")
     expect(r.login.status, r.transcript).toBe("OK")
-    await settle(() => backend.logins(TAGGED_A[0]!, "imap").length > before)
-    const logins = backend.logins(TAGGED_A[0]!, "imap")
+    await settle(() => backend().logins(TAGGED_A[0]!, "imap").length > before)
+    const logins = backend().logins(TAGGED_A[0]!, "imap")
     expect(new Set(logins.map((l) => l.backendIp)).size).toBe(1)
   })
 
@@ -134,8 +134,8 @@ describe("2.3.19: director_tag from the passdb and the tags.domains rule decide 
     expect(r.login.status, r.transcript).not.toBe("OK")
     expect(r.transcript).toMatch(/UNAVAILABLE|Temporary/i)
     expect(await mappedBackend(db, NOPOOL)).toBeUndefined()
-    expect(backend.servedBy(NOPOOL, "imap")).toBeUndefined()
-    expect(daemon.logs()).toMatch(/no backend with state=0 and weight>0 in tag c/)
+    expect(backend().servedBy(NOPOOL, "imap")).toBeUndefined()
+    expect(daemon().logs()).toMatch(/no backend with state=0 and weight>0 in tag c/)
   })
 
   it("pool b drained: its new users get temp_fail while pool a and untagged users still log in", async () => {
