@@ -400,6 +400,29 @@ export const backendNames = (backends: ReadonlyArray<Pick<BackendRow, "id" | "ho
   return byName
 }
 
+/** The bookkeeping of an import: counts, and the first {@link IMPORT_DETAILS} conflicts and errors. */
+export const importTally = <C, X>() => {
+  const counts = { total: 0, inserted: 0, unchanged: 0, conflictCount: 0, errorCount: 0 }
+  const conflicts: Array<C> = []
+  const errors: Array<X> = []
+  return {
+    counts,
+    conflict: (c: C) => {
+      if (counts.conflictCount++ < IMPORT_DETAILS) conflicts.push(c)
+    },
+    error: (x: X) => {
+      if (counts.errorCount++ < IMPORT_DETAILS) errors.push(x)
+    },
+    report: () => ({ ...counts, conflicts, errors })
+  }
+}
+
+/** `add` for an importer: any number of rows, handed to `addChunk` {@link IMPORT_CHUNK} at a time. */
+export const inChunks = <T, E, R>(addChunk: (chunk: ReadonlyArray<T>) => Effect.Effect<void, E, R>) => (rows: ReadonlyArray<T>) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < rows.length; i += IMPORT_CHUNK) yield* addChunk(rows.slice(i, i + IMPORT_CHUNK))
+  })
+
 /** Options of {@link importer}. */
 export interface ImporterOptions {
   /** Write nothing: the report counts what would be inserted as `inserted`. */
@@ -422,13 +445,7 @@ export const importer = (strategy: Strategy, options: ImporterOptions = {}) =>
     const byName = backendNames(yield* listBackends)
     for (const [name, id] of options.plannedNames ?? []) if (!byName.has(name)) byName.set(name, id)
     const dryInserted = options.dryRun === true ? new Map<string, number>() : undefined
-    let total = 0
-    let inserted = 0
-    let unchanged = 0
-    let conflictCount = 0
-    let errorCount = 0
-    const conflicts: Array<{ key: RouteKey; backend: string; current: number }> = []
-    const errors: Array<{ key: RouteKey; backend: string; error: string }> = []
+    const t = importTally<{ key: RouteKey; backend: string; current: number }, { key: RouteKey; backend: string; error: string }>()
     const insertChunk = (toInsert: ReadonlyArray<{ key: RouteKey; id: number }>) => {
       const values = sql.insert(toInsert.map((t) => ({ backend_id: t.id, [col]: t.key })))
       return sql.onDialectOrElse({
@@ -446,10 +463,10 @@ export const importer = (strategy: Strategy, options: ImporterOptions = {}) =>
         if (dryInserted !== undefined) for (const k of keys) if (!current.has(String(k)) && dryInserted.has(String(k))) current.set(String(k), dryInserted.get(String(k))!)
         const toInsert: Array<{ key: RouteKey; id: number }> = []
         for (const r of chunk) {
-          total++
+          t.counts.total++
           const id = byName.get(r.backend)
           if (id === undefined) {
-            if (errorCount++ < IMPORT_DETAILS) errors.push({ key: r.key, backend: r.backend, error: "unknown backend" })
+            t.error({ key: r.key, backend: r.backend, error: "unknown backend" })
             continue
           }
           const cur = current.get(String(r.key))
@@ -457,21 +474,13 @@ export const importer = (strategy: Strategy, options: ImporterOptions = {}) =>
             current.set(String(r.key), id)
             dryInserted?.set(String(r.key), id)
             toInsert.push({ key: r.key, id })
-          } else if (cur === id) unchanged++
-          else if (conflictCount++ < IMPORT_DETAILS) conflicts.push({ key: r.key, backend: r.backend, current: cur })
+          } else if (cur === id) t.counts.unchanged++
+          else t.conflict({ key: r.key, backend: r.backend, current: cur })
         }
-        if (toInsert.length > 0 && options.dryRun === true) inserted += toInsert.length
-        else if (toInsert.length > 0) {
-          yield* sql.withTransaction(insertChunk(toInsert)).pipe(wrap("insert mappings"))
-          inserted += toInsert.length
-        }
+        if (toInsert.length > 0 && options.dryRun !== true) yield* sql.withTransaction(insertChunk(toInsert)).pipe(wrap("insert mappings"))
+        t.counts.inserted += toInsert.length
       })
-    const add = (rows: ReadonlyArray<ImportRow>): Effect.Effect<void, StoreError> =>
-      Effect.gen(function*() {
-        for (let i = 0; i < rows.length; i += IMPORT_CHUNK) yield* addChunk(rows.slice(i, i + IMPORT_CHUNK))
-      })
-    const report = (): ImportReport => ({ total, inserted, unchanged, conflictCount, errorCount, conflicts, errors })
-    return { add, report } satisfies Importer
+    return { add: inChunks(addChunk), report: t.report } satisfies Importer
   })
 
 /** {@link importer} over an array; `progress(done, total)` after each chunk. */

@@ -9,7 +9,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { type RouteKey, type StoreError, type Strategy, validTag } from "@doveroute/routing"
 import { Effect } from "effect"
-import { AdminError, badTag, IMPORT_CHUNK, IMPORT_DETAILS, wrap } from "./AdminOps.js"
+import { AdminError, badTag, importTally, inChunks, wrap } from "./AdminOps.js"
 import { forEachKeysetPage } from "./KeysetPages.js"
 import { USER_TAGS_TABLE } from "./Schema.js"
 
@@ -123,13 +123,7 @@ export const tagImporter = (strategy: Strategy, options: { readonly dryRun?: boo
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const dryInserted = options.dryRun === true ? new Map<string, string>() : undefined
-    let total = 0
-    let inserted = 0
-    let unchanged = 0
-    let conflictCount = 0
-    let errorCount = 0
-    const conflicts: Array<{ key: string; tag: string; current: string }> = []
-    const errors: Array<{ key: string; tag: string; error: string }> = []
+    const t = importTally<{ key: string; tag: string; current: string }, { key: string; tag: string; error: string }>()
     const insertChunk = (rows: ReadonlyArray<TagRow>) => {
       const values = sql.insert(rows.map((r) => ({ user_name: r.key, tag: r.tag })))
       return sql.onDialectOrElse({
@@ -148,9 +142,9 @@ export const tagImporter = (strategy: Strategy, options: { readonly dryRun?: boo
         if (dryInserted !== undefined) for (const k of keys) if (!current.has(k) && dryInserted.has(k)) current.set(k, dryInserted.get(k)!)
         const toInsert: Array<TagRow> = []
         for (const r of chunk) {
-          total++
+          t.counts.total++
           if (!validTag(r.tag)) {
-            if (errorCount++ < IMPORT_DETAILS) errors.push({ key: r.key, tag: r.tag, error: "invalid tag" })
+            t.error({ key: r.key, tag: r.tag, error: "invalid tag" })
             continue
           }
           const cur = current.get(r.key)
@@ -158,16 +152,11 @@ export const tagImporter = (strategy: Strategy, options: { readonly dryRun?: boo
             current.set(r.key, r.tag)
             dryInserted?.set(r.key, r.tag)
             toInsert.push(r)
-          } else if (cur === r.tag) unchanged++
-          else if (conflictCount++ < IMPORT_DETAILS) conflicts.push({ key: r.key, tag: r.tag, current: cur })
+          } else if (cur === r.tag) t.counts.unchanged++
+          else t.conflict({ key: r.key, tag: r.tag, current: cur })
         }
         if (toInsert.length > 0 && options.dryRun !== true) yield* sql.withTransaction(insertChunk(toInsert)).pipe(wrap("insert user tags"))
-        inserted += toInsert.length
+        t.counts.inserted += toInsert.length
       })
-    const add = (rows: ReadonlyArray<TagRow>): Effect.Effect<void, StoreError | AdminError> =>
-      Effect.gen(function*() {
-        for (let i = 0; i < rows.length; i += IMPORT_CHUNK) yield* addChunk(rows.slice(i, i + IMPORT_CHUNK))
-      })
-    const report = (): TagImportReport => ({ total, inserted, unchanged, conflictCount, errorCount, conflicts, errors })
-    return { add, report } satisfies TagImporter
+    return { add: inChunks(addChunk), report: t.report } satisfies TagImporter
   })
