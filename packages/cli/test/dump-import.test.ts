@@ -343,3 +343,37 @@ describe("import lines: user,backend and user,backend,tag", () => {
     expect(() => parseImport(`{"backends":[{"hostip":"x"}],"mappings":[]}`, "mapping")).toThrow(/backends entry 0: no hostname/)
   })
 })
+
+describe("import of a hostile user,backend,tag CSV (SQLite, real bundle)", () => {
+  it("a tag with a comma, a quote or non-ASCII is an error row (exit 3, the rest imported); a line the split cannot read refuses the whole file with its number, nothing written", async () => {
+    const tmp = makeTempDir()
+    try {
+      const db = await freshSqlite(tmp.path)
+      const cli = (...args: Array<string>) => runCli([...args, "--store", db.url], { timeoutMs: 60_000 })
+      expect((await cli("migrate")).code).toBe(0)
+      expect((await cli("backend", "add", "b1", "--tag", "pool1")).code).toBe(0)
+      expect((await cli("backend", "add", "b2")).code).toBe(0)
+      const file = `${tmp.path}/h.csv`
+      // a quoted newline cannot be read line by line: refused as a whole (bob's line before it too)
+      fs.writeFileSync(file, `user,backend,tag\nbob,b1,pool1\ncarol,,"pool1\nx"\n`)
+      const refused = await cli("import", file)
+      expect(refused.code).not.toBe(0)
+      expect(refused.stderr).toMatch(/line 4: expected user,backend,tag/)
+      expect(JSON.parse((await cli("user", "tags", "--json")).stdout)).toEqual([])
+      expect((await cli("dump")).stdout).not.toMatch(/^bob,/m)
+      // per-line trouble: error rows, the good lines imported (CRLF and a lone CR end lines)
+      fs.writeFileSync(file, `user,backend,tag\nalice,b1,"po,ol"\nbob,b1,pool1\r\ndave,b2,pö\nerin,b1,pool1,\nfrank,b1,"pool1""\nhank,b1,pool1\rivan,b2,\n`)
+      const r = await cli("import", file)
+      expect(r.code, r.stderr).toBe(3)
+      expect(r.stdout).toMatch(/5 user tags: 2 set, 0 unchanged, 0 conflicts, 3 errors/)
+      expect(r.stdout).toMatch(/error: dave tag "pö": invalid tag/)
+      expect(r.stdout).toMatch(/error: frank tag "pool1\\"": invalid tag/)
+      expect(r.stdout).toMatch(/error: erin,b1 -> pool1: unknown backend/)
+      expect(JSON.parse((await cli("user", "tags", "--json")).stdout)).toEqual([{ user: "bob", tag: "pool1" }, { user: "hank", tag: "pool1" }])
+      const mapped = (await cli("dump")).stdout.split("\n").filter((l) => /^[a-z]+,b[12],$/.test(l))
+      expect(mapped).toEqual(["bob,b1,", "dave,b2,", "frank,b1,", "hank,b1,", "ivan,b2,"])
+    } finally {
+      await tmp.cleanup()
+    }
+  }, 120_000)
+})

@@ -8,7 +8,9 @@
  * - `shared/tag/<tag>/<user>` — `key = tag/%{passdb:director_tag}/%u`: the user with the tag an
  *   earlier passdb gave (`director_tag`), used when the user is placed (routing's Tags.ts); an
  *   empty tag (`shared/tag//<user>`, no `director_tag`) is none. A tag that is not a tag name
- *   gets `F` (never routed without it).
+ *   gets `F` (never routed without it). The key is split at its last `/` (a tag has none): a
+ *   `director_tag` with a `/` is a malformed tag (`F`), and a user name with a `/` cannot be asked
+ *   for with this key (`F`; Dovecot's default `auth_username_chars` has no `/`).
  * The value is the passdb reply as the JSON object Dovecot's `format = json` expects, e.g.
  * `{"proxy_maybe":"y","host":"backend1.test","hostip":"127.0.0.2","nopassword":"y"}`.
  * Other keys get `N`. A routing failure gets `F<reason>` (Dovecot: internal failure → `temp_fail`).
@@ -41,8 +43,10 @@ export interface DictServerOptions extends SocketPermissions, ConnectionLimits {
 /** The user (and the tag, for `shared/tag/…`) a dict key asks for, or `undefined` for keys doveroute does not serve. */
 export const requestFromKey = (key: string): { readonly user: string; readonly tag?: string } | undefined => {
   if (key.startsWith("shared/tag/")) {
+    // split at the last `/`: a tag has none, so `tag/a/b/alice` (a director_tag `a/b`) is the
+    // malformed tag `a/b` (answered F), never user `b/alice` in tag `a` (another user's row)
     const rest = key.slice("shared/tag/".length)
-    const slash = rest.indexOf("/")
+    const slash = rest.lastIndexOf("/")
     if (slash < 0) return undefined
     const user = rest.slice(slash + 1)
     return user.length > 0 ? { user, tag: rest.slice(0, slash) } : undefined

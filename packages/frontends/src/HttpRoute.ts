@@ -16,7 +16,8 @@
  *   - `400` for a bad request: no or empty `user`, any query parameter (name or value) with a
  *     control character (NUL, TAB, CR, LF, other C0, DEL), a query that is not valid
  *     percent-encoded UTF-8 (never guessed: a wrongly decoded name would be routed as another
- *     user), `protocol` with characters outside `[A-Za-z0-9_.-]`, a `tag` that is not a tag name;
+ *     user), `protocol` with characters outside `[A-Za-z0-9_.-]`, a `tag` that is not a tag name,
+ *     `tag` given more than once (the first occurrence of any other name wins);
  * - every other path: `404` (other methods on `/route` too).
  *
  * Who may ask: its answers say where every user's mail is, and a first lookup writes a row. It
@@ -108,6 +109,19 @@ export const parseQuery = (url: string): Map<string, string> => {
   return out
 }
 
+/** How many times the query names `name` (names decoded as {@link parseQuery} decodes them). */
+const occurrences = (url: string, name: string): number => {
+  const q = url.indexOf("?")
+  if (q === -1) return 0
+  let n = 0
+  for (const part of (url.slice(q + 1).split("#")[0] ?? "").split("&")) {
+    if (part.length === 0) continue
+    const eq = part.indexOf("=")
+    if (decodeComponent(eq === -1 ? part : part.slice(0, eq)) === name) n++
+  }
+  return n
+}
+
 const PROTOCOL_RE = /^[A-Za-z0-9_.-]{0,64}$/
 const UNSAFE_VALUE = /[\t\r\n]/
 
@@ -122,6 +136,9 @@ export const parseRouteRequest = (url: string): { readonly user: string; readonl
   if (user === undefined || user.length === 0) throw new BadRequest({ detail: "missing or empty user parameter" })
   const protocol = q.get("protocol") ?? q.get("service") ?? ""
   if (!PROTOCOL_RE.test(protocol)) throw new BadRequest({ detail: "invalid protocol parameter" })
+  // the first occurrence wins for the other names; a second `tag` (even an empty or malformed
+  // one) would be ignored, and the user placed in another pool: refused
+  if (occurrences(url, "tag") > 1) throw new BadRequest({ detail: "the tag parameter is given more than once" })
   const tag = q.get("tag") ?? ""
   if (tag !== "" && !validTag(tag)) throw new BadRequest({ detail: "invalid tag parameter" })
   return tag === "" ? { user, protocol } : { user, protocol, tag }

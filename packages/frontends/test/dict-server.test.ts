@@ -43,6 +43,21 @@ const startDict = (dir: string, opts: { readonly queryTimeout?: Duration.Duratio
 const HELLO = "H3\t2\t0\t\tdirector\n"
 
 describe("dict server over a real UNIX socket and a real SQLite file", () => {
+  it.scopedLive("a tag key with a slash too many (director_tag a/b) is F and writes no row; tag//user is untagged", () =>
+    Effect.gen(function*() {
+      const { sock, file } = yield* startDict(tmp())
+      const c = yield* Effect.promise(() => LineClient.connect(sock))
+      c.send(HELLO + "Lshared/tag/a/b/alice\talice\nLshared/tag//b/alice\tb/alice\nLshared/tag//carol\tcarol\n")
+      const lines = yield* Effect.promise(() => c.waitLines(3))
+      expect(lines[0]).toMatch(/^Fdoveroute: invalid request: tag/)
+      expect(lines[1]).toMatch(/^Fdoveroute: invalid request: tag/)
+      expect(lines[2]![0]).toBe("O")
+      const db = new Database(file, { readonly: true })
+      const users = db.prepare("SELECT user FROM user_backend ORDER BY user").all().map((r) => (r as { user: string }).user)
+      db.close()
+      expect(users).toEqual(["carol"])
+    }))
+
   it.scopedLive("answers pipelined lookups in order; unknown keys get N; the JSON has the passdb fields", () =>
     Effect.gen(function*() {
       const { sock } = yield* startDict(tmp())

@@ -15,6 +15,27 @@ describe("the request's tag", () => {
     expect(DictServer.requestFromKey("shared/route/imap/alice")).toEqual({ user: "alice" })
   })
 
+  it("dict keys with more slashes: split at the last one, so a director_tag with a slash is a malformed tag, never another user", () => {
+    // director_tag "a/b" for alice: not user "b/alice" in tag a
+    expect(DictServer.requestFromKey("shared/tag/a/b/alice")).toEqual({ user: "alice", tag: "a/b" })
+    expect(DictServer.requestFromKey("shared/tag//a/alice")).toEqual({ user: "alice", tag: "/a" })
+    expect(DictServer.requestFromKey("shared/tag///alice")).toEqual({ user: "alice", tag: "/" })
+    expect(DictServer.requestFromKey("shared/tag/a/")).toBeUndefined()
+  })
+
+  it("HTTP: tag given twice (empty, malformed or another pool) is a bad request, never the first one alone", () => {
+    for (const url of ["/route?user=alice&tag=&tag=pool1", "/route?user=alice&tag=pool1&tag=a%2Fb", "/route?user=alice&tag=a&tag=b", "/route?user=alice&tag=a&t%61g=b", "/route?user=alice&tag=a&tag"]) {
+      let detail: string | undefined
+      try {
+        HttpRoute.parseRouteRequest(url)
+      } catch (e) {
+        detail = (e as { detail?: string }).detail
+      }
+      expect(detail, url).toMatch(/more than once/)
+    }
+    expect(HttpRoute.parseRouteRequest("/route?user=alice&tag=pool1&protocol=imap")).toEqual({ user: "alice", protocol: "imap", tag: "pool1" })
+  })
+
   it("HTTP: tag= is passed on, empty is none, a malformed one is a bad request", () => {
     expect(HttpRoute.parseRouteRequest("/route?user=alice&tag=pool1")).toEqual({ user: "alice", protocol: "", tag: "pool1" })
     expect(HttpRoute.parseRouteRequest("/route?user=alice&tag=")).toEqual({ user: "alice", protocol: "" })

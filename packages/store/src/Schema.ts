@@ -87,3 +87,31 @@ export const indexExists = (table: string, index: string): Effect.Effect<boolean
     })
     return rows.length > 0
   })
+
+/**
+ * The per-user tags (`doveroute_user_tags`) of `keys`, keyed by each key as asked. On MySQL/MariaDB
+ * `user_name` compares in its column's collation (case-insensitive by default, as `user_backend`'s
+ * key): the tag stored for `alice@x` is the tag of `Alice@x`, and the row comes back under the
+ * stored spelling. A key asked in another spelling than a row found is then looked up once more,
+ * each with its own spelling echoed back, so no key loses its tag (the common case, no tagged row
+ * among the keys, stays one query).
+ */
+export const readUserTags = (keys: ReadonlyArray<string>): Effect.Effect<ReadonlyMap<string, string>, SqlError, SqlClient.SqlClient> =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const wanted = [...new Set(keys)]
+    const out = new Map<string, string>()
+    if (wanted.length === 0) return out
+    const table = sql(USER_TAGS_TABLE)
+    const rows = yield* sql<{ k: string; t: string }>`SELECT user_name AS k, tag AS t FROM ${table} WHERE user_name IN ${sql.in(wanted)}`
+    const asked = new Set(wanted)
+    for (const r of rows) if (asked.has(String(r.k))) out.set(String(r.k), String(r.t))
+    const caseFolding = sql.onDialectOrElse({ mysql: () => true, orElse: () => false })
+    const missing = wanted.filter((k) => !out.has(k))
+    if (!caseFolding || rows.length === 0 || missing.length === 0) return out
+    const echoed = yield* sql<{ k: string; t: string }>`${
+      sql.join(" UNION ALL ", false)(missing.map((k) => sql`SELECT ${k} AS k, tag AS t FROM ${table} WHERE user_name = ${k}`))
+    }`
+    for (const r of echoed) out.set(String(r.k), String(r.t))
+    return out
+  })

@@ -20,7 +20,7 @@ import type { SqlError } from "@effect/sql/SqlError"
 import { type Backend, type RouteKey, type RouteStoreService, StoreError, type Strategy } from "@doveroute/routing"
 import { Duration, Effect, Option, Schedule } from "effect"
 import { classifySqlError, isRetryableConflict, isSqliteBusy } from "./Classify.js"
-import { keyColumn, USER_TAGS_TABLE } from "./Schema.js"
+import { keyColumn, readUserTags } from "./Schema.js"
 
 /** Options of the SQL route store. */
 export interface SqlRouteStoreOptions {
@@ -281,15 +281,9 @@ export const make = (options: SqlRouteStoreOptions) =>
       return Effect.map(rowsEff, storedMap)
     }
 
-    // the per-user tags of migration 0011 (Tags.ts); none under shard (tags need mapping)
-    const userTags = (keys: ReadonlyArray<RouteKey>) =>
-      Effect.map(
-        run(
-          "read user tags",
-          sql<{ k: string; tag: string }>`SELECT user_name AS k, tag FROM ${sql(USER_TAGS_TABLE)} WHERE user_name IN ${sql.in(keys.map(String))}`
-        ),
-        (rows) => new Map(rows.map((r) => [String(r.k), String(r.tag)] as const)) as ReadonlyMap<string, string>
-      )
+    // the per-user tags of migration 0011 (Tags.ts), keyed as asked (Schema `readUserTags`: on
+    // MySQL/MariaDB a tag stored for `alice@x` is found for `Alice@x`); none under shard
+    const userTags = (keys: ReadonlyArray<RouteKey>) => run("read user tags", Effect.provideService(readUserTags(keys.map(String)), SqlClient.SqlClient, sql))
 
     return {
       strategy: options.strategy,

@@ -11,7 +11,7 @@ import { type RouteKey, type StoreError, type Strategy, validTag } from "@dovero
 import { Effect } from "effect"
 import { AdminError, badTag, importTally, inChunks, wrap } from "./AdminOps.js"
 import { forEachKeysetPage } from "./KeysetPages.js"
-import { USER_TAGS_TABLE } from "./Schema.js"
+import { readUserTags, USER_TAGS_TABLE } from "./Schema.js"
 
 /** A user's tag in the store (`doveroute_user_tags`), by routing key; null when none. */
 export const userTag = (key: RouteKey) =>
@@ -136,9 +136,8 @@ export const tagImporter = (strategy: Strategy, options: { readonly dryRun?: boo
         if (chunk.length === 0) return
         yield* needsMapping(strategy)
         const keys = [...new Set(chunk.map((r) => r.key))]
-        const existing = yield* sql<{ k: string; t: string }>`SELECT user_name AS k, tag AS t FROM ${sql(USER_TAGS_TABLE)}
-          WHERE ${sql.in("user_name", keys)}`.pipe(wrap("read user tags"))
-        const current = new Map<string, string>(existing.map((r) => [String(r.k), String(r.t)]))
+        // keyed as the file spells them (on MySQL/MariaDB `Alice` finds the row of `alice`)
+        const current = new Map<string, string>(yield* readUserTags(keys).pipe(Effect.provideService(SqlClient.SqlClient, sql), wrap("read user tags")))
         if (dryInserted !== undefined) for (const k of keys) if (!current.has(k) && dryInserted.has(k)) current.set(k, dryInserted.get(k)!)
         const toInsert: Array<TagRow> = []
         for (const r of chunk) {
@@ -155,8 +154,17 @@ export const tagImporter = (strategy: Strategy, options: { readonly dryRun?: boo
           } else if (cur === r.tag) t.counts.unchanged++
           else t.conflict({ key: r.key, tag: r.tag, current: cur })
         }
-        if (toInsert.length > 0 && options.dryRun !== true) yield* sql.withTransaction(insertChunk(toInsert)).pipe(wrap("insert user tags"))
-        t.counts.inserted += toInsert.length
+        if (toInsert.length > 0 && options.dryRun !== true) {
+          yield* sql.withTransaction(insertChunk(toInsert)).pipe(wrap("insert user tags"))
+          // what the store took: a row the insert ignored (another spelling of a user, under a
+          // case-insensitive collation; a row written meanwhile) keeps its tag and is a conflict
+          const stored = yield* readUserTags(toInsert.map((r) => r.key)).pipe(Effect.provideService(SqlClient.SqlClient, sql), wrap("read user tags"))
+          for (const r of toInsert) {
+            const got = stored.get(r.key)
+            if (got === r.tag) t.counts.inserted++
+            else t.conflict({ key: r.key, tag: r.tag, current: got ?? "(none)" })
+          }
+        } else t.counts.inserted += toInsert.length
       })
     return { add: inChunks(addChunk), report: t.report } satisfies TagImporter
   })
