@@ -364,15 +364,21 @@ export const forEachMappingPage = <E, R>(
   })
 
 /** Result of an import. `conflicts`/`errors` list the first {@link IMPORT_DETAILS}; the counts are complete. */
-export interface ImportReport {
+export interface ImportCounts<C, X> {
   readonly total: number
   readonly inserted: number
   readonly unchanged: number
   readonly conflictCount: number
   readonly errorCount: number
-  readonly conflicts: ReadonlyArray<{ readonly key: RouteKey; readonly backend: string; readonly current: number }>
-  readonly errors: ReadonlyArray<{ readonly key: RouteKey; readonly backend: string; readonly error: string }>
+  readonly conflicts: ReadonlyArray<C>
+  readonly errors: ReadonlyArray<X>
 }
+
+/** Result of a mapping import: a conflict names the backend the store has (`current`). */
+export type ImportReport = ImportCounts<
+  { readonly key: RouteKey; readonly backend: string; readonly current: number },
+  { readonly key: RouteKey; readonly backend: string; readonly error: string }
+>
 
 /** How many conflicts and errors an import report lists one by one (all are counted). */
 export const IMPORT_DETAILS = 1000

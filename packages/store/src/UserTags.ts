@@ -9,7 +9,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { type RouteKey, type StoreError, type Strategy, validTag } from "@doveroute/routing"
 import { Effect } from "effect"
-import { AdminError, badTag, importTally, inChunks, wrap } from "./AdminOps.js"
+import { AdminError, badTag, type ImportCounts, importTally, inChunks, wrap } from "./AdminOps.js"
 import { forEachKeysetPage } from "./KeysetPages.js"
 import { readUserTags, USER_TAGS_TABLE } from "./Schema.js"
 
@@ -95,16 +95,11 @@ export interface TagRow {
   readonly tag: string
 }
 
-/** Result of importing user tags; as {@link ImportReport}, `current` being the tag the store has. */
-export interface TagImportReport {
-  readonly total: number
-  readonly inserted: number
-  readonly unchanged: number
-  readonly conflictCount: number
-  readonly errorCount: number
-  readonly conflicts: ReadonlyArray<{ readonly key: string; readonly tag: string; readonly current: string }>
-  readonly errors: ReadonlyArray<{ readonly key: string; readonly tag: string; readonly error: string }>
-}
+/** Result of importing user tags: a conflict names the tag the store has (`current`). */
+export type TagImportReport = ImportCounts<
+  { readonly key: string; readonly tag: string; readonly current: string },
+  { readonly key: string; readonly tag: string; readonly error: string }
+>
 
 /** A user-tag import in progress: `add` rows in any number of calls (one chunk in memory), then `report`. */
 export interface TagImporter {

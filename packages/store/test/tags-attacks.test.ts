@@ -76,6 +76,15 @@ const tableLoaded = (d: Context.Context<RouteTable>) =>
     expect(table.loaded()).toBe(true)
   })
 
+/** Three routers on one seeded store, one per placement path: table (loaded), cache mode, one by one. */
+const threeRouters = (url: string) =>
+  Effect.gen(function*() {
+    const t = yield* Layer.build(tableLayer(url))
+    yield* Effect.provide(seed, t)
+    yield* tableLoaded(t)
+    return { t, c: yield* Layer.build(cacheLayer(url)), p: yield* Layer.build(plainLayer(url)) }
+  })
+
 const tagOf = (b: Backend) => b.tag ?? null
 
 const failure = (e: Exit.Exit<unknown, unknown>) => (Exit.isFailure(e) ? Option.getOrUndefined(Cause.failureOption(e.cause)) : undefined)
@@ -84,11 +93,7 @@ describe.each(["sqlite", "postgres", "mysql"] as const)("tag attacks on %s", (ki
   it.live("a stored user tag is found for the login's spelling as the store compares names (MariaDB: any case), on every path", () =>
     withDatabase(kind, (url) =>
       Effect.scoped(Effect.gen(function*() {
-        const t = yield* Layer.build(tableLayer(url))
-        yield* Effect.provide(seed, t)
-        yield* tableLoaded(t)
-        const c = yield* Layer.build(cacheLayer(url))
-        const p = yield* Layer.build(plainLayer(url))
+        const { t, c, p } = yield* threeRouters(url)
         // the operator tags the users as their mail system spells them
         for (const u of ["tab@x.example", "cache@x.example", "plain@x.example"]) yield* Effect.provide(UserTags.setUserTag("mapping", u, "b"), t)
         // the logins come in another case (no normalize), with a request tag of pool a
@@ -156,11 +161,7 @@ describe.each(["sqlite", "postgres", "mysql"] as const)("tag attacks on %s", (ki
   it.live("store trouble reading user tags during grouped first logins (table and cache mode) and one by one: a store failure for each, no row", () =>
     withDatabase(kind, (url) =>
       Effect.scoped(Effect.gen(function*() {
-        const t = yield* Layer.build(tableLayer(url))
-        yield* Effect.provide(seed, t)
-        yield* tableLoaded(t)
-        const c = yield* Layer.build(cacheLayer(url))
-        const p = yield* Layer.build(plainLayer(url))
+        const { t, c, p } = yield* threeRouters(url)
         const sql = Context.get(t, SqlClient.SqlClient)
         yield* sql`ALTER TABLE doveroute_user_tags RENAME TO doveroute_user_tags_gone`
         const logins = Array.from({ length: 40 }, (_, i) => [`trouble${i}@x.example`, ["a", "b", "", undefined][i % 4]] as const)
