@@ -63,6 +63,15 @@ export interface RouteStoreService {
    * (keys without one are absent). Absent: the store keeps no per-user tags.
    */
   readonly userTags?: (keys: ReadonlyArray<RouteKey>) => Effect.Effect<ReadonlyMap<string, string>, StoreError>
+  /**
+   * What a group of first logins reads before it places (Router `runGroup`), in one call where the
+   * store can make that cheap (SQLite: plain synchronous statements on the daemon's own
+   * connection). Only what `want` names is read: `holds` (`doveroute_moves`, `hold_logins = 1`:
+   * `String(key)` → `expires_at` in ms), `weights` (`backends.weight` by id; empty when the column
+   * is missing, i.e. every weight 1) and `userTags` (as {@link userTags}). Absent: the router makes
+   * the separate reads (`heldMany`, `listBackends`, `PlacementInfo.weights`, `userTags`).
+   */
+  readonly groupReads?: (keys: ReadonlyArray<RouteKey>, want: GroupReadsWant) => Effect.Effect<GroupReads, StoreError>
   /** Groups of first logins that may be in flight at once (default 1). */
   readonly groupsInFlight?: number
   /**
@@ -70,6 +79,22 @@ export interface RouteStoreService {
    * then it fails `Timeout` (temp_fail) while the group finishes in the background.
    */
   readonly groupWaitMs?: number
+}
+
+/** What a group asks {@link RouteStoreService.groupReads} for besides the backends. */
+export interface GroupReadsWant {
+  readonly holds: boolean
+  readonly weights: boolean
+  readonly userTags: boolean
+}
+
+/** The answer of {@link RouteStoreService.groupReads}; a part not asked for is empty (weights: absent). */
+export interface GroupReads {
+  /** Every backend, ordered by id. */
+  readonly backends: ReadonlyArray<Backend>
+  readonly weights?: ReadonlyMap<number, number>
+  readonly holds: ReadonlyMap<string, number>
+  readonly userTags: ReadonlyMap<string, string>
 }
 
 /** Service tag for {@link RouteStoreService}. */

@@ -22,7 +22,9 @@
  * joins one after that read. The logins that arrive in one turn of the event loop, or while the
  * previous groups are in flight, are placed together and stored by one `assignMany` (one
  * multi-row insert-ignore plus the read-back of the stored rows), and each answer names the
- * stored row. A key a group cannot settle is routed alone (`place` + `assign`).
+ * stored row. A key a group cannot settle is routed alone (`place` + `assign`). A store that can
+ * read what a group needs in one call (`groupReads`: SQLite in the daemon) is asked once; the
+ * decisions stay here.
  *
  * @since 0.1.0
  */
@@ -278,7 +280,45 @@ export const make = (options: RouterOptions) =>
     }
 
     /**
-     * One group of first logins: the holds, backends and placement data (read concurrently), a
+     * What a group reads before it places: the holds, the backends, the placement data and the
+     * stored user tags. With the store's combined read (`groupReads`) one call (least-loaded keeps
+     * its own count of rows per backend); otherwise the four reads, concurrently. Both read the
+     * same things: holds only with {@link RouteHolds}, weights only with {@link PlacementInfo},
+     * tags only under `mapping`.
+     */
+    const groupInputs = (keys: ReadonlyArray<RouteKey>): Effect.Effect<{
+      readonly held: ReadonlyMap<string, number>
+      readonly all: ReadonlyArray<Backend>
+      readonly data: { readonly weights?: ReadonlyMap<number, number>; readonly loads?: ReadonlyMap<number, BackendLoad> }
+      readonly stored: ReadonlyMap<string, string>
+    }, StoreError> => {
+      const combined = store.groupReads
+      if (combined === undefined) {
+        return Effect.map(
+          Effect.all([heldMany(keys), store.listBackends, placementData, storedTags(keys)], { concurrency: "unbounded" }),
+          ([held, all, data, stored]) => ({ held, all, data, stored })
+        )
+      }
+      const leastLoaded = Option.isSome(info) && placement === "least-loaded"
+      const want = {
+        holds: Option.isSome(holds),
+        weights: Option.isSome(info) && !leastLoaded,
+        userTags: options.strategy !== "shard" && store.userTags !== undefined && keys.length > 0
+      }
+      return Effect.flatMap(combined(keys, want), (r) => {
+        // only what was asked for counts (a hold without RouteHolds is not the router's to apply)
+        const rest = { held: want.holds ? r.holds : new Map<string, number>(), all: r.backends, stored: want.userTags ? r.userTags : new Map<string, string>() }
+        if (leastLoaded) return Effect.map(placementData, (data) => ({ ...rest, data }))
+        if (!want.weights) return Effect.succeed({ ...rest, data: {} })
+        // a store that did not read the weights it was asked for: the separate read
+        return r.weights !== undefined
+          ? Effect.succeed({ ...rest, data: { weights: r.weights } })
+          : Effect.map(placementData, (data) => ({ ...rest, data }))
+      })
+    }
+
+    /**
+     * One group of first logins: the holds, backends, placement data and user tags (`groupInputs`), a
      * backend for each key that is not held, one `assignMany`, and per key the stored row. A key the
      * group cannot settle (no usable backend now, a row naming a deleted backend, a row on a down
      * backend under `tempfail`/`reassign`, a row the read-back missed) is routed one by one, as is
@@ -291,9 +331,7 @@ export const make = (options: RouterOptions) =>
     ): Effect.Effect<ReadonlyMap<string, Either.Either<Backend | typeof ALONE, RouteError | StoreError>>, StoreError> =>
       Effect.gen(function*() {
         const keys = [...items.values()].map((i) => i.key)
-        const [held, all, data, stored] = yield* Effect.all([heldMany(keys), store.listBackends, placementData, storedTags(keys)], {
-          concurrency: "unbounded"
-        })
+        const { held, all, data, stored } = yield* groupInputs(keys)
         const now = yield* Clock.currentTimeMillis
         // one chooser per tag: each key of the group is placed among its own tag's backends only
         // (least-loaded: the counts are shared, every pick counts for the next)

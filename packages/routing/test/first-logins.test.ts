@@ -1,12 +1,16 @@
 // The router's grouped first logins over an in-memory store that counts its calls: how a group
-// fails (every member, never a backend), which members are routed alone, placement inside a group.
+// fails (every member, never a backend), which members are routed alone, placement inside a group,
+// and the store's combined read of a group (`groupReads`).
 // The real statements on SQLite, PostgreSQL and MariaDB: packages/store/test/first-logins.test.ts.
 import { describe, expect, it } from "@effect/vitest"
 import {
   type Backend,
+  type GroupReads,
+  type GroupReadsWant,
   makeTable,
   PlacementInfo,
   RouteCache,
+  RouteHolds,
   Router,
   RouteStore,
   type RouteStoreService,
@@ -195,5 +199,99 @@ describe("grouped first logins", () => {
       expect(Exit.isSuccess(k)).toBe(true)
       expect(calls.groups).toEqual([1])
       expect(rows.has("gone")).toBe(false)
+    }))
+})
+
+describe("a store's combined read for a group (groupReads)", () => {
+  const tagged: Array<Backend> = [
+    { id: 1, hostname: "b1", hostip: null, state: 0 },
+    { id: 2, hostname: "b2", hostip: null, state: 0 },
+    { id: 3, hostname: "b3", hostip: null, state: 0, tag: "vip" },
+    { id: 4, hostname: "b4", hostip: null, state: 1 }
+  ]
+  const wrong = (what: string) => Effect.die(`the group read ${what} separately`)
+
+  /** A store whose separate reads die: a group must use `groupReads` only. */
+  const combinedStore = (rows: Map<string, number>, wants: Array<GroupReadsWant>, answer: Omit<GroupReads, "backends">) =>
+    Layer.succeed(RouteStore, {
+      strategy: "mapping",
+      findAssigned: (k) => Effect.succeed(Option.fromNullable(tagged.find((b) => b.id === rows.get(String(k))))),
+      listBackends: wrong("the backends"),
+      assign: (k, id) =>
+        Effect.sync(() => {
+          if (!rows.has(String(k))) rows.set(String(k), id)
+          return tagged.find((b) => b.id === rows.get(String(k)))!
+        }),
+      reassign: () => Effect.die("not used"),
+      assignMany: (pairs) =>
+        Effect.sync(() => {
+          const m = new Map<string, Backend | null>()
+          for (const p of pairs) {
+            if (!rows.has(String(p.key))) rows.set(String(p.key), p.backendId)
+            m.set(String(p.key), tagged.find((b) => b.id === rows.get(String(p.key)))!)
+          }
+          return m as ReadonlyMap<string, Backend | null>
+        }),
+      userTags: () => wrong("the user tags"),
+      groupReads: (keys, want) =>
+        Effect.sync(() => {
+          wants.push(want)
+          return { backends: tagged, ...answer }
+        }),
+      groupsInFlight: 1
+    } satisfies RouteStoreService)
+
+  const services = (loads?: ReadonlyMap<number, { weight: number; users: number }>) =>
+    Layer.mergeAll(
+      Layer.succeed(PlacementInfo, { weights: wrong("the weights"), loads: loads !== undefined ? Effect.succeed(loads) : wrong("the loads") }),
+      Layer.succeed(RouteHolds, { heldUntil: () => wrong("a hold"), heldMany: () => wrong("the holds") })
+    ) as Layer.Layer<never>
+
+  it.live("holds, weights and stored tags from the one read decide as the separate reads do", () =>
+    Effect.gen(function*() {
+      const rows = new Map<string, number>()
+      const wants: Array<GroupReadsWant> = []
+      const store = combinedStore(rows, wants, {
+        // b1 takes no new users (weight 0); u-held is being moved; u-vip has the stored tag vip
+        weights: new Map([[1, 0], [2, 1], [3, 1], [4, 1]]),
+        holds: new Map([["u-held", Date.now() + 60_000], ["u-expired", Date.now() - 1]]),
+        userTags: new Map([["u-vip", "vip"]])
+      })
+      const r = yield* routerOver(store, services())
+      const users = [...names(20), "u-held", "u-expired", "u-vip"]
+      const exits = yield* Effect.all(users.map((u) => Effect.exit(r.route(u))), { concurrency: "unbounded" })
+      expect(wants).toEqual([{ holds: true, weights: true, userTags: true }])
+      const byUser = new Map(users.map((u, i) => [u, exits[i]!] as const))
+      const held = byUser.get("u-held")!
+      expect(Exit.isFailure(held) && held.cause._tag === "Fail" && (held.cause.error as { reason?: string }).reason).toBe("Held")
+      expect(rows.has("u-held")).toBe(false)
+      for (const u of [...names(20), "u-expired"]) {
+        const e = byUser.get(u)!
+        expect(Exit.isSuccess(e) && e.value.backend.id, u).toBe(2)
+      }
+      const vip = byUser.get("u-vip")!
+      expect(Exit.isSuccess(vip) && vip.value.backend.id).toBe(3)
+    }))
+
+  it.live("without holds or placement services nothing of them is asked for; least-loaded reads its own loads", () =>
+    Effect.gen(function*() {
+      const bare: Array<GroupReadsWant> = []
+      const r1 = yield* routerOver(combinedStore(new Map(), bare, { holds: new Map([["u0", Date.now() + 60_000]]), userTags: new Map() }))
+      const routes = yield* Effect.all(names(5).map((u) => r1.route(u)), { concurrency: "unbounded" })
+      expect(bare).toEqual([{ holds: false, weights: false, userTags: true }])
+      // no RouteHolds service: a hold the store would report is not the router's to apply
+      expect(routes.every((x) => x.backend.id === 1 || x.backend.id === 2)).toBe(true)
+
+      const ll: Array<GroupReadsWant> = []
+      const rows = new Map<string, number>()
+      const r2 = yield* routerOver(
+        combinedStore(rows, ll, { holds: new Map(), userTags: new Map() }),
+        services(new Map([[1, { weight: 1, users: 4 }], [2, { weight: 1, users: 0 }], [3, { weight: 1, users: 0 }]])),
+        "least-loaded"
+      )
+      const placed = yield* Effect.all(names(10).map((u) => r2.route(u)), { concurrency: "unbounded" })
+      expect(ll).toEqual([{ holds: true, weights: false, userTags: true }])
+      const on = (id: number) => placed.filter((x) => x.backend.id === id).length
+      expect([on(1), on(2)]).toEqual([3, 7])
     }))
 })

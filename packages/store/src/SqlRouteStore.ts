@@ -10,6 +10,8 @@
  * - `assignMany` (a group of first logins, Router.ts): one multi-row insert-ignore and one read of
  *   the stored rows; on PostgreSQL both are one statement (`WITH ins AS (INSERT … RETURNING)`).
  * - `userTags`: the per-user tags of `doveroute_user_tags` (migration 0011), one query per group.
+ * - SQLite in the daemon: a group's reads (`groupReads`) and `assignMany` through the daemon's own
+ *   better-sqlite3 connection when it has one (`direct`, SqliteDirect.ts).
  * - Every query has a timeout; driver errors are classified once ({@link classifySqlError}).
  * - A deadlock between concurrent first inserts (InnoDB, two unique keys) is retried.
  *
@@ -27,6 +29,14 @@ export interface SqlRouteStoreOptions {
   readonly strategy: Strategy
   /** Timeout of each query (default 5 seconds). */
   readonly queryTimeout?: Duration.DurationInput
+  /**
+   * SQLite, the daemon: a group's reads and its `assignMany` through the daemon's own
+   * better-sqlite3 connection (SqliteDirect.ts) instead of `@effect/sql`.
+   */
+  readonly direct?: {
+    readonly groupReads: NonNullable<RouteStoreService["groupReads"]>
+    readonly assignMany: NonNullable<RouteStoreService["assignMany"]>
+  }
 }
 
 interface BackendRow {
@@ -112,6 +122,24 @@ export const guarded = (what: string, timeout: Duration.DurationInput, options: 
         onTimeout: () => new StoreError({ reason: "Timeout", detail: `${what}: no answer within ${Duration.format(d)}` })
       })
     )
+}
+
+/** A stored row of `user_backend` for a key, with its backend (`id` null: a deleted backend). */
+export type StoredRow = BackendRow & { readonly k: string | number; readonly bid: number | string }
+
+/** Stored rows → `String(key)` → backend (`null`: names a deleted backend); a key seen twice with two ids is left out. */
+export const storedMap = (rows: ReadonlyArray<StoredRow>): ReadonlyMap<string, Backend | null> => {
+  const m = new Map<string, Backend | null>()
+  const twice = new Set<string>()
+  for (const r of rows) {
+    const k = String(r.k)
+    const b = r.id === null || r.id === undefined ? null : toBackend(r)
+    const had = m.get(k)
+    if (had !== undefined && (had === null || b === null || had.id !== b.id)) twice.add(k)
+    m.set(k, b)
+  }
+  for (const k of twice) m.delete(k)
+  return m
 }
 
 /** Build the store; needs a `SqlClient`. */
@@ -232,23 +260,6 @@ export const make = (options: SqlRouteStoreOptions) =>
         schedule: Schedule.jittered(Schedule.exponential("5 millis", 1.5))
       })
 
-    type StoredRow = BackendRow & { readonly k: string | number; readonly bid: number | string }
-
-    /** Stored rows → `String(key)` → backend (`null`: names a deleted backend); a key seen twice with two ids is left out. */
-    const storedMap = (rows: ReadonlyArray<StoredRow>): ReadonlyMap<string, Backend | null> => {
-      const m = new Map<string, Backend | null>()
-      const twice = new Set<string>()
-      for (const r of rows) {
-        const k = String(r.k)
-        const b = r.id === null || r.id === undefined ? null : toBackend(r)
-        const had = m.get(k)
-        if (had !== undefined && (had === null || b === null || had.id !== b.id)) twice.add(k)
-        m.set(k, b)
-      }
-      for (const k of twice) m.delete(k)
-      return m
-    }
-
     const readMany = (keys: ReadonlyArray<RouteKey>) =>
       run(
         "read mappings",
@@ -291,7 +302,8 @@ export const make = (options: SqlRouteStoreOptions) =>
       listBackends,
       assign,
       reassign,
-      assignMany,
+      assignMany: options.direct?.assignMany ?? assignMany,
+      ...(options.direct !== undefined ? { groupReads: options.direct.groupReads } : {}),
       ...(options.strategy === "mapping" ? { userTags } : {}),
       // SQLite's statements run on the event loop one after the other: more groups gain nothing
       groupsInFlight: synchronous ? 1 : 2,

@@ -6,10 +6,11 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { RouteStore, type StoreError, type Strategy } from "@doveroute/routing"
-import { type Duration, Effect, Layer } from "effect"
+import { type Duration, Effect, Layer, Option } from "effect"
 import { classifySqlError } from "./Classify.js"
 import { assertMigrated, checkVariant, migrate, type SchemaError } from "./Migrations.js"
 import * as SqlClientLayer from "./SqlClientLayer.js"
+import * as SqliteDirect from "./SqliteDirect.js"
 import * as SqlRouteStore from "./SqlRouteStore.js"
 import type { StoreUrl } from "./StoreUrl.js"
 
@@ -33,7 +34,9 @@ export interface StoreOptions {
    * migrations): SQLite's `busy_timeout` = `connectTimeout`, the process waits inside the statement.
    * `retry` (the daemon): once migrations are applied `busy_timeout` is set to 0 and the lookup path
    * retries `SQLITE_BUSY` asynchronously up to `queryTimeout` (SqlRouteStore `guarded`), so a lock
-   * never stalls the event loop.
+   * never stalls the event loop. `retry` on a SQLite file (not read-only) also opens the daemon's
+   * own better-sqlite3 connection with the same settings, through which groups of first logins
+   * are read and stored (SqliteDirect.ts).
    */
   readonly sqliteLocks?: "block" | "retry"
 }
@@ -65,12 +68,22 @@ export const sqlLayer = (options: StoreOptions): Layer.Layer<SqlClient.SqlClient
 
 const classify = classifySqlError("prepare schema")
 
+/** SqlRouteStore's default query timeout. */
+const DEFAULT_QUERY_TIMEOUT = "5 seconds"
+
 /** The {@link RouteStore} plus the `SqlClient` it runs on. */
 export const storeLayer = (options: StoreOptions): Layer.Layer<RouteStore | SqlClient.SqlClient, StoreError | SchemaError> =>
-  Layer.effect(
+  Layer.scoped(
     RouteStore,
-    SqlRouteStore.make({
-      strategy: options.strategy,
-      ...(options.queryTimeout !== undefined ? { queryTimeout: options.queryTimeout } : {})
+    Effect.gen(function*() {
+      // the daemon on a SQLite file: first-login groups through its own connection (SqliteDirect.ts)
+      const direct = options.url._tag === "Sqlite" && options.sqliteLocks === "retry" && options.readOnly !== true
+        ? yield* SqliteDirect.open(options.url.filename, options.strategy, options.queryTimeout ?? DEFAULT_QUERY_TIMEOUT)
+        : Option.none()
+      return yield* SqlRouteStore.make({
+        strategy: options.strategy,
+        ...(options.queryTimeout !== undefined ? { queryTimeout: options.queryTimeout } : {}),
+        ...(Option.isSome(direct) ? { direct: direct.value } : {})
+      })
     })
   ).pipe(Layer.provideMerge(sqlLayer(options)))
