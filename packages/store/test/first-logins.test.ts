@@ -4,10 +4,11 @@
 // placement weights from the store. it.live: the feed and the grouping run on the real clock.
 import { describe, expect, it } from "@effect/vitest"
 import { RouteCache, RouteError, Router, RouteTable, StoreError, type Strategy } from "@doveroute/routing"
-import { Admin, ChangeFeed, Operations, parseStoreUrl, storeLayer } from "@doveroute/store"
+import { ChangeFeed, Operations, parseStoreUrl, storeLayer } from "@doveroute/store"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Context, type Duration, Effect, Exit, Layer } from "effect"
 import { dropFileDatabaseAfterAll, withDatabase } from "./helpers.js"
+import { seed, tableReady } from "./first-login-fixtures.js"
 
 dropFileDatabaseAfterAll()
 
@@ -28,21 +29,7 @@ const daemonLayer = (url: string, strategy: Strategy = "mapping", refresh: Durat
 
 type Daemon = Layer.Layer.Success<ReturnType<typeof daemonLayer>>
 
-const seed = Effect.gen(function*() {
-  yield* Admin.addBackend({ hostname: "backend1.test", hostip: "127.0.0.2" })
-  yield* Admin.addBackend({ hostname: "backend2.test", hostip: "127.0.0.3" })
-  yield* Admin.addBackend({ hostname: "backend3.test", hostip: "127.0.0.4", state: 1 })
-})
 
-/** Wait until the daemon's table is loaded and holds the three backends. */
-const tableReady = Effect.gen(function*() {
-  const { table } = yield* RouteTable
-  for (let i = 0; i < 200; i++) {
-    if (table.loaded() && table.backends().length === 3) return table
-    yield* Effect.sleep("25 millis")
-  }
-  return yield* Effect.dieMessage("routing table not loaded within 5 s")
-})
 
 /** Every stored row of `user_backend` (mapping): user → backend id. */
 const storedRows = Effect.flatMap(SqlClient.SqlClient, (sql) =>

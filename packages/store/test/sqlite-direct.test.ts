@@ -18,6 +18,7 @@ import * as fs from "node:fs"
 import { createRequire } from "node:module"
 import * as os from "node:os"
 import * as path from "node:path"
+import { seed, tableReady } from "./first-login-fixtures.js"
 
 const QUERY_TIMEOUT_MS = 1000
 
@@ -48,20 +49,7 @@ const tmpFile = Effect.acquireRelease(
   (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
 ).pipe(Effect.map((dir) => path.join(dir, "r.db")))
 
-const seed = Effect.gen(function*() {
-  yield* Admin.addBackend({ hostname: "backend1.test", hostip: "127.0.0.2" })
-  yield* Admin.addBackend({ hostname: "backend2.test", hostip: "127.0.0.3" })
-  yield* Admin.addBackend({ hostname: "backend3.test", hostip: "127.0.0.4", state: 1 })
-})
 
-const tableReady = Effect.gen(function*() {
-  const { table } = yield* RouteTable
-  for (let i = 0; i < 200; i++) {
-    if (table.loaded() && table.backends().length === 3) return table
-    yield* Effect.sleep("25 millis")
-  }
-  return yield* Effect.dieMessage("routing table not loaded within 5 s")
-})
 
 const users = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => `${prefix}${String(i).padStart(3, "0")}`)
 
