@@ -14,6 +14,7 @@ import { classifySqlError } from "./Classify.js"
 import { addBackend } from "./Admin.js"
 import { MOVES_TABLE, readRoutesVersion, stateName } from "./Operations.js"
 import { insertIgnoreStatement } from "./SqlRouteStore.js"
+import { IMPORT_CHUNK, type ImportCounts, importTally, inChunks } from "./ImportTally.js"
 import { forEachKeysetPage } from "./KeysetPages.js"
 import { keyColumn, tableColumns } from "./Schema.js"
 
@@ -363,28 +364,13 @@ export const forEachMappingPage = <E, R>(
     )
   })
 
-/** Result of an import. `conflicts`/`errors` list the first {@link IMPORT_DETAILS}; the counts are complete. */
-export interface ImportCounts<C, X> {
-  readonly total: number
-  readonly inserted: number
-  readonly unchanged: number
-  readonly conflictCount: number
-  readonly errorCount: number
-  readonly conflicts: ReadonlyArray<C>
-  readonly errors: ReadonlyArray<X>
-}
+export { IMPORT_CHUNK, IMPORT_DETAILS, type ImportCounts, importTally, inChunks } from "./ImportTally.js"
 
 /** Result of a mapping import: a conflict names the backend the store has (`current`). */
 export type ImportReport = ImportCounts<
   { readonly key: RouteKey; readonly backend: string; readonly current: number },
   { readonly key: RouteKey; readonly backend: string; readonly error: string }
 >
-
-/** How many conflicts and errors an import report lists one by one (all are counted). */
-export const IMPORT_DETAILS = 1000
-
-/** Rows per SELECT + multi-row INSERT of an import. */
-export const IMPORT_CHUNK = 500
 
 /** An import in progress: `add` rows in any number of calls (one chunk in memory), then `report`. */
 export interface Importer {
@@ -405,29 +391,6 @@ export const backendNames = (backends: ReadonlyArray<Pick<BackendRow, "id" | "ho
   for (const b of backends) byName.set(b.hostname, b.id)
   return byName
 }
-
-/** The bookkeeping of an import: counts, and the first {@link IMPORT_DETAILS} conflicts and errors. */
-export const importTally = <C, X>() => {
-  const counts = { total: 0, inserted: 0, unchanged: 0, conflictCount: 0, errorCount: 0 }
-  const conflicts: Array<C> = []
-  const errors: Array<X> = []
-  return {
-    counts,
-    conflict: (c: C) => {
-      if (counts.conflictCount++ < IMPORT_DETAILS) conflicts.push(c)
-    },
-    error: (x: X) => {
-      if (counts.errorCount++ < IMPORT_DETAILS) errors.push(x)
-    },
-    report: () => ({ ...counts, conflicts, errors })
-  }
-}
-
-/** `add` for an importer: any number of rows, handed to `addChunk` {@link IMPORT_CHUNK} at a time. */
-export const inChunks = <T, E, R>(addChunk: (chunk: ReadonlyArray<T>) => Effect.Effect<void, E, R>) => (rows: ReadonlyArray<T>) =>
-  Effect.gen(function*() {
-    for (let i = 0; i < rows.length; i += IMPORT_CHUNK) yield* addChunk(rows.slice(i, i + IMPORT_CHUNK))
-  })
 
 /** Options of {@link importer}. */
 export interface ImporterOptions {

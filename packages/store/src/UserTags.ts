@@ -9,7 +9,8 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { type RouteKey, type StoreError, type Strategy, validTag } from "@doveroute/routing"
 import { Effect } from "effect"
-import { AdminError, badTag, type ImportCounts, importTally, inChunks, wrap } from "./AdminOps.js"
+import { AdminError, badTag, wrap } from "./AdminOps.js"
+import { type ImportCounts, importTally, inChunks } from "./ImportTally.js"
 import { forEachKeysetPage } from "./KeysetPages.js"
 import { readUserTags, USER_TAGS_TABLE } from "./Schema.js"
 
