@@ -135,7 +135,9 @@ export const make = (options: RouterOptions) =>
     const keyOf = (user: string) => routeKey(options.strategy, user, options.normalize)
     const runtime = yield* Effect.runtime<never>()
     const tagDomains: ReadonlyMap<string, string> = options.strategy === "shard" ? new Map() : options.tagDomains ?? new Map()
-    const tagWords = (tag: string | null) => (tag === null ? "untagged" : `in tag ${tag}`)
+    /** How a NoBackend detail names the pool: a tag, untagged only where tags are in use, else nothing. */
+    const tagWords = (tag: string | null, all: ReadonlyArray<Backend>) =>
+      tag !== null ? ` in tag ${tag}` : all.some((b) => (b.tag ?? null) !== null) ? " among untagged backends" : ""
 
     /** A request tag that cannot be used: malformed, or any tag under strategy shard. */
     const checkTag = (tag: string | undefined): Effect.Effect<void, RouteError> => {
@@ -213,10 +215,11 @@ export const make = (options: RouterOptions) =>
     /** A backend of the user's tag for `key`; `NoBackend` when the tag has no usable one (never another pool's). */
     const place = (user: string, key: RouteKey, request: string | undefined, why: string) =>
       Effect.flatMap(tagFor(user, key, request), ({ tag }) =>
-        Effect.flatMap(Effect.flatMap(store.listBackends, (all) => pickBackend(all, tag)), (pick) =>
-          pick === undefined
-            ? Effect.fail(new RouteError({ reason: "NoBackend", detail: `no backend with state=0 and weight>0 ${tagWords(tag)} ${why}` }))
-            : Effect.succeed(pick)))
+        Effect.flatMap(store.listBackends, (all) =>
+          Effect.flatMap(pickBackend(all, tag), (pick) =>
+            pick === undefined
+              ? Effect.fail(new RouteError({ reason: "NoBackend", detail: `no backend with state=0 and weight>0${tagWords(tag, all)} ${why}` }))
+              : Effect.succeed(pick))))
 
     const checkHold = (key: RouteKey): Effect.Effect<void, RouteError | StoreError> =>
       Option.isNone(holds) ? Effect.void : Effect.flatMap(
