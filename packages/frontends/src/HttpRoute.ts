@@ -93,33 +93,24 @@ const decodeComponent = (raw: string): string => {
   }
 }
 
-/** The query parameters of a request URL, strictly decoded; the first occurrence of a name wins. */
-export const parseQuery = (url: string): Map<string, string> => {
+/** Every `name=value` pair of a request URL's query, strictly decoded, in order (repeats kept). */
+const queryPairs = (url: string): Array<readonly [string, string]> => {
   const q = url.indexOf("?")
-  const out = new Map<string, string>()
-  if (q === -1) return out
-  const query = url.slice(q + 1).split("#")[0] ?? ""
-  for (const part of query.split("&")) {
+  if (q === -1) return []
+  const out: Array<readonly [string, string]> = []
+  for (const part of (url.slice(q + 1).split("#")[0] ?? "").split("&")) {
     if (part.length === 0) continue
     const eq = part.indexOf("=")
-    const name = decodeComponent(eq === -1 ? part : part.slice(0, eq))
-    const value = eq === -1 ? "" : decodeComponent(part.slice(eq + 1))
-    if (!out.has(name)) out.set(name, value)
+    out.push([decodeComponent(eq === -1 ? part : part.slice(0, eq)), eq === -1 ? "" : decodeComponent(part.slice(eq + 1))])
   }
   return out
 }
 
-/** How many times the query names `name` (names decoded as {@link parseQuery} decodes them). */
-const occurrences = (url: string, name: string): number => {
-  const q = url.indexOf("?")
-  if (q === -1) return 0
-  let n = 0
-  for (const part of (url.slice(q + 1).split("#")[0] ?? "").split("&")) {
-    if (part.length === 0) continue
-    const eq = part.indexOf("=")
-    if (decodeComponent(eq === -1 ? part : part.slice(0, eq)) === name) n++
-  }
-  return n
+/** The query parameters of a request, from {@link queryPairs}: the first occurrence of a name wins. */
+const firstWins = (pairs: ReadonlyArray<readonly [string, string]>): Map<string, string> => {
+  const out = new Map<string, string>()
+  for (const [name, value] of pairs) if (!out.has(name)) out.set(name, value)
+  return out
 }
 
 const PROTOCOL_RE = /^[A-Za-z0-9_.-]{0,64}$/
@@ -127,7 +118,8 @@ const UNSAFE_VALUE = /[\t\r\n]/
 
 /** What one `/route` request asks for, or why it is bad. */
 export const parseRouteRequest = (url: string): { readonly user: string; readonly protocol: string; readonly tag?: string } => {
-  const q = parseQuery(url)
+  const pairs = queryPairs(url)
+  const q = firstWins(pairs)
   for (const [name, value] of q) {
     const bad = FieldCheck.firstBadField([["a parameter name", name], [/^[A-Za-z0-9_-]+$/.test(name) ? name : "a parameter", value]])
     if (bad !== undefined) throw new BadRequest({ detail: FieldCheck.describeBadField(bad) })
@@ -138,7 +130,7 @@ export const parseRouteRequest = (url: string): { readonly user: string; readonl
   if (!PROTOCOL_RE.test(protocol)) throw new BadRequest({ detail: "invalid protocol parameter" })
   // the first occurrence wins for the other names; a second `tag` (even an empty or malformed
   // one) would be ignored, and the user placed in another pool: refused
-  if (occurrences(url, "tag") > 1) throw new BadRequest({ detail: "the tag parameter is given more than once" })
+  if (pairs.filter(([name]) => name === "tag").length > 1) throw new BadRequest({ detail: "the tag parameter is given more than once" })
   const tag = q.get("tag") ?? ""
   if (tag !== "" && !validTag(tag)) throw new BadRequest({ detail: "invalid tag parameter" })
   return tag === "" ? { user, protocol } : { user, protocol, tag }
