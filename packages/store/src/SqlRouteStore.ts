@@ -125,6 +125,14 @@ export const guarded = (what: string, timeout: Duration.DurationInput, options: 
 }
 
 /** A stored row of `user_backend` for a key, with its backend (`id` null: a deleted backend). */
+/**
+ * A group's rows in key order, for every statement that stores them: two groups (two daemons) lock
+ * index entries in the same order, which keeps InnoDB and PostgreSQL deadlocks between them rare
+ * (and retried).
+ */
+export const sortedRows = <R extends { readonly key: RouteKey }>(rows: ReadonlyArray<R>): Array<R> =>
+  [...rows].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+
 export type StoredRow = BackendRow & { readonly k: string | number; readonly bid: number | string }
 
 /** Stored rows → `String(key)` → backend (`null`: names a deleted backend); a key seen twice with two ids is left out. */
@@ -237,10 +245,6 @@ export const make = (options: SqlRouteStoreOptions) =>
         readBack(key, "move")
       )
 
-    // keys in one order in every statement: two groups (two daemons) lock index entries in the
-    // same order, which keeps InnoDB and PostgreSQL deadlocks between them rare (and retried)
-    const sortedRows = (rows: ReadonlyArray<{ readonly key: RouteKey; readonly backendId: number }>) =>
-      [...rows].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
 
     const valuesOf = (rows: ReadonlyArray<{ readonly key: RouteKey; readonly backendId: number }>) =>
       sql.insert(rows.map((r) => ({ backend_id: r.backendId, [keyColumn(options.strategy)]: r.key })))

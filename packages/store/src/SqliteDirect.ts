@@ -28,7 +28,7 @@ import { Duration, Effect, Option, type Scope } from "effect"
 import { classifySqlError, isSqliteBusy } from "./Classify.js"
 import { MOVES_TABLE } from "./Operations.js"
 import { keyColumn, USER_TAGS_TABLE } from "./Schema.js"
-import { guarded, storedMap, type StoredRow, toBackend } from "./SqlRouteStore.js"
+import { guarded, sortedRows, storedMap, type StoredRow, toBackend } from "./SqlRouteStore.js"
 
 /** The two calls of a group of first logins. */
 export interface SqliteDirect {
@@ -116,11 +116,8 @@ const prepare = (db: BetterSqlite3.Database, strategy: Strategy, timeout: Durati
 
   return {
     groupReads: (keys, want) => run("read group", () => reads(keys, want)),
-    assignMany: (rows) => {
-      // keys in one order, as the @effect/sql path
-      const sorted = [...rows].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
-      return Effect.map(run("insert and read mappings", () => writeRead.immediate(sorted)), storedMap)
-    }
+    // keys in one order, as on the @effect/sql path
+    assignMany: (rows) => Effect.map(run("insert and read mappings", () => writeRead.immediate(sortedRows(rows))), storedMap)
   }
 }
 
