@@ -85,3 +85,6 @@ export const runKicks = (settings: Settings, user: string) =>
       }), { concurrency: "unbounded" })
     return results
   })
+
+/** A tag argument of `backend tag`, `backend add --tag` and `user tag`: `none` (or empty) = untagged. */
+export const tagArg = (t: string): string | null => (t === "none" || t === "" ? null : t)

@@ -6,7 +6,7 @@
  */
 import { AdminOps, Operations } from "@doveroute/store"
 import { Effect, Option } from "effect"
-import { output, withReadStore, withStore } from "./AdminSupport.js"
+import { output, tagArg, withReadStore, withStore } from "./AdminSupport.js"
 import type { addConfig, backendConfig, checkPortConfig, listConfig, removeConfig, tagConfig, weightConfig } from "./Backend.js"
 import { storeFor } from "./BulkRun.js"
 import type { Parsed } from "./Lazy.js"
@@ -14,9 +14,6 @@ import type { Parsed } from "./Lazy.js"
 const row = (b: AdminOps.BackendRow) =>
   [b.id, b.hostname, b.hostip ?? "-", b.stateName, b.weight, b.users, b.checkPort ?? "-", b.lastHealth ?? "-", b.tag ?? "-"].join("\t")
 const HEADER = ["id", "hostname", "hostip", "state", "weight", "users", "check_port", "last_health", "tag"].join("\t")
-
-/** A tag argument: `none` (or empty) = untagged. */
-const tagArg = (t: string): string | null => (t === "none" || t === "" ? null : t)
 
 export const list = (o: Parsed<typeof listConfig>) =>
   withReadStore(o, () =>

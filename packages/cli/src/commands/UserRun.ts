@@ -5,10 +5,10 @@
  * @since 0.1.0
  */
 import type { Settings } from "@doveroute/daemon"
-import { domainTag, normalizeUser, type RouteKey, Router, shardKey } from "@doveroute/routing"
+import { domainTag, normalizeUser, resolveTag, type RouteKey, Router, shardKey } from "@doveroute/routing"
 import { AdminOps, UserTags } from "@doveroute/store"
 import { Effect, Option } from "effect"
-import { keyOf, output, propagationWait, requireStrategy, withReadStore, withStore } from "./AdminSupport.js"
+import { keyOf, output, propagationWait, requireStrategy, tagArg, withReadStore, withStore } from "./AdminSupport.js"
 import { moveShardRange, parseShardRange, storeFor } from "./BulkRun.js"
 import type { Parsed } from "./Lazy.js"
 import { moveKeys, planMoves } from "./Moves.js"
@@ -164,10 +164,11 @@ export const tag = (o: Parsed<typeof tagConfig>) =>
   storeFor(o.dryRun)(o, (settings) =>
     Effect.gen(function*() {
       const key = yield* keyOf(o.user)
-      const want = o.tag === "none" || o.tag === "" ? null : o.tag
+      const want = tagArg(o.tag)
       const r = yield* UserTags.setUserTag(settings.strategy, key, want, o.dryRun)
       const backend = (yield* AdminOps.findKey(settings.strategy, key)).backend
-      const effective = r.after ?? domainTag(settings.routing.tags.domains, o.user) ?? null
+      // the tag a placement would use without a request tag (Tags.ts precedence)
+      const effective = resolveTag(r.after ?? undefined, undefined, settings.routing.tags.domains, o.user).tag
       const mismatch = backend !== null && backend.tag !== effective
       const out = { user: o.user, key, before: r.before, tag: r.after, changed: r.changed, dryRun: r.dryRun, backend, mismatch }
       yield* output(o.json, out, () => [
