@@ -282,16 +282,27 @@ export const lookupLayer = Layer.effect(
   Effect.gen(function*() {
     const base = yield* Lookup
     const m = yield* Metrics
+    const count = (frontend: string, r: LookupResult, seconds: number): LookupResult => {
+      m.latency.observe({ frontend }, seconds)
+      m.lookups.inc({ frontend, result: resultLabel(r) })
+      if (r._tag === "TempFail" && isStoreErrorReason(r.reason)) m.storeErrors.inc({ reason: snakeCase(r.reason) })
+      return r
+    }
+    const cached = base.cached
     return {
       lookup: (user: string, frontend: string, tag?: string) => {
         const start = performance.now()
-        return base.lookup(user, frontend, tag).then((r) => {
-          m.latency.observe({ frontend }, (performance.now() - start) / 1000)
-          m.lookups.inc({ frontend, result: resultLabel(r) })
-          if (r._tag === "TempFail" && isStoreErrorReason(r.reason)) m.storeErrors.inc({ reason: snakeCase(r.reason) })
-          return r
-        })
-      }
+        return base.lookup(user, frontend, tag).then((r) => count(frontend, r, (performance.now() - start) / 1000))
+      },
+      ...(cached !== undefined
+        ? {
+          cached: (user: string, frontend: string, tag?: string) => {
+            const start = performance.now()
+            const r = cached(user, frontend, tag)
+            return r === undefined ? undefined : count(frontend, r, (performance.now() - start) / 1000)
+          }
+        }
+        : {})
     }
   })
 )

@@ -75,6 +75,8 @@ export const noteStoreErrors = Layer.effect(
       base.lookup(user, frontend, tag).then((r) => {
         if (r._tag === "TempFail" && isStoreErrorReason(r.reason)) OpsEvents.storeFailed(`${r.reason}: ${r.detail}`)
         return r
-      })
+      }),
+    // an answer from memory is never a store error
+    ...(base.cached !== undefined ? { cached: base.cached } : {})
   }))
 )

@@ -73,11 +73,11 @@ import type { ProxyFlag } from "@doveroute/routing"
 import { Duration, Effect, Layer, Redacted } from "effect"
 import * as crypto from "node:crypto"
 import type * as net from "node:net"
-import { type Authenticator, nopassword } from "./Authenticator.js"
+import { type AuthenticationResult, type Authenticator, nopassword } from "./Authenticator.js"
 import { AuthPenalty, penaltyIdent } from "./AuthPenalty.js"
 import type { Resolver } from "./BackendAddress.js"
 import { type BackendPorts, NO_PORTS } from "./BackendPort.js"
-import { authServerFields, destination, type DestinationContext } from "./Destination.js"
+import { authServerFields, type Destination, destination, type DestinationContext, destinationNow } from "./Destination.js"
 import { type ListenerLog, runtimeLog } from "./ListenerLog.js"
 import { Lookup, type LookupService } from "./Lookup.js"
 import { type ConnectionHandler, type ConnectionLimits, DEFAULT_MAX_REQUESTS, listen, type SocketPermissions } from "./UnixListener.js"
@@ -180,6 +180,8 @@ export class AuthConnection implements ConnectionHandler {
   private readonly requests = new Map<number, RequestState>()
   private closed = false
   private overLimitLogged = false
+  /** Replies made while a socket read is handled, written together at its end (one write per read). */
+  private batch: string | undefined
 
   constructor(private readonly socket: net.Socket, private readonly ctx: AuthServerContext) {
     socket.write(AuthClient.encodeHandshake({
@@ -204,6 +206,7 @@ export class AuthConnection implements ConnectionHandler {
   }
 
   onData = (chunk: Buffer): void => {
+    this.batch = ""
     try {
       this.splitter.push(chunk, this.onLine)
     } catch (e) {
@@ -212,6 +215,10 @@ export class AuthConnection implements ConnectionHandler {
         return this.close()
       }
       throw e
+    } finally {
+      const out = this.batch
+      this.batch = undefined
+      if (out.length > 0) this.write(out)
     }
   }
 
@@ -221,7 +228,9 @@ export class AuthConnection implements ConnectionHandler {
   }
 
   private write(line: string): void {
-    if (!this.closed && !this.socket.destroyed) this.socket.write(line)
+    if (this.closed || this.socket.destroyed) return
+    if (this.batch !== undefined) this.batch += line
+    else this.socket.write(line)
   }
 
   private onLine = (line: string): void => {
@@ -352,9 +361,9 @@ export class AuthConnection implements ConnectionHandler {
       this.penalise(state, "", "")
       return this.failLater(state, AuthClient.encodeFail(req.id, { reason: `${AuthClient.REASON_INVALID_FIELD} ${reason}` }))
     }
-    const base = { ...requestLogFields(req), user, ...(masterUser !== undefined ? { master_user: masterUser } : {}) }
+    const base = () => ({ ...requestLogFields(req), user, ...(masterUser !== undefined ? { master_user: masterUser } : {}) })
     if (Sasl.passwordHasIllegalChars(creds.password)) {
-      this.ctx.log("Info", "auth failed", { ...base, reason: "password contains TAB/CR/LF/0x01" })
+      this.ctx.log("Info", "auth failed", { ...base(), reason: "password contains TAB/CR/LF/0x01" })
       this.penalise(state, user, creds.password)
       return this.failLater(state, AuthClient.encodeFail(req.id, { user }))
     }
@@ -367,12 +376,12 @@ export class AuthConnection implements ConnectionHandler {
         authOnly
           ? "refusing an auth-only client: in nopassword mode nothing checks the password (use auth_mode=password)"
           : "refusing a service not proxied to a password-checking backend: in nopassword mode nothing checks its password (use auth_mode=password)",
-        base
+        base()
       )
       return this.failLater(state, AuthClient.encodeFail(req.id, { user, reason: REASON_UNCHECKED_SERVICE }))
     }
     const password = Redacted.make(creds.password)
-    authenticator.authenticate({
+    const request = {
       user,
       authcid: creds.authcid,
       authzid: creds.authzid,
@@ -383,29 +392,47 @@ export class AuthConnection implements ConnectionHandler {
       remoteIp: req.realRip,
       localIp: req.realLip,
       secured: req.secured
-    }).catch((e: unknown) => ({ _tag: "Unavailable" as const, detail: e instanceof Error ? e.message : String(e) }))
-      .then((res) => {
-        if (!this.current(state)) return
-        switch (res._tag) {
-          case "Rejected":
-            this.ctx.log("Info", "auth failed", { ...base, authenticator: authenticator.name, reason: res.detail })
-            this.penalise(state, user, creds.password)
-            return this.failLater(state, AuthClient.encodeFail(req.id, { user }))
-          case "Unavailable":
-            this.ctx.log("Warning", "authenticator unavailable, answering temp_fail", {
-              ...base,
-              authenticator: authenticator.name,
-              detail: res.detail
-            })
-            return this.tempFail(state, user)
-          case "Accepted": {
-            if (state.ident !== undefined) this.ctx.penalty?.succeeded(state.ident)
-            const finalUser = res.user !== undefined && res.user.length > 0 ? res.user : user
-            if (authOnly) return this.answer(state, AuthClient.encodeOk(req.id, [["user", finalUser]]))
-            return this.route(state, finalUser, password, masterUser)
-          }
+    }
+    const checked = (res: AuthenticationResult): void => {
+      if (!this.current(state)) return
+      switch (res._tag) {
+        case "Rejected":
+          this.ctx.log("Info", "auth failed", { ...base(), authenticator: authenticator.name, reason: res.detail })
+          this.penalise(state, user, creds.password)
+          return this.failLater(state, AuthClient.encodeFail(req.id, { user }))
+        case "Unavailable":
+          this.ctx.log("Warning", "authenticator unavailable, answering temp_fail", {
+            ...base(),
+            authenticator: authenticator.name,
+            detail: res.detail
+          })
+          return this.tempFail(state, user)
+        case "Accepted": {
+          if (state.ident !== undefined) this.ctx.penalty?.succeeded(state.ident)
+          const finalUser = res.user !== undefined && res.user.length > 0 ? res.user : user
+          if (authOnly) return this.answer(state, AuthClient.encodeOk(req.id, [["user", finalUser]]))
+          return this.route(state, finalUser, password, masterUser)
         }
-      })
+      }
+    }
+    // a check that needs no I/O answers within this socket read (most logins: nopassword, password=)
+    let now: AuthenticationResult | undefined
+    try {
+      now = authenticator.check?.(request)
+    } catch (e) {
+      now = { _tag: "Unavailable", detail: e instanceof Error ? e.message : String(e) }
+    }
+    if (now !== undefined) {
+      try {
+        return checked(now)
+      } catch {
+        if (this.current(state)) return this.tempFail(state, user)
+        return
+      }
+    }
+    authenticator.authenticate(request)
+      .catch((e: unknown): AuthenticationResult => ({ _tag: "Unavailable", detail: e instanceof Error ? e.message : String(e) }))
+      .then(checked)
       .catch(() => {
         if (this.current(state)) this.tempFail(state, user)
       })
@@ -413,7 +440,7 @@ export class AuthConnection implements ConnectionHandler {
 
   private route(state: RequestState, user: string, password: Redacted.Redacted<string>, masterUser: string | undefined): void {
     const req = state.request
-    destination(this.ctx, {
+    const query = {
       user,
       frontend: "auth",
       protocol: req.service,
@@ -421,7 +448,8 @@ export class AuthConnection implements ConnectionHandler {
       lport: req.lport,
       selfCheck: this.ctx.selfCheck,
       wanted: () => this.current(state)
-    }).then((d) => {
+    }
+    const routed = (d: Destination): void => {
       if (!this.current(state)) return
       switch (d._tag) {
         case "Gone":
@@ -443,7 +471,11 @@ export class AuthConnection implements ConnectionHandler {
           return this.answer(state, AuthClient.encodeOk(req.id, fields))
         }
       }
-    }).catch(() => {
+    }
+    // a user in the routing table whose backend has a known IP is answered at once
+    const now = destinationNow(this.ctx, query)
+    if (now !== undefined) return routed(now)
+    destination(this.ctx, query).then(routed).catch(() => {
       if (this.current(state)) this.tempFail(state, user)
     })
   }

@@ -58,6 +58,12 @@ export interface Authenticator {
    */
   readonly verifiesPassword: boolean
   readonly authenticate: (request: AuthenticationRequest) => Promise<AuthenticationResult>
+  /**
+   * The same decision made at once, for checks that need no I/O (`nopassword`, `password=`): the
+   * auth server then answers a routed login within the socket read that brought it. Must agree
+   * with {@link authenticate}; an authenticator that waits on anything leaves it out.
+   */
+  readonly check?: (request: AuthenticationRequest) => AuthenticationResult
 }
 
 const ACCEPTED: AuthenticationResult = { _tag: "Accepted" }
@@ -66,7 +72,8 @@ const ACCEPTED: AuthenticationResult = { _tag: "Accepted" }
 export const nopassword: Authenticator = {
   name: "nopassword",
   verifiesPassword: false,
-  authenticate: () => Promise.resolve(ACCEPTED)
+  authenticate: () => Promise.resolve(ACCEPTED),
+  check: () => ACCEPTED
 }
 
 const digest = (text: string): Buffer => crypto.createHash("sha256").update(text, "utf8").digest()
@@ -82,14 +89,14 @@ export const constantTimeEquals = (a: string, b: string): boolean => crypto.timi
 export const masterPassword = (secret: Redacted.Redacted<string>): Authenticator => {
   if (Redacted.value(secret).length === 0) throw new RangeError("the master password must not be empty")
   const expected = digest(Redacted.value(secret))
+  const check = (request: AuthenticationRequest): AuthenticationResult =>
+    crypto.timingSafeEqual(digest(Redacted.value(request.password)), expected)
+      ? ACCEPTED
+      : { _tag: "Rejected", detail: "password mismatch" }
   return {
     name: "password",
     verifiesPassword: true,
-    authenticate: (request) =>
-      Promise.resolve(
-        crypto.timingSafeEqual(digest(Redacted.value(request.password)), expected)
-          ? ACCEPTED
-          : { _tag: "Rejected", detail: "password mismatch" }
-      )
+    authenticate: (request) => Promise.resolve(check(request)),
+    check
   }
 }

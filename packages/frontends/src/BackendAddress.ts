@@ -52,13 +52,25 @@ const withTimeout = <A>(p: Promise<A>, ms: number, what: string): Promise<A> =>
     )
   })
 
-/** The address to put into a proxy reply for `backend` (see the module doc). Never rejects. */
-export const resolveBackend = async (backend: Backend, options: ResolveOptions = {}): Promise<BackendAddress> => {
+/**
+ * The backend's address when it needs no DNS lookup (a usable IP `hostip`, or an IP literal as the
+ * host name with no `hostip`); `undefined` when {@link resolveBackend} has to ask the resolver.
+ * Same answers as {@link resolveBackend} for those backends.
+ */
+export const knownAddress = (backend: Backend): BackendAddress | undefined => {
   const hostip = usableHostip(backend)
   const hostnameIsIp = net.isIP(backend.hostname) !== 0
-  const name = hostnameIsIp ? undefined : backend.hostname
-  if (hostip !== undefined && net.isIP(hostip) !== 0) return { _tag: "Address", ip: hostip, name }
+  if (hostip !== undefined && net.isIP(hostip) !== 0) return { _tag: "Address", ip: hostip, name: hostnameIsIp ? undefined : backend.hostname }
   if (hostip === undefined && hostnameIsIp) return { _tag: "Address", ip: backend.hostname, name: undefined }
+  return undefined
+}
+
+/** The address to put into a proxy reply for `backend` (see the module doc). Never rejects. */
+export const resolveBackend = async (backend: Backend, options: ResolveOptions = {}): Promise<BackendAddress> => {
+  const known = knownAddress(backend)
+  if (known !== undefined) return known
+  const hostip = usableHostip(backend)
+  const name = net.isIP(backend.hostname) !== 0 ? undefined : backend.hostname
   const target = hostip ?? backend.hostname
   if (target.length === 0) return { _tag: "Unresolved", detail: `backend ${backend.id} has no hostname` }
   try {

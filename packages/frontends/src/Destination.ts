@@ -22,7 +22,7 @@
  */
 import type { ProxyFields } from "@doveroute/protocol"
 import { type Backend, replyFields } from "@doveroute/routing"
-import { isSelf, type Resolver, resolveBackend } from "./BackendAddress.js"
+import { type BackendAddress, isSelf, knownAddress, type Resolver, resolveBackend } from "./BackendAddress.js"
 import { type BackendPorts, portFor } from "./BackendPort.js"
 import type { ListenerLog } from "./ListenerLog.js"
 import type { LookupService } from "./Lookup.js"
@@ -82,6 +82,30 @@ export type Destination =
 const TEMP_FAIL: Destination = { _tag: "TempFail" }
 const GONE: Destination = { _tag: "Gone" }
 
+/** The decision once the backend and its address are known: port, then the self check. */
+const decide = (ctx: DestinationContext, q: DestinationQuery, backend: Backend, addr: BackendAddress): Destination => {
+  if (addr._tag === "Unresolved") {
+    ctx.log("Warning", "backend address unknown, answering temp_fail", { user: q.user, backend_id: backend.id, detail: addr.detail })
+    return TEMP_FAIL
+  }
+  const port = q.hasReplyPort === true ? q.replyPort : portFor(ctx.ports, q.protocol)
+  if (q.selfCheck && isSelf(addr.ip, port, q.lip, q.lport)) return { _tag: "Self", backend, ip: addr.ip }
+  return { _tag: "Proxy", backend, ip: addr.ip, name: addr.name, port }
+}
+
+/**
+ * The decision at once when nothing has to be waited for: the route comes from memory
+ * ({@link LookupService.cached}) and the backend's address needs no DNS lookup. `undefined`:
+ * use {@link destination}. Same answer as {@link destination} whenever it gives one.
+ */
+export const destinationNow = (ctx: DestinationContext, q: DestinationQuery): Destination | undefined => {
+  const res = ctx.lookup.cached?.(q.user, q.frontend, q.tag)
+  if (res === undefined || res._tag !== "Routed") return undefined
+  const backend = res.route.backend
+  const addr = knownAddress(backend)
+  return addr === undefined ? undefined : decide(ctx, q, backend, addr)
+}
+
 /** Decide where to proxy one request. Never rejects unless the lookup service does. */
 export const destination = async (ctx: DestinationContext, q: DestinationQuery): Promise<Destination> => {
   const res = await ctx.lookup.lookup(q.user, q.frontend, q.tag)
@@ -93,13 +117,7 @@ export const destination = async (ctx: DestinationContext, q: DestinationQuery):
     ...(ctx.resolveTimeoutMs !== undefined ? { timeoutMs: ctx.resolveTimeoutMs } : {})
   })
   if (q.wanted !== undefined && !q.wanted()) return GONE
-  if (addr._tag === "Unresolved") {
-    ctx.log("Warning", "backend address unknown, answering temp_fail", { user: q.user, backend_id: backend.id, detail: addr.detail })
-    return TEMP_FAIL
-  }
-  const port = q.hasReplyPort === true ? q.replyPort : portFor(ctx.ports, q.protocol)
-  if (q.selfCheck && isSelf(addr.ip, port, q.lip, q.lport)) return { _tag: "Self", backend, ip: addr.ip }
-  return { _tag: "Proxy", backend, ip: addr.ip, name: addr.name, port }
+  return decide(ctx, q, backend, addr)
 }
 
 /**

@@ -30,7 +30,7 @@ import { type ExtraField, type ProxyFlag, validTag } from "@doveroute/routing"
 import { passdbFields } from "./Destination.js"
 import { Effect, Layer } from "effect"
 import type * as net from "node:net"
-import { Lookup, type LookupService } from "./Lookup.js"
+import { Lookup, type LookupResult, type LookupService } from "./Lookup.js"
 import { type ConnectionLimits, DEFAULT_MAX_REQUESTS, type Flow, listen, type SocketPermissions } from "./UnixListener.js"
 
 /** Dict server settings. */
@@ -81,6 +81,8 @@ export class DictConnection {
   private helloSeen = false
   private closed = false
   private flushing = false
+  /** Replies made while a socket read is handled, written together at its end (one write per read). */
+  private batch: string | undefined
 
   constructor(
     private readonly socket: net.Socket,
@@ -99,7 +101,14 @@ export class DictConnection {
   }
 
   onData = (chunk: Buffer): void => {
-    this.splitter.push(chunk, this.onLine)
+    this.batch = ""
+    try {
+      this.splitter.push(chunk, this.onLine)
+    } finally {
+      const out = this.batch
+      this.batch = undefined
+      if (out.length > 0 && !this.closed) this.socket.write(out)
+    }
   }
 
   private fail(_why: string): void {
@@ -143,13 +152,18 @@ export class DictConnection {
           slot.reply = Dict.encodeFailure("doveroute: invalid request: tag")
           return this.flush()
         }
-        this.lookup.lookup(asked.user, "dict", asked.tag).then(
-          (res) => {
-            slot.reply = res._tag === "Routed"
-              ? Dict.encodeFound(Dict.encodePassdbJson(passdbFields(res.route.backend, this.options.proxyFlag, this.options.extraFields)))
-              : Dict.encodeFailure(`doveroute: ${res.reason}`)
-          }
-        ).catch(() => {
+        const answer = (res: LookupResult): void => {
+          slot.reply = res._tag === "Routed"
+            ? Dict.encodeFound(Dict.encodePassdbJson(passdbFields(res.route.backend, this.options.proxyFlag, this.options.extraFields)))
+            : Dict.encodeFailure(`doveroute: ${res.reason}`)
+        }
+        // a route from memory is answered within this socket read
+        const now = this.lookup.cached?.(asked.user, "dict", asked.tag)
+        if (now !== undefined) {
+          answer(now)
+          return this.flush()
+        }
+        this.lookup.lookup(asked.user, "dict", asked.tag).then(answer).catch(() => {
           slot.reply = Dict.encodeFailure("doveroute: internal error")
         }).finally(() => this.flush()).catch(() => this.fail("internal error while answering"))
         return
@@ -169,7 +183,10 @@ export class DictConnection {
       for (;;) {
         let out = ""
         while (this.queue.length > 0 && this.queue[0]!.reply !== undefined) out += this.queue.shift()!.reply
-        if (out.length > 0 && !this.closed) this.socket.write(out)
+        if (out.length > 0 && !this.closed) {
+          if (this.batch !== undefined) this.batch += out
+          else this.socket.write(out)
+        }
         if (this.closed || this.backlog.length === 0 || this.queue.length >= this.maxRequests) break
         while (!this.closed && this.backlog.length > 0 && this.queue.length < this.maxRequests) this.handleLine(this.backlog.shift()!)
         // loop: write what the taken lines answered at once, take more if there is room

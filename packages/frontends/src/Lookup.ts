@@ -20,6 +20,13 @@ export type LookupResult =
  */
 export interface LookupService {
   readonly lookup: (user: string, frontend: string, tag?: string) => Promise<LookupResult>
+  /**
+   * The answer at once when it needs no wait (the user is in the routing table or the lookup
+   * cache), counted and logged as {@link lookup} would; `undefined`: ask {@link lookup}. A
+   * front-end may then answer within the socket read that brought the request. Optional: a
+   * service without it always goes through {@link lookup}.
+   */
+  readonly cached?: (user: string, frontend: string, tag?: string) => LookupResult | undefined
 }
 
 /** Options of {@link Lookup.layerWith}. */
@@ -60,14 +67,17 @@ const make = (options: LookupOptions) =>
       Effect.logDebug("routed").pipe(
         Effect.annotateLogs({ frontend, user, backend: route.backend.hostname, backend_id: route.backend.id, source: route.source })
       )
-    const lookup = (user: string, frontend: string, tag?: string): Promise<LookupResult> => {
-      // the hot path: a cached route answers without a fiber or a query
+    const cached = (user: string, frontend: string, tag?: string): LookupResult | undefined => {
+      // the hot path: a route from memory answers without a fiber or a query
       const hit = router.cached(user, tag)
-      if (hit !== undefined) {
-        // at debug level a route from memory is logged like one from the store (no fiber otherwise)
-        if (enabled(LogLevel.Debug)) runFork(logRouted(frontend, user)(hit))
-        return Promise.resolve(routed(hit))
-      }
+      if (hit === undefined) return undefined
+      // at debug level a route from memory is logged like one from the store (no fiber otherwise)
+      if (enabled(LogLevel.Debug)) runFork(logRouted(frontend, user)(hit))
+      return routed(hit)
+    }
+    const lookup = (user: string, frontend: string, tag?: string): Promise<LookupResult> => {
+      const hit = cached(user, frontend, tag)
+      if (hit !== undefined) return Promise.resolve(hit)
       const routeEff = enabled(LogLevel.Debug) ? Effect.tap(router.route(user, tag), logRouted(frontend, user)) : router.route(user, tag)
       const fiber = runFork(
         routeEff.pipe(
@@ -96,7 +106,7 @@ const make = (options: LookupOptions) =>
         })
       })
     }
-    return { lookup }
+    return { lookup, cached }
   })
 
 export class Lookup extends Context.Tag("doveroute/Lookup")<Lookup, LookupService>() {

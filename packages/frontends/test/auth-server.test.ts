@@ -17,6 +17,8 @@ const V24 = "VERSION\t1\t3\nCPID\t4030\n"
 
 type StartOptions = Partial<Omit<AuthServer.AuthServerOptions, "path">> & {
   readonly routes?: Parameters<typeof scriptedLookup>[0]
+  /** The scripted routing core also answers at once (as the routing table does). */
+  readonly fromMemory?: boolean
 }
 
 /** Start the auth server on a fresh socket with a scripted routing core; logs are captured. */
@@ -24,12 +26,12 @@ const startAuth = (opts: StartOptions = {}) =>
   Effect.gen(function*() {
     const dir = yield* scopedTmp
     const sock = path.join(dir, "auth.sock")
-    const lookup = scriptedLookup(opts.routes ?? {})
+    const lookup = scriptedLookup(opts.routes ?? {}, undefined, { fromMemory: opts.fromMemory === true })
     const logs: Array<string> = []
     const capture = Logger.make(({ annotations, message }) => {
       logs.push(`${JSON.stringify(message)} ${JSON.stringify(Object.fromEntries(annotations))}`)
     })
-    const { routes: _r, ...serverOpts } = opts
+    const { fromMemory: _m, routes: _r, ...serverOpts } = opts
     const app = AuthServer.layer({
       path: sock,
       mode: 0o666,
@@ -232,10 +234,13 @@ describe("standalone auth-client server: handshake and protocol rules", () => {
     }))
 })
 
-describe("standalone auth-client server: authentication and routing decisions", () => {
+describe.each([
+  ["through the lookup's promise", false],
+  ["from memory, within the socket read", true]
+])("standalone auth-client server: authentication and routing decisions, routes %s", (_how, fromMemory) => {
   it.scopedLive("routing failure is FAIL code=temp_fail at once, never a password failure", () =>
     Effect.gen(function*() {
-      const { sock } = yield* startAuth({ routes: { broken: "fail", far: B4 }, failureDelay: "5 seconds" })
+      const { sock } = yield* startAuth({ fromMemory,  routes: { broken: "fail", far: B4 }, failureDelay: "5 seconds" })
       const c = yield* connect(sock)
       const t0 = Date.now()
       c.send(V23 + `AUTH\t1\tPLAIN\tservice=imap\tresp=${plain("broken", "x")}\nAUTH\t2\tPLAIN\tservice=imap\tresp=${plain("far", "x")}\n`)
@@ -247,7 +252,7 @@ describe("standalone auth-client server: authentication and routing decisions", 
 
   it.scopedLive("host is always an IP: hostip, an IP hostname, or the resolved name", () =>
     Effect.gen(function*() {
-      const { sock } = yield* startAuth({ routes: { a: B1, b: B2, c: B3, d: backend(5, "127.0.0.5", "127.0.0.6") } })
+      const { sock } = yield* startAuth({ fromMemory,  routes: { a: B1, b: B2, c: B3, d: backend(5, "127.0.0.5", "127.0.0.6") } })
       const c = yield* connect(sock)
       c.send(V23 + ["a", "b", "c", "d"].map((u, i) => `AUTH\t${i + 1}\tPLAIN\tservice=imap\tresp=${plain(u, "p")}\n`).join(""))
       const hosts = Object.fromEntries((yield* after(c, 4)).map((l) => [l.split("\t")[2], /\thost=([^\t]+)/.exec(l)?.[1]]))
@@ -257,7 +262,7 @@ describe("standalone auth-client server: authentication and routing decisions", 
 
   it.scopedLive("proxy_maybe: backend IP = lip (and port = lport) is 'self' → temp_fail with a reason; other ports proxy", () =>
     Effect.gen(function*() {
-      const { sock, logs } = yield* startAuth({ proxyFlag: "proxy_maybe" })
+      const { sock, logs } = yield* startAuth({ fromMemory,  proxyFlag: "proxy_maybe" })
       const c = yield* connect(sock)
       c.send(V23 + `AUTH\t1\tPLAIN\tservice=imap\tlip=127.0.0.2\tlport=25143\tresp=${plain("alice", "s")}\n`)
       expect(yield* after(c, 1)).toEqual([`FAIL\t1\tuser=alice\tcode=temp_fail\treason=${AuthServer.REASON_SELF}`])
@@ -268,7 +273,7 @@ describe("standalone auth-client server: authentication and routing decisions", 
       expect(logs.some((l) => l.includes("standalone auth socket cannot serve local logins"))).toBe(true)
       c.close()
       // with proxy_flag=proxy there is no self check
-      const p = yield* startAuth({ proxyFlag: "proxy" })
+      const p = yield* startAuth({ fromMemory,  proxyFlag: "proxy" })
       const d = yield* connect(p.sock)
       d.send(V23 + `AUTH\t1\tPLAIN\tservice=imap\tlip=127.0.0.2\tlport=25143\tresp=${plain("alice", "s")}\n`)
       expect((yield* after(d, 1))[0]).toMatch(/^OK\t1\tuser=alice\tproxy\t/)
@@ -277,7 +282,7 @@ describe("standalone auth-client server: authentication and routing decisions", 
 
   it.scopedLive("password mode: right password is routed; wrong one fails after the delay, unrouted; no secret is logged", () =>
     Effect.gen(function*() {
-      const { sock, lookup, logs } = yield* startAuth({
+      const { sock, lookup, logs } = yield* startAuth({ fromMemory, 
         authenticator: Authenticator.masterPassword(Redacted.make("Sup3r-master")),
         failureDelay: "300 millis"
       })
@@ -302,7 +307,7 @@ describe("standalone auth-client server: authentication and routing decisions", 
 
   it.scopedLive("nopassword mode refuses auth-only clients (nothing would check the password)", () =>
     Effect.gen(function*() {
-      const { sock, lookup, logs } = yield* startAuth()
+      const { sock, lookup, logs } = yield* startAuth({ fromMemory })
       const c = yield* connect(sock)
       c.send(`VERSION\t1\t0\nCPID\t1\nAUTH\t1\tPLAIN\tservice=smtp\tnologin\tresp=${plain("alice", "anything")}\n`)
       expect(yield* after(c, 1)).toEqual([`FAIL\t1\tuser=alice\treason=${AuthServer.REASON_UNCHECKED_SERVICE}`])
@@ -313,7 +318,7 @@ describe("standalone auth-client server: authentication and routing decisions", 
 
   it.scopedLive("nopassword mode serves only the allow-listed proxied services, in any case; every other service gets FAIL with a reason, unrouted", () =>
     Effect.gen(function*() {
-      const { sock, lookup, logs } = yield* startAuth()
+      const { sock, lookup, logs } = yield* startAuth({ fromMemory })
       const c = yield* connect(sock)
       c.send("VERSION\t1\t0\nCPID\t1\n")
       const refused = ["SMTP", "Smtp", "smtpd", "doveadm", "lmtp", "imaps", "ssh", "x"]
@@ -344,7 +349,7 @@ describe("standalone auth-client server: authentication and routing decisions", 
 
   it.scopedLive("passwords with TAB/CR/LF/0x01 are refused unrouted; other bytes pass into pass= tab-escaped; a user name with 0x01 is refused", () =>
     Effect.gen(function*() {
-      const { sock, lookup } = yield* startAuth()
+      const { sock, lookup } = yield* startAuth({ fromMemory })
       const c = yield* connect(sock)
       c.send(V23 + `AUTH\t1\tPLAIN\tservice=imap\tresp=${plain("alice", "a\tb")}\n`)
       expect(yield* after(c, 1)).toEqual(["FAIL\t1\tuser=alice"])
@@ -360,7 +365,7 @@ describe("standalone auth-client server: authentication and routing decisions", 
 
   it.scopedLive("a UTF-8 name split inside a character between two writes is routed whole", () =>
     Effect.gen(function*() {
-      const { sock, lookup } = yield* startAuth()
+      const { sock, lookup } = yield* startAuth({ fromMemory })
       const c = yield* connect(sock)
       const bytes = Buffer.from(V23 + `AUTH\t1\tPLAIN\tservice=imap\tresp=${plain("jörg", "p")}\n`, "utf8")
       const resp = bytes.indexOf("resp=") + 8
@@ -374,7 +379,7 @@ describe("standalone auth-client server: authentication and routing decisions", 
 
   it.scopedLive("master-user login (authzid ≠ authcid): the target user is routed, master= is passed", () =>
     Effect.gen(function*() {
-      const { sock, lookup } = yield* startAuth()
+      const { sock, lookup } = yield* startAuth({ fromMemory })
       const c = yield* connect(sock)
       c.send(V23 + `AUTH\t1\tPLAIN\tservice=imap\tresp=${plain("admin", "adminpw", "alice")}\n`)
       expect(yield* after(c, 1)).toEqual(["OK\t1\tuser=alice\tproxy\thost=127.0.0.2\tport=25143\tpass=adminpw\tmaster=admin"])
@@ -394,7 +399,7 @@ describe("standalone auth-client server: authentication and routing decisions", 
           return { _tag: "Rejected", detail: "no" }
         }
       }
-      const { sock, lookup } = yield* startAuth({ authenticator: pam })
+      const { sock, lookup } = yield* startAuth({ fromMemory,  authenticator: pam })
       const c = yield* connect(sock)
       c.send(V23 + ["down", "boom", "Alice", "eve"].map((u, i) => `AUTH\t${i + 1}\tPLAIN\tservice=imap\tresp=${plain(u, "p")}\n`).join(""))
       expect((yield* after(c, 4)).sort()).toEqual([

@@ -95,18 +95,36 @@ export const testResolver = (name: string): Promise<string> =>
  * A scripted routing core: `routes[user]` is the backend, or "fail" for a temporary failure; unknown
  * users go to `fallback` (B1). `hold(user)` makes that user's lookups wait until `release(user)`.
  */
-export const scriptedLookup = (routes: Record<string, Backend | "fail"> = {}, fallback: Backend = B1) => {
+export const scriptedLookup = (
+  routes: Record<string, Backend | "fail"> = {},
+  fallback: Backend = B1,
+  options: {
+    /** Also answer at once (`cached`) for users neither held nor failing, as the routing table does. */
+    readonly fromMemory?: boolean
+  } = {}
+) => {
   const calls: Array<{ user: string; frontend: string }> = []
   const held = new Map<string, Array<() => void>>()
   const holding = new Set<string>()
+  const routed = (user: string, b: Backend): LookupResult => ({ _tag: "Routed", route: { user, key: user, backend: b, source: "existing" } })
   const service: LookupService = {
     lookup: async (user, frontend): Promise<LookupResult> => {
       calls.push({ user, frontend })
       if (holding.has(user)) await new Promise<void>((r) => held.set(user, [...(held.get(user) ?? []), r]))
       const b = routes[user] ?? fallback
       if (b === "fail") return { _tag: "TempFail", reason: "Unavailable", detail: "scripted failure" }
-      return { _tag: "Routed", route: { user, key: user, backend: b, source: "existing" } }
-    }
+      return routed(user, b)
+    },
+    ...(options.fromMemory === true
+      ? {
+        cached: (user: string, frontend: string): LookupResult | undefined => {
+          const b = routes[user] ?? fallback
+          if (holding.has(user) || b === "fail") return undefined
+          calls.push({ user, frontend })
+          return routed(user, b)
+        }
+      }
+      : {})
   }
   return {
     service,

@@ -11,6 +11,7 @@ import {
   PlacementInfo,
   RouteCache,
   RouteHolds,
+  RouteMap,
   Router,
   RouteStore,
   type RouteStoreService,
@@ -70,7 +71,7 @@ const insertIgnore = (rows: Map<string, number>) => (pairs: ReadonlyArray<{ key:
 
 const loadedTable = () => {
   const table = makeTable()
-  table.replace({ backends, routes: new Map(), holds: new Map() })
+  table.replace({ backends, routes: new RouteMap(), holds: new Map() })
   return Layer.succeed(RouteTable, {
     table,
     status: () => ({ loaded: true, storeUp: true, lastReadAt: 0, reloads: 1, applied: 0 })

@@ -17,6 +17,7 @@ import {
   makeTable,
   type RouteFeed,
   Router,
+  RouteMap,
   RouteStore,
   RouteTable,
   StoreError,
@@ -27,7 +28,7 @@ import { type Context, Effect, Layer, Option } from "effect"
 const b = (id: number, state = 0): Backend => ({ id, hostname: `b${id}.test`, hostip: null, state })
 const snap = (routes: Record<string, number>, backends = [b(1), b(2)], holds: Record<string, number> = {}): TableSnapshot => ({
   backends,
-  routes: new Map(Object.entries(routes)),
+  routes: RouteMap.from(Object.entries(routes)),
   holds: new Map(Object.entries(holds))
 })
 
@@ -191,7 +192,7 @@ describe("feed reader", () => {
           // while the snapshot is read, the old rows still answer
           expect(t2.lookup("alice", clock.now)?.hostname).toMatch(/^b[12]\.test$/)
           expect(t2.lookup("bob", clock.now)?.id).toBe(1)
-          return new Map([["alice", 2], ["bob", 1]])
+          return RouteMap.from([["alice", 2], ["bob", 1]])
         }
       }
       yield* late.step

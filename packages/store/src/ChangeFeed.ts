@@ -23,7 +23,7 @@
  * @since 0.2.0
  */
 import * as SqlClient from "@effect/sql/SqlClient"
-import { type Backend, type Change, RouteFeed, StoreError, type Strategy, type TableSnapshot } from "@doveroute/routing"
+import { type Backend, type Change, RouteFeed, RouteMap, StoreError, type Strategy, type TableSnapshot } from "@doveroute/routing"
 import { type Duration, Effect, Layer } from "effect"
 import { forEachMappingPage } from "./AdminOps.js"
 import { MOVES_TABLE } from "./Operations.js"
@@ -217,7 +217,7 @@ export const layer = (strategy: Strategy, queryTimeout: Duration.DurationInput):
       const snapshot = Effect.gen(function*() {
         const backends: ReadonlyArray<Backend> = (yield* sql<{ id: number; hostname: string; hostip: string | null; state: number; tag: string | null }>`
           SELECT id, hostname, hostip, state, tag FROM backends`.pipe(g("load the routing table: backends"))).map(toBackend)
-        const routes = new Map<string, number>()
+        const routes = new RouteMap()
         yield* forEachMappingPage(strategy, pageSize(runsSynchronously(sql)), (page) =>
           Effect.sync(() => {
             for (const r of page) routes.set(String(r.key), r.backendId)
