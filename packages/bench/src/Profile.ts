@@ -9,6 +9,7 @@
  */
 import * as fs from "node:fs"
 import { SourceMap } from "node:module"
+import * as path from "node:path"
 
 interface CallFrame {
   readonly functionName: string
@@ -80,10 +81,16 @@ export const categoryOf = (source: string, functionName: string): string => {
  */
 export function summarizeProfile(file: string, options: { readonly bundle?: string; readonly window?: readonly [number, number]; readonly top?: number } = {}): ProfileSummary {
   const profile = JSON.parse(fs.readFileSync(file, "utf8")) as CpuProfile
-  let map: SourceMap | undefined
-  const bundleUrl = options.bundle !== undefined ? "file://" + options.bundle : undefined
-  if (options.bundle !== undefined && fs.existsSync(options.bundle + ".map")) {
-    map = new SourceMap(JSON.parse(fs.readFileSync(options.bundle + ".map", "utf8")))
+  // the bundle is split into chunks (dist/chunks/*.mjs), each with its own source map beside it
+  const bundleDir = options.bundle !== undefined ? "file://" + path.dirname(options.bundle) + "/" : undefined
+  const maps = new Map<string, SourceMap | undefined>()
+  const mapOf = (url: string): SourceMap | undefined => {
+    if (bundleDir === undefined || !url.startsWith(bundleDir)) return undefined
+    if (!maps.has(url)) {
+      const file = url.slice("file://".length) + ".map"
+      maps.set(url, fs.existsSync(file) ? new SourceMap(JSON.parse(fs.readFileSync(file, "utf8"))) : undefined)
+    }
+    return maps.get(url)
   }
   const byId = new Map<number, ProfileNode>()
   const parent = new Map<number, number>()
@@ -98,7 +105,8 @@ export function summarizeProfile(file: string, options: { readonly bundle?: stri
     const cf = byId.get(id)!.callFrame
     let source = cf.url
     let line = cf.lineNumber + 1
-    if (map !== undefined && cf.url === bundleUrl && cf.lineNumber >= 0) {
+    const map = mapOf(cf.url)
+    if (map !== undefined && cf.lineNumber >= 0) {
       const e = map.findEntry(cf.lineNumber, cf.columnNumber) as { originalSource?: string; originalLine?: number }
       if (e.originalSource !== undefined) {
         source = e.originalSource.replace(/^(\.\.\/)+/, "")

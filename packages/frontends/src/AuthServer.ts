@@ -73,7 +73,7 @@ import type { ProxyFlag } from "@doveroute/routing"
 import { Duration, Effect, Layer, Redacted } from "effect"
 import * as crypto from "node:crypto"
 import type * as net from "node:net"
-import { type AuthenticationResult, type Authenticator, nopassword } from "./Authenticator.js"
+import { type AuthenticationRequest, type AuthenticationResult, type Authenticator, nopassword } from "./Authenticator.js"
 import { AuthPenalty, penaltyIdent } from "./AuthPenalty.js"
 import type { Resolver } from "./BackendAddress.js"
 import { type BackendPorts, NO_PORTS } from "./BackendPort.js"
@@ -171,6 +171,38 @@ interface RequestState {
   /** The penalty key of its `rip` (none: `no-penalty`, no rip, or penalties off) and its count at the start. */
   readonly ident: string | undefined
   penaltyAtStart: number
+}
+
+/**
+ * What the authenticator sees of one login. The password is made `Redacted` only when an
+ * authenticator asks for it (nopassword never does): `Redacted.make` registers every value, a cost
+ * per login on the hot path.
+ */
+class LoginRequest implements AuthenticationRequest {
+  readonly authcid: string
+  readonly authzid: string
+  readonly mechanism: string
+  readonly service: string
+  readonly remoteIp: string | undefined
+  readonly localIp: string | undefined
+  readonly secured: boolean
+  private redacted: Redacted.Redacted<string> | undefined
+  private readonly typed: string
+
+  constructor(readonly user: string, creds: Sasl.Credentials, readonly masterUser: string | undefined, req: AuthClient.AuthLine) {
+    this.authcid = creds.authcid
+    this.authzid = creds.authzid
+    this.typed = creds.password
+    this.mechanism = req.mech
+    this.service = req.service
+    this.remoteIp = req.realRip
+    this.localIp = req.realLip
+    this.secured = req.secured
+  }
+
+  get password(): Redacted.Redacted<string> {
+    return this.redacted ??= Redacted.make(this.typed)
+  }
 }
 
 /** One auth-client connection. */
@@ -380,19 +412,8 @@ export class AuthConnection implements ConnectionHandler {
       )
       return this.failLater(state, AuthClient.encodeFail(req.id, { user, reason: REASON_UNCHECKED_SERVICE }))
     }
-    const password = Redacted.make(creds.password)
-    const request = {
-      user,
-      authcid: creds.authcid,
-      authzid: creds.authzid,
-      masterUser,
-      password,
-      mechanism: req.mech,
-      service: req.service,
-      remoteIp: req.realRip,
-      localIp: req.realLip,
-      secured: req.secured
-    }
+    const typed = creds.password
+    const request = new LoginRequest(user, creds, masterUser, req)
     const checked = (res: AuthenticationResult): void => {
       if (!this.current(state)) return
       switch (res._tag) {
@@ -411,7 +432,7 @@ export class AuthConnection implements ConnectionHandler {
           if (state.ident !== undefined) this.ctx.penalty?.succeeded(state.ident)
           const finalUser = res.user !== undefined && res.user.length > 0 ? res.user : user
           if (authOnly) return this.answer(state, AuthClient.encodeOk(req.id, [["user", finalUser]]))
-          return this.route(state, finalUser, password, masterUser)
+          return this.route(state, finalUser, typed, masterUser)
         }
       }
     }
@@ -438,7 +459,8 @@ export class AuthConnection implements ConnectionHandler {
       })
   }
 
-  private route(state: RequestState, user: string, password: Redacted.Redacted<string>, masterUser: string | undefined): void {
+  /** Route an authenticated login; `typed` (the typed password) goes only into this reply's `pass=`. */
+  private route(state: RequestState, user: string, typed: string, masterUser: string | undefined): void {
     const req = state.request
     const query = {
       user,
@@ -465,7 +487,7 @@ export class AuthConnection implements ConnectionHandler {
           })
           return this.tempFail(state, user, REASON_SELF)
         case "Proxy": {
-          const fields: Array<AuthClient.Field> = [["user", user], ...authServerFields(d), ["pass", Redacted.value(password)]]
+          const fields: Array<AuthClient.Field> = [["user", user], ...authServerFields(d), ["pass", typed]]
           if (masterUser !== undefined) fields.push(["master", masterUser])
           this.ctx.log("Debug", "auth ok, proxying", { user, service: req.service, host: d.ip, port: d.port ?? "-" })
           return this.answer(state, AuthClient.encodeOk(req.id, fields))

@@ -58,6 +58,18 @@ const withTimeout = <A>(p: Promise<A>, ms: number, what: string): Promise<A> =>
  * Same answers as {@link resolveBackend} for those backends.
  */
 export const knownAddress = (backend: Backend): BackendAddress | undefined => {
+  // backends are immutable values (a change replaces the object): their answer is kept with them
+  const seen = known.get(backend)
+  if (seen !== undefined) return seen === NEEDS_DNS ? undefined : seen
+  const found = findKnownAddress(backend)
+  known.set(backend, found ?? NEEDS_DNS)
+  return found
+}
+
+const NEEDS_DNS = "needs-dns" as const
+const known = new WeakMap<Backend, BackendAddress | typeof NEEDS_DNS>()
+
+const findKnownAddress = (backend: Backend): BackendAddress | undefined => {
   const hostip = usableHostip(backend)
   const hostnameIsIp = net.isIP(backend.hostname) !== 0
   if (hostip !== undefined && net.isIP(hostip) !== 0) return { _tag: "Address", ip: hostip, name: hostnameIsIp ? undefined : backend.hostname }

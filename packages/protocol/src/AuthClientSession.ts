@@ -112,6 +112,9 @@ export interface AuthClientSessionOptions {
 
 const IGNORE: Ignore = { _tag: "Ignore" }
 
+/** What a refused field could hold: C0 controls but TAB (the separator; 0x01 is the escape), DEL, U+FFFD. */
+const SUSPECT = /[\x00-\x08\x0a-\x1f\x7f\uFFFD]/
+
 /**
  * Per-connection rules of the auth-client protocol (docs/protocols.md §2.3–§2.6), as a pure state machine:
  *
@@ -134,6 +137,8 @@ export class AuthClientSession {
   private pid: number | undefined
   private readonly requests = new Map<number, { awaitingCont: boolean }>()
   private readonly mechanisms: ReadonlySet<string> | undefined
+  /** The line {@link handleLine} is deciding on has nothing {@link badRequestField} could refuse. */
+  private lineClean = false
 
   constructor(options: AuthClientSessionOptions = {}) {
     this.mechanisms = options.mechanisms === undefined
@@ -179,7 +184,14 @@ export class AuthClientSession {
   /** Decide what one client line (without LF) means. Never throws. */
   handleLine(line: string): SessionDecision {
     if (this.phase === "closed") return { _tag: "Disconnect", reason: "connection already closed" }
-    return this.decide(decodeClientLine(line))
+    // a line with no control character but TAB (no 0x01 escape either) and no U+FFFD cannot hold a
+    // refused field: the per-field check (badRequestField) is then skipped
+    this.lineClean = !SUSPECT.test(line)
+    try {
+      return this.decide(decodeClientLine(line))
+    } finally {
+      this.lineClean = false
+    }
   }
 
   /** Same as {@link handleLine} for an already decoded line. */
@@ -214,7 +226,7 @@ export class AuthClientSession {
         return this.disconnect(`unexpected ${msg._tag.toUpperCase()} after handshake`)
       case "Auth": {
         if (this.requests.has(msg.id)) return this.disconnect(`duplicate request id ${msg.id}`)
-        const bad = badRequestField(msg)
+        const bad = this.lineClean ? undefined : badRequestField(msg)
         if (bad !== undefined) {
           return { _tag: "Refuse", request: msg, bad, line: encodeFail(msg.id, { reason: `${REASON_INVALID_FIELD} ${describeBadField(bad)}` }) }
         }

@@ -25,7 +25,18 @@ export class LineSplitter {
 
   /** Feed one chunk; `onLine` is called for every complete line (without LF, CR kept), decoded as UTF-8. */
   push(chunk: Uint8Array, onLine: (line: string) => void): void {
-    this.pushBytes(chunk, (line) => onLine(line.toString("utf8")))
+    const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
+    if (this.len > 0) return this.pushBytes(buf, (line) => onLine(line.toString("utf8")))
+    // nothing pending (the usual case): decode each line straight from the chunk
+    let start = 0
+    for (let nl = buf.indexOf(10); nl !== -1; nl = buf.indexOf(10, start)) {
+      if (nl - start > this.maxLine) throw new LineTooLongError(this.maxLine)
+      const line = buf.toString("utf8", start, nl)
+      start = nl + 1
+      onLine(line)
+      // the callback may not push into this splitter, so nothing became pending meanwhile
+    }
+    if (start < buf.length) this.pushBytes(buf.subarray(start), (line) => onLine(line.toString("utf8")))
   }
 
   /**

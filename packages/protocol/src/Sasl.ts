@@ -15,6 +15,7 @@
  *
  * @since 0.1.0
  */
+import { isUtf8 } from "node:buffer"
 
 /** Base64 of `Username:`, the first LOGIN challenge. */
 export const LOGIN_USERNAME_CHALLENGE = "VXNlcm5hbWU6"
@@ -107,12 +108,13 @@ export const decodePlainBytes = (bytes: Uint8Array): Credentials | SaslError => 
   if (first === -1 || second === -1 || bytes.indexOf(0, second + 1) !== -1) {
     return saslError("malformed", "PLAIN needs exactly two NUL separators")
   }
-  const authzid = decodeUtf8(bytes.subarray(0, first))
-  const authcid = decodeUtf8(bytes.subarray(first + 1, second))
-  const password = decodeUtf8(bytes.subarray(second + 1))
-  if (authzid === undefined || authcid === undefined || password === undefined) {
-    return saslError("malformed", "PLAIN field is not valid UTF-8")
-  }
+  // one validity check for the whole message (NUL is a character of its own, so each part is
+  // valid when the whole is), then the three parts decoded without copies
+  if (!isUtf8(bytes)) return saslError("malformed", "PLAIN field is not valid UTF-8")
+  const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  const authzid = buf.toString("utf8", 0, first)
+  const authcid = buf.toString("utf8", first + 1, second)
+  const password = buf.toString("utf8", second + 1)
   if (authcid.length === 0) return saslError("malformed", "PLAIN authcid is empty")
   return { _tag: "Credentials", authzid, authcid, password }
 }

@@ -21,6 +21,12 @@
 const EMPTY = 0
 const TOMBSTONE = -1
 const MIN_CAPACITY = 16
+const FIELDS = 4
+const HASH = 0
+const OFFSET = 1
+const LENGTH = 2
+const VALUE = 3
+const DELETED = -1
 
 /** FNV-1a over the string's UTF-16 code units, as a non-zero 32-bit integer. */
 const hashKey = (key: string): number => {
@@ -48,12 +54,11 @@ export class RouteMap implements Iterable<[string, number]> {
   /** Open-addressing index: entry number + 1, {@link EMPTY} or {@link TOMBSTONE}. */
   private index: Int32Array
   private mask: number
-  /** Per entry: key offset in the arena, key length in chars (-1: deleted), hash, value, wide flag. */
-  private offsets: Int32Array
-  private lengths: Int32Array
-  private hashes: Int32Array
-  private vals: Int32Array
-  private wide: Uint8Array
+  /**
+   * Per entry, {@link FIELDS} int32s side by side (one cache line for a lookup): the key's hash,
+   * its offset in the arena, its length in chars × 2 + 1 when stored as UTF-16 (-1: deleted), the value.
+   */
+  private meta: Int32Array
   private arena: Uint8Array
   private arenaUsed = 0
   /** Entries written (live and deleted). */
@@ -66,12 +71,7 @@ export class RouteMap implements Iterable<[string, number]> {
     const cap = nextPow2(Math.max(MIN_CAPACITY, expected * 2))
     this.index = new Int32Array(cap)
     this.mask = cap - 1
-    const n = Math.max(8, expected)
-    this.offsets = new Int32Array(n)
-    this.lengths = new Int32Array(n)
-    this.hashes = new Int32Array(n)
-    this.vals = new Int32Array(n)
-    this.wide = new Uint8Array(n)
+    this.meta = new Int32Array(Math.max(8, expected) * FIELDS)
     this.arena = new Uint8Array(Math.max(256, expected * 24))
   }
 
@@ -88,13 +88,12 @@ export class RouteMap implements Iterable<[string, number]> {
 
   /** Bytes held by the map's arrays (for the table's memory figures). */
   get bytes(): number {
-    return this.index.byteLength + this.offsets.byteLength + this.lengths.byteLength + this.hashes.byteLength +
-      this.vals.byteLength + this.wide.byteLength + this.arena.byteLength
+    return this.index.byteLength + this.meta.byteLength + this.arena.byteLength
   }
 
   get(key: string): number | undefined {
     const e = this.find(key, hashKey(key))
-    return e < 0 ? undefined : this.vals[e]
+    return e < 0 ? undefined : this.meta[e * FIELDS + VALUE]
   }
 
   has(key: string): boolean {
@@ -108,7 +107,7 @@ export class RouteMap implements Iterable<[string, number]> {
     const h = hashKey(key)
     const found = this.find(key, h)
     if (found >= 0) {
-      this.vals[found] = value
+      this.meta[found * FIELDS + VALUE] = value
       return this
     }
     if ((this.usedSlots + 1) * 4 > this.index.length * 3) this.rehash(this.live + 1)
@@ -138,7 +137,7 @@ export class RouteMap implements Iterable<[string, number]> {
       if (s === EMPTY) return false
       if (s !== TOMBSTONE && this.matches(s - 1, key, h)) {
         this.index[slot] = TOMBSTONE
-        this.lengths[s - 1] = -1
+        this.meta[(s - 1) * FIELDS + LENGTH] = DELETED
         this.live--
         if (this.written > 64 && this.live * 2 < this.written) this.rehash(this.live)
         return true
@@ -148,7 +147,7 @@ export class RouteMap implements Iterable<[string, number]> {
   }
 
   *entries(): IterableIterator<[string, number]> {
-    for (let e = 0; e < this.written; e++) if (this.lengths[e]! >= 0) yield [this.keyAt(e), this.vals[e]!]
+    for (let e = 0; e < this.written; e++) if (this.isLive(e)) yield [this.keyAt(e), this.meta[e * FIELDS + VALUE]!]
   }
 
   [Symbol.iterator](): IterableIterator<[string, number]> {
@@ -156,16 +155,20 @@ export class RouteMap implements Iterable<[string, number]> {
   }
 
   *keys(): IterableIterator<string> {
-    for (let e = 0; e < this.written; e++) if (this.lengths[e]! >= 0) yield this.keyAt(e)
+    for (let e = 0; e < this.written; e++) if (this.isLive(e)) yield this.keyAt(e)
   }
 
   *values(): IterableIterator<number> {
-    for (let e = 0; e < this.written; e++) if (this.lengths[e]! >= 0) yield this.vals[e]!
+    for (let e = 0; e < this.written; e++) if (this.isLive(e)) yield this.meta[e * FIELDS + VALUE]!
   }
 
   /** Call `f` for every live entry, in insertion order (no iterator objects). */
   forEachValue(f: (value: number) => void): void {
-    for (let e = 0; e < this.written; e++) if (this.lengths[e]! >= 0) f(this.vals[e]!)
+    for (let e = 0; e < this.written; e++) if (this.isLive(e)) f(this.meta[e * FIELDS + VALUE]!)
+  }
+
+  private isLive(e: number): boolean {
+    return this.meta[e * FIELDS + LENGTH]! !== DELETED
   }
 
   private find(key: string, h: number): number {
@@ -179,10 +182,14 @@ export class RouteMap implements Iterable<[string, number]> {
   }
 
   private matches(e: number, key: string, h: number): boolean {
-    if (this.hashes[e] !== h || this.lengths[e] !== key.length) return false
-    const off = this.offsets[e]!
+    const m = this.meta
+    const at = e * FIELDS
+    if (m[at + HASH] !== h) return false
+    const lw = m[at + LENGTH]!
+    if (lw >>> 1 !== key.length || lw === DELETED) return false
+    const off = m[at + OFFSET]!
     const a = this.arena
-    if (this.wide[e] === 0) {
+    if ((lw & 1) === 0) {
       for (let i = 0; i < key.length; i++) if (a[off + i] !== key.charCodeAt(i)) return false
     } else {
       for (let i = 0; i < key.length; i++) {
@@ -193,11 +200,12 @@ export class RouteMap implements Iterable<[string, number]> {
   }
 
   private keyAt(e: number): string {
-    const off = this.offsets[e]!
-    const len = this.lengths[e]!
+    const off = this.meta[e * FIELDS + OFFSET]!
+    const lw = this.meta[e * FIELDS + LENGTH]!
+    const len = lw >>> 1
     const a = this.arena
     let out = ""
-    if (this.wide[e] === 0) {
+    if ((lw & 1) === 0) {
       for (let i = 0; i < len; i += 4096) out += String.fromCharCode(...a.subarray(off + i, off + Math.min(len, i + 4096)))
     } else {
       const units: Array<number> = []
@@ -227,27 +235,18 @@ export class RouteMap implements Iterable<[string, number]> {
       }
     }
     this.arenaUsed += need
-    if (this.written === this.offsets.length) this.growEntries(this.written * 2)
-    const e = this.written++
-    this.offsets[e] = off
-    this.lengths[e] = key.length
-    this.hashes[e] = h
-    this.vals[e] = value
-    this.wide[e] = narrow ? 0 : 1
-    return e
-  }
-
-  private growEntries(n: number): void {
-    const grow = <T extends Int32Array | Uint8Array>(old: T, make: (n: number) => T): T => {
-      const next = make(n)
-      next.set(old.subarray(0, this.written))
-      return next
+    if ((this.written + 1) * FIELDS > this.meta.length) {
+      const grown = new Int32Array(this.meta.length * 2)
+      grown.set(this.meta.subarray(0, this.written * FIELDS))
+      this.meta = grown
     }
-    this.offsets = grow(this.offsets, (k) => new Int32Array(k))
-    this.lengths = grow(this.lengths, (k) => new Int32Array(k))
-    this.hashes = grow(this.hashes, (k) => new Int32Array(k))
-    this.vals = grow(this.vals, (k) => new Int32Array(k))
-    this.wide = grow(this.wide, (k) => new Uint8Array(k))
+    const e = this.written++
+    const at = e * FIELDS
+    this.meta[at + HASH] = h
+    this.meta[at + OFFSET] = off
+    this.meta[at + LENGTH] = key.length * 2 + (narrow ? 0 : 1)
+    this.meta[at + VALUE] = value
+    return e
   }
 
   /** Drop deleted entries (keeping order) and rebuild the index for `expected` live entries. */
@@ -256,17 +255,17 @@ export class RouteMap implements Iterable<[string, number]> {
       let w = 0
       let arenaW = 0
       const a = this.arena
+      const m = this.meta
       for (let e = 0; e < this.written; e++) {
-        const len = this.lengths[e]!
-        if (len < 0) continue
-        const bytes = this.wide[e] === 0 ? len : len * 2
-        const off = this.offsets[e]!
+        const lw = m[e * FIELDS + LENGTH]!
+        if (lw === DELETED) continue
+        const bytes = (lw & 1) === 0 ? lw >>> 1 : lw & ~1
+        const off = m[e * FIELDS + OFFSET]!
         if (off !== arenaW) a.copyWithin(arenaW, off, off + bytes)
-        this.offsets[w] = arenaW
-        this.lengths[w] = len
-        this.hashes[w] = this.hashes[e]!
-        this.vals[w] = this.vals[e]!
-        this.wide[w] = this.wide[e]!
+        m[w * FIELDS + HASH] = m[e * FIELDS + HASH]!
+        m[w * FIELDS + OFFSET] = arenaW
+        m[w * FIELDS + LENGTH] = lw
+        m[w * FIELDS + VALUE] = m[e * FIELDS + VALUE]!
         arenaW += bytes
         w++
       }
@@ -279,7 +278,7 @@ export class RouteMap implements Iterable<[string, number]> {
       this.mask = cap - 1
     } else this.index.fill(EMPTY)
     for (let e = 0; e < this.written; e++) {
-      let slot = this.hashes[e]! & this.mask
+      let slot = this.meta[e * FIELDS + HASH]! & this.mask
       while (this.index[slot] !== EMPTY) slot = (slot + 1) & this.mask
       this.index[slot] = e + 1
     }
