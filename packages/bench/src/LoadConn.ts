@@ -10,6 +10,8 @@ import type { LoadRun } from "./LoadGen.js"
 export interface Slot {
   readonly user: string
   readonly t0: number
+  /** The host its reply must name, when the run knows it. */
+  readonly expected: string | undefined
 }
 
 let cpidCounter = (process.pid * 64) % 1_000_000_000
@@ -115,7 +117,7 @@ export class Conn {
     while (this.inFlight < run.depth) {
       const p = run.pick()
       if (p === undefined) break
-      const slot: Slot = { user: p.user, t0: performance.now() }
+      const slot: Slot = { user: p.user, t0: performance.now(), expected: p.expected }
       if (mode === "auth") {
         const id = this.nextId++
         if (this.nextId > 0xffffffff) this.nextId = 1
@@ -203,7 +205,7 @@ export class Conn {
         const e = line.indexOf("\"", i + 8)
         if (e !== -1) host = line.slice(i + 8, e)
       }
-      const bad = run.checkHost(slot.user, host)
+      const bad = run.checkHost(slot, host)
       if (bad === undefined) run.good(slot.t0, t1)
       else run.error(bad, `${slot.user}: ${line}`)
     } else if (c === 78 /* N */) {
@@ -240,7 +242,7 @@ export class Conn {
       const e = line.indexOf("\t", h + 6)
       host = e === -1 ? line.slice(h + 6) : line.slice(h + 6, e)
     }
-    const bad = run.checkHost(slot.user, host)
+    const bad = run.checkHost(slot, host)
     if (bad === undefined) run.good(slot.t0, t1)
     else run.error(bad, `${slot.user}: ${line}`)
   }

@@ -20,7 +20,7 @@
 import { Sasl, TabEscape } from "@doveroute/protocol"
 import { performance } from "node:perf_hooks"
 import { type LatencySummary, LatencyRecorder } from "./Latency.js"
-import { Conn } from "./LoadConn.js"
+import { Conn, type Slot } from "./LoadConn.js"
 
 export type LoadMode = "auth" | "dict" | "line"
 
@@ -115,6 +115,11 @@ export class LoadRun {
   readonly errorSamples: Array<string> = []
   /** Per pool user: the request line minus the per-request id part (auth/line: after the id). */
   private readonly poolReq: Array<string>
+  /**
+   * Per pool user: the expected host, looked up once per run (not per reply: with a million users
+   * a Map read per reply made the generator, not the server, the limit).
+   */
+  private readonly poolExpected: Array<string | undefined> | undefined
   errors = 0
   ok = 0
   sent = 0
@@ -138,6 +143,8 @@ export class LoadRun {
     if (o.mode === "line" && o.lineReply === undefined) throw new Error("line mode needs lineReply")
     if (o.users.length === 0 && this.newShare < 1 && o.sequential !== true) throw new Error("no users and newShare < 1")
     this.poolReq = o.users.map((u) => this.requestTail(u))
+    const expected = o.expected
+    this.poolExpected = expected === undefined ? undefined : o.users.map((u) => expected.get(u))
   }
 
   /** The part of a request line that depends only on the user. */
@@ -156,25 +163,26 @@ export class LoadRun {
   }
 
   /** Next user to send: `[user, precomputed tail or undefined]`, or undefined when nothing is left (sequential). */
-  pick(): { user: string; tail: string } | undefined {
+  pick(): { user: string; tail: string; expected: string | undefined } | undefined {
     const users = this.o.users
     if (this.o.sequential === true) {
       if (this.seqNext >= users.length) return undefined
       const i = this.seqNext++
-      return { user: users[i]!, tail: this.poolReq[i]! }
+      return { user: users[i]!, tail: this.poolReq[i]!, expected: this.poolExpected?.[i] }
     }
     if (users.length === 0 || (this.newShare > 0 && Math.random() < this.newShare)) {
       const user = this.newPrefix + String(this.newUsers++)
-      return { user, tail: this.requestTail(user) }
+      return { user, tail: this.requestTail(user), expected: this.o.expected?.get(user) }
     }
     const i = Math.floor(Math.random() * users.length)
-    return { user: users[i]!, tail: this.poolReq[i]! }
+    return { user: users[i]!, tail: this.poolReq[i]!, expected: this.poolExpected?.[i] }
   }
 
   /** Checks the host of a reply; returns an error kind or undefined when correct. */
-  checkHost(user: string, host: string | undefined): string | undefined {
+  checkHost(slot: Slot, host: string | undefined): string | undefined {
     if (host === undefined) return "no-host"
-    const exp = this.o.expected?.get(user)
+    const user = slot.user
+    const exp = slot.expected
     if (exp !== undefined) return exp === host ? undefined : "wrong-host"
     if (this.o.hosts !== undefined && !this.o.hosts.has(host)) return "unknown-host"
     const seen = this.o.seen

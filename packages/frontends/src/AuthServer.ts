@@ -65,6 +65,7 @@ import {
   AuthClient,
   AuthClientSession,
   FieldCheck,
+  IdTable,
   LineSplitter,
   LineTooLongError,
   Sasl
@@ -209,7 +210,7 @@ class LoginRequest implements AuthenticationRequest {
 export class AuthConnection implements ConnectionHandler {
   private readonly splitter = new LineSplitter(AuthClient.AUTH_CLIENT_MAX_LINE)
   private readonly session = new AuthClientSession({ mechanisms: MECHANISMS.map((m) => m.name) })
-  private readonly requests = new Map<number, RequestState>()
+  private readonly requests = new IdTable<RequestState>()
   private closed = false
   private overLimitLogged = false
   /** Replies made while a socket read is handled, written together at its end (one write per read). */

@@ -22,6 +22,7 @@ import {
   REASON_UNKNOWN_ID
 } from "./AuthClient.js"
 import { type BadField, describeBadField, firstBadField } from "./FieldCheck.js"
+import { IdTable } from "./IdTable.js"
 import { isValidBase64 } from "./Sasl.js"
 
 /** Close the connection without writing anything. `reason` is for logs. */
@@ -135,7 +136,7 @@ export class AuthClientSession {
   private phase: "version" | "cpid" | "ready" | "closed" = "version"
   private minor: number | undefined
   private pid: number | undefined
-  private readonly requests = new Map<number, { awaitingCont: boolean }>()
+  private readonly requests = new IdTable<{ awaitingCont: boolean }>()
   private readonly mechanisms: ReadonlySet<string> | undefined
   /** The line {@link handleLine} is deciding on has nothing {@link badRequestField} could refuse. */
   private lineClean = false
