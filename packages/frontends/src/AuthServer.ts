@@ -187,13 +187,15 @@ class LoginRequest implements AuthenticationRequest {
   readonly remoteIp: string | undefined
   readonly localIp: string | undefined
   readonly secured: boolean
-  private redacted: Redacted.Redacted<string> | undefined
-  private readonly typed: string
+  // true private fields: not own enumerable properties, so neither JSON nor util.inspect (nor a
+  // spread) of the request shows the typed password
+  #redacted: Redacted.Redacted<string> | undefined
+  readonly #typed: string
 
   constructor(readonly user: string, creds: Sasl.Credentials, readonly masterUser: string | undefined, req: AuthClient.AuthLine) {
     this.authcid = creds.authcid
     this.authzid = creds.authzid
-    this.typed = creds.password
+    this.#typed = creds.password
     this.mechanism = req.mech
     this.service = req.service
     this.remoteIp = req.realRip
@@ -202,7 +204,7 @@ class LoginRequest implements AuthenticationRequest {
   }
 
   get password(): Redacted.Redacted<string> {
-    return this.redacted ??= Redacted.make(this.typed)
+    return this.#redacted ??= Redacted.make(this.#typed)
   }
 }
 
@@ -255,7 +257,13 @@ export class AuthConnection implements ConnectionHandler {
     }
   }
 
+  /** Close after writing the replies this socket read already made (their requests are finished). */
   private close(): void {
+    const out = this.batch
+    if (out !== undefined) {
+      this.batch = ""
+      if (out.length > 0 && !this.closed && !this.socket.destroyed) this.socket.write(out)
+    }
     this.onClose()
     this.socket.destroy()
   }

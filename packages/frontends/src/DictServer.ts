@@ -112,6 +112,12 @@ export class DictConnection {
   }
 
   private fail(_why: string): void {
+    // the replies this socket read already made go out first (the client asked before the bad line)
+    const out = this.batch
+    if (out !== undefined) {
+      this.batch = ""
+      if (out.length > 0 && !this.closed) this.socket.write(out)
+    }
     this.closed = true
     this.backlog.length = 0
     this.socket.destroy()

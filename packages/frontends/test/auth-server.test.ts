@@ -2,10 +2,13 @@
 // from Dovecot 2.3.19 / 2.4.1 login processes, doveadm, Postfix and Exim (docs/protocols.md §2).
 import { describe, expect, it } from "@effect/vitest"
 import { Authenticator, AuthServer, Lookup } from "@doveroute/frontends"
+import { AuthClient } from "@doveroute/protocol"
 import { Router } from "@doveroute/routing"
 import { Admin, parseStoreUrl, storeLayer } from "@doveroute/store"
 import { Duration, Effect, Layer, Logger, Redacted } from "effect"
+import type * as net from "node:net"
 import * as path from "node:path"
+import * as util from "node:util"
 import { B1, B2, B3, B4, backend, LineClient, scriptedLookup, scopedTmp, testResolver } from "./helpers.js"
 
 const b64 = (s: string) => Buffer.from(s, "utf8").toString("base64")
@@ -451,4 +454,88 @@ describe("standalone auth-client server on a real SQLite store", () => {
       expect(yield* users()).toBe(1)
       c.close()
     }))
+})
+
+/** A socket stand-in recording what a connection writes, and whether it destroyed it. */
+const recordingSocket = () => {
+  const written: Array<string> = []
+  const state = { destroyed: false }
+  const socket = {
+    write: (data: string | Uint8Array) => {
+      if (state.destroyed) throw new Error("write after destroy")
+      written.push(typeof data === "string" ? data : Buffer.from(data).toString("utf8"))
+      return true
+    },
+    destroy: () => {
+      state.destroyed = true
+    },
+    get destroyed() {
+      return state.destroyed
+    }
+  }
+  /** Lines written after the handshake. */
+  const lines = () => written.join("").split("\n").filter((l) => l.length > 0).slice(HANDSHAKE_LINES)
+  return { socket: socket as unknown as net.Socket, lines, state }
+}
+
+describe("auth connection: replies made within one socket read", () => {
+  const connection = (authenticator?: Authenticator.Authenticator) => {
+    const lookup = scriptedLookup({}, undefined, { fromMemory: true })
+    const ctx = AuthServer.makeContext(lookup.service, { failureDelay: 0, ...(authenticator ? { authenticator } : {}) }, () => {})
+    const rec = recordingSocket()
+    return { conn: new AuthServer.AuthConnection(rec.socket, ctx), ...rec }
+  }
+
+  it("a line over the limit after answered requests in the same read: the answers still go out before the close", () => {
+    const { conn, lines, state } = connection()
+    conn.onData(Buffer.from(
+      V23 +
+        `AUTH\t1\tPLAIN\tservice=imap\tresp=${plain("alice", "pw")}\n` +
+        "AUTH\t2\tPLAIN\tservice=imap\tresp=!!!\n" +
+        "X".repeat(AuthClient.AUTH_CLIENT_MAX_LINE + 10) + "\n"
+    ))
+    expect(state.destroyed).toBe(true)
+    expect(lines()).toEqual([
+      "OK\t1\tuser=alice\tproxy\thost=127.0.0.2\tpass=pw",
+      `FAIL\t2\tcode=invalid_base64\treason=${AuthClient.REASON_BAD_BASE64_INITIAL}`
+    ])
+  })
+
+  it("a protocol error after answered requests in the same read: the answers still go out, nothing after it", () => {
+    const { conn, lines, state } = connection()
+    conn.onData(Buffer.from(
+      V23 +
+        `AUTH\t1\tPLAIN\tservice=imap\tresp=${plain("alice", "pw")}\n` +
+        // id 1 was answered: reusing it is a new request
+        `AUTH\t1\tPLAIN\tservice=imap\tresp=${plain("bob", "pw")}\n` +
+        "BOGUS\t1\n" +
+        `AUTH\t3\tPLAIN\tservice=imap\tresp=${plain("carol", "pw")}\n`
+    ))
+    expect(state.destroyed).toBe(true)
+    expect(lines()).toEqual([
+      "OK\t1\tuser=alice\tproxy\thost=127.0.0.2\tpass=pw",
+      "OK\t1\tuser=bob\tproxy\thost=127.0.0.2\tpass=pw"
+    ])
+  })
+
+  it("the request an authenticator gets shows its password only through Redacted (logging it leaks nothing)", () => {
+    let seen: Authenticator.AuthenticationRequest | undefined
+    const { conn, lines } = connection({
+      name: "capture",
+      verifiesPassword: true,
+      authenticate: () => Promise.resolve({ _tag: "Accepted" }),
+      check: (r) => {
+        seen = r
+        return { _tag: "Accepted" }
+      }
+    })
+    conn.onData(Buffer.from(V23 + `AUTH\t1\tPLAIN\tservice=imap\tresp=${plain("alice", "Sup3rS3cret")}\n`))
+    expect(lines()).toEqual(["OK\t1\tuser=alice\tproxy\thost=127.0.0.2\tpass=Sup3rS3cret"])
+    const r = seen!
+    expect(Redacted.value(r.password)).toBe("Sup3rS3cret")
+    expect(JSON.stringify(r)).not.toContain("Sup3rS3cret")
+    expect(util.inspect(r, { showHidden: true, depth: 5 })).not.toContain("Sup3rS3cret")
+    expect(JSON.stringify({ ...r })).not.toContain("Sup3rS3cret")
+    expect(JSON.stringify(Object.getOwnPropertyNames(r).map((k) => (r as unknown as Record<string, unknown>)[k]))).not.toContain("Sup3rS3cret")
+  })
 })

@@ -5,9 +5,10 @@ import { Admin, parseStoreUrl, storeLayer } from "@doveroute/store"
 import Database from "better-sqlite3"
 import { type Duration, Effect, Exit, Layer, Scope } from "effect"
 import * as fs from "node:fs"
+import type * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
-import { LineClient } from "./helpers.js"
+import { LineClient, scriptedLookup } from "./helpers.js"
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), "dvr-fe-"))
 
@@ -180,4 +181,33 @@ describe("dict server over a real UNIX socket and a real SQLite file", () => {
       yield* Scope.close(scope, Exit.void)
       expect(fs.existsSync(stale)).toBe(false)
     }))
+})
+
+describe("dict connection: replies made within one socket read", () => {
+  it("a bad line after lookups answered in the same read: those answers still go out, in order, before the close", () => {
+    const written: Array<string> = []
+    let destroyed = false
+    const socket = {
+      write: (data: string) => {
+        if (destroyed) throw new Error("write after destroy")
+        written.push(data)
+        return true
+      },
+      destroy: () => {
+        destroyed = true
+      },
+      get destroyed() {
+        return destroyed
+      }
+    } as unknown as net.Socket
+    const lookup = scriptedLookup({}, undefined, { fromMemory: true })
+    const conn = new DictServer.DictConnection(socket, lookup.service, { path: "", proxyFlag: "proxy", extraFields: [] })
+    conn.onData(Buffer.from(HELLO + "Lshared/passdb/alice\talice\nLshared/nothing/x\t\nXbogus\nLshared/passdb/bob\tbob\n"))
+    expect(destroyed).toBe(true)
+    const lines = written.join("").split("\n").filter((l) => l.length > 0)
+    expect(lines).toHaveLength(2)
+    expect(JSON.parse(lines[0]!.slice(1))).toMatchObject({ proxy: "y", host: "backend1.test", hostip: "127.0.0.2" })
+    expect(lines[1]).toBe("N")
+    expect(lookup.calls.map((c) => c.user)).toEqual(["alice"])
+  })
 })
