@@ -81,6 +81,7 @@ import { type BackendPorts, NO_PORTS } from "./BackendPort.js"
 import { authServerFields, type Destination, destination, type DestinationContext, destinationNow } from "./Destination.js"
 import { type ListenerLog, runtimeLog } from "./ListenerLog.js"
 import { Lookup, type LookupService } from "./Lookup.js"
+import { ReplyBatch } from "./ReplyBatch.js"
 import { type ConnectionHandler, type ConnectionLimits, DEFAULT_MAX_REQUESTS, listen, type SocketPermissions } from "./UnixListener.js"
 
 /** Services whose clients only authenticate (no proxying): Postfix and Exim say `service=smtp`. Lower case. */
@@ -215,8 +216,10 @@ export class AuthConnection implements ConnectionHandler {
   private readonly requests = new IdTable<RequestState>()
   private closed = false
   private overLimitLogged = false
-  /** Replies made while a socket read is handled, written together at its end (one write per read). */
-  private batch: string | undefined
+  /** Replies made while a socket read is handled, written together at its end. */
+  private readonly replies = new ReplyBatch((text) => {
+    if (!this.closed && !this.socket.destroyed) this.socket.write(text)
+  })
 
   constructor(private readonly socket: net.Socket, private readonly ctx: AuthServerContext) {
     socket.write(AuthClient.encodeHandshake({
@@ -241,7 +244,7 @@ export class AuthConnection implements ConnectionHandler {
   }
 
   onData = (chunk: Buffer): void => {
-    this.batch = ""
+    this.replies.begin()
     try {
       this.splitter.push(chunk, this.onLine)
     } catch (e) {
@@ -251,27 +254,20 @@ export class AuthConnection implements ConnectionHandler {
       }
       throw e
     } finally {
-      const out = this.batch
-      this.batch = undefined
-      if (out.length > 0) this.write(out)
+      this.replies.end()
     }
   }
 
   /** Close after writing the replies this socket read already made (their requests are finished). */
   private close(): void {
-    const out = this.batch
-    if (out !== undefined) {
-      this.batch = ""
-      if (out.length > 0 && !this.closed && !this.socket.destroyed) this.socket.write(out)
-    }
+    this.replies.flush()
     this.onClose()
     this.socket.destroy()
   }
 
   private write(line: string): void {
     if (this.closed || this.socket.destroyed) return
-    if (this.batch !== undefined) this.batch += line
-    else this.socket.write(line)
+    if (!this.replies.add(line)) this.socket.write(line)
   }
 
   private onLine = (line: string): void => {

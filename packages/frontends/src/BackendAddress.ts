@@ -59,15 +59,15 @@ const withTimeout = <A>(p: Promise<A>, ms: number, what: string): Promise<A> =>
  */
 export const knownAddress = (backend: Backend): BackendAddress | undefined => {
   // backends are immutable values (a change replaces the object): their answer is kept with them
-  const seen = known.get(backend)
+  const seen = addressOf.get(backend)
   if (seen !== undefined) return seen === NEEDS_DNS ? undefined : seen
   const found = findKnownAddress(backend)
-  known.set(backend, found ?? NEEDS_DNS)
+  addressOf.set(backend, found ?? NEEDS_DNS)
   return found
 }
 
 const NEEDS_DNS = "needs-dns" as const
-const known = new WeakMap<Backend, BackendAddress | typeof NEEDS_DNS>()
+const addressOf = new WeakMap<Backend, BackendAddress | typeof NEEDS_DNS>()
 
 const findKnownAddress = (backend: Backend): BackendAddress | undefined => {
   const hostip = usableHostip(backend)

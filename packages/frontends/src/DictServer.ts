@@ -31,6 +31,7 @@ import { passdbFields } from "./Destination.js"
 import { Effect, Layer } from "effect"
 import type * as net from "node:net"
 import { Lookup, type LookupResult, type LookupService } from "./Lookup.js"
+import { ReplyBatch } from "./ReplyBatch.js"
 import { type ConnectionLimits, DEFAULT_MAX_REQUESTS, type Flow, listen, type SocketPermissions } from "./UnixListener.js"
 
 /** Dict server settings. */
@@ -81,8 +82,10 @@ export class DictConnection {
   private helloSeen = false
   private closed = false
   private flushing = false
-  /** Replies made while a socket read is handled, written together at its end (one write per read). */
-  private batch: string | undefined
+  /** Replies made while a socket read is handled, written together at its end. */
+  private readonly replies = new ReplyBatch((text) => {
+    if (!this.closed) this.socket.write(text)
+  })
 
   constructor(
     private readonly socket: net.Socket,
@@ -101,23 +104,17 @@ export class DictConnection {
   }
 
   onData = (chunk: Buffer): void => {
-    this.batch = ""
+    this.replies.begin()
     try {
       this.splitter.push(chunk, this.onLine)
     } finally {
-      const out = this.batch
-      this.batch = undefined
-      if (out.length > 0 && !this.closed) this.socket.write(out)
+      this.replies.end()
     }
   }
 
   private fail(_why: string): void {
     // the replies this socket read already made go out first (the client asked before the bad line)
-    const out = this.batch
-    if (out !== undefined) {
-      this.batch = ""
-      if (out.length > 0 && !this.closed) this.socket.write(out)
-    }
+    this.replies.flush()
     this.closed = true
     this.backlog.length = 0
     this.socket.destroy()
@@ -189,10 +186,7 @@ export class DictConnection {
       for (;;) {
         let out = ""
         while (this.queue.length > 0 && this.queue[0]!.reply !== undefined) out += this.queue.shift()!.reply
-        if (out.length > 0 && !this.closed) {
-          if (this.batch !== undefined) this.batch += out
-          else this.socket.write(out)
-        }
+        if (out.length > 0 && !this.closed && !this.replies.add(out)) this.socket.write(out)
         if (this.closed || this.backlog.length === 0 || this.queue.length >= this.maxRequests) break
         while (!this.closed && this.backlog.length > 0 && this.queue.length < this.maxRequests) this.handleLine(this.backlog.shift()!)
         // loop: write what the taken lines answered at once, take more if there is room
